@@ -1,0 +1,13 @@
+"""Chronos: stream LLM tokens, state-graph execution and both of them to browsers over SSE.
+
+```python
+from chronos import model, graph, stream
+```
+"""
+
+from chronos import errors
+from chronos.errors import ChronosError
+
+__version__ = "0.1.0"
+
+__all__ = ["ChronosError", "__version__", "errors"]

@@ -1,0 +1,259 @@
+"""Every exception chronos raises, in one tree.
+
+```
+ChronosError
+├── ConfigurationError           bad URL, unknown provider, missing extra or key
+├── ProviderError                .provider .model
+│   ├── ProviderHTTPError        .status_code .request_id .retry_after .body (redacted)
+│   │   ├── BadRequestError      400, 413, 422 (e.g. context length)
+│   │   ├── AuthenticationError  401, 403
+│   │   ├── NotFoundError        404 (unknown model or deployment)
+│   │   ├── RateLimitError       429
+│   │   └── ServerError          5xx
+│   ├── ProviderConnectionError  could not connect, or the connection dropped
+│   │   └── StreamDisconnectedError  the connection dropped after the first chunk
+│   ├── ProviderTimeoutError     .phase ("connect" or "idle"); also a TimeoutError
+│   ├── StreamProtocolError      .raw: a chunk that does not parse
+│   └── ProviderStreamError      .code: an error event the vendor sent mid-stream
+├── GraphError
+│   ├── InvalidGraphError        .problems, all found at compile time
+│   ├── NodeError                .node_id .run_id, raised from the node's own exception
+│   ├── StepLimitError           .limit: the run took more steps than allowed
+│   └── RunConflictError         .session_id: another process is running this session
+├── StoreError
+│   ├── CheckpointNotFound       .session_id .checkpoint_id
+│   └── StateNotSerializable     .key
+└── BrokerError
+    ├── InvalidLastEventID       .value: also a ValueError
+    ├── SubscriptionExists       .subscription_id
+    └── BrokerUnavailable        the backing service (Redis) cannot be reached
+```
+
+An interrupt is not an error: it is a graph event and a run status.
+Secrets never reach a message, an attribute or a repr: error bodies are redacted
+before they are stored here.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthenticationError",
+    "BadRequestError",
+    "BrokerError",
+    "BrokerUnavailable",
+    "CheckpointNotFound",
+    "ChronosError",
+    "ConfigurationError",
+    "GraphError",
+    "InvalidGraphError",
+    "InvalidLastEventID",
+    "NodeError",
+    "NotFoundError",
+    "ProviderConnectionError",
+    "ProviderError",
+    "ProviderHTTPError",
+    "ProviderStreamError",
+    "ProviderTimeoutError",
+    "RateLimitError",
+    "RunConflictError",
+    "ServerError",
+    "StateNotSerializable",
+    "StepLimitError",
+    "StoreError",
+    "StreamDisconnectedError",
+    "StreamProtocolError",
+    "SubscriptionExists",
+]
+
+
+class ChronosError(Exception):
+    """Base class of every exception chronos raises."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
+
+class ConfigurationError(ChronosError):
+    """Chronos was set up wrongly: an unknown provider or URL scheme, a missing key or extra."""
+
+
+# --- model providers -------------------------------------------------------------------------
+
+
+class ProviderError(ChronosError):
+    """A model provider failed to give a complete response."""
+
+    def __init__(self, message: str, *, provider: str = "", model: str = "") -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.model = model
+
+
+class ProviderHTTPError(ProviderError):
+    """The provider answered with an HTTP error status.
+
+    `body` holds the vendor's error body (truncated, with anything key-like redacted).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        provider: str = "",
+        model: str = "",
+        request_id: str | None = None,
+        retry_after: float | None = None,
+        body: str = "",
+    ) -> None:
+        super().__init__(message, provider=provider, model=model)
+        self.status_code = status_code
+        self.request_id = request_id
+        self.retry_after = retry_after
+        self.body = body
+
+
+class BadRequestError(ProviderHTTPError):
+    """The provider rejected the request (400, 413, 422), e.g. a context that is too long."""
+
+
+class AuthenticationError(ProviderHTTPError):
+    """The API key is missing, wrong, or lacks permission (401, 403)."""
+
+
+class NotFoundError(ProviderHTTPError):
+    """The model, deployment or endpoint does not exist (404)."""
+
+
+class RateLimitError(ProviderHTTPError):
+    """Too many requests (429); `retry_after` says how long the provider asked to wait."""
+
+
+class ServerError(ProviderHTTPError):
+    """The provider failed on its side (5xx)."""
+
+
+class ProviderConnectionError(ProviderError):
+    """The connection to the provider could not be made or was lost."""
+
+
+class StreamDisconnectedError(ProviderConnectionError):
+    """The connection dropped after the stream had started: the response is incomplete."""
+
+
+class ProviderTimeoutError(ProviderError, TimeoutError):
+    """The provider took too long: to connect (`phase="connect"`) or between chunks (`"idle"`)."""
+
+    def __init__(self, message: str, *, phase: str, provider: str = "", model: str = "") -> None:
+        super().__init__(message, provider=provider, model=model)
+        self.phase = phase
+
+
+class StreamProtocolError(ProviderError):
+    """The provider sent something that is not a valid chunk; `raw` holds it (truncated)."""
+
+    def __init__(self, message: str, *, raw: str = "", provider: str = "", model: str = "") -> None:
+        super().__init__(message, provider=provider, model=model)
+        self.raw = raw[:500]
+
+
+class ProviderStreamError(ProviderError):
+    """The provider sent an error event in the middle of a stream."""
+
+    def __init__(
+        self, message: str, *, code: str | None = None, provider: str = "", model: str = ""
+    ) -> None:
+        super().__init__(message, provider=provider, model=model)
+        self.code = code
+
+
+# --- graphs ----------------------------------------------------------------------------------
+
+
+class GraphError(ChronosError):
+    """A graph could not be built or run."""
+
+
+class InvalidGraphError(GraphError):
+    """`compile()` found problems in the graph; `problems` lists every one of them."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid graph: " + "; ".join(problems))
+        self.problems = problems
+
+
+class NodeError(GraphError):
+    """A node raised; the node's own exception is the `__cause__`."""
+
+    def __init__(self, message: str, *, node_id: str, run_id: str = "") -> None:
+        super().__init__(message)
+        self.node_id = node_id
+        self.run_id = run_id
+
+
+class StepLimitError(GraphError):
+    """The run took more steps than its limit, which usually means an endless loop."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"run exceeded the step limit of {limit}")
+        self.limit = limit
+
+
+class RunConflictError(GraphError):
+    """Another runner (maybe in another process) is executing this session right now."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"session {session_id!r} is already running elsewhere")
+        self.session_id = session_id
+
+
+# --- checkpoint stores -----------------------------------------------------------------------
+
+
+class StoreError(ChronosError):
+    """A checkpoint store failed."""
+
+
+class CheckpointNotFound(StoreError):
+    """No checkpoint exists for the session or checkpoint id asked for."""
+
+    def __init__(self, *, session_id: str | None = None, checkpoint_id: str | None = None) -> None:
+        what = f"checkpoint {checkpoint_id!r}" if checkpoint_id else f"session {session_id!r}"
+        super().__init__(f"no {what} in the store")
+        self.session_id = session_id
+        self.checkpoint_id = checkpoint_id
+
+
+class StateNotSerializable(StoreError):
+    """A state value cannot be stored; `key` names the state key that holds it."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"state key {key!r} cannot be serialised: {reason}")
+        self.key = key
+
+
+# --- the event broker ------------------------------------------------------------------------
+
+
+class BrokerError(ChronosError):
+    """The event broker failed."""
+
+
+class InvalidLastEventID(BrokerError, ValueError):
+    """A `Last-Event-ID` (header or query parameter) that is not an event id of this broker."""
+
+    def __init__(self, value: str) -> None:
+        super().__init__(f"malformed Last-Event-ID: {value[:100]!r}")
+        self.value = value[:100]
+
+
+class SubscriptionExists(BrokerError):
+    """A subscription with this id is already open."""
+
+    def __init__(self, subscription_id: str) -> None:
+        super().__init__(f"subscription {subscription_id!r} is already open")
+        self.subscription_id = subscription_id
+
+
+class BrokerUnavailable(BrokerError):
+    """The service behind the broker (e.g. Redis) cannot be reached."""

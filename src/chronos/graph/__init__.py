@@ -1,0 +1,3 @@
+"""State-graph runner that streams its execution."""
+
+__all__: list[str] = []

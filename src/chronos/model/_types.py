@@ -1,0 +1,193 @@
+"""The values that cross the provider interface: requests, messages, responses, tool calls.
+
+Frozen, slotted dataclasses: a stream creates one `ChatResponse` per chunk, so they must be
+cheap to build, and a chunk handed to a UI must not change under it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+__all__ = [
+    "ChatRequest",
+    "ChatResponse",
+    "ContentPart",
+    "ImagePart",
+    "Message",
+    "Role",
+    "StopReason",
+    "TextPart",
+    "ToolCall",
+    "ToolCallDelta",
+    "ToolDefinition",
+    "Usage",
+]
+
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+@dataclass(frozen=True, slots=True)
+class TextPart:
+    """A piece of text inside a multi-modal message."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePart:
+    """An image inside a multi-modal message: a URL, or base64 `data` with its media type."""
+
+    url: str | None = None
+    data: str | None = None
+    media_type: str = "image/png"
+
+
+ContentPart = TextPart | ImagePart
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A complete tool call: the id the vendor gave it, the tool's name, JSON arguments.
+
+    `arguments` is always a JSON object as text; a call without arguments has `"{}"`.
+    """
+
+    id: str
+    name: str
+    arguments: str = "{}"
+
+    def parsed_arguments(self) -> Any:
+        """The arguments decoded from JSON."""
+        return orjson.loads(self.arguments or "{}")
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A fragment of a tool call as it streams, for live UIs.
+
+    `index` identifies the call within the response; `id` and `name` are set on the first
+    fragment of a call; `arguments` is the piece of JSON text that just arrived.
+    """
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolDefinition:
+    """A tool the model may call: its name, what it does, and a JSON Schema of its arguments."""
+
+    name: str
+    description: str = ""
+    parameters: Mapping[str, Any] = field(
+        default_factory=lambda: {"type": "object", "properties": {}}
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message of a conversation.
+
+    ```python
+    Message(role="user", content="Tell me a story about a robot")
+    ```
+
+    `content` is text, or a sequence of `TextPart` / `ImagePart` for multi-modal input. An
+    assistant message may carry the `tool_calls` it made; a `tool` message answers one of them
+    and names it in `tool_call_id`.
+    """
+
+    role: Role
+    content: str | Sequence[ContentPart] = ""
+    name: str | None = None
+    tool_call_id: str | None = None
+    tool_calls: Sequence[ToolCall] = ()
+
+    @property
+    def text(self) -> str:
+        """The text of the message, multi-modal parts joined."""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content if isinstance(part, TextPart))
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """What to ask a model.
+
+    ```python
+    ChatRequest(messages=[Message(role="user", content="Tell me a story about a robot")])
+    ```
+
+    `model` overrides the provider's default model. `response_format` is passed as the vendor
+    expects it for JSON output (e.g. `{"type": "json_object"}`). `metadata` is sent to vendors
+    that accept it and otherwise ignored.
+    """
+
+    messages: Sequence[Message]
+    model: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    tools: Sequence[ToolDefinition] = ()
+    stop: Sequence[str] = ()
+    response_format: Mapping[str, Any] | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    seed: int | None = None
+
+
+class StopReason(str, enum.Enum):
+    """Why the model stopped, mapped from each vendor's own value (kept in `raw_stop_reason`)."""
+
+    END = "end"
+    MAX_TOKENS = "max_tokens"
+    TOOL_CALL = "tool_call"
+    CONTENT_FILTER = "content_filter"
+    OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts. `raw` is the vendor's usage object as it arrived."""
+
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    total_tokens: int | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatResponse:
+    """A model's response, whole (`delta=False`) or one streamed chunk of it (`delta=True`).
+
+    In a stream, `content` and `reasoning` are the text that just arrived; `tool_calls` holds
+    each tool call exactly once, complete, in the chunk where it became complete, so that
+
+    ```python
+    tool_calls = []
+    async for chunk in provider.stream_chat(req):
+        tool_calls.extend(chunk.tool_calls)
+    ```
+
+    collects every call. `tool_call_deltas` carries the fragments as they arrive, for UIs.
+    `usage`, `stop_reason` and `raw_stop_reason` are set on the last chunk.
+    """
+
+    content: str = ""
+    id: str = ""
+    role: Role = "assistant"
+    model: str = ""
+    reasoning: str = ""
+    tool_calls: Sequence[ToolCall] = ()
+    tool_call_deltas: Sequence[ToolCallDelta] = ()
+    usage: Usage | None = None
+    stop_reason: StopReason | None = None
+    raw_stop_reason: str | None = None
+    delta: bool = False

@@ -1,0 +1,3 @@
+"""Checkpoint storage: memory, SQLite (default), Postgres."""
+
+__all__: list[str] = []

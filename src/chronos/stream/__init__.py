@@ -1,0 +1,3 @@
+"""Event broker and Server-Sent Events."""
+
+__all__: list[str] = []
