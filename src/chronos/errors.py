@@ -3,6 +3,7 @@
 ```
 ChronosError
 ├── ConfigurationError           bad URL, unknown provider, missing extra or key
+├── EmitOutsideRunError          `stream.emit()` called where no run receives it
 ├── ProviderError                .provider .model
 │   ├── ProviderHTTPError        .status_code .request_id .retry_after .body (redacted)
 │   │   ├── BadRequestError      400, 413, 422 (e.g. context length)
@@ -44,6 +45,7 @@ __all__ = [
     "CheckpointNotFound",
     "ChronosError",
     "ConfigurationError",
+    "EmitOutsideRunError",
     "GraphError",
     "InvalidGraphError",
     "InvalidLastEventID",
@@ -75,6 +77,10 @@ class ChronosError(Exception):
 
 class ConfigurationError(ChronosError):
     """Chronos was set up wrongly: an unknown provider or URL scheme, a missing key or extra."""
+
+
+class EmitOutsideRunError(ChronosError, RuntimeError):
+    """`chronos.stream.emit()` was called outside a running node, so no stream would get it."""
 
 
 # --- model providers -------------------------------------------------------------------------

@@ -1,3 +1,5 @@
 """Event broker and Server-Sent Events."""
 
-__all__: list[str] = []
+from chronos.stream._emit import EventSink, emit, event_sink
+
+__all__ = ["EventSink", "emit", "event_sink"]

@@ -1,0 +1,50 @@
+"""`emit()`: send a custom event from inside a running node into the run's stream.
+
+The runner installs a sink in a context variable for the duration of each node. Context
+variables follow `asyncio` tasks and `asyncio.to_thread`, so a sync node running in a worker
+thread reaches the same sink; the sink itself is responsible for being thread-safe. This module
+knows nothing of graphs: anything that installs a sink can receive events.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from typing import Any
+
+from chronos.errors import EmitOutsideRunError
+
+__all__ = ["EventSink", "emit", "event_sink"]
+
+EventSink = Callable[[str, Any], None]
+
+_current_sink: ContextVar[EventSink | None] = ContextVar("chronos_event_sink", default=None)
+
+
+def emit(type: str, data: Any = None) -> None:
+    """Send a custom event into the stream of the run this code is executing in.
+
+    ```python
+    def extract(state):
+        emit("progress", {"done": 3, "of": 10})
+        ...
+    ```
+
+    Raises:
+        EmitOutsideRunError: called outside a running node, where no stream would receive it.
+    """
+    sink = _current_sink.get()
+    if sink is None:
+        raise EmitOutsideRunError(f"emit({type!r}) called outside a running node")
+    sink(type, data)
+
+
+@contextlib.contextmanager
+def event_sink(sink: EventSink) -> Iterator[None]:
+    """Route `emit()` calls made in this context (and tasks or threads started from it) to `sink`."""
+    token = _current_sink.set(sink)
+    try:
+        yield
+    finally:
+        _current_sink.reset(token)
