@@ -42,7 +42,7 @@ def emit(type: str, data: Any = None) -> None:
 
 @contextlib.contextmanager
 def event_sink(sink: EventSink) -> Iterator[None]:
-    """Route `emit()` calls made in this context (and tasks or threads started from it) to `sink`."""
+    """Route `emit()` calls in this context, and tasks or threads started from it, to `sink`."""
     token = _current_sink.set(sink)
     try:
         yield
