@@ -2,13 +2,24 @@
 
 ```python
 from chronos import model
+from chronos.model.openai import OpenAIProvider
 
+provider = OpenAIProvider("gpt-4o-mini")
 req = model.ChatRequest(messages=[model.Message(role="user", content="Tell me a story")])
 async for chunk in provider.stream_chat(req):
     print(chunk.content, end="", flush=True)
 ```
+
+Every provider follows the `Provider` protocol; `accumulate` turns a stream into the whole
+`ChatResponse`. Vendor modules: `chronos.model.openai` (OpenAI, every OpenAI-compatible
+server, Azure OpenAI), `chronos.model.openai_responses` (the Responses API),
+`chronos.model.llamacpp` (a GGUF model run in this process by llama.cpp).
 """
 
+from chronos.model import llamacpp, openai, openai_responses
+from chronos.model._assemble import StreamAccumulator, accumulate
+from chronos.model._provider import ChatStream, HTTPProvider, Provider, RetryPolicy
+from chronos.model._registry import available_providers, provider_from_name
 from chronos.model._types import (
     ChatRequest,
     ChatResponse,
@@ -23,18 +34,34 @@ from chronos.model._types import (
     ToolDefinition,
     Usage,
 )
+from chronos.model.openai import AzureOpenAIProvider, OpenAIProvider
+from chronos.model.openai_responses import OpenAIResponsesProvider
 
 __all__ = [
+    "AzureOpenAIProvider",
     "ChatRequest",
     "ChatResponse",
+    "ChatStream",
     "ContentPart",
+    "HTTPProvider",
     "ImagePart",
     "Message",
+    "OpenAIProvider",
+    "OpenAIResponsesProvider",
+    "Provider",
+    "RetryPolicy",
     "Role",
     "StopReason",
+    "StreamAccumulator",
     "TextPart",
     "ToolCall",
     "ToolCallDelta",
     "ToolDefinition",
     "Usage",
+    "accumulate",
+    "available_providers",
+    "llamacpp",
+    "openai",
+    "openai_responses",
+    "provider_from_name",
 ]

