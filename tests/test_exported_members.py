@@ -18,7 +18,8 @@ def test_all_lists_exactly_the_public_names(name: str) -> None:
         and not (isinstance(value, ModuleType) and not value.__name__.startswith(name + "."))
         and getattr(value, "__module__", name).startswith("chronos")
     }
-    public -= {"annotations"}
+    # `chronos.cli` is the command's entry point, not an API; it appears once something runs it.
+    public -= {"annotations", "cli"}
     listed = set(package.__all__)
     assert listed - set(vars(package)) == set(), "listed but missing"
     submodules = {

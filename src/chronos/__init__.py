@@ -5,9 +5,9 @@ from chronos import model, graph, stream
 ```
 """
 
-from chronos import errors
+from chronos import errors, graph, model, store, stream
 from chronos.errors import ChronosError
 
 __version__ = "0.1.0"
 
-__all__ = ["ChronosError", "__version__", "errors"]
+__all__ = ["ChronosError", "__version__", "errors", "graph", "model", "store", "stream"]

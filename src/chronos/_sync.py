@@ -82,14 +82,21 @@ def iterate_sync(make_iterable: Callable[[], AsyncIterable[T]]) -> Generator[T, 
         state["credit"] = credit
         credits_ready.set()
         error: BaseException | None = None
+        iterable = make_iterable()
         try:
-            async for item in make_iterable():
+            async for item in iterable:
                 await credit.acquire()
                 items.put(item)
         except asyncio.CancelledError:
             return
         except BaseException as exc:
             error = exc
+        finally:
+            # `async for` does not close the iterator when it stops early; closing it here,
+            # in the task that iterated it, releases what it holds (a response, a thread).
+            aclose = getattr(iterable, "aclose", None)
+            if aclose is not None:
+                await aclose()
         items.put(_End(error))
 
     def _give_back(count: int) -> None:

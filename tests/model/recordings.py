@@ -22,6 +22,10 @@ from urllib.parse import parse_qs, urlsplit
 
 from chronos.model import StopReason
 from chronos.model._provider import HTTPProvider
+from chronos.model.anthropic import AnthropicProvider
+from chronos.model.cohere import CohereProvider
+from chronos.model.gemini import GeminiProvider
+from chronos.model.ollama import OllamaProvider
 from chronos.model.openai import AzureOpenAIProvider, OpenAIProvider
 from chronos.model.openai_responses import OpenAIResponsesProvider
 
@@ -115,9 +119,54 @@ def _openai_responses(recording: Recording, server_url: str) -> HTTPProvider:
     return OpenAIResponsesProvider(model, base_url=server_url + prefix, api_key=API_KEY)
 
 
+def _model(recording: Recording) -> str:
+    return str(recording.data["request"].get("json", {}).get("model") or "test-model")
+
+
+def _anthropic(recording: Recording, server_url: str) -> HTTPProvider:
+    url = urlsplit(recording.request_path)
+    prefix = url.path.rsplit("/messages", 1)[0]
+    betas: tuple[str, ...] = ()
+    if "beta" in parse_qs(url.query):
+        # The recorders dropped the anthropic-beta header; any beta name gives ?beta=true.
+        header = (recording.data["request"].get("headers") or {}).get("anthropic-beta")
+        betas = tuple(header.split(",")) if header else ("recorded-beta",)
+    return AnthropicProvider(_model(recording), base_url=server_url + prefix, betas=betas,
+                             api_key=API_KEY)
+
+
+def _gemini(recording: Recording, server_url: str) -> HTTPProvider:
+    """AI Studio (`/v1beta/models/M:method`) or Vertex (`.../publishers/google/models/M:...`)."""
+    url = urlsplit(recording.request_path)
+    prefix, _, rest = url.path.rpartition("/models/")
+    model, _, method = rest.partition(":")
+    return GeminiProvider(
+        model,
+        base_url=server_url + prefix,
+        query=url.query,
+        streaming=method == "streamGenerateContent",
+        api_key=API_KEY,
+    )
+
+
+def _ollama(recording: Recording, server_url: str) -> HTTPProvider:
+    prefix = urlsplit(recording.request_path).path.rsplit("/api/chat", 1)[0]
+    return OllamaProvider(_model(recording), base_url=server_url + prefix, api_key=API_KEY)
+
+
+def _cohere(recording: Recording, server_url: str) -> HTTPProvider:
+    prefix = urlsplit(recording.request_path).path.rsplit("/chat", 1)[0]
+    return CohereProvider(_model(recording), base_url=server_url + prefix, api_key=API_KEY)
+
+
 PROVIDERS: dict[str, ProviderFactory] = {
     "chat.completions": _openai_chat,
     "responses": _openai_responses,
+    "messages": _anthropic,
+    "streamGenerateContent": _gemini,
+    "generateContent": _gemini,
+    "api/chat": _ollama,
+    "v2/chat": _cohere,
 }
 
 # Legacy text-completion APIs: not chat, skipped for good.
@@ -127,13 +176,7 @@ NEVER = {
 }
 
 # Chat APIs whose provider is still to be written: skipped until registered in PROVIDERS.
-NOT_YET = {
-    "messages": "AnthropicProvider (chronos.model.anthropic)",
-    "streamGenerateContent": "GeminiProvider (chronos.model.gemini)",
-    "generateContent": "GeminiProvider (chronos.model.gemini)",
-    "api/chat": "OllamaProvider (chronos.model.ollama)",
-    "v2/chat": "CohereProvider (chronos.model.cohere)",
-}
+NOT_YET: dict[str, str] = {}
 
 # The mapping every vendor's raw stop reason must get; values not listed must map to
 # some StopReason (usually OTHER).
@@ -152,4 +195,14 @@ STOP_REASONS: Mapping[str, StopReason] = {
     "COMPLETE": StopReason.END,
     "TOOL_CALL": StopReason.TOOL_CALL,
     "MAX_TOKENS_REACHED": StopReason.MAX_TOKENS,
+    "pause_turn": StopReason.OTHER,
+    "refusal": StopReason.CONTENT_FILTER,
+    "model_context_window_exceeded": StopReason.MAX_TOKENS,
+    "RECITATION": StopReason.CONTENT_FILTER,
+    "PROHIBITED_CONTENT": StopReason.CONTENT_FILTER,
+    "MALFORMED_FUNCTION_CALL": StopReason.OTHER,
+    "1": StopReason.END,  # Gemini's FinishReason numbers (`enum-encoding=int`)
+    "2": StopReason.MAX_TOKENS,
+    "3": StopReason.CONTENT_FILTER,
+    "STOP_SEQUENCE": StopReason.END,
 }

@@ -18,7 +18,14 @@ import anyio.lowlevel
 import pytest
 
 from chronos.errors import ConfigurationError, ProviderError
-from chronos.model import ChatRequest, ChatResponse, Message, StopReason, ToolDefinition
+from chronos.model import (
+    ChatRequest,
+    ChatResponse,
+    Message,
+    Provider,
+    StopReason,
+    ToolDefinition,
+)
 from chronos.model.llamacpp import LlamaCppProvider, default_model_path
 
 PROMPT = "Tell me a story about a robot"
@@ -275,6 +282,12 @@ def test_leaving_a_sync_stream_early_stops_generation(provider: LlamaCppProvider
 
 
 # --- configuration and errors --------------------------------------------------------------
+
+
+def test_it_is_a_provider(provider: LlamaCppProvider) -> None:
+    assert isinstance(provider, Provider)
+    assert provider.name == "llamacpp"
+    assert provider.model == "SmolLM2-135M-Instruct.Q4_1"
 
 
 def test_the_default_model_is_found_without_importing_its_package() -> None:

@@ -13,10 +13,22 @@ async for chunk in provider.stream_chat(req):
 Every provider follows the `Provider` protocol; `accumulate` turns a stream into the whole
 `ChatResponse`. Vendor modules: `chronos.model.openai` (OpenAI, every OpenAI-compatible
 server, Azure OpenAI), `chronos.model.openai_responses` (the Responses API),
-`chronos.model.llamacpp` (a GGUF model run in this process by llama.cpp).
+`chronos.model.anthropic` (Messages API), `chronos.model.gemini` (Google Gemini),
+`chronos.model.ollama` (Ollama's native API), `chronos.model.cohere` (Cohere v2 chat),
+`chronos.model.llamacpp` (a GGUF model run in this process by llama.cpp), and
+`chronos.model.fallback` (the next provider when one fails before answering).
 """
 
-from chronos.model import llamacpp, openai, openai_responses
+from chronos.model import (
+    anthropic,
+    cohere,
+    fallback,
+    gemini,
+    llamacpp,
+    ollama,
+    openai,
+    openai_responses,
+)
 from chronos.model._assemble import StreamAccumulator, accumulate
 from chronos.model._provider import ChatStream, HTTPProvider, Provider, RetryPolicy
 from chronos.model._registry import available_providers, provider_from_name
@@ -34,18 +46,28 @@ from chronos.model._types import (
     ToolDefinition,
     Usage,
 )
+from chronos.model.anthropic import AnthropicProvider
+from chronos.model.cohere import CohereProvider
+from chronos.model.fallback import FallbackProvider
+from chronos.model.gemini import GeminiProvider
+from chronos.model.ollama import OllamaProvider
 from chronos.model.openai import AzureOpenAIProvider, OpenAIProvider
 from chronos.model.openai_responses import OpenAIResponsesProvider
 
 __all__ = [
+    "AnthropicProvider",
     "AzureOpenAIProvider",
     "ChatRequest",
     "ChatResponse",
     "ChatStream",
+    "CohereProvider",
     "ContentPart",
+    "FallbackProvider",
+    "GeminiProvider",
     "HTTPProvider",
     "ImagePart",
     "Message",
+    "OllamaProvider",
     "OpenAIProvider",
     "OpenAIResponsesProvider",
     "Provider",
@@ -59,8 +81,13 @@ __all__ = [
     "ToolDefinition",
     "Usage",
     "accumulate",
+    "anthropic",
     "available_providers",
+    "cohere",
+    "fallback",
+    "gemini",
     "llamacpp",
+    "ollama",
     "openai",
     "openai_responses",
     "provider_from_name",

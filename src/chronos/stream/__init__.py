@@ -1,5 +1,32 @@
-"""Event broker and Server-Sent Events."""
+"""Event broker and Server-Sent Events.
 
+```python
+from chronos import stream
+
+broker = stream.Broker()
+broker.publish(stream.Event(type="node_end", data={"node": "extract", "status": "done"}))
+app = Starlette(routes=[Route("/events", broker.sse_handler())])
+```
+"""
+
+from chronos.stream._asgi import Authorize, SSEHandler
+from chronos.stream._broker import Broker, BrokerStatistics
 from chronos.stream._emit import EventSink, emit, event_sink
+from chronos.stream._event import DEFAULT_TOPIC, GAP, Event
+from chronos.stream._protocol import BrokerProtocol, Subscription, SubscriptionStatistics
 
-__all__ = ["EventSink", "emit", "event_sink"]
+__all__ = [
+    "DEFAULT_TOPIC",
+    "GAP",
+    "Authorize",
+    "Broker",
+    "BrokerProtocol",
+    "BrokerStatistics",
+    "Event",
+    "EventSink",
+    "SSEHandler",
+    "Subscription",
+    "SubscriptionStatistics",
+    "emit",
+    "event_sink",
+]

@@ -1,0 +1,315 @@
+"""`SSEHandler`: a plain ASGI app that streams a broker's events as Server-Sent Events.
+
+It is a class, not a function, because Starlette's `Route` treats functions and methods as
+request -> response endpoints and passes any other callable through as a raw ASGI app.
+
+One connection is one subscription and one task group with two tasks: the request's own task
+pumps events (everything pending is encoded into one write; a heartbeat comment when idle) and
+a second task waits for `http.disconnect`. Whichever finishes first cancels the other, and the
+subscription is closed in `finally`, so a client that goes away frees its buffer at once.
+A client that stops reading makes `send` block (the server applies back-pressure); after
+`send_timeout` the connection is dropped. Meanwhile its subscription overflows as declared,
+never slowing the publisher or anyone else.
+
+Shutdown: ASGI servers do not tell a streaming response that they are stopping (uvicorn waits
+for it to finish, up to `timeout_graceful_shutdown`, then cancels it). Close the broker when
+shutdown begins (`await broker.aclose()`) and every stream ends at once, cleanly; if it is
+cancelled instead, it still unsubscribes. `examples/sse_broker.py` shows how.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Final
+from urllib.parse import parse_qs
+
+import anyio
+from anyio import CancelScope
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.types import Receive, Scope, Send
+
+from chronos.errors import BrokerError, InvalidLastEventID
+from chronos.stream._wire import HEARTBEAT, encode_retry, event_frame
+
+if TYPE_CHECKING:
+    from chronos.stream._protocol import BrokerProtocol, Subscription
+
+__all__ = ["Authorize", "SSEHandler"]
+
+Authorize = Callable[[Request, "frozenset[str] | None"], "bool | Awaitable[bool]"]
+"""`authorize(request, topics)`: may this request read `topics` (None: every topic)?
+
+Return True to allow, False for 403 Forbidden; raise `starlette.exceptions.HTTPException`
+(e.g. 401 with a `WWW-Authenticate` header) for any other answer.
+"""
+
+_connection_numbers = itertools.count(1)
+
+_STREAM_HEADERS: Final = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+class SSEHandler:
+    """An ASGI app streaming a broker's events to browsers as Server-Sent Events.
+
+    ```python
+    app = Starlette(routes=[
+        Route("/events", broker.sse_handler()),                # every topic
+        Route("/sessions/{topic}/events", broker.sse_handler()),  # one topic, from the path
+    ])
+    ```
+
+    Usually made by `broker.sse_handler(...)`. Works under any ASGI server, in Starlette and
+    FastAPI (`app.add_route(...)` or `Route`), or as the whole app.
+
+    Args:
+        broker: where events come from.
+        subscription_id: a fixed subscription id for every connection; a new connection with
+            it replaces (closes) the previous one. None (the default): each connection has a
+            subscription of its own.
+        topics: fixed topics to follow. Otherwise a `{topic}` path parameter, else repeated
+            `?topic=` query parameters, else every topic.
+        authorize: decides whether a request may read its topics (see `Authorize`).
+        named_events: add an `event: <type>` line to each message. Off by default, because
+            `EventSource.onmessage` sees only unnamed messages; the type is in the JSON anyway.
+        heartbeat: seconds of idleness before a comment is sent to keep proxies from closing
+            the connection.
+        retry: milliseconds a browser waits before reconnecting, sent once (None: don't).
+        send_timeout: seconds a write may wait for a client that stopped reading before the
+            connection is dropped (checked four times per `send_timeout`).
+        cors_origins: origins allowed to read the stream from other sites (`["*"]` for any).
+        cors_credentials: allow cookies on cross-site requests (`withCredentials`).
+
+    A reconnecting client resumes after its `Last-Event-ID` header, or the `last_event_id` /
+    `lastEventId` query parameter for clients that cannot set headers. A malformed one is
+    answered with 400.
+    """
+
+    def __init__(
+        self,
+        broker: BrokerProtocol,
+        subscription_id: str | None = None,
+        *,
+        topics: Sequence[str] | None = None,
+        authorize: Authorize | None = None,
+        named_events: bool = False,
+        heartbeat: float = 15.0,
+        retry: int | None = 3000,
+        send_timeout: float = 30.0,
+        cors_origins: Sequence[str] | None = None,
+        cors_credentials: bool = False,
+    ) -> None:
+        if heartbeat <= 0 or send_timeout <= 0:
+            raise ValueError("heartbeat and send_timeout must be positive")
+        self.broker = broker
+        self.subscription_id = subscription_id
+        self.topics = frozenset(topics) if topics is not None else None
+        self.authorize = authorize
+        self.named_events = named_events
+        self.heartbeat = heartbeat
+        self.send_timeout = send_timeout
+        self._preamble = encode_retry(retry) if retry is not None else b": connected\n"
+        self.cors_origins = frozenset(cors_origins or ())
+        self.cors_credentials = cors_credentials
+
+    def __repr__(self) -> str:
+        return f"<SSEHandler subscription_id={self.subscription_id!r} topics={self.topics!r}>"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        # Two steps, so that what is needed only to decide (headers, query, ...) is freed
+        # before the stream starts: a stream may stay open for hours, and there are many.
+        opened = await self._open(scope, send)
+        if opened is not None:
+            subscription, cors = opened
+            await self._stream(subscription, cors, scope["method"] == "HEAD", receive, send)
+
+    async def _open(
+        self, scope: Scope, send: Send
+    ) -> tuple[Subscription, list[tuple[bytes, bytes]]] | None:
+        """Check the request and subscribe; or respond with an error and return None."""
+        headers = _headers(scope)
+        cors = self._cors_headers(headers.get("origin"))
+        method = scope["method"]
+        if method == "OPTIONS" and cors:
+            requested = headers.get("access-control-request-headers", "")
+            preflight = [
+                *cors,
+                (b"access-control-allow-methods", b"GET, HEAD, OPTIONS"),
+                (b"access-control-allow-headers", requested.encode("latin-1")),
+                (b"access-control-max-age", b"600"),
+            ]
+            await _respond(send, 204, "", preflight)
+            return None
+        if method not in ("GET", "HEAD"):
+            await _respond(send, 405, "use GET", [(b"allow", b"GET, HEAD"), *cors])
+            return None
+
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        topics = self._topics(scope, query)
+        if self.authorize is not None:
+            refusal = await self._check(scope, topics)
+            if refusal is not None:
+                status, detail, extra = refusal
+                await _respond(send, status, detail, [*extra, *cors])
+                return None
+
+        last_event_id = headers.get("last-event-id")
+        for name in ("last_event_id", "lastEventId"):
+            if not last_event_id and name in query:
+                last_event_id = query[name][-1]
+        if subscription_id := self.subscription_id:
+            replace = True
+        else:
+            subscription_id, replace = f"sse-{next(_connection_numbers)}", False
+        try:
+            subscription = self.broker.subscribe(
+                subscription_id,
+                topics,
+                last_event_id=last_event_id or None,
+                replace=replace,
+            )
+        except InvalidLastEventID as exc:
+            await _respond(send, 400, f"{exc}; expected an id this server sent", cors)
+            return None
+        except BrokerError as exc:
+            await _respond(send, 503, str(exc), cors)
+            return None
+        return subscription, cors
+
+    async def _stream(
+        self,
+        subscription: Subscription,
+        cors: list[tuple[bytes, bytes]],
+        head_only: bool,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        try:
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": _STREAM_HEADERS + cors}
+            )
+            if head_only:
+                await send({"type": "http.response.body", "body": b""})
+                return
+            await send({"type": "http.response.body", "body": self._preamble, "more_body": True})
+            finished = False  # stays False when the client disconnects or stalls
+            async with anyio.create_task_group() as group:
+                group.start_soon(_watch_disconnect, receive, group.cancel_scope)
+                finished = await self._pump(subscription, send, group.cancel_scope)
+                group.cancel_scope.cancel()
+            if finished:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            await subscription.aclose()
+
+    async def _pump(self, subscription: Subscription, send: Send, scope: CancelScope) -> bool:
+        """Send events until the subscription ends (True); `scope` is cancelled on a stall."""
+        named = self.named_events
+        send_timeout = self.send_timeout
+        loop = asyncio.get_running_loop()
+        # A write that takes longer than `send_timeout` is caught by a timer that checks a few
+        # times per `send_timeout`, not by a cancel scope around every write: writes happen
+        # once per wake-up of every connection, and a scope costs more than the write.
+        sending_since: float | None = None
+        timer: asyncio.TimerHandle | None = None
+
+        def watchdog() -> None:
+            nonlocal timer
+            if sending_since is not None and loop.time() - sending_since >= send_timeout:
+                scope.cancel()  # the client stopped reading
+            else:
+                timer = loop.call_later(send_timeout / 4, watchdog)
+
+        timer = loop.call_later(send_timeout / 4, watchdog)
+        try:
+            while True:
+                batch = await subscription.receive_batch(timeout=self.heartbeat)
+                if batch:
+                    body = b"".join([event_frame(event, named=named) for event in batch])
+                elif subscription.closed:
+                    return True
+                else:  # idle for `heartbeat` seconds
+                    body = HEARTBEAT
+                sending_since = loop.time()
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+                sending_since = None
+        finally:
+            timer.cancel()
+
+    def _topics(self, scope: Scope, query: dict[str, list[str]]) -> frozenset[str] | None:
+        if self.topics is not None:
+            return self.topics
+        path_topic = scope.get("path_params", {}).get("topic")
+        if path_topic:
+            return frozenset([str(path_topic)])
+        if "topic" in query:
+            return frozenset(query["topic"])
+        return None
+
+    async def _check(
+        self, scope: Scope, topics: frozenset[str] | None
+    ) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
+        assert self.authorize is not None
+        try:
+            verdict = self.authorize(Request(scope), topics)
+            if inspect.isawaitable(verdict):
+                verdict = await verdict
+        except HTTPException as exc:
+            extra = [(k.lower().encode(), v.encode()) for k, v in (exc.headers or {}).items()]
+            return exc.status_code, exc.detail, extra
+        if verdict is True:
+            return None
+        return 403, "not allowed to read these topics", []
+
+    def _cors_headers(self, origin: str | None) -> list[tuple[bytes, bytes]]:
+        if origin is None or not self.cors_origins:
+            return []
+        if "*" in self.cors_origins and not self.cors_credentials:
+            return [(b"access-control-allow-origin", b"*")]
+        if "*" not in self.cors_origins and origin not in self.cors_origins:
+            return []
+        cors = [(b"access-control-allow-origin", origin.encode("latin-1")), (b"vary", b"origin")]
+        if self.cors_credentials:
+            cors.append((b"access-control-allow-credentials", b"true"))
+        return cors
+
+
+async def _watch_disconnect(receive: Receive, scope: CancelScope) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    scope.cancel()
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+async def _respond(send: Send, status: int, text: str, headers: list[tuple[bytes, bytes]]) -> None:
+    body = (text + "\n").encode() if text else b""
+    start_headers = [(b"content-type", b"text/plain; charset=utf-8"), *headers]
+    await send({"type": "http.response.start", "status": status, "headers": start_headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    # Used as the whole app, the handler has nothing to start or stop.
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

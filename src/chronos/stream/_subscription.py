@@ -1,0 +1,193 @@
+"""The in-process broker's subscription: a bounded buffer, gap markers, one waiter.
+
+Every field is guarded by the broker's lock, which is shared with the publisher: publishing
+appends to `_pending` (dropping the oldest when full) and takes `_waiter` to wake it; reading
+takes everything ready in one go. The waiter is an asyncio future of the reader's loop, so a
+publisher on another thread wakes it with `call_soon_threadsafe`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from types import TracebackType
+
+from chronos.stream._event import GAP, Event
+from chronos.stream._protocol import SubscriptionStatistics
+
+__all__ = ["LocalSubscription", "wake", "wake_all"]
+
+
+def wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+def wake_all(waiters: list[asyncio.Future[None]]) -> None:
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_result(None)
+
+
+class LocalSubscription:
+    """`Subscription` of the in-process broker. The broker's lock guards every field."""
+
+    __slots__ = (
+        "_closed",
+        "_delivered",
+        "_dropped",
+        "_dropped_first",
+        "_dropped_last",
+        "_dropped_total",
+        "_gap",
+        "_lock",
+        "_max_pending",
+        "_on_close",
+        "_pending",
+        "_waiter",
+        "id",
+        "topics",
+    )
+
+    def __init__(
+        self,
+        lock: threading.Lock,
+        on_close: Callable[[LocalSubscription], None],
+        id: str,
+        topics: frozenset[str] | None,
+        max_pending: int,
+    ) -> None:
+        self._lock = lock
+        self._on_close = on_close
+        self.id = id
+        self.topics = topics
+        self._max_pending = max_pending
+        # A list, not a deque: an empty list is a tenth of the size, and there is one per
+        # subscriber; dropping its oldest (on overflow only) moves at most `max_pending` slots.
+        self._pending: list[Event] = []
+        self._waiter: asyncio.Future[None] | None = None
+        self._closed = False
+        self._gap: Event | None = None  # a resume gap, delivered before anything else
+        self._dropped = 0  # dropped since the last overflow gap was delivered
+        self._dropped_first = ""
+        self._dropped_last = ""
+        self._dropped_total = 0
+        self._delivered = 0
+
+    def __repr__(self) -> str:
+        return f"<Subscription {self.id!r} topics={self.topics!r} closed={self._closed}>"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _push(self, event: Event) -> asyncio.Future[None] | None:
+        """Append a published event; return the waiter to wake, if any. Lock held."""
+        pending = self._pending
+        if len(pending) >= self._max_pending:
+            oldest = pending.pop(0)
+            if not self._dropped:
+                self._dropped_first = oldest.id or ""
+            self._dropped += 1
+            self._dropped_total += 1
+            self._dropped_last = oldest.id or ""
+        pending.append(event)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+        return waiter
+
+    def _take(self, max_events: int) -> list[Event]:
+        """Remove and return up to `max_events` ready events, gap markers first. Lock held."""
+        batch: list[Event] = []
+        if self._gap is not None:
+            batch.append(self._gap)
+            self._gap = None
+        if self._dropped and len(batch) < max_events:
+            batch.append(
+                Event(
+                    GAP,
+                    {
+                        "reason": "overflow",
+                        "missed": self._dropped,
+                        "first_id": self._dropped_first,
+                        "last_id": self._dropped_last,
+                    },
+                    id=self._dropped_last,
+                )
+            )
+            self._dropped = 0
+        room = max_events - len(batch)
+        pending = self._pending
+        if len(pending) <= room:
+            batch.extend(pending)
+            pending.clear()
+        elif room > 0:
+            batch.extend(pending[:room])
+            del pending[:room]
+        self._delivered += len(batch)
+        return batch
+
+    def __aiter__(self) -> LocalSubscription:
+        return self
+
+    async def __anext__(self) -> Event:
+        batch = await self.receive_batch(1)
+        if not batch:
+            raise StopAsyncIteration
+        return batch[0]
+
+    async def receive_batch(
+        self, max_events: int = 1024, timeout: float | None = None
+    ) -> list[Event]:
+        max_events = max(1, max_events)
+        lock = self._lock
+        timer: asyncio.TimerHandle | None = None
+        while True:
+            with lock:
+                if self._closed:
+                    return []
+                if self._pending or self._gap is not None or self._dropped:
+                    return self._take(max_events)
+                if timer is not None:  # woken by the timer, not by an event
+                    return []
+                loop = asyncio.get_running_loop()
+                waiter: asyncio.Future[None] = loop.create_future()
+                self._waiter = waiter
+            if timeout is not None:
+                # A plain timer, not a cancel scope: this runs once per wake-up of every
+                # subscriber, and a scope costs several times more.
+                timer = loop.call_later(timeout, wake, waiter)
+            try:
+                await waiter
+            finally:
+                # On cancellation the publisher may still hold the waiter; it skips done ones.
+                with lock:
+                    if self._waiter is waiter:
+                        self._waiter = None
+                if timer is not None:
+                    timer.cancel()
+
+    def statistics(self) -> SubscriptionStatistics:
+        with self._lock:
+            return SubscriptionStatistics(
+                pending=len(self._pending),
+                max_pending=self._max_pending,
+                delivered=self._delivered,
+                dropped=self._dropped_total,
+            )
+
+    async def aclose(self) -> None:
+        self._on_close(self)
+
+    async def __aenter__(self) -> LocalSubscription:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
