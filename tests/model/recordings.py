@@ -29,7 +29,8 @@ from chronos.model.ollama import OllamaProvider
 from chronos.model.openai import AzureOpenAIProvider, OpenAIProvider
 from chronos.model.openai_responses import OpenAIResponsesProvider
 
-DEFAULT_FOLDER = Path("/work/shared/fixtures/vendor-streams")
+# The shared fixtures sit beside the repository: <parent>/shared/ next to <parent>/<repo>/.
+DEFAULT_FOLDER = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "vendor-streams"
 API_KEY = "sk-test-0123456789abcdef"
 
 
@@ -73,6 +74,8 @@ def folder() -> Path:
 def load_all() -> list[Recording]:
     root = folder()
     recordings = []
+    if not root.is_dir():
+        raise FileNotFoundError(f"no recordings folder at {root} (set CHRONOS_VENDOR_STREAMS)")
     for path in sorted(root.rglob("*.json")):
         if path.name == "index.json":
             continue
