@@ -1,3 +1,57 @@
-"""State-graph runner that streams its execution."""
+"""State graphs whose runs stream their execution and checkpoint after every step.
 
-__all__: list[str] = []
+```python
+from chronos import graph
+
+g = graph.StateGraph("qa")
+g.add_node("answer", answer).set_entry_point("answer").set_finish_point("answer")
+runner = graph.Runner(g.compile())
+result = await runner.run("session-1", {"query": "hi"})
+```
+"""
+
+from __future__ import annotations
+
+from chronos.graph._builder import Branch, CompiledGraph, NodeSpec, StateGraph
+from chronos.graph._events import EventStream, StreamEvent, event_payload
+from chronos.graph._execute import RunState, RunStatus
+from chronos.graph._reducers import append, merge, replace
+from chronos.graph._runner import Runner
+from chronos.graph._types import (
+    END,
+    START,
+    NodeFunction,
+    Reducer,
+    Router,
+    State,
+    StreamMode,
+    Update,
+)
+
+__all__ = [
+    "END",
+    "START",
+    "Branch",
+    "CompiledGraph",
+    "EventStream",
+    "NodeFunction",
+    "NodeSpec",
+    "Reducer",
+    "Router",
+    "RunState",
+    "RunStatus",
+    "Runner",
+    "State",
+    "StateGraph",
+    "StreamEvent",
+    "StreamMode",
+    "Update",
+    "append",
+    "event_payload",
+    "merge",
+    "replace",
+]
+
+for _obj in (Branch, CompiledGraph, EventStream, NodeSpec, RunState, Runner,
+             StateGraph, StreamEvent, append, event_payload, merge, replace):
+    _obj.__module__ = __name__

@@ -1,3 +1,36 @@
-"""Checkpoint storage: memory, SQLite (default), Postgres."""
+"""Checkpoint storage: memory, SQLite (the default), PostgreSQL.
 
-__all__: list[str] = []
+```python
+from chronos import store
+
+checkpoints = store.from_url("sqlite:///runs.db")      # or "postgresql://...", "memory://"
+```
+"""
+
+from __future__ import annotations
+
+from chronos.store import memory, postgres, sqlite
+from chronos.store._protocol import Checkpoint, CheckpointStatus, CheckpointStore
+from chronos.store._url import from_url
+from chronos.store.memory import MemoryStore
+from chronos.store.postgres import PostgresStore
+from chronos.store.sqlite import SQLiteStore
+
+__all__ = [
+    "Checkpoint",
+    "CheckpointStatus",
+    "CheckpointStore",
+    "MemoryStore",
+    "PostgresStore",
+    "SQLiteStore",
+    "from_url",
+    "memory",
+    "postgres",
+    "sqlite",
+]
+
+
+for _name in (
+    "Checkpoint", "CheckpointStore", "MemoryStore", "PostgresStore", "SQLiteStore", "from_url"
+):
+    globals()[_name].__module__ = __name__

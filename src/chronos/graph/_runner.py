@@ -1,0 +1,283 @@
+"""`Runner`: run a compiled graph, stream its events, resume it from checkpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, Final
+
+from chronos import _sync
+from chronos.errors import CheckpointNotFound, ConfigurationError, GraphError, RunConflictError
+from chronos.graph._builder import CompiledGraph
+from chronos.graph._events import EventHub, EventStream, resolve_modes
+from chronos.graph._execute import Run, RunState, execute
+from chronos.graph._plan import apply_updates, entry_nodes, interrupts_in
+from chronos.graph._types import StreamMode
+from chronos.store import Checkpoint, CheckpointStore
+from chronos.stream import BrokerProtocol
+
+__all__ = ["Runner"]
+
+_OUTCOMES_KEPT: Final = 1024  # failed or cancelled runs remembered for get_state
+
+
+class Runner:
+    """Run a compiled graph, checkpointing after every step and streaming what happens.
+
+    ```python
+    runner = graph.Runner(compiled, store.from_url("sqlite:///runs.db"))
+    events = runner.stream()                       # subscribe before the run
+    async def consume():
+        async for evt in events:
+            print(f"[{evt.type}] node={evt.node_id}")
+    result = (await asyncio.gather(consume(), runner.run("session-1", {"query": "hi"})))[1]
+    ```
+
+    A run ends completed, or paused before an interrupt node (`result.status == "paused"`;
+    continue with `resume`). A failing node raises `NodeError` after a `failed` checkpoint;
+    cancelling `run` cancels the node in flight and keeps the last checkpoint.
+
+    Args:
+        graph: from `StateGraph.compile()`.
+        store: where checkpoints go; None runs without any (and without resume).
+        broker: if given, every event is also published to it, the session id as topic.
+        step_limit: the most steps one run may take; more raises `StepLimitError`.
+    """
+
+    def __init__(
+        self,
+        graph: CompiledGraph,
+        store: CheckpointStore | None = None,
+        broker: BrokerProtocol | None = None,
+        *,
+        step_limit: int = 1000,
+    ) -> None:
+        self.graph = graph
+        self.store = store
+        self.broker = broker
+        self.step_limit = step_limit
+        self._lock = threading.Lock()  # guards subscriber lists, which other threads may change
+        self._pending: list[EventStream] = []
+        self._active: dict[str, Run] = {}
+        self._outcomes: OrderedDict[str, RunState] = OrderedDict()
+
+    def stream(
+        self,
+        mode: StreamMode | Sequence[StreamMode] = "debug",
+        *,
+        session_id: str | None = None,
+        buffer: int = 10_000,
+    ) -> EventStream:
+        """Subscribe to the next run (or the one running): an async iterator of `StreamEvent`.
+
+        The stream ends when that run completes, pauses, fails or is cancelled. Modes pick
+        events: "values" and "updates" get `node_end` (`evt.state` is the whole state,
+        `evt.data` the keys the node changed), "messages" tokens, "custom" `emit()` events,
+        "debug" everything; all get the terminal event. A reader that falls `buffer` events
+        behind misses the newest ones and is told by a `gap` event; the run never waits.
+
+        Args:
+            mode: one mode or several.
+            session_id: only a run of this session; by default the next run of any session.
+            buffer: events held for a slow reader before it starts missing some.
+        """
+        subscriber = EventStream(resolve_modes(mode), max(buffer, 1), session_id)
+        run = self._active.get(session_id) if session_id else None
+        if run is None and session_id is None and self._active:
+            run = list(self._active.values())[-1]
+        if run is not None:
+            run.hub.add(subscriber)
+        else:
+            with self._lock:
+                self._pending.append(subscriber)
+        return subscriber
+
+    async def run(self, session_id: str, initial_state: Mapping[str, Any]) -> RunState:
+        """Run the graph from its entry point on `initial_state`.
+
+        Returns:
+            The final `RunState`: "completed", or "paused" at an interrupt node.
+
+        Raises:
+            NodeError: a node (or a router) raised; the node's exception is the cause.
+            StepLimitError: the run took more than `step_limit` steps.
+            StateNotSerializable: the state cannot be checkpointed (naming the key).
+            RunConflictError: this runner is already running the session.
+        """
+        state = dict(initial_state)
+        return await self._start(session_id, state, None, resumed=False, write_first=True)
+
+    def run_sync(self, session_id: str, initial_state: Mapping[str, Any]) -> RunState:
+        """`run` for synchronous code."""
+        return _sync.run_sync(lambda: self.run(session_id, initial_state))
+
+    async def resume(self, session_id: str, update: Mapping[str, Any] | None = None) -> RunState:
+        """Continue a session from its latest checkpoint.
+
+        A paused run continues by executing its interrupt node, after `update` is applied
+        through the reducers (a human's answer, an approval). A run that crashed or failed
+        runs the step that was in flight again; finished nodes never run twice. A completed
+        session returns its final state without running anything.
+
+        Raises:
+            CheckpointNotFound: the session has no checkpoint.
+        """
+        checkpoint = await self._store().latest(session_id)
+        if checkpoint is None:
+            raise CheckpointNotFound(session_id=session_id)
+        return await self._continue(checkpoint, session_id, update, head=True)
+
+    def resume_sync(self, session_id: str, update: Mapping[str, Any] | None = None) -> RunState:
+        """`resume` for synchronous code."""
+        return _sync.run_sync(lambda: self.resume(session_id, update))
+
+    async def resume_from_checkpoint(
+        self, checkpoint_id: str, update: Mapping[str, Any] | None = None
+    ) -> RunState:
+        """Time travel: continue the checkpoint's session from that point.
+
+        Later checkpoints stay in the history; the new ones branch off this one (their
+        `parent_id` chain leads back to it) and become the session's latest.
+        """
+        checkpoint = await self._store().get(checkpoint_id)
+        return await self._continue(checkpoint, checkpoint.session_id, update, head=False)
+
+    async def fork_from(
+        self,
+        checkpoint_id: str,
+        state_update: Mapping[str, Any] | None = None,
+        *,
+        session_id: str | None = None,
+    ) -> RunState:
+        """Continue from a checkpoint in a new session, leaving the original history untouched.
+
+        Args:
+            checkpoint_id: where to fork.
+            state_update: applied through the reducers before continuing.
+            session_id: the new session's id; generated if not given (see the result's).
+        """
+        checkpoint = await self._store().get(checkpoint_id)
+        new_session = session_id or f"{checkpoint.session_id}.fork-{uuid.uuid4().hex[:12]}"
+        return await self._continue(checkpoint, new_session, state_update, head=False)
+
+    async def replay_from(self, checkpoint_id: str) -> RunState:
+        """Re-stream a session's recorded history up to a checkpoint, then continue from it.
+
+        Subscribers first get one `checkpoint` event per recorded checkpoint up to this one
+        (`data` holds its id, `state` its state, `name` is "replay"), then the events of the
+        continued run, as with `resume_from_checkpoint`.
+        """
+        checkpoint = await self._store().get(checkpoint_id)
+        history = await self._store().history(checkpoint.session_id)
+        ids = [c.id for c in history]
+        replayed = history[: ids.index(checkpoint_id) + 1] if checkpoint_id in ids else []
+        return await self._continue(checkpoint, checkpoint.session_id, None, head=False,
+                                    replay=replayed)
+
+    async def list_checkpoints(self, session_id: str) -> list[Checkpoint]:
+        """The session's checkpoints, oldest first."""
+        return await self._store().history(session_id)
+
+    async def _continue(
+        self,
+        checkpoint: Checkpoint,
+        session_id: str,
+        update: Mapping[str, Any] | None,
+        *,
+        head: bool,
+        replay: Sequence[Checkpoint] = (),
+    ) -> RunState:
+        if checkpoint.graph_id != self.graph.id:
+            raise GraphError(f"checkpoint {checkpoint.id!r} belongs to graph "
+                             f"{checkpoint.graph_id!r}, not {self.graph.id!r}")
+        unknown = [n for n in checkpoint.next if n not in self.graph.nodes]
+        if unknown:
+            raise GraphError(f"checkpoint {checkpoint.id!r} names unknown nodes {unknown}")
+        state = dict(checkpoint.state)
+        if update:
+            state = apply_updates(self.graph, state, [update])
+        # A new line of history (an update, a fork, time travel) starts with a checkpoint of
+        # its own, so that a crash before the next step resumes on this line.
+        write_first = bool(update) or not head or session_id != checkpoint.session_id
+        return await self._start(session_id, state, checkpoint, resumed=True,
+                                 write_first=write_first, replay=replay)
+
+    async def _start(
+        self,
+        session_id: str,
+        state: dict[str, Any],
+        parent: Checkpoint | None,
+        *,
+        resumed: bool,
+        write_first: bool,
+        replay: Sequence[Checkpoint] = (),
+    ) -> RunState:
+        if session_id in self._active:
+            raise RunConflictError(session_id)
+        with self._lock:
+            mine = [s for s in self._pending
+                    if s.session_id in (None, session_id) and not s.closed]
+            self._pending = [s for s in self._pending if s not in mine and not s.closed]
+        hub = EventHub(uuid.uuid4().hex, session_id, mine, self.broker, self._lock)
+        run = Run(self.graph, hub, self.store, state, step_limit=self.step_limit, parent=parent)
+        self._active[session_id] = run
+        self._outcomes.pop(session_id, None)
+        try:
+            for old in replay:
+                hub.publish("checkpoint", old.ran[-1] if old.ran else "", state=old.state,
+                            data=old.id, name="replay")
+            step = parent.next if parent is not None else None
+            if step is None:
+                try:
+                    step = entry_nodes(self.graph, state)
+                except GraphError as exc:
+                    hub.end("error", "", state=state, error=str(exc))
+                    raise
+            return await execute(run, step, resumed=resumed, write_first=write_first)
+        except asyncio.CancelledError:
+            self._remember(run.result("cancelled", run.current))
+            raise
+        except Exception:
+            self._remember(run.result("failed", run.current))
+            raise
+        finally:
+            del self._active[session_id]
+
+    async def get_state(self, session_id: str) -> RunState | None:
+        """Where the session stands: running here, or as its run ended, or as last checkpointed.
+
+        A session whose latest checkpoint says "running" but which no runner is executing
+        crashed or was cancelled elsewhere; `resume` continues it. Read from a checkpoint,
+        `seq` is 0 and `run_id` is that of the run that wrote it.
+        """
+        run = self._active.get(session_id)
+        if run is not None:
+            return run.result("running", run.current)
+        if session_id in self._outcomes:
+            return self._outcomes[session_id]
+        checkpoint = await self.store.latest(session_id) if self.store is not None else None
+        if checkpoint is None:
+            return None
+        node_id = checkpoint.ran[-1] if checkpoint.ran else ""
+        if checkpoint.status == "paused":
+            node_id = interrupts_in(self.graph, checkpoint.next)[0]
+        return RunState(
+            run_id=checkpoint.run_id, session_id=session_id, graph_id=checkpoint.graph_id,
+            node_id=node_id, status=checkpoint.status, state=MappingProxyType(checkpoint.state),
+            seq=0, started_at=checkpoint.created_at, updated_at=checkpoint.created_at,
+            next=checkpoint.next, checkpoint_id=checkpoint.id,
+        )
+
+    def _remember(self, outcome: RunState) -> None:
+        self._outcomes[outcome.session_id] = outcome
+        while len(self._outcomes) > _OUTCOMES_KEPT:
+            self._outcomes.popitem(last=False)
+
+    def _store(self) -> CheckpointStore:
+        if self.store is None:
+            raise ConfigurationError("this Runner has no store: pass one to resume or fork")
+        return self.store

@@ -1,0 +1,123 @@
+"""What a checkpoint is, what a store must do, and how state becomes bytes.
+
+Every store encodes state the same way (orjson), before any I/O: state that cannot be stored
+fails here, naming its key, and nothing is half-written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import orjson
+
+from chronos.errors import StateNotSerializable
+
+__all__ = [
+    "Checkpoint",
+    "CheckpointStatus",
+    "CheckpointStore",
+    "decode_state",
+    "encode_pending",
+    "encode_state",
+]
+
+CheckpointStatus = Literal["running", "paused", "completed", "failed"]
+"""A run's status when the checkpoint was written: "running" means it was still going."""
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A run's state after a step, and the step that comes next.
+
+    `ran` lists the nodes that had just finished (empty for the checkpoint taken when a run
+    starts or resumes); `next` the nodes to run on resume (empty once completed). While a
+    step of parallel branches is under way, `pending` holds the updates of the branches that
+    already finished, by node id, so a resume runs only the others. `step`
+    counts the session's checkpoints along this line of history; `parent_id` is the
+    checkpoint this one follows, which a fork or a time-travel resume makes a branch point.
+    """
+
+    id: str
+    session_id: str
+    run_id: str
+    graph_id: str
+    step: int
+    status: CheckpointStatus
+    ran: tuple[str, ...]
+    next: tuple[str, ...]
+    state: Mapping[str, Any]
+    parent_id: str | None = None
+    created_at: float = 0.0
+    error: str = ""
+    pending: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+class CheckpointStore(Protocol):
+    """Durable storage of checkpoints: `MemoryStore`, `SQLiteStore`, `PostgresStore`, yours.
+
+    ```python
+    async with store.from_url("sqlite:///runs.db") as checkpoints:
+        runner = graph.Runner(compiled, checkpoints)
+    ```
+    """
+
+    async def put(self, checkpoint: Checkpoint) -> None:
+        """Store a checkpoint durably before returning.
+
+        Raises:
+            StateNotSerializable: a state value cannot be encoded; nothing was written.
+            StoreError: the id exists already, or the backend failed.
+        """
+
+    async def get(self, checkpoint_id: str) -> Checkpoint:
+        """The checkpoint with this id.
+
+        Raises:
+            CheckpointNotFound: there is none.
+        """
+
+    async def latest(self, session_id: str) -> Checkpoint | None:
+        """The session's most recently written checkpoint, or None."""
+
+    async def history(self, session_id: str, *, limit: int | None = None) -> list[Checkpoint]:
+        """The session's checkpoints in the order they were written (the last `limit`)."""
+
+    async def aclose(self) -> None:
+        """Release connections and threads. Idempotent."""
+
+
+def encode_state(state: Mapping[str, Any]) -> bytes:
+    """The state as JSON bytes.
+
+    Raises:
+        StateNotSerializable: naming the first key whose value cannot be encoded.
+    """
+    try:
+        return orjson.dumps(state)
+    except TypeError:
+        pass
+    for key, value in state.items():
+        if not isinstance(key, str):
+            raise StateNotSerializable(repr(key), "state keys must be strings")
+        try:
+            orjson.dumps(value)
+        except TypeError as exc:
+            raise StateNotSerializable(key, str(exc)) from exc
+    raise StateNotSerializable("?", "the state is not a JSON object")  # pragma: no cover
+
+
+def encode_pending(pending: Mapping[str, Mapping[str, Any]]) -> bytes:
+    """Finished branches' updates as JSON bytes; a bad value raises naming its state key."""
+    if not pending:
+        return b"{}"
+    for update in pending.values():
+        encode_state(update)
+    return orjson.dumps(pending)
+
+
+def decode_state(data: bytes | bytearray | memoryview | str) -> dict[str, Any]:
+    """The state from `encode_state`'s bytes."""
+    state: dict[str, Any] = orjson.loads(data if not isinstance(data, memoryview) else bytes(data))
+    return state

@@ -1,0 +1,89 @@
+"""The SQL both relational stores run, and the mapping between rows and checkpoints.
+
+SQLite and Postgres differ here only in placeholders and column types; the stores themselves
+just execute these statements, so their behaviour cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from chronos.errors import ConfigurationError
+from chronos.store._protocol import Checkpoint, decode_state, encode_pending, encode_state
+
+__all__ = ["POSTGRES", "SQLITE", "Queries", "checkpoint_row", "row_checkpoint"]
+
+_COLUMNS = ("id, session_id, run_id, graph_id, step, status, ran, next, state, parent_id, "
+            "created_at, error, pending")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$")
+
+
+@dataclass(frozen=True, slots=True)
+class _Dialect:
+    param: str
+    serial: str
+    blob: str
+    real: str
+
+
+# No AUTOINCREMENT: it costs a write to sqlite_sequence per insert, and rowids are only ever
+# reused after deleting the newest row, which stores never do.
+SQLITE = _Dialect(param="?", serial="INTEGER PRIMARY KEY", blob="BLOB", real="REAL")
+POSTGRES = _Dialect(param="%s", serial="BIGSERIAL PRIMARY KEY", blob="BYTEA",
+                    real="DOUBLE PRECISION")
+
+
+class Queries:
+    """Every statement a store runs, for one dialect and one table."""
+
+    def __init__(self, dialect: _Dialect, table: str) -> None:
+        if not _NAME.match(table):
+            raise ConfigurationError(f"invalid checkpoint table name {table!r}")
+        p = dialect.param
+        index = table.replace(".", "_") + "_session"
+        self.create = (
+            f"CREATE TABLE IF NOT EXISTS {table} ("
+            f"seq {dialect.serial}, id TEXT NOT NULL UNIQUE, session_id TEXT NOT NULL, "
+            f"run_id TEXT NOT NULL, graph_id TEXT NOT NULL, step INTEGER NOT NULL, "
+            f"status TEXT NOT NULL, ran TEXT NOT NULL, next TEXT NOT NULL, "
+            f"state {dialect.blob} NOT NULL, parent_id TEXT, created_at {dialect.real} NOT NULL, "
+            f"error TEXT NOT NULL, pending {dialect.blob} NOT NULL)"
+        )
+        self.create_index = (
+            f"CREATE INDEX IF NOT EXISTS {index} ON {table} (session_id, seq)"
+        )
+        self.insert = f"INSERT INTO {table} ({_COLUMNS}) VALUES ({', '.join([p] * 13)})"
+        self.get = f"SELECT {_COLUMNS} FROM {table} WHERE id = {p}"
+        self.latest = (
+            f"SELECT {_COLUMNS} FROM {table} WHERE session_id = {p} ORDER BY seq DESC LIMIT 1"
+        )
+        self.history = f"SELECT {_COLUMNS} FROM {table} WHERE session_id = {p} ORDER BY seq"
+        self.history_limit = (
+            f"SELECT {_COLUMNS} FROM (SELECT seq, {_COLUMNS} FROM {table} WHERE session_id = {p} "
+            f"ORDER BY seq DESC LIMIT {p}) AS recent ORDER BY seq"
+        )
+        self.drop = f"DROP TABLE IF EXISTS {table}"
+
+
+def checkpoint_row(checkpoint: Checkpoint) -> tuple[Any, ...]:
+    """The INSERT parameters; encoding the state first, so a bad value writes nothing."""
+    c = checkpoint
+    return (c.id, c.session_id, c.run_id, c.graph_id, c.step, c.status,
+            orjson.dumps(c.ran).decode(), orjson.dumps(c.next).decode(), encode_state(c.state),
+            c.parent_id, c.created_at, c.error, encode_pending(c.pending))
+
+
+def row_checkpoint(row: tuple[Any, ...]) -> Checkpoint:
+    """A checkpoint from a row selected with the store's column list."""
+    (id, session_id, run_id, graph_id, step, status, ran, nxt, state, parent_id, created_at,
+     error, pending) = row
+    return Checkpoint(
+        id=id, session_id=session_id, run_id=run_id, graph_id=graph_id, step=step,
+        status=status, ran=tuple(orjson.loads(ran)), next=tuple(orjson.loads(nxt)),
+        state=decode_state(state), parent_id=parent_id, created_at=created_at, error=error,
+        pending=decode_state(pending),
+    )

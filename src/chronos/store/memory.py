@@ -1,0 +1,77 @@
+"""`MemoryStore`: checkpoints in a dict, for tests and runs that need not outlive the process."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chronos.errors import CheckpointNotFound, StoreError
+from chronos.store._protocol import Checkpoint, decode_state, encode_pending, encode_state
+
+__all__ = ["MemoryStore"]
+
+
+class MemoryStore:
+    """Keep checkpoints in memory.
+
+    ```python
+    runner = graph.Runner(compiled, store.MemoryStore())
+    ```
+
+    State is stored encoded, exactly as the durable stores keep it, so a value that could not
+    be stored there fails here too, and later changes to the run's objects do not leak in.
+    """
+
+    def __init__(self) -> None:
+        self._by_id: dict[str, tuple[tuple[Any, ...], tuple[Any, ...], tuple[bytes, bytes]]] = {}
+        self._by_session: dict[str, list[str]] = {}
+
+    async def put(self, checkpoint: Checkpoint) -> None:
+        """Store a checkpoint."""
+        data = encode_state(checkpoint.state), encode_pending(checkpoint.pending)
+        if checkpoint.id in self._by_id:
+            raise StoreError(f"checkpoint id {checkpoint.id!r} exists already")
+        c = checkpoint  # every field but the state, which is kept encoded
+        self._by_id[c.id] = (
+            (c.id, c.session_id, c.run_id, c.graph_id, c.step, c.status, c.ran, c.next),
+            (c.parent_id, c.created_at, c.error),
+            data,
+        )
+        self._by_session.setdefault(checkpoint.session_id, []).append(checkpoint.id)
+
+    async def get(self, checkpoint_id: str) -> Checkpoint:
+        """The checkpoint with this id; `CheckpointNotFound` if there is none."""
+        try:
+            return self._load(checkpoint_id)
+        except KeyError:
+            raise CheckpointNotFound(checkpoint_id=checkpoint_id) from None
+
+    async def latest(self, session_id: str) -> Checkpoint | None:
+        """The session's most recent checkpoint, or None."""
+        ids = self._by_session.get(session_id)
+        return self._load(ids[-1]) if ids else None
+
+    async def history(self, session_id: str, *, limit: int | None = None) -> list[Checkpoint]:
+        """The session's checkpoints, oldest first (the last `limit` of them)."""
+        ids = self._by_session.get(session_id, [])
+        if limit is not None:
+            ids = ids[-limit:] if limit > 0 else []
+        return [self._load(i) for i in ids]
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+    async def __aenter__(self) -> MemoryStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def _load(self, checkpoint_id: str) -> Checkpoint:
+        head, tail, (data, pending) = self._by_id[checkpoint_id]
+        id, session_id, run_id, graph_id, step, status, ran, nxt = head
+        parent_id, created_at, error = tail
+        return Checkpoint(
+            id=id, session_id=session_id, run_id=run_id, graph_id=graph_id, step=step,
+            status=status, ran=ran, next=nxt, state=decode_state(data), parent_id=parent_id,
+            created_at=created_at, error=error, pending=decode_state(pending),
+        )

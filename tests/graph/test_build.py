@@ -1,0 +1,158 @@
+"""Building and compiling graphs: chaining, immutability, and every problem reported at once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from chronos import graph
+from chronos.errors import InvalidGraphError
+
+
+def step(state: dict[str, Any]) -> dict[str, Any]:
+    return {}
+
+
+def problems_of(g: graph.StateGraph) -> list[str]:
+    with pytest.raises(InvalidGraphError) as caught:
+        g.compile()
+    return caught.value.problems
+
+
+def test_methods_chain_and_compile_a_linear_graph() -> None:
+    compiled = (
+        graph.StateGraph("g")
+        .add_node("a", step)
+        .add_node("b", step)
+        .set_entry_point("a")
+        .add_edge("a", "b")
+        .set_finish_point("b")
+        .compile()
+    )
+    assert compiled.id == "g"
+    assert list(compiled.nodes) == ["a", "b"]
+    assert compiled.entry == ("a",)
+    assert compiled.edges == {"a": ("b",), "b": ()}
+
+
+def test_compiled_graph_is_immutable_and_independent_of_the_builder() -> None:
+    g = graph.StateGraph("g").add_node("a", step).set_entry_point("a").set_finish_point("a")
+    compiled = g.compile()
+    g.add_node("b", step)
+    assert list(compiled.nodes) == ["a"]
+    with pytest.raises(TypeError):
+        compiled.nodes["b"] = compiled.nodes["a"]  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        compiled.id = "other"  # type: ignore[misc]
+
+
+def test_every_problem_is_reported_at_once_each_naming_its_node() -> None:
+    g = (
+        graph.StateGraph("bad")
+        .add_node("a", step)
+        .add_node("a", step)  # duplicate
+        .add_node("b", step)
+        .add_node("c", step)  # no out-edge and unreachable
+        .add_node("d", step)
+        .add_edge("a", "b")
+        .add_edge("a", "ghost")  # second static edge, unknown target
+        .add_conditional_edge("b", lambda s: "x", {"go": "phantom", "stop": graph.END})
+        .add_edge("d", graph.END)
+    )
+    problems = problems_of(g)
+    text = "\n".join(problems)
+    assert "duplicate node id 'a'" in text
+    assert "no entry point" in text
+    assert "unknown node 'ghost'" in text
+    assert "node 'a' has 2 static out-edges" in text
+    assert "may route to unknown node 'phantom'" in text
+    assert "node 'c' has no outgoing edge" in text
+    assert "node 'c' is unreachable" in text
+    assert "node 'd' is unreachable" in text
+    assert len(problems) >= 8
+
+
+def test_unreachable_unknown_source_and_mixed_edges() -> None:
+    g = (
+        graph.StateGraph("bad")
+        .add_node("a", step)
+        .add_node("b", step)
+        .add_node("island", step)
+        .set_entry_point("a")
+        .add_edge("a", "b")
+        .add_conditional_edge("a", lambda s: "b", ["b"])
+        .add_edge("b", graph.END)
+        .add_edge("island", graph.END)
+        .add_edge("nowhere", "b")
+    )
+    text = "\n".join(problems_of(g))
+    assert "node 'a' has both a static and a conditional edge" in text
+    assert "node 'island' is unreachable" in text
+    assert "edge from unknown node 'nowhere'" in text
+
+
+def test_router_without_a_map_makes_every_node_reachable() -> None:
+    compiled = (
+        graph.StateGraph("g")
+        .add_node("a", step)
+        .add_node("b", step)
+        .set_entry_point("a")
+        .add_conditional_edge("a", lambda s: "b")
+        .set_finish_point("b")
+        .compile()
+    )
+    assert set(compiled.branches) == {"a"}
+
+
+def test_fan_out_in_one_call_is_allowed_and_async_routers_are_not() -> None:
+    async def router(state: dict[str, Any]) -> str:
+        return "a"
+
+    ok = (
+        graph.StateGraph("g")
+        .add_node("a", step).add_node("b", step).add_node("c", step)
+        .set_entry_point("a")
+        .add_edge("a", ["b", "c"])
+        .add_edge(["b", "c"], graph.END)
+        .compile()
+    )
+    assert ok.edges["a"] == ("b", "c")
+    bad = (
+        graph.StateGraph("g").add_node("a", step).add_conditional_edge(graph.START, router)
+        .set_finish_point("a")
+    )
+    assert any("router of '__start__' is async" in p for p in problems_of(bad))
+
+
+def test_reserved_ids_and_subgraphs_with_interrupts_are_rejected() -> None:
+    inner = (
+        graph.StateGraph("inner").add_interrupt_node("ask").set_entry_point("ask")
+        .set_finish_point("ask").compile()
+    )
+    g = (
+        graph.StateGraph("g")
+        .add_node(graph.END, step)
+        .add_subgraph("sub", inner)
+        .set_entry_point("sub")
+        .set_finish_point("sub")
+    )
+    text = "\n".join(problems_of(g))
+    assert "node id '__end__' is reserved" in text
+    assert "subgraph node 'sub' contains interrupt nodes" in text
+
+
+def test_async_callables_are_detected() -> None:
+    class Node:
+        async def __call__(self, state: dict[str, Any]) -> dict[str, Any]:
+            return {}
+
+    async def fn(state: dict[str, Any]) -> None:
+        return None
+
+    compiled = (
+        graph.StateGraph("g").add_node("a", Node()).add_node("b", fn).add_node("c", step)
+        .set_entry_point("a").add_edge("a", "b").add_edge("b", "c").set_finish_point("c")
+        .compile()
+    )
+    assert [compiled.nodes[n].is_async for n in "abc"] == [True, True, False]

@@ -1,0 +1,97 @@
+"""The pure step planner: merging updates through reducers, and choosing the next step."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from chronos import graph
+from chronos.errors import NodeError
+from chronos.graph._plan import apply_updates, next_nodes, normalize_update
+
+
+def noop(state: dict[str, Any]) -> None:
+    return None
+
+
+def reducing_graph() -> graph.CompiledGraph:
+    return (
+        graph.StateGraph(
+            "g",
+            reducers={"log": graph.append, "meta": graph.merge, "total": lambda a, b: (a or 0) + b},
+        )
+        .add_node("a", noop)
+        .set_entry_point("a")
+        .set_finish_point("a")
+        .compile()
+    )
+
+
+def test_reducers_replace_append_merge_and_custom() -> None:
+    g = reducing_graph()
+    state = {"log": ["x"], "meta": {"a": 1}, "total": 1, "name": "old"}
+    new = apply_updates(g, state, [
+        {"log": ["y"], "meta": {"b": 2}, "total": 2, "name": "new"},
+        {"log": "z", "total": 3},
+    ])
+    assert new == {"log": ["x", "y", "z"], "meta": {"a": 1, "b": 2}, "total": 6, "name": "new"}
+    assert state == {"log": ["x"], "meta": {"a": 1}, "total": 1, "name": "old"}  # untouched
+
+
+@given(st.permutations(["a", "b", "c", "d"]))
+def test_parallel_updates_merge_in_schedule_order_whatever_the_finish_order(
+    finish_order: list[str],
+) -> None:
+    g = reducing_graph()
+    updates = {n: {"log": [n], "name": n} for n in "abcd"}
+    scheduled = ["a", "b", "c", "d"]
+    # The runner always passes updates in schedule order, however the branches finished.
+    merged = apply_updates(g, {}, [updates[n] for n in scheduled])
+    assert merged == {"log": ["a", "b", "c", "d"], "name": "d"}
+    assert sorted(finish_order) == scheduled
+
+
+def test_returning_the_given_state_counts_only_new_values_as_changes() -> None:
+    state = {"log": ["x"], "n": 1}
+    given_state = dict(state)
+    given_state["n"] = 2
+    given_state["extra"] = True
+    assert normalize_update("a", given_state, state, given_state) == {"n": 2, "extra": True}
+    assert normalize_update("a", given_state, state, None) == {}
+    assert normalize_update("a", given_state, state, {"n": 1}) == {"n": 1}
+    with pytest.raises(TypeError, match="node 'a' returned list"):
+        normalize_update("a", given_state, state, [1])
+
+
+def test_next_nodes_follows_static_edges_routers_and_merges_branches() -> None:
+    g = (
+        graph.StateGraph("g")
+        .add_node("plan", noop).add_node("web", noop).add_node("docs", noop)
+        .add_node("write", noop).add_node("review", noop)
+        .set_entry_point("plan")
+        .add_edge("plan", ["web", "docs"])
+        .add_edge(["web", "docs"], "write")
+        .add_conditional_edge("write", lambda s: "done" if s["ok"] else "again",
+                              {"done": graph.END, "again": "review"})
+        .add_conditional_edge("review", lambda s: ["web", "docs"])
+        .compile()
+    )
+    assert next_nodes(g, {}, ["plan"]) == ("web", "docs")
+    assert next_nodes(g, {}, ["web", "docs"]) == ("write",)
+    assert next_nodes(g, {"ok": True}, ["write"]) == ()
+    assert next_nodes(g, {"ok": False}, ["write"]) == ("review",)
+    assert next_nodes(g, {}, ["review"]) == ("web", "docs")
+
+
+def test_a_router_naming_an_unknown_node_is_a_node_error() -> None:
+    g = (
+        graph.StateGraph("g").add_node("a", noop).set_entry_point("a")
+        .add_conditional_edge("a", lambda s: s["to"]).compile()
+    )
+    with pytest.raises(NodeError, match="router of 'a' chose unknown node 'nope'") as caught:
+        next_nodes(g, {"to": "nope"}, ["a"])
+    assert caught.value.node_id == "a"
+    assert next_nodes(g, {"to": graph.END}, ["a"]) == ()

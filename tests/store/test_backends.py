@@ -1,0 +1,67 @@
+"""What is particular to each backend: URLs, SQLite's file and WAL, Postgres being reachable."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from chronos import store
+from chronos.errors import ConfigurationError, StoreError
+from tests.store.backends import POSTGRES_URL
+from tests.store.test_contract import make
+
+pytestmark = pytest.mark.anyio
+
+
+def test_from_url_picks_the_store() -> None:
+    assert isinstance(store.from_url("memory://"), store.MemoryStore)
+    relative = store.from_url("sqlite:///runs.db")
+    assert isinstance(relative, store.SQLiteStore)
+    assert relative.path == "runs.db"
+    absolute = store.from_url("sqlite:////var/lib/runs.db")
+    assert isinstance(absolute, store.SQLiteStore)
+    assert absolute.path == "/var/lib/runs.db"
+    postgres = store.from_url(POSTGRES_URL)
+    assert isinstance(postgres, store.PostgresStore)
+    assert postgres.url == POSTGRES_URL
+    assert isinstance(store.from_url("postgres://u@h/db"), store.PostgresStore)
+
+
+@pytest.mark.parametrize("url", ["redis://localhost", "runs.db", "sqlite://"])
+def test_from_url_rejects_what_it_cannot_open(url: str) -> None:
+    with pytest.raises(ConfigurationError):
+        store.from_url(url)
+
+
+def test_table_names_are_checked() -> None:
+    with pytest.raises(ConfigurationError, match="invalid checkpoint table name"):
+        store.SQLiteStore("x.db", table="t; DROP TABLE users")
+    store.PostgresStore(POSTGRES_URL, table="agents.checkpoints")  # schema-qualified is fine
+
+
+async def test_sqlite_uses_a_wal_file_that_another_connection_reads(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    async with store.SQLiteStore(path) as sqlite:
+        await sqlite.put(make("c1"))
+        with sqlite3.connect(path) as other:  # a second process would see the same
+            assert other.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+            assert other.execute("SELECT id FROM chronos_checkpoints").fetchall() == [("c1",)]
+    async with store.SQLiteStore(path) as reopened:
+        assert (await reopened.get("c1")) == make("c1")
+        await reopened.aclose()
+        with pytest.raises(StoreError, match="closed"):
+            await reopened.get("c1")
+
+
+async def test_sqlite_reports_a_file_it_cannot_open(tmp_path: Path) -> None:
+    async with store.SQLiteStore(tmp_path / "missing-dir" / "runs.db") as broken:
+        with pytest.raises(StoreError, match="cannot open SQLite store"):
+            await broken.latest("s")
+
+
+async def test_an_unreachable_postgres_is_a_store_error_not_a_hang() -> None:
+    async with store.PostgresStore("postgresql://postgres@127.0.0.1:1/test") as unreachable:
+        with pytest.raises(StoreError, match="PostgreSQL"):
+            await unreachable.latest("s")

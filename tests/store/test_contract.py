@@ -1,0 +1,106 @@
+"""One contract, every store: memory, SQLite and the real PostgreSQL server."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timezone
+
+import pytest
+
+from chronos.errors import CheckpointNotFound, StateNotSerializable, StoreError
+from chronos.store import Checkpoint, CheckpointStore
+
+pytestmark = pytest.mark.anyio
+
+
+def make(id: str, session: str = "s1", step: int = 0, **changes: object) -> Checkpoint:
+    checkpoint = Checkpoint(
+        id=id, session_id=session, run_id="r1", graph_id="g", step=step, status="running",
+        ran=("a",), next=("b", "c"), state={"n": step, "text": "héllo", "items": [1, 2]},
+        parent_id=None, created_at=1700000000.5, error="",
+    )
+    return dataclasses.replace(checkpoint, **changes)  # type: ignore[arg-type]
+
+
+async def test_put_then_get_round_trips_every_field(store: CheckpointStore) -> None:
+    original = make("c1", parent_id="c0", status="paused", error="boom", ran=(), next=("x",),
+                    pending={"web": {"hits": [1, 2]}, "docs": {}})
+    await store.put(original)
+    assert await store.get("c1") == original
+
+
+async def test_latest_is_the_last_written_of_the_session(store: CheckpointStore) -> None:
+    assert await store.latest("s1") is None
+    await store.put(make("c1", step=0))
+    await store.put(make("c2", step=1))
+    await store.put(make("other", session="s2", step=7))
+    latest = await store.latest("s1")
+    assert latest is not None
+    assert latest.id == "c2"
+
+
+async def test_history_is_in_write_order_and_limit_keeps_the_newest(
+    store: CheckpointStore,
+) -> None:
+    # Steps deliberately out of order: a time-travel branch repeats step numbers.
+    for id, step in [("c1", 0), ("c2", 1), ("c3", 2), ("c4", 1)]:
+        await store.put(make(id, step=step))
+    await store.put(make("x", session="s2"))
+    assert [c.id for c in await store.history("s1")] == ["c1", "c2", "c3", "c4"]
+    assert [c.id for c in await store.history("s1", limit=2)] == ["c3", "c4"]
+    assert await store.history("s1", limit=0) == []
+    assert await store.history("nobody") == []
+
+
+async def test_unknown_checkpoint_raises_checkpoint_not_found(store: CheckpointStore) -> None:
+    with pytest.raises(CheckpointNotFound) as caught:
+        await store.get("missing")
+    assert caught.value.checkpoint_id == "missing"
+
+
+async def test_duplicate_id_is_rejected_and_the_first_kept(store: CheckpointStore) -> None:
+    await store.put(make("c1", step=0))
+    with pytest.raises(StoreError):
+        await store.put(make("c1", step=5))
+    assert (await store.get("c1")).step == 0
+
+
+async def test_unserialisable_state_names_the_key_and_writes_nothing(
+    store: CheckpointStore,
+) -> None:
+    bad = make("c1", state={"fine": 1, "handle": object()})
+    with pytest.raises(StateNotSerializable) as caught:
+        await store.put(bad)
+    assert caught.value.key == "handle"
+    assert await store.latest("s1") is None
+    with pytest.raises(StateNotSerializable) as caught_key:
+        await store.put(make("c2", state={1: "non-string key"}))
+    assert caught_key.value.key == "1"
+    with pytest.raises(StateNotSerializable) as caught_pending:
+        await store.put(make("c3", pending={"web": {"socket": object()}}))
+    assert caught_pending.value.key == "socket"
+    assert await store.latest("s1") is None
+
+
+async def test_stored_state_is_a_snapshot(store: CheckpointStore) -> None:
+    state = {"items": [1]}
+    await store.put(make("c1", state=state))
+    state["items"].append(2)
+    loaded = await store.get("c1")
+    assert loaded.state == {"items": [1]}
+    loaded.state["items"].append(3)  # type: ignore[index]
+    assert (await store.get("c1")).state == {"items": [1]}
+
+
+async def test_values_come_back_as_json(store: CheckpointStore) -> None:
+    when = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+    await store.put(make("c1", state={"when": when, "nested": {"a": [None, True, 1.5]}}))
+    assert (await store.get("c1")).state == {
+        "when": "2024-05-01T12:00:00+00:00", "nested": {"a": [None, True, 1.5]},
+    }
+
+
+async def test_aclose_is_idempotent(store: CheckpointStore) -> None:
+    await store.put(make("c1"))
+    await store.aclose()
+    await store.aclose()
