@@ -30,6 +30,7 @@ from chronos.model import (
     openai_responses,
 )
 from chronos.model._assemble import StreamAccumulator, accumulate
+from chronos.model._protocol import BaseProvider
 from chronos.model._provider import ChatStream, HTTPProvider, Provider, RetryPolicy
 from chronos.model._registry import available_providers, provider_from_name
 from chronos.model._types import (
@@ -57,6 +58,7 @@ from chronos.model.openai_responses import OpenAIResponsesProvider
 __all__ = [
     "AnthropicProvider",
     "AzureOpenAIProvider",
+    "BaseProvider",
     "ChatRequest",
     "ChatResponse",
     "ChatStream",

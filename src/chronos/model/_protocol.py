@@ -1,19 +1,25 @@
-"""What a provider is, for users who bring their own: the `Provider` protocol and `ChatStream`.
+"""What a provider is: the `Provider` protocol, `ChatStream`, and `BaseProvider`.
 
 `ChatStream` is the object every `stream_chat` returns: an async iterator of chunks and an
 async context manager, so an early exit closes what is underneath (an HTTP response, a
-llama.cpp worker) at once instead of when the garbage collector gets to it.
+llama.cpp worker) at once instead of when the garbage collector gets to it. `BaseProvider`
+writes `chat`, `stream_chat` and their sync twins once, over a single `_stream` generator.
 """
 
 from __future__ import annotations
 
+import abc
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from types import TracebackType
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
+from chronos._sync import iterate_sync, run_sync
+from chronos.model._assemble import accumulate
 from chronos.model._types import ChatRequest, ChatResponse
 
-__all__ = ["ChatStream", "Provider"]
+__all__ = ["BaseProvider", "ChatStream", "Provider"]
+
+_P = TypeVar("_P", bound="BaseProvider")
 
 
 @runtime_checkable
@@ -88,6 +94,53 @@ class ChatStream:
         await self._chunks.aclose()
 
     async def __aenter__(self) -> ChatStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class BaseProvider(abc.ABC):
+    """The provider interface written once over `_stream`; subclass it to add a provider.
+
+    A subclass implements `_stream(req)`, an async generator of chunks (`delta=True`), and
+    `aclose()`; `chat` accumulates the stream, so the two always agree.
+    """
+
+    @abc.abstractmethod
+    def _stream(self, req: ChatRequest) -> AsyncGenerator[ChatResponse, None]:
+        """Generate the chunks of one response; closing the generator ends the work."""
+
+    async def chat(self, req: ChatRequest) -> ChatResponse:
+        """The whole response (`delta=False`), equal to `accumulate(stream_chat(req))`."""
+        return await accumulate(self.stream_chat(req))
+
+    def stream_chat(self, req: ChatRequest) -> ChatStream:
+        """Stream the response: chunks with `delta=True`; see `ChatStream`.
+
+        Nothing starts until the first chunk is asked for; the last chunk carries `usage`
+        and `stop_reason`.
+        """
+        return ChatStream(self._stream(req))
+
+    def chat_sync(self, req: ChatRequest) -> ChatResponse:
+        """`chat` for synchronous code."""
+        return run_sync(lambda: self.chat(req))
+
+    def stream_chat_sync(self, req: ChatRequest) -> Iterator[ChatResponse]:
+        """`stream_chat` for synchronous code; leaving the loop early ends the stream."""
+        return iterate_sync(lambda: self.stream_chat(req))
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Release what the provider holds (HTTP clients, a loaded model)."""
+
+    async def __aenter__(self: _P) -> _P:
         return self
 
     async def __aexit__(

@@ -52,16 +52,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, ClassVar, Final, Protocol
 
 import anyio
 import httpx
 import orjson
 
-from chronos._sync import iterate_sync, run_sync
 from chronos.errors import (
     ConfigurationError,
     ProviderError,
@@ -69,10 +67,10 @@ from chronos.errors import (
     StreamProtocolError,
 )
 from chronos.model import _http
-from chronos.model._assemble import ChunkBuilder, accumulate
+from chronos.model._assemble import ChunkBuilder
 from chronos.model._decode import SSEDecoder
 from chronos.model._http import RetryPolicy
-from chronos.model._protocol import ChatStream, Provider
+from chronos.model._protocol import BaseProvider, ChatStream, Provider
 from chronos.model._types import ChatRequest, ChatResponse
 
 __all__ = [
@@ -160,7 +158,7 @@ class StreamTranslator:
         )
 
 
-class HTTPProvider:
+class HTTPProvider(BaseProvider):
     """Base of every HTTP provider; a vendor subclass only translates (see module docstring).
 
     Args:
@@ -241,26 +239,6 @@ class HTTPProvider:
         # Never the key.
         return f"{type(self).__name__}(model={self._model!r}, base_url={self.base_url!r})"
 
-    async def chat(self, req: ChatRequest) -> ChatResponse:
-        """The whole response (`delta=False`).
-
-        It streams underneath and accumulates, so the idle timeout applies instead of a
-        total one, and the result equals `accumulate(stream_chat(req))` by construction.
-        """
-        return await accumulate(self.stream_chat(req))
-
-    def stream_chat(self, req: ChatRequest) -> ChatStream:
-        """Stream the response: chunks with `delta=True`; see `ChatStream`."""
-        return ChatStream(self._stream(req))
-
-    def chat_sync(self, req: ChatRequest) -> ChatResponse:
-        """`chat` for synchronous code."""
-        return run_sync(lambda: self.chat(req))
-
-    def stream_chat_sync(self, req: ChatRequest) -> Iterator[ChatResponse]:
-        """`stream_chat` for synchronous code; leaving the loop early closes the response."""
-        return iterate_sync(lambda: self.stream_chat(req))
-
     async def aclose(self) -> None:
         """Close the HTTP clients this provider opened (not one passed in as `http_client`)."""
         current = asyncio.get_running_loop()
@@ -270,17 +248,6 @@ class HTTPProvider:
                 await client.aclose()
             elif loop.is_running():
                 await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(client.aclose(), loop))
-
-    async def __aenter__(self) -> HTTPProvider:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # --- machinery -----------------------------------------------------------------------
 

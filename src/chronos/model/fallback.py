@@ -16,14 +16,11 @@ papered over by another provider's output: one response never mixes two models.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Iterator
-from types import TracebackType
+from collections.abc import AsyncGenerator
 from typing import Final
 
-from chronos._sync import iterate_sync, run_sync
 from chronos.errors import ConfigurationError, ProviderError
-from chronos.model._assemble import accumulate
-from chronos.model._protocol import ChatStream, Provider
+from chronos.model._protocol import BaseProvider, Provider
 from chronos.model._types import ChatRequest, ChatResponse
 
 __all__ = ["FallbackProvider"]
@@ -31,7 +28,7 @@ __all__ = ["FallbackProvider"]
 _DEFAULT_FALLBACK_ON: Final = (ProviderError,)
 
 
-class FallbackProvider:
+class FallbackProvider(BaseProvider):
     """Stream from the first provider that starts answering.
 
     ```python
@@ -68,39 +65,12 @@ class FallbackProvider:
     def __repr__(self) -> str:
         return f"FallbackProvider({', '.join(repr(p) for p in self.providers)})"
 
-    async def chat(self, req: ChatRequest) -> ChatResponse:
-        """The whole response (`delta=False`) of the first provider that answers."""
-        return await accumulate(self.stream_chat(req))
-
-    def stream_chat(self, req: ChatRequest) -> ChatStream:
-        """Stream the first provider that answers; see the class docstring."""
-        return ChatStream(self._stream(req))
-
-    def chat_sync(self, req: ChatRequest) -> ChatResponse:
-        """`chat` for synchronous code."""
-        return run_sync(lambda: self.chat(req))
-
-    def stream_chat_sync(self, req: ChatRequest) -> Iterator[ChatResponse]:
-        """`stream_chat` for synchronous code; leaving the loop early closes the response."""
-        return iterate_sync(lambda: self.stream_chat(req))
-
     async def aclose(self) -> None:
         """Close every provider that can be closed."""
         for provider in self.providers:
             aclose = getattr(provider, "aclose", None)
             if aclose is not None:
                 await aclose()
-
-    async def __aenter__(self) -> FallbackProvider:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def _stream(self, req: ChatRequest) -> AsyncGenerator[ChatResponse, None]:
         failure: BaseException | None = None

@@ -29,18 +29,15 @@ import importlib.util
 import os
 import threading
 import uuid
-from collections.abc import AsyncGenerator, Generator, Iterator, Mapping
+from collections.abc import AsyncGenerator, Generator, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Final, cast
 
 import anyio
 
-from chronos._sync import iterate_sync, run_sync
 from chronos.errors import ChronosError, ConfigurationError, ProviderError
-from chronos.model._assemble import accumulate
 from chronos.model._handoff import End, Gate, ThreadHandoff
-from chronos.model._provider import ChatStream
+from chronos.model._protocol import BaseProvider
 from chronos.model._types import ChatRequest, ChatResponse, ImagePart, StopReason, Usage
 
 if TYPE_CHECKING:
@@ -82,7 +79,7 @@ def default_model_path() -> Path:
     )
 
 
-class LlamaCppProvider:
+class LlamaCppProvider(BaseProvider):
     """A provider that runs a GGUF model in this process with llama.cpp.
 
     ```python
@@ -153,49 +150,12 @@ class LlamaCppProvider:
 
     # --- public interface ----------------------------------------------------------------
 
-    async def chat(self, req: ChatRequest) -> ChatResponse:
-        """The whole response (`delta=False`); equals the streamed chunks joined."""
-        return await accumulate(self.stream_chat(req))
-
-    def stream_chat(self, req: ChatRequest) -> ChatStream:
-        """Stream the response as it is generated: chunks with `delta=True`.
-
-        ```python
-        async with provider.stream_chat(req) as stream:   # stops generation on early exit
-            async for chunk in stream:
-                print(chunk.content, end="", flush=True)
-        ```
-
-        Nothing starts until the first chunk is asked for. The last chunk carries `usage`
-        and `stop_reason`.
-        """
-        return ChatStream(self._stream(req))
-
-    def chat_sync(self, req: ChatRequest) -> ChatResponse:
-        """`chat` for synchronous code."""
-        return run_sync(lambda: self.chat(req))
-
-    def stream_chat_sync(self, req: ChatRequest) -> Iterator[ChatResponse]:
-        """`stream_chat` for synchronous code; leaving the loop early stops generation."""
-        return iterate_sync(lambda: self.stream_chat(req))
-
     async def aclose(self) -> None:
         """Free the model's memory once the running generation (if any) has ended.
 
         The next request loads the model again.
         """
         await anyio.to_thread.run_sync(self._unload)
-
-    async def __aenter__(self) -> LlamaCppProvider:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # --- the event-loop side -------------------------------------------------------------
 
