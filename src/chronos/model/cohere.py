@@ -18,7 +18,7 @@ name) / `tool-call-delta` (argument fragments) / `tool-call-end`, `citation-star
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Final
 
 from chronos.model._assemble import ChunkBuilder
@@ -26,13 +26,11 @@ from chronos.model._decode import SSEEvent
 from chronos.model._provider import HTTPProvider, StreamTranslator, VendorRequest
 from chronos.model._types import (
     ChatRequest,
-    ContentPart,
-    ImagePart,
     Message,
     StopReason,
-    TextPart,
     Usage,
 )
+from chronos.model.openai import chat_content
 
 __all__ = ["CohereProvider"]
 
@@ -98,19 +96,6 @@ class _ChatStream(StreamTranslator):
         # citation-start / citation-end and later additions are skipped.
 
 
-def _content(content: str | Sequence[ContentPart]) -> str | list[dict[str, Any]]:
-    if isinstance(content, str):
-        return content
-    parts: list[dict[str, Any]] = []
-    for part in content:
-        if isinstance(part, TextPart):
-            parts.append({"type": "text", "text": part.text})
-        elif isinstance(part, ImagePart):
-            url = part.url or f"data:{part.media_type};base64,{part.data}"
-            parts.append({"type": "image_url", "image_url": {"url": url}})
-    return parts
-
-
 def _response_format(fmt: Mapping[str, Any]) -> dict[str, Any]:
     # OpenAI's {"type": "json_schema", "json_schema": {"schema": S}} is Cohere's
     # {"type": "json_object", "json_schema": S}.
@@ -127,7 +112,7 @@ def _message(message: Message) -> dict[str, Any]:
         out["content"] = message.text
         return out
     if message.content or not message.tool_calls:
-        out["content"] = _content(message.content)
+        out["content"] = chat_content(message.content)  # Cohere v2 takes OpenAI's shape
     if message.tool_calls:
         out["tool_calls"] = [
             {"id": c.id, "type": "function",

@@ -157,7 +157,8 @@ class _ChatCompletionsStream(StreamTranslator):
         raise self.stream_error(str(error))
 
 
-def _content(content: str | Sequence[ContentPart]) -> str | list[dict[str, Any]]:
+def chat_content(content: str | Sequence[ContentPart]) -> str | list[dict[str, Any]]:
+    """Message content in the Chat Completions shape (text, or text and image_url parts)."""
     if isinstance(content, str):
         return content
     parts: list[dict[str, Any]] = []
@@ -171,7 +172,7 @@ def _content(content: str | Sequence[ContentPart]) -> str | list[dict[str, Any]]
 
 
 def _message(message: Message) -> dict[str, Any]:
-    out: dict[str, Any] = {"role": message.role, "content": _content(message.content)}
+    out: dict[str, Any] = {"role": message.role, "content": chat_content(message.content)}
     if message.name:
         out["name"] = message.name
     if message.tool_call_id:
