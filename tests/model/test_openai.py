@@ -97,6 +97,19 @@ def test_a_missing_key_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch)
         OpenAIProvider("gpt-x")
 
 
+@pytest.mark.anyio
+async def test_a_server_of_ones_own_needs_no_key(
+    replay_server: ReplayServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    script = replay_server.script(Reply(body=STORY))
+    async with OpenAIProvider("local", base_url=script.base_url + "/v1") as provider:
+        assert (await provider.chat(ChatRequest([Message("user", "hi")]))).content == (
+            "Once upon a time"
+        )
+    assert "authorization" not in script.exchanges[0].headers
+
+
 def test_sync_twins(replay_server: ReplayServer) -> None:
     script = replay_server.script(Reply(body=STORY), Reply(body=STORY))
     provider = OpenAIProvider("m", base_url=script.base_url, api_key="k")

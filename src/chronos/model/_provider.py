@@ -194,7 +194,9 @@ class HTTPProvider(BaseProvider):
         self._api_key = api_key or next(
             (os.environ[var] for var in self.api_key_env if os.environ.get(var)), None
         )
-        if self._api_key is None and self.api_key_required:
+        # A server of one's own behind `base_url` (vLLM, llama.cpp, Ollama's /v1) often
+        # wants no key; the vendor's own endpoint always does.
+        if self._api_key is None and self.api_key_required and base_url is None:
             raise ConfigurationError(
                 f"{self.name}: no API key; pass api_key= or set "
                 + " or ".join(self.api_key_env or ("an API key",))
