@@ -8,6 +8,9 @@ g.add_node("answer", answer).set_entry_point("answer").set_finish_point("answer"
 runner = graph.Runner(g.compile())
 result = await runner.run("session-1", {"query": "hi"})
 ```
+
+Inside a node, `await graph.stream_chat(provider, req)` streams a model's response into the
+run as `token` events (and so to the runner's broker) and returns the whole response.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 from chronos.graph._builder import Branch, CompiledGraph, NodeSpec, StateGraph
 from chronos.graph._events import EventStream, StreamEvent, event_payload
 from chronos.graph._execute import RunState, RunStatus
+from chronos.graph._model import MessageDelta, stream_chat, stream_chat_sync
 from chronos.graph._reducers import append, merge, replace
 from chronos.graph._runner import Runner
 from chronos.graph._types import (
@@ -34,6 +38,7 @@ __all__ = [
     "Branch",
     "CompiledGraph",
     "EventStream",
+    "MessageDelta",
     "NodeFunction",
     "NodeSpec",
     "Reducer",
@@ -50,8 +55,11 @@ __all__ = [
     "event_payload",
     "merge",
     "replace",
+    "stream_chat",
+    "stream_chat_sync",
 ]
 
-for _obj in (Branch, CompiledGraph, EventStream, NodeSpec, RunState, Runner,
-             StateGraph, StreamEvent, append, event_payload, merge, replace):
+for _obj in (Branch, CompiledGraph, EventStream, MessageDelta, NodeSpec, RunState, Runner,
+             StateGraph, StreamEvent, append, event_payload, merge, replace, stream_chat,
+             stream_chat_sync):
     _obj.__module__ = __name__

@@ -21,7 +21,7 @@ import time
 from collections import deque
 from collections.abc import Collection, Mapping, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, is_dataclass
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -118,6 +118,15 @@ def _make_event(
     return event
 
 
+def _plain(data: Any) -> Any:
+    if isinstance(data, MappingProxyType):
+        return dict(data)
+    if is_dataclass(data) and not isinstance(data, type):
+        # e.g. a MessageDelta: in-process subscribers get the same JSON object as SSE clients.
+        return orjson.loads(orjson.dumps(data))
+    return data
+
+
 def event_payload(event: StreamEvent) -> dict[str, Any]:
     """A plain, JSON-ready dict of the event, as a broker publishes it."""
     return {
@@ -129,7 +138,7 @@ def event_payload(event: StreamEvent) -> dict[str, Any]:
         "session_id": event.session_id,
         "state": None if event.state is None else dict(event.state),
         "error": event.error,
-        "data": dict(event.data) if isinstance(event.data, MappingProxyType) else event.data,
+        "data": _plain(event.data),
         "name": event.name,
         "path": list(event.path),
     }
