@@ -7,6 +7,9 @@ broker = stream.Broker()
 broker.publish(stream.Event(type="node_end", data={"node": "extract", "status": "done"}))
 app = Starlette(routes=[Route("/events", broker.sse_handler())])
 ```
+
+Several server processes share events through Redis: `stream.broker_from_url("redis://...")`
+(`chronos.stream.redis.RedisBroker`, the `redis` extra).
 """
 
 from chronos.stream._asgi import Authorize, SSEHandler
@@ -14,6 +17,7 @@ from chronos.stream._broker import Broker, BrokerStatistics
 from chronos.stream._emit import EventSink, emit, event_sink
 from chronos.stream._event import DEFAULT_TOPIC, GAP, Event
 from chronos.stream._protocol import BrokerProtocol, Subscription, SubscriptionStatistics
+from chronos.stream._url import broker_from_url
 
 __all__ = [
     "DEFAULT_TOPIC",
@@ -27,6 +31,7 @@ __all__ = [
     "SSEHandler",
     "Subscription",
     "SubscriptionStatistics",
+    "broker_from_url",
     "emit",
     "event_sink",
 ]

@@ -1,0 +1,245 @@
+"""The Redis broker's reader: one blocking XREAD per process, fanned out to subscriptions.
+
+Split from `redis.py` because it is the subtle half: it owns the cursor of every followed
+topic and is the only code that advances them, so admitting a new subscription (replaying what
+it needs from Redis), fanning out live entries and reporting gaps after an outage or a lag
+cannot race with each other. It reads the broker's registry under the broker's lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from chronos.stream._broker import Broker
+from chronos.stream._event import GAP, Event
+from chronos.stream._ids import Position, format_id
+from chronos.stream._subscription import LocalSubscription
+
+if TYPE_CHECKING:
+    from chronos.stream.redis import RedisBroker
+
+__all__ = [
+    "ORIGIN",
+    "UNAVAILABLE",
+    "Backoff",
+    "Joiner",
+    "Reader",
+    "entries",
+    "gap_event",
+    "position_of",
+]
+
+# Errors after which the connection is re-established; anything else is a bug to surface.
+UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+ORIGIN: Position = (0, 0)
+
+
+_Entry = tuple[Position, str, dict[bytes, bytes]]  # (id, topic, fields) as read
+
+
+def entries(rows: Any, topic: str) -> list[_Entry]:
+    """XRANGE / XREAD rows, `[(id, fields), ...]`, as entries of `topic`."""
+    return [(position_of(id), topic, fields) for id, fields in rows or ()]
+
+
+def position_of(value: Any) -> Position:
+    text = value.decode() if isinstance(value, bytes) else value
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+class Backoff:
+    """Capped, jittered exponential delays: 50 ms, 100 ms, ... up to 2 s."""
+
+    def __init__(self) -> None:
+        self.attempt = 0
+
+    def next(self) -> float:
+        delay = min(2.0, 0.05 * (1 << self.attempt))
+        self.attempt = min(self.attempt + 1, 16)
+        return delay * (0.5 + random.random() / 2)
+
+
+class Joiner:
+    """A subscription waiting to be admitted by the reader, with where each topic starts."""
+
+    __slots__ = ("after", "gap", "since_ms", "start", "subscription")
+
+    def __init__(self, subscription: LocalSubscription, after: Position | None) -> None:
+        self.subscription = subscription
+        self.after = after
+        self.since_ms = time.time_ns() // 1_000_000  # when `subscribe` was called
+        self.start: dict[str, Position] = {}
+        self.gap: Event | None = None
+
+
+class Reader:
+    """The broker's reader task and the state only it touches."""
+
+    def __init__(self, broker: RedisBroker) -> None:
+        self._broker = broker
+        self.cursors: dict[str, Position] = {}  # last id read per followed topic
+        self._counts: dict[str, int] = {}  # `c` of the last entry read per topic
+
+    async def read(self) -> None:
+        backoff = Backoff()
+        run_id: str | None = None
+        wake_cursor = ORIGIN  # the wake-up key is new: every entry in it counts
+        recovering = True
+        while not self._broker._closed:
+            try:
+                if recovering:
+                    run_id = await self.recover(run_id)
+                    recovering = False
+                await self.admit()
+                streams: dict[Any, Any] = {self._broker._wake_key: format_id(wake_cursor)}
+                for topic, cursor in self.cursors.items():
+                    streams[self._broker.key_prefix + topic] = format_id(cursor)
+                reply: Any = await self._broker._reader_redis.xread(
+                    streams, count=1000, block=self._broker._block_ms
+                )
+                backoff.attempt = 0
+            except UNAVAILABLE:
+                recovering = True
+                await asyncio.sleep(backoff.next())
+                continue
+            batch: list[_Entry] = []
+            for key, rows in reply:  # RESP2: [[key, [(id, fields), ...]], ...]
+                name = key.decode()
+                if name == self._broker._wake_key:
+                    wake_cursor = position_of(rows[-1][0])
+                    continue
+                topic = name[len(self._broker.key_prefix) :]
+                batch.extend(entries(rows, topic))
+            self.deliver(batch)
+
+    async def recover(self, run_id: str | None) -> str:
+        """After (re)connecting: report a gap on topics whose next events Redis lost."""
+        info = await self._broker._reader_redis.info("server")
+        new_run_id = str(info["run_id"])
+        for topic, cursor in list(self.cursors.items()):
+            if cursor == ORIGIN:
+                continue
+            key = self._broker.key_prefix + topic
+            lost = False
+            if run_id is not None and new_run_id != run_id:
+                # A restarted Redis kept our last entry only if it persisted the stream.
+                lost = not await self._broker._reader_redis.xrange(
+                    key, format_id(cursor), format_id(cursor)
+                )
+            if not lost:
+                with contextlib.suppress(ResponseError):
+                    stream = await self._broker._reader_redis.xinfo_stream(key)
+                    first = stream.get("first-entry")
+                    trimmed = int(stream["entries-added"]) > int(stream["length"])
+                    lost = trimmed and first is not None and cursor < position_of(first[0])
+            if lost:
+                self.delivergap_event(topic, gap_event("expired", format_id(cursor)))
+        return new_run_id
+
+    async def admit(self) -> None:
+        """Attach resolved joiners, replaying what they need before following live."""
+        with self._broker._lock:
+            ready, self._broker._ready = self._broker._ready, []
+            followed = set(self._broker._by_topic)
+        for topic in list(self.cursors):
+            if topic not in followed:
+                del self.cursors[topic]
+                self._counts.pop(topic, None)
+        for joiner in ready:
+            subscription = joiner.subscription
+            if subscription.closed:
+                continue
+            replay: list[_Entry] = []
+            for topic, start in joiner.start.items():
+                key = self._broker.key_prefix + topic
+                cursor = self.cursors.get(topic)
+                if cursor is None:
+                    self.cursors[topic] = start  # the next XREAD brings what follows
+                    continue
+                if cursor < start:  # catch current followers up to the newcomer's start
+                    rows = await self._broker._reader_redis.xrange(
+                        key, f"({format_id(cursor)}", "+"
+                    )
+                    self.deliver(entries(rows, topic))
+                    cursor = max(self.cursors[topic], start)
+                    self.cursors[topic] = cursor
+                if start < cursor:
+                    rows = await self._broker._reader_redis.xrange(
+                        key, f"({format_id(start)}", format_id(cursor)
+                    )
+                    replay.extend(entries(rows, topic))
+            replay.sort(key=lambda entry: entry[0])
+            waiters: list[asyncio.Future[None]] = []
+            with self._broker._lock:
+                if subscription._closed:
+                    continue
+                subscription._gap = joiner.gap
+                for position, topic, fields in replay:
+                    waiter = subscription._push(_event(position, topic, fields))
+                    if waiter is not None:
+                        waiters.append(waiter)
+                if joiner.gap is not None and subscription._waiter is not None:
+                    waiters.append(subscription._waiter)
+                    subscription._waiter = None
+                for topic in joiner.start:
+                    self._broker._by_topic.setdefault(topic, {})[subscription.id] = subscription
+            Broker._wake(waiters)
+
+    def deliver(self, entries: list[_Entry]) -> None:
+        """Fan entries (from any topics) out to their followers, in id order."""
+        if not entries:
+            return
+        entries.sort(key=lambda entry: entry[0])
+        waiters: list[asyncio.Future[None]] = []
+        with self._broker._lock:
+            for position, topic, fields in entries:
+                previous = self.cursors.get(topic, ORIGIN)
+                if position <= previous:
+                    continue  # read already (a catch-up overlapping a blocking read)
+                self.cursors[topic] = position
+                followers = self._broker._by_topic.get(topic, {}).values()
+                count, last = int(fields.get(b"c", 0)), self._counts.get(topic)
+                self._counts[topic] = count
+                if last is not None and count > last + 1:
+                    # This reader fell further behind than the stream's retention.
+                    gap = Event(
+                        GAP,
+                        {
+                            "reason": "expired",
+                            "missed": count - last - 1,
+                            "first_id": None,
+                            "last_id": None,
+                        },
+                        id=format_id(previous),
+                    )
+                    waiters.extend(w for s in followers if (w := s._push(gap)) is not None)
+                event = _event(position, topic, fields)
+                for subscription in followers:
+                    waiter = subscription._push(event)
+                    if waiter is not None:
+                        waiters.append(waiter)
+        Broker._wake(waiters)
+
+    def delivergap_event(self, topic: str, gap: Event) -> None:
+        with self._broker._lock:
+            followers = list(self._broker._by_topic.get(topic, {}).values())
+            waiters = [w for s in followers if (w := s._push(gap)) is not None]
+        Broker._wake(waiters)
+
+
+def _event(position: Position, topic: str, fields: dict[bytes, bytes]) -> Event:
+    return Event(fields[b"t"].decode(), orjson.loads(fields[b"d"]), format_id(position), topic)
+
+
+def gap_event(reason: str, id: str) -> Event:
+    return Event(GAP, {"reason": reason, "missed": None, "first_id": None, "last_id": None}, id=id)

@@ -1,0 +1,464 @@
+"""`RedisBroker`: the broker for several server processes, on Redis Streams.
+
+```python
+from chronos.stream.redis import RedisBroker
+
+async with RedisBroker("redis://127.0.0.1:6379/0") as broker:
+    app = Starlette(routes=[Route("/sessions/{topic}/events", broker.sse_handler())])
+```
+
+Same interface and semantics as the in-process `stream.Broker`, so the same contract tests run
+on both. Each topic is one Redis stream (`<key_prefix><topic>`), trimmed to about
+`replay_events` entries (`XADD MAXLEN ~`) and to `replay_seconds` of age (`XTRIM MINID ~`, and
+the key expires when the topic goes quiet). Event ids are the Redis entry ids, so a client's
+`Last-Event-ID` means the same thing on every process.
+
+Per process there are two tasks and two connections, however many subscribers there are:
+
+- the *writer* drains a bounded outbox. `publish` only appends to it under a lock (never
+  blocks, any thread); the writer sends everything pending in one pipeline. It also resolves
+  where new subscriptions start (the stream's last id, read *before* the events published after
+  `subscribe` returned are written, so none of them can be missed).
+- the *reader* runs one `XREAD BLOCK` over every followed topic and fans the entries out to
+  bounded per-subscriber buffers (the in-process broker's subscriptions, with the same overflow
+  `GAP` policy). A new subscription wakes it by appending to a private wake-up stream.
+
+Redis going away. Publishers: events wait in the outbox (`max_outbox`, default 10,000) and are
+written, in order, once Redis answers again; when it is full `publish` raises
+`BrokerUnavailable` and nothing is queued. A batch whose reply was lost with the connection is
+sent again, so delivery across an outage is at least once. Subscribers stay open: the reader
+reconnects with capped exponential backoff and reads on from the last id it delivered. If
+Redis lost that entry meanwhile (a restart without persistence) or trimmed past it, the
+subscribers get a `GAP` event (`reason="expired"`) first: what Redis still holds is delivered,
+what it does not is reported.
+
+Subscriptions name their topics: following every topic (`topics=None`) would need a registry of
+topics in Redis and is not supported. The broker belongs to the event loop that first uses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterable
+from typing import Any, Final
+
+import orjson
+
+from chronos.errors import BrokerError, BrokerUnavailable, SubscriptionExists
+from chronos.stream._broker import Broker
+from chronos.stream._event import DEFAULT_TOPIC, Event, _json_default
+from chronos.stream._ids import format_id, parse_id
+from chronos.stream._protocol import BrokerProtocol, Subscription
+from chronos.stream._subscription import LocalSubscription
+
+try:
+    import redis.asyncio as aioredis
+    from redis.exceptions import RedisError, ResponseError
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "chronos.stream.redis needs the redis package: pip install 'chronos-stream[redis]'"
+    ) from exc
+
+from chronos.stream._redis_read import (  # after redis: it needs the package too
+    ORIGIN,
+    Backoff,
+    Joiner,
+    Reader,
+    entries,
+    gap_event,
+    position_of,
+)
+
+__all__ = ["RedisBroker"]
+
+# XADD with an id of our own: Redis's clock in ms, then a sequence shared by every topic. Auto
+# ids (`*`) restart their sequence in every stream, so two topics could issue the same id and a
+# subscription to both could not resume after it. Ours are unique across topics and increase
+# in the order Redis ran the publishes (the ms never goes back, even if Redis's clock does).
+# Each entry also carries `c`, its number within the topic, so a reader that fell further
+# behind than the stream's retention can tell how many it missed. Keys expire together when
+# the topic has been quiet for `replay_seconds`.
+_XADD: Final = """
+local t = redis.call('TIME')
+local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local last = tonumber(redis.call('HGET', KEYS[2], 'ms') or '0')
+if ms < last then ms = last else redis.call('HSET', KEYS[2], 'ms', string.format('%.0f', ms)) end
+local n = redis.call('HINCRBY', KEYS[2], 'n', 1)
+local id = string.format('%.0f', ms) .. '-' .. string.format('%.0f', n)
+local c = redis.call('INCR', KEYS[3])
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], id, 't', ARGV[2], 'd', ARGV[3], 'c', c)
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[3], ARGV[4])
+return id
+"""
+
+
+class RedisBroker(BrokerProtocol):
+    """An event broker on Redis Streams, shared by every process that uses the same Redis.
+
+    ```python
+    broker = RedisBroker("redis://127.0.0.1:6379/0")
+    async with broker.subscribe("client-123", ["session-1"]) as subscription:
+        broker.publish(stream.Event("node_end", {"node": "extract"}), topic="session-1")
+        async for event in subscription:
+            print(event.id, event.type, event.data)   # id: the Redis entry id
+    await broker.aclose()
+    ```
+
+    Args:
+        url: a redis-py URL (`redis://`, `rediss://`, `unix://`).
+        key_prefix: prefix of the stream keys, one per topic.
+        max_pending: each subscriber's buffer; on overflow it gets a `GAP` event.
+        replay_events: about how many events each topic's stream keeps (`MAXLEN ~`).
+        replay_seconds: how long events are kept for resuming.
+        max_outbox: events `publish` may hold while Redis is slow or away.
+        block_seconds: how long one blocking read waits before it is issued again.
+        clock_skew: how far this host's clock may be from Redis's. A new subscription starts
+            that long before `subscribe` was called (or at the stream's end, if earlier), so
+            an event another process publishes just after it returns cannot be missed; it
+            may receive events from that moment before, too.
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        key_prefix: str = "chronos:stream:",
+        max_pending: int = 1024,
+        replay_events: int = 1024,
+        replay_seconds: float = 300.0,
+        max_outbox: int = 10_000,
+        block_seconds: float = 5.0,
+        clock_skew: float = 0.1,
+    ) -> None:
+        if min(max_pending, replay_events, max_outbox) < 1 or replay_seconds <= 0:
+            raise ValueError("broker limits must be positive")
+        self.url = url
+        self.key_prefix = key_prefix
+        self.max_pending = max_pending
+        self.replay_events = replay_events
+        self.replay_seconds = replay_seconds
+        self.max_outbox = max_outbox
+        self._block_ms = max(1, int(block_seconds * 1000))
+        self._skew_ms = max(0, int(clock_skew * 1000))
+        # Separate clients: the reader's connection spends its life inside XREAD BLOCK.
+        timeout = block_seconds + 10.0
+        self._writer_redis = aioredis.Redis.from_url(url, socket_timeout=timeout)
+        self._reader_redis = aioredis.Redis.from_url(url, socket_timeout=timeout)
+        self._wake_key = f"{key_prefix}_wake:{uuid.uuid4().hex}"
+        self._clock_key = f"{key_prefix}_clock"
+        self._count_suffix = "\0count"  # a topic's counter key: its stream key + this
+        self._xadd_sha = hashlib.sha1(_XADD.encode()).hexdigest()
+        self._xadd_loaded = False  # per connection to Redis: a restart forgets scripts
+        self._lock = threading.Lock()  # guards everything below and every subscription
+        self._outbox: deque[tuple[str, bytes, bytes]] = deque()
+        self._joining: list[Joiner] = []  # waiting for the writer to resolve their start
+        self._ready: list[Joiner] = []  # resolved, waiting for the reader to admit them
+        self._subscriptions: dict[str, LocalSubscription] = {}
+        self._by_topic: dict[str, dict[str, LocalSubscription]] = {}
+        self._reader = Reader(self)
+        self._trimmed: dict[str, float] = {}  # writer only: when MINID last ran per topic
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._work: asyncio.Event | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> RedisBroker:
+        """`RedisBroker(url, **options)`, for symmetry with `stream.broker_from_url`."""
+        return cls(url, **options)
+
+    def __repr__(self) -> str:
+        return f"<RedisBroker prefix={self.key_prefix!r} subscriptions={len(self._subscriptions)}>"
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def __aenter__(self) -> RedisBroker:
+        self._start(asyncio.get_running_loop())
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start the reader and writer on `loop`, once. Lock held or on that loop."""
+        if self._loop is not None:
+            return
+        self._loop = loop
+        self._work = asyncio.Event()
+        self._tasks = [loop.create_task(self._write()), loop.create_task(self._reader.read())]
+        if self._outbox:
+            self._work.set()
+
+    def _start_here(self) -> None:
+        if self._loop is None:
+            with contextlib.suppress(RuntimeError):  # no loop in this thread: start later
+                self._start(asyncio.get_running_loop())
+
+    def _signal(self) -> None:
+        """Wake the writer, from any thread. Lock not held."""
+        loop, work = self._loop, self._work
+        if loop is None or work is None:
+            return
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            work.set()
+        else:
+            with contextlib.suppress(RuntimeError):  # loop closed: aclose already ran
+                loop.call_soon_threadsafe(work.set)
+
+    async def aclose(self) -> None:
+        """End every subscription, write what is still queued (for up to 5 s), disconnect."""
+        with self._lock:
+            already, self._closed = self._closed, True
+            waiters = [self._remove(s) for s in list(self._subscriptions.values())]
+        Broker._wake([w for w in waiters if w is not None])
+        if already:
+            return
+        if self._tasks:
+            writer, reader = self._tasks
+            self._signal()  # the writer returns once the outbox is empty (or Redis is away)
+            await asyncio.wait([writer], timeout=5.0)
+            # Stop the reader through Redis: redis-py may retry a blocking read it was
+            # cancelled in, so cancelling is only the fallback when Redis is away.
+            with contextlib.suppress(RedisError, OSError):
+                await self._writer_redis.xadd(self._wake_key, {b"w": b"1"}, maxlen=1)
+                await self._writer_redis.delete(self._wake_key)
+            await asyncio.wait([reader], timeout=1.0)
+            for task in (writer, reader):
+                task.cancel()
+            await asyncio.wait([writer, reader], timeout=5.0)
+        await self._writer_redis.aclose()
+        await self._reader_redis.aclose()
+
+    # -- publishing ----------------------------------------------------------------------
+
+    def publish(self, event: Event, topic: str | None = None) -> None:
+        """Queue `event` for `topic` (default: `event.topic`, else `stream.DEFAULT_TOPIC`).
+
+        Never blocks; safe from any thread and from synchronous code. The event gets its id
+        from Redis when the writer sends it, a moment later. The writer runs on the event
+        loop that first used the broker: start it there (`async with broker:`) before
+        publishing only from threads, or the events wait in the outbox.
+
+        Raises:
+            TypeError: `event.data` is not JSON-serialisable (nothing is queued).
+            BrokerUnavailable: `max_outbox` events are waiting because Redis is unreachable.
+            BrokerError: the broker is closed.
+        """
+        if topic is None:
+            topic = event.topic if event.topic is not None else DEFAULT_TOPIC
+        data = orjson.dumps(event.data, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
+        self._start_here()
+        with self._lock:
+            if self._closed:
+                raise BrokerError("the broker is closed")
+            if len(self._outbox) >= self.max_outbox:
+                raise BrokerUnavailable(
+                    f"Redis is unreachable and {self.max_outbox} events are waiting"
+                )
+            self._outbox.append((topic, event.type.encode(), data))
+        self._signal()
+
+    async def _write(self) -> None:
+        assert self._work is not None
+        backoff = Backoff()
+        wake = False  # resolved joiners are waiting for the reader to notice them
+        while True:
+            await self._work.wait()
+            self._work.clear()
+            while True:
+                with self._lock:
+                    joiners, self._joining = self._joining, []
+                    batch = [self._outbox[i] for i in range(min(512, len(self._outbox)))]
+                    closed = self._closed
+                if not joiners and not batch:
+                    if closed:
+                        return
+                    break
+                try:
+                    for joiner in joiners:
+                        await self._resolve(joiner)
+                    if joiners:
+                        with self._lock:
+                            self._ready.extend(joiners)
+                        joiners, wake = [], True
+                    await self._send(batch, wake)
+                    wake = False
+                except (RedisError, OSError):
+                    # Unreachable, restarted (scripts forgotten) or refusing: keep the batch
+                    # and retry; the bounded outbox turns a lasting failure into
+                    # BrokerUnavailable for publishers.
+                    self._xadd_loaded = False
+                    with self._lock:
+                        self._joining[:0] = joiners
+                    if closed:
+                        return
+                    await asyncio.sleep(backoff.next())
+                    continue
+                backoff.attempt = 0
+                with self._lock:
+                    for _ in batch:
+                        self._outbox.popleft()
+
+    async def _send(self, batch: list[tuple[str, bytes, bytes]], wake: bool) -> None:
+        if batch and not self._xadd_loaded:
+            await self._writer_redis.script_load(_XADD)
+            self._xadd_loaded = True
+        now = time.monotonic()
+        pipe = self._writer_redis.pipeline(transaction=False)
+        ttl = int(self.replay_seconds * 1000)
+        touched: set[str] = set()
+        for topic, type_, data in batch:
+            key = self.key_prefix + topic
+            pipe.evalsha(
+                self._xadd_sha,
+                3,
+                key,
+                self._clock_key,
+                key + self._count_suffix,
+                self.replay_events,
+                type_,
+                data,
+                ttl,
+            )
+            touched.add(topic)
+        if len(self._trimmed) > 10_000:  # remembers recent topics only: bounded memory
+            self._trimmed.clear()
+        for topic in touched:
+            key = self.key_prefix + topic
+            if now - self._trimmed.get(topic, 0.0) >= 1.0:  # age trimming, once a second
+                self._trimmed[topic] = now
+                cutoff = int(time.time() * 1000 - ttl)
+                pipe.xtrim(key, minid=f"{cutoff}-0", approximate=True)
+        if wake:  # the reader may be blocked in XREAD on topics the joiners do not follow
+            pipe.xadd(self._wake_key, {b"w": b"1"}, maxlen=1, approximate=False)
+            pipe.pexpire(self._wake_key, 600_000)
+        await pipe.execute()
+
+    async def _resolve(self, joiner: Joiner) -> None:
+        """Decide where each of the joiner's topics starts, and whether a gap comes first."""
+        topics = joiner.subscription.topics or frozenset()
+        after = joiner.after
+        if after is None:
+            for topic in topics:
+                last = entries(
+                    await self._writer_redis.xrevrange(self.key_prefix + topic, count=1), topic
+                )
+                # Another process may have published after `subscribe` returned but before
+                # this lookup: start no later than `clock_skew` before the call.
+                since = (max(0, joiner.since_ms - self._skew_ms), 0)
+                joiner.start[topic] = min(last[0][0], since) if last else ORIGIN
+            return
+        reasons: set[str] = set()
+        newest = ORIGIN
+        for topic in topics:
+            joiner.start[topic] = after
+            try:
+                info = await self._writer_redis.xinfo_stream(self.key_prefix + topic)
+            except ResponseError:  # no such stream
+                now_ms = time.time() * 1000
+                if after[0] < now_ms - self.replay_seconds * 1000:
+                    reasons.add("expired")  # events after it, if any, have aged out
+                continue
+            newest = max(newest, position_of(info["last-generated-id"]))
+            first = info.get("first-entry")
+            trimmed = int(info["entries-added"]) > int(info["length"])
+            # Trimming keeps no record of where it cut, only that it did: an id before the
+            # first entry left may have missed something, so say so.
+            if trimmed and (first is None or after < position_of(first[0])):
+                reasons.add("expired")
+        if newest < after and not reasons and after[0] > time.time() * 1000 + 1000:
+            reasons.add("unknown")  # an id from the future: Redis never issued it
+        if reasons:
+            reason = "expired" if "expired" in reasons else "unknown"
+            joiner.gap = gap_event(reason, format_id(after))
+
+    # -- subscribing ---------------------------------------------------------------------
+
+    def subscribe(
+        self,
+        id: str,
+        topics: Iterable[str] | None = None,
+        *,
+        last_event_id: str | None = None,
+        replace: bool = False,
+        max_pending: int | None = None,
+    ) -> Subscription:
+        """Open subscription `id` to `topics`, live from now or resuming after `last_event_id`.
+
+        ```python
+        subscription = broker.subscribe("client-123", ["session-1"], last_event_id="1732-0")
+        ```
+
+        Events published after this call returns are delivered, by this process or any other
+        (call it from the broker's event loop, or start the broker first with `async with`).
+
+        Raises:
+            SubscriptionExists: `id` is open already and `replace` is False.
+            InvalidLastEventID: `last_event_id` is not a Redis stream id.
+            BrokerError: the broker is closed, or `topics` is None.
+        """
+        if topics is None:
+            raise BrokerError("RedisBroker subscriptions must name their topics")
+        after = parse_id(last_event_id) if last_event_id is not None else None
+        subscription = LocalSubscription(
+            self._lock, self._close, id, frozenset(topics), max_pending or self.max_pending
+        )
+        self._start_here()
+        waiter = None
+        with self._lock:
+            if self._closed:
+                raise BrokerError("the broker is closed")
+            previous = self._subscriptions.get(id)
+            if previous is not None:
+                if not replace:
+                    raise SubscriptionExists(id)
+                waiter = self._remove(previous)
+            self._subscriptions[id] = subscription
+            self._joining.append(Joiner(subscription, after))
+        if waiter is not None:
+            Broker._wake([waiter])
+        self._signal()
+        return subscription
+
+    def unsubscribe(self, id: str) -> None:
+        """Close subscription `id`; its reader's iteration ends. Unknown ids are ignored."""
+        with self._lock:
+            subscription = self._subscriptions.get(id)
+            waiter = self._remove(subscription) if subscription is not None else None
+        if waiter is not None:
+            Broker._wake([waiter])
+
+    def _close(self, subscription: LocalSubscription) -> None:
+        with self._lock:
+            waiter = self._remove(subscription)
+        if waiter is not None:
+            Broker._wake([waiter])
+
+    def _remove(self, subscription: LocalSubscription) -> asyncio.Future[None] | None:
+        """Unregister and close `subscription`; return its waiter to wake. Lock held."""
+        if subscription._closed:
+            return None
+        subscription._closed = True
+        subscription._pending.clear()
+        id = subscription.id
+        if self._subscriptions.get(id) is subscription:
+            del self._subscriptions[id]
+        for topic in subscription.topics or ():
+            followers = self._by_topic.get(topic)
+            if followers is not None and followers.get(id) is subscription:
+                del followers[id]
+                if not followers:
+                    del self._by_topic[topic]
+        waiter, subscription._waiter = subscription._waiter, None
+        return waiter

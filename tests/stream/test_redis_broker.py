@@ -1,0 +1,163 @@
+"""What only the Redis broker does: sharing across brokers, lag gaps, outages, URLs.
+
+The contract it shares with the in-process broker is in `test_broker_contract.py`.
+"""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from chronos import config
+from chronos.errors import BrokerError, BrokerUnavailable, ConfigurationError
+from chronos.store.memory import MemoryStore
+from chronos.stream import GAP, Broker, Event, Subscription, broker_from_url
+from chronos.stream.redis import RedisBroker
+from tests.stream.redis_helpers import (
+    REDIS_URL,
+    delete_prefix,
+    free_port,
+    redis_brokers,
+    redis_server,
+    unique_prefix,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+async def take(subscription: Subscription, count: int, seconds: float = 10) -> list[Event]:
+    events: list[Event] = []
+    with anyio.fail_after(seconds):
+        while len(events) < count:
+            batch = await subscription.receive_batch()
+            assert batch, "subscription ended early"
+            events.extend(batch)
+    return events
+
+
+async def test_an_event_published_on_one_broker_reaches_another() -> None:
+    async with redis_brokers() as brokers:
+        prefix = unique_prefix()
+        a = RedisBroker(REDIS_URL, key_prefix=prefix)
+        b = RedisBroker(REDIS_URL, key_prefix=prefix)
+        brokers += [a, b]
+        on_a = a.subscribe("client", ["session"])
+        on_b = b.subscribe("client", ["session"])  # same id, different process: independent
+        await anyio.sleep(0.05)  # let both start following
+        for i in range(50):
+            a.publish(Event("token", i), topic="session")
+        seen_a, seen_b = await take(on_a, 50), await take(on_b, 50)
+        assert [e.data for e in seen_b] == list(range(50))
+        assert [e.id for e in seen_a] == [e.id for e in seen_b]  # ids mean the same everywhere
+        # A client of B reconnects to A with its Last-Event-ID and gets exactly the rest.
+        resumed = a.subscribe("again", ["session"], last_event_id=seen_b[19].id)
+        assert [e.data for e in await take(resumed, 30)] == list(range(20, 50))
+
+
+async def test_a_reader_behind_the_retention_gets_a_gap_with_the_count() -> None:
+    async with redis_brokers() as brokers:
+        broker = RedisBroker(REDIS_URL, key_prefix=unique_prefix(), replay_events=5)
+        brokers.append(broker)
+        subscription = broker.subscribe("s", ["a"], max_pending=1000)
+        await anyio.sleep(0.05)
+        for i in range(300):  # one pipeline: trimmed before the reader gets to it
+            broker.publish(Event("x", i), topic="a")
+        events: list[Event] = []
+        with anyio.fail_after(10):
+            while not events or events[-1].data != 299:
+                events.extend(await subscription.receive_batch())
+        gaps = [e for e in events if e.type == GAP]
+        data = [e.data for e in events if e.type != GAP]
+        assert gaps, "events were trimmed unread, yet no gap was reported"
+        assert {g.data["reason"] for g in gaps} == {"expired"}
+        assert sum(g.data["missed"] for g in gaps) + len(data) == 300
+        assert data == sorted(data)
+
+
+async def test_subscriptions_must_name_their_topics() -> None:
+    async with redis_brokers() as brokers:
+        brokers.append(RedisBroker(REDIS_URL, key_prefix=unique_prefix()))
+        with pytest.raises(BrokerError, match="topics"):
+            brokers[0].subscribe("everything")
+
+
+async def test_publishers_get_broker_unavailable_when_the_outbox_is_full() -> None:
+    broker = RedisBroker(f"redis://127.0.0.1:{free_port()}/0", max_outbox=3)  # nobody there
+    try:
+        for i in range(3):
+            broker.publish(Event("x", i), topic="a")
+        await anyio.sleep(0.1)  # the writer tries, fails, keeps them
+        with pytest.raises(BrokerUnavailable):
+            broker.publish(Event("x", 3), topic="a")
+    finally:
+        with anyio.fail_after(10):
+            await broker.aclose()
+
+
+async def test_redis_restart_mid_stream_is_recovered_with_a_gap() -> None:
+    with redis_server() as server:
+        prefix = unique_prefix()
+        broker = RedisBroker(server.url, key_prefix=prefix, block_seconds=1.0)
+        try:
+            subscription = broker.subscribe("s", ["a"])
+            await anyio.sleep(0.05)
+            for i in range(10):
+                broker.publish(Event("x", i), topic="a")
+            before = await take(subscription, 10)
+            server.kill()  # no persistence: the stream is gone with it
+            for i in range(10, 15):  # queued in the outbox meanwhile
+                broker.publish(Event("x", i), topic="a")
+            await anyio.sleep(0.3)
+            server.start()  # same port, empty
+            after = await take(subscription, 6, seconds=20)
+            assert after[0].type == GAP
+            assert after[0].data["reason"] == "expired"
+            assert after[0].id == before[-1].id
+            assert [e.data for e in after[1:]] == list(range(10, 15))
+            broker.publish(Event("x", 15), topic="a")
+            assert [e.data for e in await take(subscription, 1)] == [15]
+            assert not subscription.closed
+        finally:
+            with anyio.fail_after(15):
+                await broker.aclose()
+
+
+def test_broker_from_url() -> None:
+    assert isinstance(broker_from_url("memory://"), Broker)
+    broker = broker_from_url("redis://127.0.0.1:6379/0", key_prefix="x:", max_pending=7)
+    assert isinstance(broker, RedisBroker)
+    assert (broker.key_prefix, broker.max_pending) == ("x:", 7)
+    with pytest.raises(ConfigurationError):
+        broker_from_url("kafka://somewhere")
+    with pytest.raises(ConfigurationError):
+        broker_from_url("127.0.0.1:6379")
+
+
+def test_one_configuration_entry_point_from_the_environment() -> None:
+    setup = config.from_env({config.STORE_URL_ENV: "memory://"})
+    assert isinstance(setup.broker, Broker)  # unset: the embedded default
+    setup = config.from_env(
+        {config.BROKER_URL_ENV: "redis://127.0.0.1:6379/1", config.STORE_URL_ENV: "memory://"}
+    )
+    assert isinstance(setup.broker, RedisBroker)
+    assert isinstance(setup.store, MemoryStore)
+    with pytest.raises(ConfigurationError):
+        config.from_env({config.BROKER_URL_ENV: "nope://"})
+
+
+async def test_keys_are_cleaned_up_by_prefix() -> None:
+    # The helpers every Redis test relies on really delete what a test wrote.
+    async with redis_brokers() as brokers:
+        prefix = unique_prefix()
+        brokers.append(RedisBroker(REDIS_URL, key_prefix=prefix))
+        subscription = brokers[0].subscribe("s", ["a"])
+        brokers[0].publish(Event("x"), topic="a")
+        await take(subscription, 1)
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        assert [k async for k in client.scan_iter(match=f"{prefix}*")] == []
+    finally:
+        await client.aclose()
+        await delete_prefix(prefix)
