@@ -59,7 +59,76 @@ class _TopicLog:
             self.evicted_through = entries.popleft()[0]
 
 
-class Broker(BrokerProtocol):
+class _Fanout(BrokerProtocol):
+    """The subscription registry both brokers share: who follows which topic, and closing.
+
+    Subclasses deliver into `LocalSubscription`s; `_lock` guards the registry and every
+    subscription. Subscriptions to every topic (in-process only) live in `_all_topics`.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._subscriptions: dict[str, LocalSubscription] = {}
+        self._by_topic: dict[str, dict[str, LocalSubscription]] = {}
+        self._all_topics: dict[str, LocalSubscription] = {}
+
+    @staticmethod
+    def _wake(waiters: list[asyncio.Future[None]]) -> None:
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        elsewhere: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+        for waiter in waiters:
+            loop = waiter.get_loop()
+            if loop is running:
+                wake(waiter)
+            else:
+                elsewhere.setdefault(loop, []).append(waiter)
+        for loop, group in elsewhere.items():
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody to wake
+                loop.call_soon_threadsafe(wake_all, group)
+
+
+    def unsubscribe(self, id: str) -> None:
+        """Close subscription `id`; its reader's iteration ends. Unknown ids are ignored."""
+        with self._lock:
+            subscription = self._subscriptions.get(id)
+            waiter = self._remove(subscription) if subscription is not None else None
+        if waiter is not None:
+            self._wake([waiter])
+
+    def _close(self, subscription: LocalSubscription) -> None:
+        with self._lock:
+            waiter = self._remove(subscription)
+        if waiter is not None:
+            self._wake([waiter])
+
+    def _remove(self, subscription: LocalSubscription) -> asyncio.Future[None] | None:
+        """Unregister and close `subscription`; return its waiter to wake. Lock held."""
+        if subscription._closed:
+            return None
+        subscription._closed = True
+        subscription._pending.clear()
+        id = subscription.id
+        if self._subscriptions.get(id) is subscription:
+            del self._subscriptions[id]
+        if subscription.topics is None:
+            self._all_topics.pop(id, None)
+        else:
+            for topic in subscription.topics:
+                followers = self._by_topic.get(topic)
+                if followers is not None and followers.get(id) is subscription:
+                    del followers[id]
+                    if not followers:
+                        del self._by_topic[topic]
+        waiter = subscription._waiter
+        subscription._waiter = None
+        return waiter
+
+
+
+class Broker(_Fanout):
     """The in-process event broker: publish from anywhere, subscribe by id and topics.
 
     ```python
@@ -96,15 +165,12 @@ class Broker(BrokerProtocol):
         self.replay_events = replay_events
         self.replay_seconds = replay_seconds
         self.max_topics = max_topics
-        self._lock = threading.Lock()
+        super().__init__()
         self._clock = IdClock()
         # Positions at or before this may have been published and are not retained: events
         # from before this broker existed, and the logs of topics dropped by `max_topics`.
         self._forgotten_through: Position = self._clock.last
         self._logs: dict[str, _TopicLog] = {}  # least recently published first
-        self._subscriptions: dict[str, LocalSubscription] = {}
-        self._by_topic: dict[str, dict[str, LocalSubscription]] = {}
-        self._all_topics: dict[str, LocalSubscription] = {}
         self._next_sweep = time.monotonic() + 1.0
         self._closed = False
 
@@ -175,23 +241,6 @@ class Broker(BrokerProtocol):
         for log in self._logs.values():
             log.evict_older_than(deadline)
         self._next_sweep = now + 1.0
-
-    @staticmethod
-    def _wake(waiters: list[asyncio.Future[None]]) -> None:
-        try:
-            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        elsewhere: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-        for waiter in waiters:
-            loop = waiter.get_loop()
-            if loop is running:
-                wake(waiter)
-            else:
-                elsewhere.setdefault(loop, []).append(waiter)
-        for loop, group in elsewhere.items():
-            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody to wake
-                loop.call_soon_threadsafe(wake_all, group)
 
     def subscribe(
         self,
@@ -270,42 +319,6 @@ class Broker(BrokerProtocol):
         streams = [[e for e in log.entries if e[0] > after] for log in logs]
         for _, _, event in heapq.merge(*streams, key=lambda entry: entry[0]):
             subscription._push(event)
-
-    def unsubscribe(self, id: str) -> None:
-        """Close subscription `id`; its reader's iteration ends. Unknown ids are ignored."""
-        with self._lock:
-            subscription = self._subscriptions.get(id)
-            waiter = self._remove(subscription) if subscription is not None else None
-        if waiter is not None:
-            self._wake([waiter])
-
-    def _close(self, subscription: LocalSubscription) -> None:
-        with self._lock:
-            waiter = self._remove(subscription)
-        if waiter is not None:
-            self._wake([waiter])
-
-    def _remove(self, subscription: LocalSubscription) -> asyncio.Future[None] | None:
-        """Unregister and close `subscription`; return its waiter to wake. Lock held."""
-        if subscription._closed:
-            return None
-        subscription._closed = True
-        subscription._pending.clear()
-        id = subscription.id
-        if self._subscriptions.get(id) is subscription:
-            del self._subscriptions[id]
-        if subscription.topics is None:
-            self._all_topics.pop(id, None)
-        else:
-            for topic in subscription.topics:
-                followers = self._by_topic.get(topic)
-                if followers is not None and followers.get(id) is subscription:
-                    del followers[id]
-                    if not followers:
-                        del self._by_topic[topic]
-        waiter = subscription._waiter
-        subscription._waiter = None
-        return waiter
 
     def statistics(self) -> BrokerStatistics:
         """How many subscriptions are open and how many events are retained for replay."""

@@ -41,7 +41,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import threading
 import time
 import uuid
 from collections import deque
@@ -51,10 +50,10 @@ from typing import Any, Final
 import orjson
 
 from chronos.errors import BrokerError, BrokerUnavailable, SubscriptionExists
-from chronos.stream._broker import Broker
+from chronos.stream._broker import _Fanout
 from chronos.stream._event import DEFAULT_TOPIC, Event, _json_default
 from chronos.stream._ids import format_id, parse_id
-from chronos.stream._protocol import BrokerProtocol, Subscription
+from chronos.stream._protocol import Subscription
 from chronos.stream._subscription import LocalSubscription
 
 try:
@@ -99,7 +98,7 @@ return id
 """
 
 
-class RedisBroker(BrokerProtocol):
+class RedisBroker(_Fanout):
     """An event broker on Redis Streams, shared by every process that uses the same Redis.
 
     ```python
@@ -139,6 +138,7 @@ class RedisBroker(BrokerProtocol):
     ) -> None:
         if min(max_pending, replay_events, max_outbox) < 1 or replay_seconds <= 0:
             raise ValueError("broker limits must be positive")
+        super().__init__()  # the registry; `_lock` also guards the outbox and joiners below
         self.url = url
         self.key_prefix = key_prefix
         self.max_pending = max_pending
@@ -156,12 +156,9 @@ class RedisBroker(BrokerProtocol):
         self._count_suffix = "\0count"  # a topic's counter key: its stream key + this
         self._xadd_sha = hashlib.sha1(_XADD.encode()).hexdigest()
         self._xadd_loaded = False  # per connection to Redis: a restart forgets scripts
-        self._lock = threading.Lock()  # guards everything below and every subscription
         self._outbox: deque[tuple[str, bytes, bytes]] = deque()
         self._joining: list[Joiner] = []  # waiting for the writer to resolve their start
         self._ready: list[Joiner] = []  # resolved, waiting for the reader to admit them
-        self._subscriptions: dict[str, LocalSubscription] = {}
-        self._by_topic: dict[str, dict[str, LocalSubscription]] = {}
         self._reader = Reader(self)
         self._trimmed: dict[str, float] = {}  # writer only: when MINID last ran per topic
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -221,7 +218,7 @@ class RedisBroker(BrokerProtocol):
         with self._lock:
             already, self._closed = self._closed, True
             waiters = [self._remove(s) for s in list(self._subscriptions.values())]
-        Broker._wake([w for w in waiters if w is not None])
+        self._wake([w for w in waiters if w is not None])
         if already:
             return
         if self._tasks:
@@ -427,38 +424,7 @@ class RedisBroker(BrokerProtocol):
             self._subscriptions[id] = subscription
             self._joining.append(Joiner(subscription, after))
         if waiter is not None:
-            Broker._wake([waiter])
+            self._wake([waiter])
         self._signal()
         return subscription
 
-    def unsubscribe(self, id: str) -> None:
-        """Close subscription `id`; its reader's iteration ends. Unknown ids are ignored."""
-        with self._lock:
-            subscription = self._subscriptions.get(id)
-            waiter = self._remove(subscription) if subscription is not None else None
-        if waiter is not None:
-            Broker._wake([waiter])
-
-    def _close(self, subscription: LocalSubscription) -> None:
-        with self._lock:
-            waiter = self._remove(subscription)
-        if waiter is not None:
-            Broker._wake([waiter])
-
-    def _remove(self, subscription: LocalSubscription) -> asyncio.Future[None] | None:
-        """Unregister and close `subscription`; return its waiter to wake. Lock held."""
-        if subscription._closed:
-            return None
-        subscription._closed = True
-        subscription._pending.clear()
-        id = subscription.id
-        if self._subscriptions.get(id) is subscription:
-            del self._subscriptions[id]
-        for topic in subscription.topics or ():
-            followers = self._by_topic.get(topic)
-            if followers is not None and followers.get(id) is subscription:
-                del followers[id]
-                if not followers:
-                    del self._by_topic[topic]
-        waiter, subscription._waiter = subscription._waiter, None
-        return waiter
