@@ -1,9 +1,11 @@
-"""A process that runs (or resumes) a graph, for the SIGKILL test.
+"""A process that runs (or resumes) a graph, for the SIGKILL and cross-process tests.
 
-    python -m tests.graph.crash_worker run|resume sqlite|postgres LOCATION WORKDIR
+    python -m tests.graph.crash_worker run|resume|pause|approve sqlite|postgres LOCATION WORKDIR
 
 Each node appends its name to WORKDIR/calls when it starts. Node "slow" blocks forever while
-WORKDIR/hang exists, so the test can kill the process in the middle of it.
+WORKDIR/hang exists, so the test can kill the process in the middle of it. "pause" runs a graph
+that stops before its interrupt node, "approve" resumes it with an answer. A run refused
+because another process holds the session prints {"conflict": session_id} and exits with 3.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import orjson
 
 from chronos import graph
+from chronos.errors import RunConflictError
 from chronos.store import CheckpointStore, PostgresStore, SQLiteStore
 from tests.store.backends import POSTGRES_URL
 
@@ -48,19 +51,51 @@ def build(workdir: Path) -> graph.CompiledGraph:
     )
 
 
+def build_pausing(workdir: Path) -> graph.CompiledGraph:
+    """draft, then a human's approval (an interrupt node), then publish."""
+    def record(name: str) -> None:
+        with open(workdir / "calls", "a") as f:
+            f.write(name + "\n")
+
+    async def draft(state: dict[str, Any]) -> dict[str, Any]:
+        record("draft")
+        return {"text": state["query"].title(), "log": ["draft"]}
+
+    async def approve(state: dict[str, Any]) -> dict[str, Any]:
+        record("approve")
+        return {"published": state["text"] if state.get("approved") else "", "log": ["approve"]}
+
+    return (
+        graph.StateGraph("pausable", reducers={"log": graph.append})
+        .add_node("draft", draft).add_interrupt_node("approve", approve)
+        .set_entry_point("draft").add_edge("draft", "approve")
+        .set_finish_point("approve").compile()
+    )
+
+
 async def main(command: str, kind: str, location: str, workdir: Path) -> None:
     store: CheckpointStore
     if kind == "sqlite":
         store = SQLiteStore(location)
     else:
         store = PostgresStore(POSTGRES_URL, table=location)
-    runner = graph.Runner(build(workdir), store)
-    if command == "run":
-        result = await runner.run("crash-session", {"query": "ab", "log": []})
-    else:
-        result = await runner.resume("crash-session")
+    pausing = command in ("pause", "approve")
+    runner = graph.Runner(build_pausing(workdir) if pausing else build(workdir), store)
+    try:
+        if command == "run":
+            result = await runner.run("crash-session", {"query": "ab", "log": []})
+        elif command == "pause":
+            result = await runner.run("crash-session", {"query": "hello world", "log": []})
+        elif command == "approve":
+            result = await runner.resume("crash-session", {"approved": True})
+        else:
+            result = await runner.resume("crash-session")
+    except RunConflictError as exc:
+        sys.stdout.write(orjson.dumps({"conflict": exc.session_id}).decode())
+        sys.exit(3)
+    finally:
+        await store.aclose()
     sys.stdout.write(orjson.dumps({"status": result.status, "state": dict(result.state)}).decode())
-    await store.aclose()
 
 
 if __name__ == "__main__":

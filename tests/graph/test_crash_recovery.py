@@ -1,4 +1,4 @@
-"""A run killed with SIGKILL in the middle of a node resumes in another process."""
+"""Runs across processes: SIGKILL mid-node then resume elsewhere; one executor per session."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -17,6 +18,8 @@ from chronos.store import PostgresStore
 from tests.store.backends import POSTGRES_URL, unique_table
 
 ROOT = Path(__file__).resolve().parents[2]
+FINAL = {"query": "ab", "doc": "abab", "summary": "ABAB", "done": True,
+         "log": ["fetch", "slow", "finish"]}
 
 
 def worker(command: str, kind: str, location: str, workdir: Path) -> subprocess.Popen[bytes]:
@@ -27,6 +30,39 @@ def worker(command: str, kind: str, location: str, workdir: Path) -> subprocess.
     )
 
 
+def finish(process: subprocess.Popen[bytes]) -> tuple[int, dict[str, Any]]:
+    """The worker's exit code and what it printed."""
+    out, err = process.communicate(timeout=60)
+    assert process.returncode in (0, 3), err.decode()
+    return process.returncode, orjson.loads(out)
+
+
+def wait_until_in_slow(victim: subprocess.Popen[bytes], calls: Path) -> None:
+    deadline = time.monotonic() + 30
+    while "slow" not in (calls.read_text() if calls.exists() else ""):
+        assert victim.poll() is None, victim.stderr.read().decode()  # type: ignore[union-attr]
+        assert time.monotonic() < deadline, "the worker never reached the slow node"
+        time.sleep(0.01)
+
+
+def drop(table: str) -> None:
+    async def go() -> None:
+        async with PostgresStore(POSTGRES_URL, table=table) as store:
+            await store.drop_table()
+
+    asyncio.run(go())
+
+
+def assert_refused(command: str, table: str, workdir: Path) -> None:
+    """A second process asking to execute the session is refused at once, running nothing."""
+    before = (workdir / "calls").read_text()
+    started = time.monotonic()
+    code, out = finish(worker(command, "postgres", table, workdir))
+    assert (code, out) == (3, {"conflict": "crash-session"})
+    assert time.monotonic() - started < 20  # refused, not left waiting for the lease
+    assert (workdir / "calls").read_text() == before
+
+
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])
 def test_sigkill_mid_node_then_resume_in_a_new_process(kind: str, tmp_path: Path) -> None:
     location = str(tmp_path / "runs.db") if kind == "sqlite" else unique_table()
@@ -34,30 +70,62 @@ def test_sigkill_mid_node_then_resume_in_a_new_process(kind: str, tmp_path: Path
     calls = tmp_path / "calls"
     victim = worker("run", kind, location, tmp_path)
     try:
-        deadline = time.monotonic() + 30
-        while "slow" not in (calls.read_text() if calls.exists() else ""):
-            assert victim.poll() is None, victim.stderr.read().decode()  # type: ignore[union-attr]
-            assert time.monotonic() < deadline, "the worker never reached the slow node"
-            time.sleep(0.01)
+        wait_until_in_slow(victim, calls)
+        if kind == "postgres":
+            # While the victim executes, nobody else may: neither a new run nor a resume.
+            assert_refused("run", location, tmp_path)
+            assert_refused("resume", location, tmp_path)
         victim.send_signal(signal.SIGKILL)
         assert victim.wait(10) == -signal.SIGKILL
         (tmp_path / "hang").unlink()
 
-        survivor = worker("resume", kind, location, tmp_path)
-        out, err = survivor.communicate(timeout=60)
-        assert survivor.returncode == 0, err.decode()
-        result = orjson.loads(out)
-        assert result["status"] == "completed"
-        assert result["state"] == {"query": "ab", "doc": "abab", "summary": "ABAB",
-                                   "done": True, "log": ["fetch", "slow", "finish"]}
+        # The dead process's lease went with its connection: the resume is not refused.
+        code, result = finish(worker("resume", kind, location, tmp_path))
+        assert code == 0
+        assert result == {"status": "completed", "state": FINAL}
         # fetch had finished before the kill: it never runs again; slow runs a second time.
         assert calls.read_text().split() == ["fetch", "slow", "slow", "finish"]
     finally:
         if victim.poll() is None:
             victim.kill()
         if kind == "postgres":
-            async def drop() -> None:
-                async with PostgresStore(POSTGRES_URL, table=location) as store:
-                    await store.drop_table()
+            drop(location)
 
-            asyncio.run(drop())
+
+def test_refused_while_another_process_runs_then_resumes_after_it_ends(tmp_path: Path) -> None:
+    table = unique_table()
+    (tmp_path / "hang").touch()
+    calls = tmp_path / "calls"
+    first = worker("run", "postgres", table, tmp_path)
+    try:
+        wait_until_in_slow(first, calls)
+        assert_refused("resume", table, tmp_path)
+        (tmp_path / "hang").unlink()
+        assert finish(first) == (0, {"status": "completed", "state": FINAL})
+
+        # The lease was given back at the end of the run: the resume goes through, and finds
+        # the session completed, so nothing runs a second time.
+        assert finish(worker("resume", "postgres", table, tmp_path)) == (
+            0, {"status": "completed", "state": FINAL})
+        assert calls.read_text().split() == ["fetch", "slow", "finish"]
+    finally:
+        if first.poll() is None:
+            first.kill()
+        drop(table)
+
+
+def test_paused_in_one_process_is_resumed_from_another(tmp_path: Path) -> None:
+    table = unique_table()
+    try:
+        code, paused = finish(worker("pause", "postgres", table, tmp_path))
+        assert (code, paused["status"]) == (0, "paused")
+        assert paused["state"] == {"query": "hello world", "text": "Hello World", "log": ["draft"]}
+
+        code, done = finish(worker("approve", "postgres", table, tmp_path))
+        assert code == 0
+        assert done == {"status": "completed", "state": {
+            "query": "hello world", "text": "Hello World", "approved": True,
+            "published": "Hello World", "log": ["draft", "approve"]}}
+        assert (tmp_path / "calls").read_text().split() == ["draft", "approve"]
+    finally:
+        drop(table)

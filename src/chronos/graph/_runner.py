@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import uuid
 from collections import OrderedDict
@@ -18,6 +19,7 @@ from chronos.graph._execute import Run, RunState, execute
 from chronos.graph._plan import apply_updates, entry_nodes, interrupts_in
 from chronos.graph._types import StreamMode
 from chronos.store import Checkpoint, CheckpointStore
+from chronos.store._protocol import SessionLeasing
 from chronos.stream import BrokerProtocol
 
 __all__ = ["Runner"]
@@ -106,10 +108,12 @@ class Runner:
             NodeError: a node (or a router) raised; the node's exception is the cause.
             StepLimitError: the run took more than `step_limit` steps.
             StateNotSerializable: the state cannot be checkpointed (naming the key).
-            RunConflictError: this runner is already running the session.
+            RunConflictError: the session is running already, in this runner or, with a
+                store that leases sessions (`PostgresStore`), in any process.
         """
         state = dict(initial_state)
-        return await self._start(session_id, state, None, resumed=False, write_first=True)
+        async with self._lease(session_id):
+            return await self._start(session_id, state, None, resumed=False, write_first=True)
 
     def run_sync(self, session_id: str, initial_state: Mapping[str, Any]) -> RunState:
         """`run` for synchronous code."""
@@ -125,11 +129,15 @@ class Runner:
 
         Raises:
             CheckpointNotFound: the session has no checkpoint.
+            RunConflictError: the session is running already (see `run`).
         """
-        checkpoint = await self._store().latest(session_id)
-        if checkpoint is None:
-            raise CheckpointNotFound(session_id=session_id)
-        return await self._continue(checkpoint, session_id, update, head=True)
+        # Leased before reading: a run finishing elsewhere meanwhile cannot leave us resuming
+        # from a checkpoint that is no longer the latest.
+        async with self._lease(session_id):
+            checkpoint = await self._store().latest(session_id)
+            if checkpoint is None:
+                raise CheckpointNotFound(session_id=session_id)
+            return await self._continue(checkpoint, session_id, update, head=True)
 
     def resume_sync(self, session_id: str, update: Mapping[str, Any] | None = None) -> RunState:
         """`resume` for synchronous code."""
@@ -143,8 +151,9 @@ class Runner:
         Later checkpoints stay in the history; the new ones branch off this one (their
         `parent_id` chain leads back to it) and become the session's latest.
         """
-        checkpoint = await self._store().get(checkpoint_id)
-        return await self._continue(checkpoint, checkpoint.session_id, update, head=False)
+        checkpoint = await self._store().get(checkpoint_id)  # immutable: safe to read unleased
+        async with self._lease(checkpoint.session_id):
+            return await self._continue(checkpoint, checkpoint.session_id, update, head=False)
 
     async def fork_from(
         self,
@@ -162,7 +171,8 @@ class Runner:
         """
         checkpoint = await self._store().get(checkpoint_id)
         new_session = session_id or f"{checkpoint.session_id}.fork-{uuid.uuid4().hex[:12]}"
-        return await self._continue(checkpoint, new_session, state_update, head=False)
+        async with self._lease(new_session):
+            return await self._continue(checkpoint, new_session, state_update, head=False)
 
     async def replay_from(self, checkpoint_id: str) -> RunState:
         """Re-stream a session's recorded history up to a checkpoint, then continue from it.
@@ -172,11 +182,12 @@ class Runner:
         continued run, as with `resume_from_checkpoint`.
         """
         checkpoint = await self._store().get(checkpoint_id)
-        history = await self._store().history(checkpoint.session_id)
-        ids = [c.id for c in history]
-        replayed = history[: ids.index(checkpoint_id) + 1] if checkpoint_id in ids else []
-        return await self._continue(checkpoint, checkpoint.session_id, None, head=False,
-                                    replay=replayed)
+        async with self._lease(checkpoint.session_id):
+            history = await self._store().history(checkpoint.session_id)
+            ids = [c.id for c in history]
+            replayed = history[: ids.index(checkpoint_id) + 1] if checkpoint_id in ids else []
+            return await self._continue(checkpoint, checkpoint.session_id, None, head=False,
+                                        replay=replayed)
 
     async def list_checkpoints(self, session_id: str) -> list[Checkpoint]:
         """The session's checkpoints, oldest first."""
@@ -276,6 +287,12 @@ class Runner:
         self._outcomes[outcome.session_id] = outcome
         while len(self._outcomes) > _OUTCOMES_KEPT:
             self._outcomes.popitem(last=False)
+
+    def _lease(self, session_id: str) -> contextlib.AbstractAsyncContextManager[None]:
+        # Taken once per run, never per step. Stores without leases rely on `_active` alone.
+        if session_id not in self._active and isinstance(self.store, SessionLeasing):
+            return self.store.lease(session_id)
+        return contextlib.nullcontext()
 
     def _store(self) -> CheckpointStore:
         if self.store is None:

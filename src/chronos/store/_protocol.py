@@ -7,8 +7,9 @@ fails here, naming its key, and nothing is half-written.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import orjson
 
@@ -18,6 +19,7 @@ __all__ = [
     "Checkpoint",
     "CheckpointStatus",
     "CheckpointStore",
+    "SessionLeasing",
     "decode_state",
     "encode_pending",
     "encode_state",
@@ -86,6 +88,27 @@ class CheckpointStore(Protocol):
 
     async def aclose(self) -> None:
         """Release connections and threads. Idempotent."""
+
+
+@runtime_checkable
+class SessionLeasing(Protocol):
+    """A store that can keep two processes from executing the same session at once.
+
+    Optional: the `Runner` takes `store.lease(session_id)` once around each run when the store
+    has it; a store without it (`MemoryStore`, `SQLiteStore`) only guards against a second run
+    of the session by the same `Runner`, which is enough for a single process.
+    """
+
+    def lease(self, session_id: str) -> AbstractAsyncContextManager[None]:
+        """Hold the session for the duration of the `async with` block.
+
+        The lease must be given up when the block exits, however it exits, and by the
+        backend itself when the holder's process dies, so a killed run can be resumed.
+
+        Raises:
+            RunConflictError: another holder has the session; raised at once, never waiting.
+        """
+        ...
 
 
 def encode_state(state: Mapping[str, Any]) -> bytes:

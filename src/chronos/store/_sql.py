@@ -6,6 +6,7 @@ just execute these statements, so their behaviour cannot drift apart.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +16,16 @@ import orjson
 from chronos.errors import ConfigurationError
 from chronos.store._protocol import Checkpoint, decode_state, encode_pending, encode_state
 
-__all__ = ["POSTGRES", "SQLITE", "Queries", "checkpoint_row", "row_checkpoint"]
+__all__ = [
+    "PG_RELEASE_LEASE",
+    "PG_TRY_LEASE",
+    "POSTGRES",
+    "SQLITE",
+    "Queries",
+    "checkpoint_row",
+    "lease_key",
+    "row_checkpoint",
+]
 
 _COLUMNS = ("id, session_id, run_id, graph_id, step, status, ran, next, state, parent_id, "
             "created_at, error, pending")
@@ -87,3 +97,20 @@ def row_checkpoint(row: tuple[Any, ...]) -> Checkpoint:
         state=decode_state(state), parent_id=parent_id, created_at=created_at, error=error,
         pending=decode_state(pending),
     )
+
+
+# Session leases are PostgreSQL session-level advisory locks, keyed by a stable 64-bit hash:
+# taken once per run on a connection held for the run, and released by the server itself when
+# that connection drops (a killed process), so nothing needs cleaning up after a crash.
+PG_TRY_LEASE = "SELECT pg_try_advisory_lock(%s)"
+PG_RELEASE_LEASE = "SELECT pg_advisory_unlock(%s)"
+
+
+def lease_key(table: str, session_id: str) -> int:
+    """The advisory-lock key of a session: a signed 64-bit hash, the same in every process.
+
+    Python's `hash()` is salted per process and PostgreSQL's `hashtext` is 32 bits, so this is
+    blake2b. The table name is part of it: stores on different tables never block each other.
+    """
+    digest = hashlib.blake2b(f"{table}\0{session_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)

@@ -11,9 +11,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from chronos.errors import CheckpointNotFound, StoreError
+from chronos.errors import CheckpointNotFound, RunConflictError, StoreError
 from chronos.store._protocol import Checkpoint
-from chronos.store._sql import POSTGRES, Queries, checkpoint_row, row_checkpoint
+from chronos.store._sql import (
+    PG_RELEASE_LEASE,
+    PG_TRY_LEASE,
+    POSTGRES,
+    Queries,
+    checkpoint_row,
+    lease_key,
+    row_checkpoint,
+)
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
@@ -33,6 +41,10 @@ class PostgresStore:
     Connects on first use and creates the table if missing. Each `put` is one autocommitted
     INSERT, durable when it returns.
 
+    `lease` keeps two processes from executing one session at once (the `Runner` takes it
+    around every run): it holds one pooled connection for the whole run, so the pool needs
+    at least one more connection per concurrent run for the checkpoints themselves.
+
     Args:
         url: a libpq connection string or URL.
         table: the table name, optionally schema-qualified (`"agents.checkpoints"`).
@@ -44,6 +56,7 @@ class PostgresStore:
     ) -> None:
         self.url = url
         self._sql = Queries(POSTGRES, table)
+        self._table = table
         self._max = max_connections
         self._pool: AsyncConnectionPool[Any] | None = None
         self._opening = asyncio.Lock()
@@ -85,6 +98,54 @@ class PostgresStore:
                 cursor = await conn.execute(self._sql.history_limit, (session_id, max(limit, 0)))
             rows = await cursor.fetchall()
         return [row_checkpoint(r) for r in rows]
+
+    @asynccontextmanager
+    async def lease(self, session_id: str) -> AsyncIterator[None]:
+        """Hold the session, across processes and machines, while the block runs.
+
+        A PostgreSQL session-level advisory lock on a connection kept out of the pool until
+        the block exits: released then (on success, error or cancellation), and by the server
+        if this process dies, so a run killed with SIGKILL can be resumed elsewhere at once.
+
+        Raises:
+            RunConflictError: another connection holds the session; never waits for it.
+            StoreError: PostgreSQL failed.
+        """
+        import psycopg
+
+        key = lease_key(self._table, session_id)
+        pool = self._pool or await self._open()
+        try:
+            conn = await pool.getconn()
+        except Exception as exc:  # psycopg_pool.PoolTimeout, psycopg.Error
+            raise StoreError(f"PostgreSQL store: {exc}") from exc
+        try:
+            try:
+                row = await (await conn.execute(PG_TRY_LEASE, (key,))).fetchone()
+            except psycopg.Error as exc:
+                raise StoreError(f"PostgreSQL store: {exc}") from exc
+            if row is None or not row[0]:
+                raise RunConflictError(session_id)
+            try:
+                yield
+            finally:
+                await self._release(conn, key)
+        finally:
+            await pool.putconn(conn)
+
+    async def _release(self, conn: AsyncConnection[Any], key: int) -> None:
+        import psycopg
+
+        try:
+            await conn.execute(PG_RELEASE_LEASE, (key,))
+        except psycopg.Error:
+            # The lock could not be given back on this connection: closing it makes the
+            # server drop the lock (returning it to the pool would keep it held). Not raised:
+            # the run's own outcome, or exception, is what the caller needs to see.
+            await conn.close()
+        except asyncio.CancelledError:
+            await conn.close()
+            raise
 
     async def drop_table(self) -> None:
         """Delete the table and every checkpoint in it (for tests and teardown)."""
