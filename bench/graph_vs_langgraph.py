@@ -14,6 +14,8 @@ Workloads (each timed `--repeat` times; the median is printed):
      the start of the run to the first event in the consumer's hands;
   4. one node streaming 20,000 tokens: microseconds each token adds to the run, consumer
      included (the same node without tokens is the baseline).
+Workloads 3 and 4 are also given in CPU time of the process ("cpu"), which other processes
+competing for the cores inflate far less than wall-clock time, on a shared machine.
 Nodes are async in both libraries (`ainvoke`/`astream`, `runner.run`); workload 1 also runs
 LangGraph's sync `invoke` and chronos sync nodes. Producers `await asyncio.sleep(0)` every 100
 events, as a node awaiting a model does, in both libraries.
@@ -256,6 +258,7 @@ def custom_burst(count: int, repeat: int) -> dict[str, float]:
         return {}
 
     firsts: dict[str, list[float]] = {"chronos": [], "langgraph": []}
+    cpu_rates: dict[str, list[float]] = {"chronos": [], "langgraph": []}
 
     async def measure_chronos() -> float:
         g = graph.StateGraph("burst").add_node("emit", chronos_node)
@@ -263,6 +266,7 @@ def custom_burst(count: int, repeat: int) -> dict[str, float]:
         events = runner.stream("custom")
         received = 0
         first = 0.0
+        cpu = time.process_time()
         start = time.perf_counter()
 
         async def consume() -> None:
@@ -276,6 +280,7 @@ def custom_burst(count: int, repeat: int) -> dict[str, float]:
         await asyncio.gather(consume(), runner.run("s", {}))
         assert received == count, received
         firsts["chronos"].append(first - start)
+        cpu_rates["chronos"].append(received / (time.process_time() - cpu))
         return received / (time.perf_counter() - start)
 
     async def measure_lg() -> float:
@@ -286,6 +291,7 @@ def custom_burst(count: int, repeat: int) -> dict[str, float]:
         app = g.compile()
         received = 0
         first = 0.0
+        cpu = time.process_time()
         start = time.perf_counter()
         async for _ in app.astream({"x": 0}, stream_mode="custom"):
             if not received:
@@ -293,12 +299,15 @@ def custom_burst(count: int, repeat: int) -> dict[str, float]:
             received += 1
         assert received == count, received
         firsts["langgraph"].append(first - start)
+        cpu_rates["langgraph"].append(received / (time.process_time() - cpu))
         return received / (time.perf_counter() - start)
 
     out = {"chronos events/s": median_of(repeat, measure_chronos),
            "langgraph events/s": median_of(repeat, measure_lg)}
     for lib, values in firsts.items():
         out[f"{lib} first event ms"] = statistics.median(values) * 1e3
+    for lib, values in cpu_rates.items():
+        out[f"{lib} events/cpu-s"] = statistics.median(values)
     return out
 
 
@@ -328,10 +337,11 @@ def token_cost(count: int, repeat: int) -> dict[str, float]:
 
         return node
 
-    async def chronos_run(with_tokens: bool) -> float:
+    async def chronos_run(with_tokens: bool) -> tuple[float, float]:
         g = graph.StateGraph("tokens").add_node("chat", chronos_node(with_tokens))
         runner = graph.Runner(g.set_entry_point("chat").set_finish_point("chat").compile())
         events = runner.stream("messages")
+        cpu = time.process_time()
         start = time.perf_counter()
 
         async def consume() -> int:
@@ -339,25 +349,32 @@ def token_cost(count: int, repeat: int) -> dict[str, float]:
 
         received = (await asyncio.gather(consume(), runner.run("s", {})))[0]
         assert received == (count if with_tokens else 0) + 1, received
-        return time.perf_counter() - start
+        return time.perf_counter() - start, time.process_time() - cpu
 
-    async def lg_run(with_tokens: bool) -> float:
+    async def lg_run(with_tokens: bool) -> tuple[float, float]:
         g = StateGraph(LGState)
         g.add_node("chat", lg_node(with_tokens))
         g.add_edge(START, "chat")
         g.add_edge("chat", END)
         app = g.compile()
+        cpu = time.process_time()
         start = time.perf_counter()
         received = sum([1 async for _ in app.astream({"x": 0}, stream_mode="custom")])
         assert received == (count if with_tokens else 0), received
-        return time.perf_counter() - start
+        return time.perf_counter() - start, time.process_time() - cpu
 
     out = {}
     for lib, run in [("chronos", chronos_run), ("langgraph", lg_run)]:
-        async def measure(run: Any = run) -> float:
-            return (await run(True) - await run(False)) / count * 1e6
+        cpu_costs: list[float] = []
+
+        async def measure(run: Any = run, cpu_costs: list[float] = cpu_costs) -> float:
+            with_tokens: tuple[float, float] = await run(True)
+            without: tuple[float, float] = await run(False)
+            cpu_costs.append((with_tokens[1] - without[1]) / count * 1e6)
+            return (with_tokens[0] - without[0]) / count * 1e6
 
         out[f"{lib} us/token"] = median_of(repeat, measure)
+        out[f"{lib} cpu-us/token"] = statistics.median(cpu_costs)
     return out
 
 
@@ -395,7 +412,12 @@ def main() -> None:
               f"langgraph sync / chronos async = {steps[f'langgraph sync {label}'] / ours:.1f}x")
     burst = sections[2][1]
     rate = burst["chronos events/s"] / burst["langgraph events/s"]
-    print(f"custom-event rate ratio: {rate:.1f}x")
+    cpu_rate = burst["chronos events/cpu-s"] / burst["langgraph events/cpu-s"]
+    print(f"custom-event rate ratio: {rate:.1f}x (cpu: {cpu_rate:.1f}x)")
+    per_token = sections[3][1]
+    print(f"per-token cost ratio: langgraph / chronos = "
+          f"{per_token['langgraph us/token'] / per_token['chronos us/token']:.1f}x "
+          f"(cpu: {per_token['langgraph cpu-us/token'] / per_token['chronos cpu-us/token']:.1f}x)")
     sys.stdout.flush()
 
 

@@ -3,14 +3,21 @@
 A server in its own process streams N SSE events as the Messages API does (`message_start`,
 a thinking block, a text block of deltas with a `ping` every 1,000 events, two `tool_use`
 blocks whose input arrives in `input_json_delta` fragments, `message_delta`,
-`message_stop`), one chunked-encoding frame per event. Each client consumes the whole stream;
-best of 5 runs; CPU is the client process's. Rates are per server event, for every client,
-so they compare (chronos yields no chunk for ping/start/stop events and merges nothing).
+`message_stop`). Each client consumes the whole stream; best of 5 streams over one client
+and connection (set-up excluded); CPU is the client process's. Rates are per server event,
+for every client, so they compare (chronos yields no chunk for ping/start/stop events and
+merges nothing). As in `model_openai_stream.py`, the body is sent "coalesced" (64 KiB
+chunked-encoding frames, as through a buffering proxy or CDN: the main workload) and
+"per-event" (one frame per event, as an origin server writes them).
 
-    .venv/bin/python bench/model_anthropic_stream.py [N]      # N defaults to 20000
+    .venv/bin/python bench/model_anthropic_stream.py [N [CLIENTS]]
+    .venv/bin/python bench/model_anthropic_stream.py 100000 raw,bare,chronos
+
+N defaults to 20000; CLIENTS keeps only the rows whose name contains one of these words.
 """
 
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import sys
@@ -21,7 +28,10 @@ import httpx_sse
 import orjson
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
+ONLY = sys.argv[2].lower().split(",") if len(sys.argv) > 2 else None
 TOOL_FRAGMENTS = 100  # per tool call
+FRAME = 65536
+FRAMINGS = ("coalesced", "per-event")
 
 
 def events(n):
@@ -66,13 +76,24 @@ def events(n):
     return out
 
 
-def body(n):
-    frames = [
+def sse_frames(n):
+    return [
         b"event: " + e["type"].encode() + b"\ndata: "
         + json.dumps(e, separators=(",", ":")).encode() + b"\n\n"
         for e in events(n)
     ]
-    return b"".join(b"%x\r\n%s\r\n" % (len(f), f) for f in frames) + b"0\r\n\r\n"
+
+
+def chunked(pieces):
+    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+
+
+def body(n, framing):
+    frames = sse_frames(n)
+    if framing == "per-event":
+        return chunked(frames)
+    data = b"".join(frames)
+    return chunked([data[i : i + FRAME] for i in range(0, len(data), FRAME)])
 
 
 def short_body():
@@ -89,11 +110,11 @@ def short_body():
                    "usage": {"output_tokens": 1}},
                   {"type": "message_stop"})
     ]
-    return b"".join(b"%x\r\n%s\r\n" % (len(f), f) for f in frames) + b"0\r\n\r\n"
+    return chunked(frames)
 
 
 def serve(port_q, n):
-    payload = body(n)
+    payloads = {framing: body(n, framing) for framing in FRAMINGS}
     short = short_body()  # for time to first chunk: nothing else in flight
 
     async def handle(reader, writer):
@@ -107,14 +128,18 @@ def serve(port_q, n):
                 if line.lower().startswith(b"content-length:"):
                     length = int(line.split(b":")[1])
             await reader.readexactly(length)
-            data = short if b"/ttfc/" in head.split(b"\r\n", 1)[0] else payload
+            request_line = head.split(b"\r\n", 1)[0]
+            if b"/ttfc/" in request_line:
+                data = short
+            else:
+                data = payloads["per-event" if b"/per-event/" in request_line else "coalesced"]
             writer.write(
                 b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
                 b"transfer-encoding: chunked\r\n\r\n"
             )
             try:
-                for i in range(0, len(data), 65536):
-                    writer.write(data[i : i + 65536])
+                for i in range(0, len(data), FRAME):
+                    writer.write(data[i : i + FRAME])
                     await writer.drain()
             except ConnectionError:  # a client that stopped reading early
                 break
@@ -128,67 +153,98 @@ def serve(port_q, n):
     asyncio.run(main())
 
 
+# Each client is set up once (an httpx client alone costs ~30 ms of CPU to create, mostly
+# its TLS context), then timed stream by stream over its kept-alive connection.
+
+
+@contextlib.asynccontextmanager
+async def raw_bytes(url):
+    """Reading the body and nothing else: what any client's per-event work is added to."""
+    async with httpx.AsyncClient(timeout=60) as client:
+
+        async def run():
+            async with client.stream("POST", url + "/v1/messages", json={"stream": True}) as r:
+                async for _ in r.aiter_raw():
+                    pass
+
+        yield run
+
+
+@contextlib.asynccontextmanager
 async def bare(url):
-    count = 0
-    async with (
-        httpx.AsyncClient(timeout=60) as client,
-        httpx_sse.aconnect_sse(client, "POST", url + "/v1/messages", json={"stream": True})
-        as source,
-    ):
-        async for sse in source.aiter_sse():
-            orjson.loads(sse.data)
-            count += 1
-            if sse.event == "message_stop":
-                break
-    return count
+    async with httpx.AsyncClient(timeout=60) as client:
+
+        async def run():
+            count = 0
+            async with httpx_sse.aconnect_sse(
+                client, "POST", url + "/v1/messages", json={"stream": True}
+            ) as source:
+                async for sse in source.aiter_sse():
+                    orjson.loads(sse.data)
+                    count += 1
+                    if sse.event == "message_stop":
+                        break
+            assert count == N
+
+        yield run
 
 
+@contextlib.asynccontextmanager
 async def chronos_run(url):
     from chronos.model import AnthropicProvider, ChatRequest, Message
 
     provider = AnthropicProvider("claude-x", base_url=url + "/v1", api_key="k")
     req = ChatRequest(messages=[Message("user", "hi")])
-    tool_calls = []
-    text = 0
-    async with provider:
+
+    async def run():
+        tool_calls = []
+        text = 0
         async for chunk in provider.stream_chat(req):
             tool_calls.extend(chunk.tool_calls)
             text += len(chunk.content)
-    assert len(tool_calls) == 2
-    assert all(len(orjson.loads(c.arguments)["x"]) == TOOL_FRAGMENTS - 1 for c in tool_calls)
-    assert text > 0
-    return N
+        assert len(tool_calls) == 2
+        assert all(len(orjson.loads(c.arguments)["x"]) == TOOL_FRAGMENTS - 1 for c in tool_calls)
+        assert text > 0
+
+    async with provider:
+        yield run
 
 
+@contextlib.asynccontextmanager
 async def sdk_create(url):
     import anthropic
 
     client = anthropic.AsyncAnthropic(base_url=url, api_key="k", max_retries=0)
-    count = 0
-    stream = await client.messages.create(
-        model="claude-x", max_tokens=10, messages=[{"role": "user", "content": "hi"}],
-        stream=True,
-    )
-    async for _ in stream:
-        count += 1
-    await client.close()
-    return count
+
+    async def run():
+        stream = await client.messages.create(
+            model="claude-x", max_tokens=10, messages=[{"role": "user", "content": "hi"}],
+            stream=True,
+        )
+        async for _ in stream:
+            pass
+
+    async with client:
+        yield run
 
 
+@contextlib.asynccontextmanager
 async def sdk_stream_helper(url):
     import anthropic
 
     client = anthropic.AsyncAnthropic(base_url=url, api_key="k", max_retries=0)
-    count = 0
-    async with client.messages.stream(
-        model="claude-x", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
-    ) as stream:
-        async for _ in stream:
-            count += 1
-        message = await stream.get_final_message()
-    assert sum(block.type == "tool_use" for block in message.content) == 2
-    await client.close()
-    return count
+
+    async def run():
+        async with client.messages.stream(
+            model="claude-x", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+        ) as stream:
+            async for _ in stream:
+                pass
+            message = await stream.get_final_message()
+        assert sum(block.type == "tool_use" for block in message.content) == 2
+
+    async with client:
+        yield run
 
 
 async def first_chunk(url, reps=30):
@@ -227,11 +283,8 @@ def sans_io(reps=5):
     from chronos.model._assemble import ChunkBuilder
     from chronos.model.anthropic import AnthropicProvider
 
-    frames = [
-        b"event: " + e["type"].encode() + b"\ndata: "
-        + json.dumps(e, separators=(",", ":")).encode() + b"\n\n"
-        for e in events(N)
-    ]
+    data = b"".join(sse_frames(N))
+    pieces = [data[i : i + FRAME] for i in range(0, len(data), FRAME)]
     provider = AnthropicProvider("claude-x", api_key="k")
     best = None
     for _ in range(reps):
@@ -239,28 +292,40 @@ def sans_io(reps=5):
         translator = provider._new_translator()
         decoder = translator.new_decoder("text/event-stream")
         out = ChunkBuilder()
-        for frame in frames:
-            for event in decoder.feed(frame):
+        for piece in pieces:
+            for event in decoder.feed(piece):
                 translator.on_event(event, out)
                 out.build()
         out.finish()
         cpu = time.process_time() - c0
         best = cpu if best is None else min(best, cpu)
-    print(f"{'chronos sans-IO (no HTTP)':34s} {N:7d} events {N / best:10,.0f} events/s "
-          f"{best / N * 1e6:6.2f} us CPU/event")
+    row("chronos sans-IO (no HTTP)", best, best)
 
 
-async def measure(name, fn, url, reps=5):
+def row(name, wall, cpu):
+    print(f"{name:36s} {N:7d} events {N / wall:10,.0f} events/s {cpu / N * 1e6:7.2f} us CPU/event",
+          flush=True)
+
+
+async def measure(name, client, url, reps=5):
     best = None
-    for _ in range(reps):
-        t0, c0 = time.perf_counter(), time.process_time()
-        await fn(url)
-        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        if best is None or wall < best[0]:
-            best = (wall, cpu)
-    wall, cpu = best
-    print(f"{name:34s} {N:7d} events {N / wall:10,.0f} events/s "
-          f"{cpu / N * 1e6:6.2f} us CPU/event")
+    async with client(url) as run:
+        for _ in range(reps):
+            t0, c0 = time.perf_counter(), time.process_time()
+            await run()
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            if best is None or wall < best[0]:
+                best = (wall, cpu)
+    row(name, *best)
+
+
+CLIENTS = (
+    ("raw httpx body read (no parsing)", raw_bytes),
+    ("bare httpx+httpx-sse+orjson", bare),
+    ("chronos AnthropicProvider", chronos_run),
+    ("anthropic SDK create(stream=True)", sdk_create),
+    ("anthropic SDK .stream() helper", sdk_stream_helper),
+)
 
 
 if __name__ == "__main__":
@@ -270,9 +335,12 @@ if __name__ == "__main__":
     port = q.get()
     url = f"http://127.0.0.1:{port}"
     sans_io()
-    asyncio.run(measure("bare httpx+httpx-sse+orjson", bare, url))
-    asyncio.run(measure("chronos AnthropicProvider", chronos_run, url))
-    asyncio.run(measure("anthropic SDK create(stream=True)", sdk_create, url))
-    asyncio.run(measure("anthropic SDK .stream() helper", sdk_stream_helper, url))
+    for framing in FRAMINGS:
+        print(f"-- {framing} framing", flush=True)
+        base = url + ("/per-event" if framing == "per-event" else "")
+        for name, client in CLIENTS:
+            if ONLY and not any(word in name.lower() for word in ONLY):
+                continue
+            asyncio.run(measure(name, client, base))
     asyncio.run(first_chunk(url))
     proc.terminate()

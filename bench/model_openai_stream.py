@@ -1,14 +1,27 @@
 """Consumer-side throughput of an OpenAI-format stream: chronos vs the openai SDK vs the floor.
 
 A server in its own process streams N Chat Completions chunks (text, then two parallel tool
-calls in fragments, a finish reason, a usage chunk, `[DONE]`), one chunked-encoding frame per
-event, as OpenAI does. Each client consumes the whole stream; best of 5 runs; CPU is the
-client process's.
+calls in fragments, a finish reason, a usage chunk, `[DONE]`). Each client consumes the whole
+stream; best of 5 streams
+over one client and connection (set-up excluded); CPU is the client process's.
 
-    .venv/bin/python bench/model_openai_stream.py [N]      # N defaults to 20000
+The body is sent in two framings, each a row group of its own:
+
+- "coalesced" (the main workload): the events back to back in 64 KiB chunked-encoding
+  frames, as a client sees a stream it reads behind a buffering proxy or CDN (OpenAI and
+  Anthropic sit behind Cloudflare, which re-chunks), or any stream it falls behind on.
+- "per-event": one chunked-encoding frame per event, as an origin server writes them one by
+  one. There every HTTP client pays its HTTP layer's cost per frame (httpcore + h11: about
+  19 us here), whatever it does with the event.
+
+    .venv/bin/python bench/model_openai_stream.py [N [CLIENTS]]
+    .venv/bin/python bench/model_openai_stream.py 100000 raw,bare,chronos
+
+N defaults to 20000; CLIENTS keeps only the rows whose name contains one of these words.
 """
 
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import sys
@@ -19,14 +32,17 @@ import httpx_sse
 import orjson
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
+ONLY = sys.argv[2].lower().split(",") if len(sys.argv) > 2 else None
+FRAME = 65536
+FRAMINGS = ("coalesced", "per-event")
 
 
-def body(n):
-    events = []
+def events(n):
+    out = []
     base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-x"}
     text_n = n - 200
     for i in range(text_n):
-        events.append(
+        out.append(
             {
                 **base,
                 "choices": [{"index": 0, "delta": {"content": f"tok{i} "}, "finish_reason": None}],
@@ -42,11 +58,11 @@ def body(n):
                 "type": "function",
                 "function": {"name": "f", "arguments": '{"x": ['},
             }
-        events.append(
+        out.append(
             {**base, "choices": [{"index": 0, "delta": {"tool_calls": [d]}, "finish_reason": None}]}
         )
     for k in range(2):
-        events.append(
+        out.append(
             {
                 **base,
                 "choices": [
@@ -58,38 +74,62 @@ def body(n):
                 ],
             }
         )
-    events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
-    events.append(
+    out.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
+    out.append(
         {
             **base,
             "choices": [],
             "usage": {"prompt_tokens": 1, "completion_tokens": n, "total_tokens": n + 1},
         }
     )
-    frames = [
-        b"data: " + json.dumps(e, separators=(",", ":")).encode() + b"\n\n" for e in events
+    return out
+
+
+def sse_frames(n):
+    return [
+        b"data: " + json.dumps(e, separators=(",", ":")).encode() + b"\n\n" for e in events(n)
     ] + [b"data: [DONE]\n\n"]
-    return b"".join(b"%x\r\n%s\r\n" % (len(f), f) for f in frames) + b"0\r\n\r\n"
+
+
+def chunked(pieces):
+    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+
+
+def body(n, framing):
+    frames = sse_frames(n)
+    if framing == "per-event":
+        return chunked(frames)
+    data = b"".join(frames)
+    return chunked([data[i : i + FRAME] for i in range(0, len(data), FRAME)])
 
 
 def serve(port_q, n):
-    payload = body(n)
+    payloads = {framing: body(n, framing) for framing in FRAMINGS}
 
     async def handle(reader, writer):
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":")[1])
-        await reader.readexactly(length)
-        writer.write(
-            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
-            b"transfer-encoding: chunked\r\n\r\n"
-        )
-        for i in range(0, len(payload), 65536):
-            writer.write(payload[i : i + 65536])
-            await writer.drain()
-        await writer.drain()
+        while True:  # keep-alive: every client reuses its connection
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                break
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            await reader.readexactly(length)
+            request_line = head.split(b"\r\n", 1)[0]
+            payload = payloads["per-event" if b"/per-event/" in request_line else "coalesced"]
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                b"transfer-encoding: chunked\r\n\r\n"
+            )
+            try:
+                for i in range(0, len(payload), FRAME):
+                    writer.write(payload[i : i + FRAME])
+                    await writer.drain()
+            except ConnectionError:
+                break
+        writer.close()
 
     async def main():
         server = await asyncio.start_server(handle, "127.0.0.1", 0)
@@ -99,61 +139,157 @@ def serve(port_q, n):
     asyncio.run(main())
 
 
+# Each client is set up once (an httpx client alone costs ~30 ms of CPU to create, mostly
+# its TLS context), then timed stream by stream over its kept-alive connection.
+
+
+@contextlib.asynccontextmanager
+async def raw_bytes(url):
+    """Reading the body and nothing else: what any client's per-chunk work is added to."""
+    async with httpx.AsyncClient(timeout=60) as client:
+
+        async def run():
+            async with client.stream(
+                "POST", url + "/chat/completions", json={"stream": True}
+            ) as response:
+                async for _ in response.aiter_raw():
+                    pass
+            return N
+
+        yield run
+
+
+@contextlib.asynccontextmanager
 async def bare(url):
-    count = 0
-    async with (
-        httpx.AsyncClient(timeout=60) as client,
-        httpx_sse.aconnect_sse(client, "POST", url, json={"stream": True}) as source,
-    ):
-        async for sse in source.aiter_sse():
-            if sse.data == "[DONE]":
-                break
-            orjson.loads(sse.data)
-            count += 1
-    return count
+    async with httpx.AsyncClient(timeout=60) as client:
+
+        async def run():
+            count = 0
+            async with httpx_sse.aconnect_sse(
+                client, "POST", url + "/chat/completions", json={"stream": True}
+            ) as source:
+                async for sse in source.aiter_sse():
+                    if sse.data == "[DONE]":
+                        break
+                    orjson.loads(sse.data)
+                    count += 1
+            return count
+
+        yield run
 
 
+@contextlib.asynccontextmanager
 async def chronos_run(url):
     from chronos.model import ChatRequest, Message, OpenAIProvider
 
     provider = OpenAIProvider("gpt-x", base_url=url, api_key="k")
     req = ChatRequest(messages=[Message("user", "hi")])
-    count = 0
-    tool_calls = []
-    async with provider:
+
+    async def run():
+        count = 0
+        tool_calls = []
         async for chunk in provider.stream_chat(req):
             tool_calls.extend(chunk.tool_calls)
             count += 1
-    assert len(tool_calls) == 2, tool_calls
-    return count
+        assert len(tool_calls) == 2, tool_calls
+        assert all(len(orjson.loads(c.arguments)["x"]) == 98 for c in tool_calls)
+        assert count >= N - 200, count  # every text chunk came out on its own
+        return N  # rates are per server event for every client
+
+    async with provider:
+        yield run
 
 
+@contextlib.asynccontextmanager
 async def openai_sdk(url):
     import openai
 
-    client = openai.AsyncOpenAI(base_url=url, api_key="k")
-    count = 0
-    stream = await client.chat.completions.create(
-        model="gpt-x", messages=[{"role": "user", "content": "hi"}], stream=True
-    )
-    async for _ in stream:
-        count += 1
-    await client.close()
-    return count
+    client = openai.AsyncOpenAI(base_url=url, api_key="k", max_retries=0)
+
+    async def run():
+        count = 0
+        stream = await client.chat.completions.create(
+            model="gpt-x", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        async for _ in stream:
+            count += 1
+        return count
+
+    async with client:
+        yield run
 
 
-async def measure(name, fn, url, reps=5):
+@contextlib.asynccontextmanager
+async def openai_sdk_helper(url):
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=url, api_key="k", max_retries=0)
+
+    async def run():
+        count = 0
+        async with client.chat.completions.stream(
+            model="gpt-x", messages=[{"role": "user", "content": "hi"}]
+        ) as stream:
+            async for event in stream:
+                if event.type == "chunk":
+                    count += 1
+            final = await stream.get_final_completion()
+        assert len(final.choices[0].message.tool_calls or ()) == 2
+        return count
+
+    async with client:
+        yield run
+
+
+def sans_io(reps=5):
+    """chronos's own share: SSE decoding, translation and chunk assembly, no HTTP."""
+    from chronos.model._assemble import ChunkBuilder
+    from chronos.model.openai import OpenAIProvider
+
+    data = b"".join(sse_frames(N))
+    pieces = [data[i : i + FRAME] for i in range(0, len(data), FRAME)]
+    provider = OpenAIProvider("gpt-x", api_key="k")
     best = None
     for _ in range(reps):
-        t0, c0 = time.perf_counter(), time.process_time()
-        n = await fn(url)
-        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        if best is None or wall < best[0]:
-            best = (wall, cpu, n)
+        c0 = time.process_time()
+        translator = provider._new_translator()
+        decoder = translator.new_decoder("text/event-stream")
+        out = ChunkBuilder()
+        for piece in pieces:
+            for event in decoder.feed(piece):
+                translator.on_event(event, out)
+                out.build()
+        out.finish()
+        cpu = time.process_time() - c0
+        best = cpu if best is None else min(best, cpu)
+    row("chronos sans-IO (no HTTP)", N, best, best)
+
+
+def row(name, n, wall, cpu):
+    print(f"{name:36s} {n:7d} chunks {n / wall:10,.0f} chunks/s {cpu / n * 1e6:7.2f} us CPU/chunk",
+          flush=True)
+
+
+async def measure(name, client, url, reps=5):
+    best = None
+    async with client(url) as run:
+        for _ in range(reps):
+            t0, c0 = time.perf_counter(), time.process_time()
+            n = await run()
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            if best is None or wall < best[0]:
+                best = (wall, cpu, n)
     wall, cpu, n = best
-    print(
-        f"{name:28s} {n:6d} chunks  {n / wall:10,.0f} chunks/s  {cpu / n * 1e6:6.2f} us CPU/chunk"
-    )
+    row(name, n, wall, cpu)
+
+
+CLIENTS = (
+    ("raw httpx body read (no parsing)", raw_bytes),
+    ("bare httpx+httpx-sse+orjson", bare),
+    ("chronos OpenAIProvider", chronos_run),
+    ("openai SDK create(stream=True)", openai_sdk),
+    ("openai SDK .stream() helper", openai_sdk_helper),
+)
 
 
 if __name__ == "__main__":
@@ -161,8 +297,12 @@ if __name__ == "__main__":
     proc = multiprocessing.Process(target=serve, args=(q, N), daemon=True)
     proc.start()
     port = q.get()
-    url = f"http://127.0.0.1:{port}"
-    asyncio.run(measure("bare httpx+httpx-sse+orjson", bare, url + "/chat/completions"))
-    asyncio.run(measure("chronos OpenAIProvider", chronos_run, url))
-    asyncio.run(measure("openai SDK create(stream=True)", openai_sdk, url))
+    sans_io()
+    for framing in FRAMINGS:
+        print(f"-- {framing} framing", flush=True)
+        base = f"http://127.0.0.1:{port}" + ("/per-event" if framing == "per-event" else "")
+        for name, fn in CLIENTS:
+            if ONLY and not any(word in name.lower() for word in ONLY):
+                continue
+            asyncio.run(measure(name, fn, base))
     proc.terminate()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -59,8 +60,11 @@ g.set_finish_point("chat")
 
 
 def chronos_run(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    # Without CHRONOS_STORE_URL, checkpoints go to chronos.db in `folder`, not to a real store.
+    env = {name: value for name, value in os.environ.items() if not name.startswith("CHRONOS_")}
     return subprocess.run(
-        [str(CHRONOS), "run", *args], capture_output=True, text=True, cwd=folder, timeout=120
+        [str(CHRONOS), "run", *args], capture_output=True, text=True, cwd=folder, env=env,
+        timeout=120,
     )
 
 
@@ -81,12 +85,13 @@ def test_a_run_shows_each_node_its_tokens_and_the_outcome(tmp_path: Path) -> Non
     assert rows[1][3:5] == ["5", "tokens"]
     assert rows[0][-2:] == ["set", "plan"]
     assert "Robots dream of electric sheep" in done.stderr
-    assert done.stderr.rstrip().endswith("completed · 16 events")
+    assert done.stderr.rstrip().endswith("completed · 20 events")
 
 
 def test_a_compiled_graph_in_a_file_path_runs_too(tmp_path: Path) -> None:
     path = write(tmp_path, "agent.py", AGENT)
-    done = chronos_run(tmp_path.parent, f"{path}:compiled", "--input", '{"query": "x"}')
+    done = chronos_run(tmp_path.parent, f"{path}:compiled", "--input", '{"query": "x"}',
+                       "--store", "memory://")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["plan"] == "answer x"
 
@@ -104,14 +109,14 @@ def test_a_failing_node_is_marked_and_explained_in_one_line(tmp_path: Path) -> N
 
 def test_an_interrupt_pauses_with_a_checkpoint_to_resume_from(tmp_path: Path) -> None:
     write(tmp_path, "agent.py", AGENT)
-    db = tmp_path / "runs.db"
     done = chronos_run(tmp_path, "agent:paused", "--input", '{"query": "hi"}',
-                       "--session", "s-1", "--db", str(db))
+                       "--session", "s-1")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"query": "hi", "plan": "answer hi"}
-    assert "paused before write; session s-1" in done.stderr
+    assert ("paused before write; continue with: chronos resume s-1 agent:paused "
+            "[--update JSON]\n") in done.stderr
     assert "Robots" not in done.stderr, "the interrupt node did not run"
-    assert db.exists()
+    assert (tmp_path / "chronos.db").exists(), "checkpoints go to the default store"
 
 
 def test_mistakes_are_clear_errors(tmp_path: Path) -> None:

@@ -11,7 +11,14 @@ import sys
 
 import pytest
 
-PACKAGES = ["chronos", "chronos.model", "chronos.graph", "chronos.stream", "chronos.store"]
+PACKAGES = [
+    "chronos",
+    "chronos.model",
+    "chronos.graph",
+    "chronos.stream",
+    "chronos.store",
+    "chronos.demo",
+]
 
 _SURFACE = """
 import importlib, json, sys

@@ -27,6 +27,7 @@ ChronosError
 └── BrokerError
     ├── InvalidLastEventID       .value: also a ValueError
     ├── SubscriptionExists       .subscription_id
+    ├── SubscriptionOverflow     .subscription_id .last_event_id: closed for reading too slowly
     └── BrokerUnavailable        the backing service (Redis) cannot be reached
 ```
 
@@ -65,6 +66,7 @@ __all__ = [
     "StreamDisconnectedError",
     "StreamProtocolError",
     "SubscriptionExists",
+    "SubscriptionOverflow",
 ]
 
 
@@ -259,6 +261,22 @@ class SubscriptionExists(BrokerError):
     def __init__(self, subscription_id: str) -> None:
         super().__init__(f"subscription {subscription_id!r} is already open")
         self.subscription_id = subscription_id
+
+
+class SubscriptionOverflow(BrokerError):
+    """A subscription with `overflow="disconnect"` fell `max_pending` events behind and was closed.
+
+    Resume it with a new subscription from `last_event_id`, the last event it delivered (None:
+    it delivered nothing).
+    """
+
+    def __init__(self, subscription_id: str, last_event_id: str | None) -> None:
+        super().__init__(
+            f"subscription {subscription_id!r} was closed because it read too slowly;"
+            f" resume after {last_event_id!r}"
+        )
+        self.subscription_id = subscription_id
+        self.last_event_id = last_event_id
 
 
 class BrokerUnavailable(BrokerError):

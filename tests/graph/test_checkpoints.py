@@ -12,6 +12,7 @@ from chronos import graph
 from chronos.errors import (
     CheckpointNotFound,
     ConfigurationError,
+    GraphError,
     NodeError,
     StateNotSerializable,
 )
@@ -350,3 +351,175 @@ async def test_finished_parallel_branches_are_not_rerun_after_a_failure(
     result = await runner.resume("s")
     assert result.state["log"] == ["docs", "web", "write"]  # schedule order, not finish order
     assert calls == {"web": 1, "docs": 2}
+
+
+def review_graph(calls: Counter[str]) -> graph.CompiledGraph:
+    """start -> review (a subgraph: draft -> ask, an interrupt node -> polish) -> publish."""
+
+    def node(name: str, update: Any) -> Any:
+        async def run(state: dict[str, Any]) -> dict[str, Any]:
+            calls[name] += 1
+            return {**update(state), "log": [name]}
+
+        return run
+
+    review = (
+        graph.StateGraph("review", reducers={"log": graph.append, "notes": graph.append})
+        .add_node("draft", node("draft", lambda s: {"text": "v1"}))
+        .add_interrupt_node("ask", node("ask", lambda s: {"ok": s.get("approved", False)}))
+        .add_node("polish", node("polish", lambda s: {"text": s["text"] + "!"}))
+        .set_entry_point("draft").add_edge("draft", "ask").add_edge("ask", "polish")
+        .set_finish_point("polish").compile()
+    )
+    return (
+        graph.StateGraph("outer", reducers={"log": graph.append})
+        .add_node("start", node("start", lambda s: {}))
+        .add_subgraph("review", review)
+        .add_node("publish", node("publish", lambda s: {"published": s["ok"]}))
+        .set_entry_point("start").add_edge("start", "review").add_edge("review", "publish")
+        .set_finish_point("publish").compile()
+    )
+
+
+async def test_an_interrupt_inside_a_subgraph_pauses_the_run_and_resume_continues_there(
+    store: CheckpointStore,
+) -> None:
+    calls: Counter[str] = Counter()
+    runner = graph.Runner(review_graph(calls), store)
+    stream = runner.stream()
+    paused = await runner.run("s", {"log": [], "notes": []})
+    events = [e async for e in stream]
+    assert (paused.status, paused.node_id, paused.path, paused.next) == (
+        "paused", "ask", ("review",), ("ask",))
+    assert paused.state["text"] == "v1"  # the subgraph's state at the pause
+    assert (events[-1].type, events[-1].node_id, events[-1].path) == (
+        "interrupt", "ask", ("review",))
+    assert calls == {"start": 1, "draft": 1}
+    latest = await store.latest("s")
+    assert latest is not None
+    assert (latest.status, latest.path, latest.ran, latest.next) == (
+        "paused", ("review",), ("draft",), ("ask",))
+    assert latest.id == paused.checkpoint_id
+    fresh = await graph.Runner(review_graph(calls), store).get_state("s")
+    assert fresh is not None
+    assert (fresh.status, fresh.node_id, fresh.path) == ("paused", "ask", ("review",))
+
+    stream = runner.stream()
+    done = await runner.resume("s", {"approved": True, "notes": ["lgtm"]})
+    events = [e async for e in stream]
+    assert done.status == "completed"
+    assert done.path == ()
+    assert dict(done.state) == {"log": ["start", "draft", "ask", "polish", "publish"],
+                                "notes": ["lgtm"], "approved": True, "text": "v1!",
+                                "ok": True, "published": True}
+    assert calls == {"start": 1, "draft": 1, "ask": 1, "polish": 1, "publish": 1}
+    ends = [(e.path, e.node_id) for e in events if e.type == "node_end"]
+    assert ends == [(("review",), "ask"), (("review",), "polish"), ((), "review"),
+                    ((), "publish")]
+    review_end = next(e for e in events if e.type == "node_end" and e.node_id == "review")
+    assert review_end.data["text"] == "v1!"
+    history = await runner.list_checkpoints("s")
+    assert [(c.path, c.ran, c.next) for c in history[-4:]] == [
+        (("review",), (), ("ask",)),  # the resume's own start, the update applied
+        (("review",), ("ask",), ("polish",)),
+        ((), ("review",), ("publish",)),
+        ((), ("publish",), ()),
+    ]
+
+    # A fork of the paused checkpoint continues inside the subgraph too, in its own session.
+    fork = await runner.fork_from(latest.id, {"approved": False}, session_id="s-no")
+    assert (fork.status, fork.state["published"]) == ("completed", False)
+    assert calls["ask"] == 2
+    assert calls["draft"] == 1
+
+
+async def test_nested_subgraphs_pause_at_an_entry_interrupt_and_resume_through_every_level(
+    store: CheckpointStore,
+) -> None:
+    calls: Counter[str] = Counter()
+
+    async def ask(state: dict[str, Any]) -> dict[str, Any]:
+        calls["ask"] += 1
+        return {"answers": [state["answer"]]}
+
+    inner = (
+        graph.StateGraph("inner", reducers={"answers": graph.append})
+        .add_interrupt_node("ask", ask)
+        .set_entry_point("ask").set_finish_point("ask").compile()
+    )
+    middle = (
+        graph.StateGraph("middle").add_subgraph("inner", inner)
+        .add_node("after", lambda s: {"after": len(s["answers"])}, inline=True)
+        .set_entry_point("inner").add_edge("inner", "after").set_finish_point("after")
+        .compile()
+    )
+    outer = (
+        graph.StateGraph("outer").add_subgraph("middle", middle)
+        .add_node("end", lambda s: {"end": True}, inline=True)
+        .set_entry_point("middle").add_edge("middle", "end").set_finish_point("end").compile()
+    )
+    runner = graph.Runner(outer, store)
+    paused = await runner.run("s", {"answers": ["first"]})
+    assert (paused.status, paused.node_id, paused.path) == ("paused", "ask", ("middle", "inner"))
+    assert calls == {}
+    # The update goes through the reducers of the graph the interrupt node is in: appended.
+    done = await runner.resume("s", {"answer": "yes", "answers": ["again"]})
+    assert done.status == "completed"
+    assert dict(done.state) == {"answers": ["first", "again", "yes"], "answer": "yes",
+                                "after": 3, "end": True}
+    assert calls == {"ask": 1}
+
+
+async def test_a_failure_inside_a_subgraph_resumes_there_without_rerunning_finished_nodes(
+    store: CheckpointStore,
+) -> None:
+    calls: Counter[str] = Counter()
+    broken = {"b": True}
+
+    async def a(state: dict[str, Any]) -> dict[str, Any]:
+        calls["a"] += 1
+        return {"a": 1}
+
+    async def b(state: dict[str, Any]) -> dict[str, Any]:
+        calls["b"] += 1
+        if broken["b"]:
+            raise ConnectionError("provider down")
+        return {"b": state["a"] + 1}
+
+    inner = (
+        graph.StateGraph("inner").add_node("a", a).add_node("b", b)
+        .set_entry_point("a").add_edge("a", "b").set_finish_point("b").compile()
+    )
+    outer = (
+        graph.StateGraph("outer").add_subgraph("sub", inner)
+        .set_entry_point("sub").set_finish_point("sub").compile()
+    )
+    runner = graph.Runner(outer, store)
+    with pytest.raises(NodeError):
+        await runner.run("s", {})
+    failed = await store.latest("s")
+    assert failed is not None
+    assert (failed.status, failed.path, failed.next) == ("failed", ("sub",), ("b",))
+    broken["b"] = False
+    result = await runner.resume("s")
+    assert dict(result.state) == {"a": 1, "b": 2}
+    assert calls == {"a": 1, "b": 2}
+
+
+async def test_a_subgraph_beside_other_nodes_cannot_pause_the_run() -> None:
+    inner = (
+        graph.StateGraph("inner").add_interrupt_node("ask").set_entry_point("ask")
+        .set_finish_point("ask").compile()
+    )
+    outer = (
+        graph.StateGraph("outer").add_subgraph("sub", inner)
+        .add_node("other", lambda s: {"other": 1}, inline=True)
+        .add_edge(graph.START, ["sub", "other"]).set_finish_point("sub")
+        .set_finish_point("other").compile()
+    )
+    runner = graph.Runner(outer)
+    stream = runner.stream()
+    with pytest.raises(GraphError, match="subgraph 'sub' reached interrupt node 'ask' while "
+                                         "running beside other nodes"):
+        await runner.run("s", {})
+    assert [e async for e in stream][-1].type == "error"

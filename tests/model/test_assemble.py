@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import pickle
+
 import pytest
 
-from chronos.model import ChatResponse, StopReason, ToolCall, Usage, accumulate
+from chronos.model import (
+    ChatResponse,
+    StopReason,
+    StreamAccumulator,
+    ToolCall,
+    Usage,
+    accumulate,
+)
 from chronos.model._assemble import ChunkBuilder, ToolCallAssembler
 
 
@@ -126,3 +136,42 @@ async def test_accumulate_folds_a_stream() -> None:
         tool_calls=(ToolCall("c", "f", "{}"),), stop_reason=StopReason.END,
         raw_stop_reason="stop", delta=False,
     )
+
+
+def test_a_built_chunk_is_an_ordinary_frozen_chat_response() -> None:
+    out = ChunkBuilder()
+    out.id, out.model = "r1", "m"
+    out.text("Hi")
+    out.tool_call(id="c1", name="f", arguments={"x": 1}, signature="c2ln")
+    chunk = out.build()
+    assert type(chunk) is ChatResponse
+    assert chunk == ChatResponse(
+        content="Hi", id="r1", model="m",
+        tool_calls=(ToolCall("c1", "f", '{"x":1}', signature="c2ln"),),
+        tool_call_deltas=chunk.tool_call_deltas, delta=True)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        chunk.content = "changed"  # type: ignore[misc]
+    assert dataclasses.replace(chunk, content="Ho").content == "Ho"
+    assert pickle.loads(pickle.dumps(chunk)) == chunk
+    assert hash(chunk) == hash(dataclasses.replace(chunk))
+
+
+def test_refusal_text_is_its_own_field_and_makes_the_stop_a_content_filter() -> None:
+    out = ChunkBuilder()
+    chunks = _chunks(out, [
+        [("refusal", {"text": ""})],  # OpenAI's first chunk carries `"refusal": ""`
+        [("refusal", {"text": "I can't"})],
+        [("refusal", {"text": " help."}), ("stop", {"raw": "stop", "mapped": StopReason.END})],
+    ])
+    assert [c.refusal for c in chunks] == ["I can't", " help.", ""]
+    assert chunks[-1].stop_reason is StopReason.CONTENT_FILTER
+    assert chunks[-1].raw_stop_reason == "stop"
+    acc = StreamAccumulator()
+    for chunk in chunks:
+        acc.add(chunk)
+    assert (acc.result().refusal, acc.result().content) == ("I can't help.", "")
+    # No refusal: the vendor's END stays END.
+    plain = ChunkBuilder()
+    plain.text("ok")
+    plain.stop("stop", StopReason.END)
+    assert plain.finish().stop_reason is StopReason.END

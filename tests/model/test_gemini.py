@@ -21,6 +21,7 @@ from chronos.model import (
     ToolDefinition,
     accumulate,
 )
+from tests.model.recordings import DEFAULT_FOLDER, PROVIDERS, Recording
 from tests.model.replay import ReplayServer, Reply
 
 KEY = "AIzaSyTEST-0123456789abcdefghijklmnop"
@@ -198,3 +199,87 @@ async def test_without_a_useful_content_type_the_framing_is_sniffed(
     reply = Reply(body=b"\r\n" + body, headers={"content-type": "text/plain"}, max_piece=1)
     chunks, _ = await _stream(replay_server, reply)
     assert "".join(c.content for c in chunks) == "Hi"
+
+
+# Real recordings whose function calls carry a `thoughtSignature` (both framings); the
+# second turn of the first one was recorded too, with the signature sent back.
+SIGNED = DEFAULT_FOLDER / "gemini"
+SIGNED_RECORDINGS = [
+    "llm-gemini__test_gemini__test_tools_with_nested_pydantic_models__0.json",
+    "llm-gemini__test_gemini__test_tools__0.json",
+    "pydantic-ai__models__test_google__test_google_streaming_tool_call_thought_signature__0.json",
+    "pydantic-ai__models__google__test_structured_output__test_native_output_with_function_"
+    "tools_stream__0.json",
+]
+
+
+def _load(name: str) -> Recording:
+    path = SIGNED / name
+    if not path.is_file():
+        pytest.skip(f"recording {name} not in {SIGNED}")
+    return Recording(path, json.loads(path.read_text(encoding="utf-8")))
+
+
+def _recorded_call_signatures(recording: Recording) -> list[str]:
+    body = recording.body.decode()
+    if recording.data["response"]["body_format"] == "json_array":
+        events = json.loads(body)
+    else:
+        events = [json.loads(line[5:]) for line in body.splitlines() if line.startswith("data:")]
+    return [part["thoughtSignature"] for event in events
+            for candidate in event.get("candidates") or ()
+            for part in (candidate.get("content") or {}).get("parts") or ()
+            if "functionCall" in part and "thoughtSignature" in part]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("name", SIGNED_RECORDINGS)
+async def test_a_recorded_thought_signature_is_kept_and_sent_back(
+    replay_server: ReplayServer, name: str
+) -> None:
+    recording = _load(name)
+    signatures = _recorded_call_signatures(recording)
+    assert signatures, "the recording has a signed function call"
+    first = Reply(status=recording.status, body=recording.body,
+                  headers={"content-type": recording.content_type}, seed=len(name))
+    script = replay_server.script(first, Reply(body=_sse(_response([{"text": "ok"}], "STOP")),
+                                               headers=SSE))
+    provider = PROVIDERS[recording.api](recording, script.base_url)
+    async with provider:
+        response = await accumulate(provider.stream_chat(REQ))
+        assert [call.signature for call in response.tool_calls] == signatures
+        follow_up = ChatRequest(messages=[
+            *REQ.messages,
+            Message(role="assistant", tool_calls=response.tool_calls),
+            *(Message(role="tool", tool_call_id=call.id, content="done")
+              for call in response.tool_calls),
+        ])
+        await accumulate(provider.stream_chat(follow_up))
+    sent = json.loads(script.exchanges[1].body)["contents"][1]
+    assert sent["role"] == "model"
+    assert [part["thoughtSignature"] for part in sent["parts"]] == signatures
+    assert [part["functionCall"]["name"] for part in sent["parts"]] == [
+        call.name for call in response.tool_calls]
+
+
+@pytest.mark.anyio
+async def test_the_follow_up_turn_matches_the_recorded_one(replay_server: ReplayServer) -> None:
+    # What Google's own SDK sent back in the recorded second turn (its snake_case spelling).
+    first = _load(SIGNED_RECORDINGS[0])
+    second = _load(SIGNED_RECORDINGS[0].replace("__0.json", "__1.json"))
+    recorded = second.data["request"]["json"]["contents"][1]["parts"][0]
+    script = replay_server.script(
+        Reply(body=first.body, headers={"content-type": first.content_type}),
+        Reply(body=_sse(_response([{"text": "ok"}], "STOP")), headers=SSE))
+    provider = PROVIDERS[first.api](first, script.base_url)
+    async with provider:
+        [call] = (await accumulate(provider.stream_chat(REQ))).tool_calls
+        await provider.chat(ChatRequest(messages=[
+            *REQ.messages, Message(role="assistant", tool_calls=[call]),
+            Message(role="tool", tool_call_id=call.id, content="Added")]))
+    [sent] = json.loads(script.exchanges[1].body)["contents"][1]["parts"]
+    assert sent == {
+        "functionCall": {"name": recorded["function_call"]["name"],
+                         "args": recorded["function_call"]["args"]},
+        "thoughtSignature": recorded["thoughtSignature"],
+    }

@@ -163,3 +163,80 @@ async def test_responses_api_request_and_tool_call(replay_server: ReplayServer) 
     assert body["max_output_tokens"] == 20
     assert body["stream"] is True
     assert body["tools"][0]["name"] == "look"
+
+
+def _chunk_line(delta: dict[str, Any], finish: str | None = None, index: int = 0) -> bytes:
+    chunk = {"id": "chatcmpl-r", "object": "chat.completion.chunk", "model": "gpt-x",
+             "choices": [{"index": index, "delta": delta, "logprobs": None,
+                          "finish_reason": finish}]}
+    return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+
+# A refusal as OpenAI streams it under structured outputs: `content` null, `refusal` deltas.
+REFUSAL = (
+    _chunk_line({"role": "assistant", "content": None, "refusal": ""})
+    + _chunk_line({"refusal": "I'm sorry, I can't"})
+    + _chunk_line({"refusal": " help with that."})
+    + _chunk_line({}, "stop")
+    + b"data: [DONE]\n\n"
+)
+
+
+@pytest.mark.anyio
+async def test_a_refusal_is_kept_apart_from_content_and_ends_as_content_filter(
+    replay_server: ReplayServer,
+) -> None:
+    script = replay_server.script(Reply(body=REFUSAL), Reply(body=REFUSAL))
+    req = ChatRequest(messages=[Message(role="user", content="Something forbidden")])
+    async with OpenAIProvider("gpt-x", base_url=script.base_url, api_key="k") as provider:
+        chunks = [chunk async for chunk in provider.stream_chat(req)]
+        whole = await provider.chat(req)
+    assert [c.refusal for c in chunks if c.refusal] == ["I'm sorry, I can't", " help with that."]
+    assert all(c.content == "" for c in chunks)
+    assert (chunks[-1].stop_reason, chunks[-1].raw_stop_reason) == (
+        StopReason.CONTENT_FILTER, "stop")
+    assert whole.refusal == "I'm sorry, I can't help with that."
+    assert whole.content == ""
+    assert whole.stop_reason is StopReason.CONTENT_FILTER
+
+
+@pytest.mark.anyio
+async def test_choices_other_than_the_first_are_not_mixed_in(
+    replay_server: ReplayServer,
+) -> None:
+    body = (
+        _chunk_line({"role": "assistant", "content": "first"}, index=0)
+        + _chunk_line({"role": "assistant", "content": "SECOND"}, index=1)
+        + _chunk_line({"tool_calls": [{"index": 0, "id": "c9", "type": "function",
+                                       "function": {"name": "f", "arguments": "{}"}}]},
+                      index=1)
+        + _chunk_line({}, "stop", index=0)
+        + _chunk_line({}, "tool_calls", index=1)
+        + b"data: [DONE]\n\n"
+    )
+    script = replay_server.script(Reply(body=body))
+    req = ChatRequest(messages=[Message(role="user", content="Hi")])
+    async with OpenAIProvider("gpt-x", base_url=script.base_url, api_key="k") as provider:
+        whole = await provider.chat(req)
+    assert (whole.content, whole.tool_calls, whole.raw_stop_reason) == ("first", (), "stop")
+
+
+def _responses_event(kind: str, **fields: Any) -> bytes:
+    return f"event: {kind}\ndata: {json.dumps({'type': kind, **fields})}\n\n".encode()
+
+
+@pytest.mark.anyio
+async def test_responses_api_refusal(replay_server: ReplayServer) -> None:
+    body = (
+        _responses_event("response.created", response={"id": "resp_1", "model": "m"})
+        + _responses_event("response.refusal.delta", item_id="msg_1", delta="I can't")
+        + _responses_event("response.refusal.delta", item_id="msg_1", delta=" do that.")
+        + _responses_event("response.completed", response={"id": "resp_1", "model": "m",
+                                                           "status": "completed"})
+    )
+    script = replay_server.script(Reply(body=body))
+    req = ChatRequest(messages=[Message(role="user", content="Something forbidden")])
+    async with OpenAIResponsesProvider("m", base_url=script.base_url, api_key="k") as provider:
+        whole = await provider.chat(req)
+    assert (whole.refusal, whole.content) == ("I can't do that.", "")
+    assert (whole.stop_reason, whole.raw_stop_reason) == (StopReason.CONTENT_FILTER, "completed")

@@ -108,6 +108,7 @@ def _check_http_error(exc: BaseException, recording: Recording) -> None:
 def _check_response(whole: ChatResponse, chunks: list[ChatResponse], expected: Any) -> None:
     assert whole.content == expected.get("text", "")
     assert whole.reasoning == expected.get("reasoning", "")
+    assert whole.refusal == (expected.get("refusal") or "")
 
     # The guide's loop must see each call once, complete.
     naive = [call for chunk in chunks for call in chunk.tool_calls]
@@ -122,10 +123,14 @@ def _check_response(whole: ChatResponse, chunks: list[ChatResponse], expected: A
 
     raw = expected.get("finish_reason")
     assert whole.raw_stop_reason == (str(raw) if raw is not None else None)
-    if raw is None:
+    mapped = STOP_REASONS.get(str(raw)) if raw is not None else None
+    if expected.get("refusal") and mapped in (None, StopReason.END):
+        # A refusal that the vendor ended as a normal stop is reported as filtered.
+        assert whole.stop_reason is StopReason.CONTENT_FILTER
+    elif raw is None:
         assert whole.stop_reason is None
     else:
-        assert whole.stop_reason == STOP_REASONS.get(str(raw), whole.stop_reason)
+        assert whole.stop_reason == (mapped or whole.stop_reason)
         assert isinstance(whole.stop_reason, StopReason)
 
     if expected.get("usage"):

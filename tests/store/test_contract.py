@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import pytest
 
 from chronos.errors import CheckpointNotFound, StateNotSerializable, StoreError
-from chronos.store import Checkpoint, CheckpointStore
+from chronos.store import Checkpoint, CheckpointStore, SessionInfo
 
 pytestmark = pytest.mark.anyio
 
@@ -50,6 +50,31 @@ async def test_history_is_in_write_order_and_limit_keeps_the_newest(
     assert [c.id for c in await store.history("s1", limit=2)] == ["c3", "c4"]
     assert await store.history("s1", limit=0) == []
     assert await store.history("nobody") == []
+
+
+async def test_sessions_are_listed_by_their_latest_checkpoint_newest_first(
+    store: CheckpointStore,
+) -> None:
+    assert await store.sessions() == []
+    await store.put(make("a1", session="a", created_at=100.0, ran=(), next=("plan",)))
+    await store.put(make("b1", session="b", created_at=101.0, graph_id="other"))
+    await store.put(make("a2", session="a", step=1, created_at=102.0, status="paused",
+                         ran=("plan",), next=("review",)))
+    assert await store.sessions() == [
+        SessionInfo(session_id="a", graph_id="g", status="paused", ran=("plan",),
+                    next=("review",), checkpoints=2, started_at=100.0, updated_at=102.0,
+                    latest_id="a2"),
+        SessionInfo(session_id="b", graph_id="other", status="running", ran=("a",),
+                    next=("b", "c"), checkpoints=1, started_at=101.0, updated_at=101.0,
+                    latest_id="b1"),
+    ]
+    # Written to last, "b" comes first, whatever its times say.
+    await store.put(make("b2", session="b", step=1, created_at=50.0, status="completed",
+                         next=()))
+    assert [(s.session_id, s.latest_id, s.checkpoints) for s in await store.sessions()] == [
+        ("b", "b2", 2), ("a", "a2", 2)]
+    assert [s.session_id for s in await store.sessions(limit=1)] == ["b"]
+    assert await store.sessions(limit=0) == []
 
 
 async def test_unknown_checkpoint_raises_checkpoint_not_found(store: CheckpointStore) -> None:

@@ -1,4 +1,4 @@
-"""In-process-only broker behaviour: all-topic subscriptions, replay limits by age and topics.
+"""In-process broker behaviour: the guide's all-topic usage, replay limits by age and topics.
 
 What every broker must do is in test_broker_contract.py, run on this broker and on Redis.
 """

@@ -1,8 +1,9 @@
 """The broker contract, run on every broker: in-process and Redis (the real one on loopback).
 
-Only behaviour both promise is here: publish, subscribe by topics, order, ids, resume, gaps,
-overflow, threads, closing. What only one of them does (following every topic, forgetting
-topics, clock-based ids) is tested in `test_broker.py` and `test_redis_broker.py`.
+Only behaviour both promise is here: publish, subscribe by topics or to every topic, order,
+ids, resume, gaps, overflow, threads, closing. What only one of them does (forgetting topics,
+clock-based ids, sharing through Redis) is tested in `test_broker.py` and
+`test_redis_broker.py`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,12 @@ from typing import Any
 import anyio
 import pytest
 
-from chronos.errors import BrokerError, InvalidLastEventID, SubscriptionExists
+from chronos.errors import (
+    BrokerError,
+    InvalidLastEventID,
+    SubscriptionExists,
+    SubscriptionOverflow,
+)
 from chronos.stream import GAP, Broker, BrokerProtocol, Event, Subscription
 from chronos.stream._ids import parse_id
 from chronos.stream.redis import RedisBroker
@@ -116,6 +122,43 @@ async def test_ids_increase_strictly_across_topics(make_broker: MakeBroker) -> N
         assert [e.data for e in events if e.topic == f"t{n}"] == list(range(n, 300, 3))
 
 
+async def test_a_subscription_to_every_topic_follows_old_and_new_topics(
+    make_broker: MakeBroker,
+) -> None:
+    broker = make_broker(max_pending=1000)
+    broker.publish(Event("before"), topic="old")  # the topic exists before the subscription
+    await settle(broker, "old")
+    everything = broker.subscribe("everything")
+    assert everything.topics is None
+    one = broker.subscribe("one", ["old"])
+    for i in range(300):  # topics new and old, interleaved
+        broker.publish(Event("x", i), topic="old" if i % 3 == 0 else f"new-{i % 7}")
+    broker.publish(Event("end"), topic=f"brand-new-{time.monotonic_ns()}")
+    events = await take_until_type(everything, "end")
+    # Redis may also deliver events from up to `clock_skew` before subscribing.
+    events = [e for e in events if e.type == "x"]
+    # Every event once, each topic in order (across topics, Redis delivers a topic it
+    # discovers from its first event, so that one may come after later events of others).
+    assert sorted(e.data for e in events) == list(range(300))
+    for topic in {e.topic for e in events}:
+        positions = [parse_id(e.id or "") for e in events if e.topic == topic]
+        assert positions == sorted(positions)
+        assert len(set(positions)) == len(positions)
+    named = [e.data for e in await take_until(one, 297) if e.type == "x"]
+    assert named == list(range(0, 300, 3))
+
+
+async def test_a_subscription_to_every_topic_resumes_exactly(make_broker: MakeBroker) -> None:
+    broker = make_broker(max_pending=1000)
+    watcher = broker.subscribe("watcher")
+    for i in range(100):
+        broker.publish(Event("x", i), topic=f"t{i % 4}")
+    seen = await take(watcher, 100)
+    resumed = broker.subscribe("again", last_event_id=seen[49].id)
+    events = await take(resumed, 50)
+    assert [(e.id, e.data) for e in events] == [(e.id, e.data) for e in seen[50:]]
+
+
 async def test_topics_filter(make_broker: MakeBroker) -> None:
     broker = make_broker()
     one = broker.subscribe("one", ["a"])
@@ -200,6 +243,10 @@ async def test_resume_from_an_id_never_issued(make_broker: MakeBroker) -> None:
     future = broker.subscribe("f", ["a"], last_event_id="99999999999999-0")
     [gap] = await take(future, 1)
     assert (gap.type, gap.data["reason"]) == (GAP, "unknown")
+    # Then it follows live, although what is published now has smaller ids than the one
+    # it gave (Redis may also deliver events from up to `clock_skew` before: no matter).
+    broker.publish(Event("x", 1), topic="a")
+    assert (await take_until(future, 1))[-1].data == 1
 
 
 @pytest.mark.parametrize("bad", ["", "abc", "1-", "-1", "1-2-3", "1.5-0", "9" * 30 + "-0"])
@@ -234,6 +281,42 @@ async def test_slow_subscriber_gets_a_gap_and_never_slows_the_others(
     assert events[0].id == received[89].id
     assert [e.data for e in events[1:]] == list(range(90, 100))
     assert slow.statistics().dropped == 90
+
+
+async def test_disconnect_policy_closes_a_slow_subscriber_and_it_resumes_exactly(
+    make_broker: MakeBroker,
+) -> None:
+    broker = make_broker(max_pending=10)
+    slow = broker.subscribe("slow", ["a"], overflow="disconnect")
+    fast = broker.subscribe("fast", ["a"])
+    received: list[Event] = []
+    for i in range(5):
+        broker.publish(Event("x", i), topic="a")
+        received.extend(await take(fast, 1))
+    first = await take(slow, 5)  # read while it keeps up
+    for i in range(5, 100):
+        broker.publish(Event("x", i), topic="a")
+        received.extend(await take(fast, 1))  # the others never notice
+    assert [e.data for e in received] == list(range(100))
+    assert slow.closed  # it takes no more events...
+    kept = await take(slow, 10)  # ...but what it holds is delivered, a gapless run
+    assert [e.data for e in first + kept] == list(range(15))
+    with pytest.raises(SubscriptionOverflow) as caught:
+        await slow.receive_batch()
+    assert caught.value.subscription_id == "slow"
+    assert caught.value.last_event_id == kept[-1].id
+    with pytest.raises(SubscriptionOverflow):
+        await slow.__anext__()  # and again: it never looks like an ordinary end
+    assert slow.statistics().dropped == 85
+    # The id is free again at once, and a resume from the error's id misses nothing.
+    resumed = broker.subscribe(
+        "slow", ["a"], last_event_id=caught.value.last_event_id, max_pending=100
+    )
+    assert [e.data for e in await take(resumed, 85)] == list(range(15, 100))
+    await slow.aclose()
+    assert not resumed.closed  # closing the overflowed one leaves its successor alone
+    broker.publish(Event("x", 100), topic="a")
+    assert [e.data for e in await take(resumed, 1)] == [100]
 
 
 async def test_publish_from_other_threads(make_broker: MakeBroker) -> None:

@@ -8,10 +8,11 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from chronos import config
-from chronos.errors import BrokerError, BrokerUnavailable, ConfigurationError
+from chronos import config, graph
+from chronos.errors import BrokerUnavailable, ConfigurationError
 from chronos.store.memory import MemoryStore
-from chronos.stream import GAP, Broker, Event, Subscription, broker_from_url
+from chronos.stream import GAP, Broker, Event, Subscription, broker_from_url, emit
+from chronos.stream._ids import parse_id
 from chronos.stream.redis import RedisBroker
 from tests.stream.redis_helpers import (
     REDIS_URL,
@@ -33,6 +34,18 @@ async def take(subscription: Subscription, count: int, seconds: float = 10) -> l
             assert batch, "subscription ended early"
             events.extend(batch)
     return events
+
+
+async def written(broker: RedisBroker) -> None:
+    """Wait until the writer has Redis's reply for everything published.
+
+    Subscribers may see events before that reply reaches the writer; a Redis killed in
+    between makes the writer send them again after the restart (at least once, as
+    documented), which tests that count events must rule out.
+    """
+    with anyio.fail_after(10):
+        while broker._outbox:  # noqa: ASYNC110  # state of another task, nothing to await
+            await anyio.sleep(0.01)
 
 
 async def test_an_event_published_on_one_broker_reaches_another() -> None:
@@ -74,11 +87,37 @@ async def test_a_reader_behind_the_retention_gets_a_gap_with_the_count() -> None
         assert data == sorted(data)
 
 
-async def test_subscriptions_must_name_their_topics() -> None:
+async def test_every_topic_includes_topics_born_in_other_processes() -> None:
     async with redis_brokers() as brokers:
-        brokers.append(RedisBroker(REDIS_URL, key_prefix=unique_prefix()))
-        with pytest.raises(BrokerError, match="topics"):
-            brokers[0].subscribe("everything")
+        prefix = unique_prefix()
+        a = RedisBroker(REDIS_URL, key_prefix=prefix)
+        b = RedisBroker(REDIS_URL, key_prefix=prefix)
+        brokers += [a, b]
+        a.publish(Event("x", -1), topic="older")
+        probe = b.subscribe("probe", ["older"], last_event_id="0-0")
+        await take(probe, 1)  # written: "older" exists before the subscriptions below
+        early = b.subscribe("early")
+        named = b.subscribe("named", ["older"])
+        await anyio.sleep(0.05)
+        for i in range(60):  # one topic more every ten events, each born on A
+            a.publish(Event("x", i), topic=f"born-{i // 10}" if i % 2 else "older")
+        got: list[Event] = []
+        with anyio.fail_after(20):
+            while len(got) < 60:
+                got.extend(e for e in await early.receive_batch() if e.data != -1)
+        assert sorted(e.data for e in got) == list(range(60))  # each once
+        for topic in {e.topic for e in got}:
+            mine = [e.data for e in got if e.topic == topic]
+            assert mine == sorted(mine)
+        # Joining later, with many topics alive, and resuming across them is exact too.
+        in_order = sorted(got, key=lambda e: parse_id(e.id or ""))
+        late = b.subscribe("late", last_event_id=in_order[9].id)
+        assert sorted(e.data for e in await take(late, 50)) == list(range(10, 60))
+        own: list[Event] = []
+        with anyio.fail_after(10):
+            while not own or own[-1].data != 58:
+                own.extend(e for e in await named.receive_batch() if e.data != -1)
+        assert [e.data for e in own] == list(range(0, 60, 2))
 
 
 async def test_publishers_get_broker_unavailable_when_the_outbox_is_full() -> None:
@@ -104,6 +143,7 @@ async def test_redis_restart_mid_stream_is_recovered_with_a_gap() -> None:
             for i in range(10):
                 broker.publish(Event("x", i), topic="a")
             before = await take(subscription, 10)
+            await written(broker)
             server.kill()  # no persistence: the stream is gone with it
             for i in range(10, 15):  # queued in the outbox meanwhile
                 broker.publish(Event("x", i), topic="a")
@@ -120,6 +160,61 @@ async def test_redis_restart_mid_stream_is_recovered_with_a_gap() -> None:
         finally:
             with anyio.fail_after(15):
                 await broker.aclose()
+
+
+def story_runner(broker: RedisBroker, tokens: int) -> graph.Runner:
+    async def write(state: dict[str, object]) -> dict[str, object]:
+        for i in range(tokens):
+            emit("token", i)
+        return {"text": "done"}
+
+    story = graph.StateGraph("story")
+    story.add_node("write", write).set_entry_point("write").set_finish_point("write")
+    return graph.Runner(story.compile(), None, broker=broker)
+
+
+async def test_a_run_while_redis_is_down_reaches_subscribers_when_it_returns() -> None:
+    # The runner's broker buffers the whole run in its outbox while Redis is away and writes
+    # it, in order, once Redis is back; a subscriber in another "process" (broker) gets it.
+    with redis_server() as server:
+        prefix = unique_prefix()
+        publisher = RedisBroker(server.url, key_prefix=prefix, block_seconds=1.0)
+        watcher = RedisBroker(server.url, key_prefix=prefix, block_seconds=1.0)
+        try:
+            subscription = watcher.subscribe("ui", ["session-1"], max_pending=10_000)
+            await anyio.sleep(0.05)
+            publisher.publish(Event("hello"), topic="session-1")
+            [hello] = await take(subscription, 1)
+            await written(publisher)
+            server.kill()  # no persistence: `hello` is gone with it
+            result = await story_runner(publisher, 200).run("session-1", {})
+            assert result.status == "completed"  # the run never noticed
+            await anyio.sleep(0.3)
+            server.start()
+            events = await take(subscription, 1)
+            with anyio.fail_after(20):
+                while events[-1].type != "completed":
+                    events.extend(await subscription.receive_batch())
+        finally:
+            with anyio.fail_after(15):
+                await publisher.aclose()
+                await watcher.aclose()
+    # Redis lost what it held, and says so; everything the run published arrives after it.
+    assert (events[0].type, events[0].data["reason"], events[0].id) == (GAP, "expired", hello.id)
+    run = events[1:]
+    assert [e.data["seq"] for e in run] == list(range(1, len(run) + 1))
+    assert [e.data["data"] for e in run if e.type == "token"] == list(range(200))
+
+
+async def test_a_run_that_outgrows_the_outbox_fails_with_broker_unavailable() -> None:
+    # Beyond `max_outbox` events are not dropped quietly: the run fails, saying why.
+    broker = RedisBroker(f"redis://127.0.0.1:{free_port()}/0", max_outbox=50)  # nobody there
+    try:
+        with pytest.raises(BrokerUnavailable, match="50 events are waiting"):
+            await story_runner(broker, 100).run("session-1", {})
+    finally:
+        with anyio.fail_after(10):
+            await broker.aclose()
 
 
 def test_broker_from_url() -> None:

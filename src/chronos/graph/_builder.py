@@ -109,6 +109,10 @@ class StateGraph:
         """Add a compiled graph as one node: it runs on this graph's state.
 
         Its events reach the parent's stream tagged with the subgraph path (`event.path`).
+        When it is the only node of its step, its steps are checkpointed too, and an interrupt
+        node inside it pauses the whole run (`result.path` names the subgraph); `resume`
+        continues inside it. Beside other nodes in a parallel step it runs as one unit, and
+        reaching an interrupt node there fails the run with a `GraphError`.
         """
         return self._add(node_id, None, inline=False, interrupt=False, subgraph=subgraph)
 
@@ -233,8 +237,6 @@ def _validate(g: StateGraph) -> list[str]:
         if spec.subgraph is not None:
             if not isinstance(spec.subgraph, CompiledGraph):
                 problems.append(f"subgraph node {node_id!r} needs a compiled graph")
-            elif spec.subgraph.has_interrupts:
-                problems.append(f"subgraph node {node_id!r} contains interrupt nodes (unsupported)")
         elif spec.function is not None and not callable(spec.function):
             problems.append(f"node {node_id!r} is not callable")
         elif spec.function is None and not spec.interrupt:

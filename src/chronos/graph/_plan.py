@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from chronos.errors import NodeError
+from chronos.errors import GraphError, NodeError
 from chronos.graph._builder import Branch, CompiledGraph
 from chronos.graph._types import END, State
 
@@ -17,6 +17,7 @@ __all__ = [
     "Replace",
     "apply_updates",
     "entry_nodes",
+    "graph_at",
     "interrupts_in",
     "next_nodes",
     "normalize_update",
@@ -110,6 +111,21 @@ def interrupts_in(graph: CompiledGraph, step: Sequence[str]) -> tuple[str, ...]:
     """The interrupt nodes of a step: if any, the run pauses before the step."""
     nodes = graph.nodes
     return tuple(n for n in step if nodes[n].interrupt)
+
+
+def graph_at(graph: CompiledGraph, path: Sequence[str]) -> CompiledGraph:
+    """The subgraph at `path` (subgraph node ids, outermost first); `graph` itself if empty.
+
+    Raises:
+        GraphError: a node on the path is not a subgraph node (a checkpoint of another graph).
+    """
+    for node_id in path:
+        spec = graph.nodes.get(node_id)
+        if spec is None or spec.subgraph is None:
+            raise GraphError(f"graph {graph.id!r} has no subgraph node {node_id!r} "
+                             f"(subgraph path {list(path)})")
+        graph = spec.subgraph
+    return graph
 
 
 def _route(

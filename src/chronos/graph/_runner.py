@@ -16,7 +16,7 @@ from chronos.errors import CheckpointNotFound, ConfigurationError, GraphError, R
 from chronos.graph._builder import CompiledGraph
 from chronos.graph._events import EventHub, EventStream, resolve_modes
 from chronos.graph._execute import Run, RunState, execute
-from chronos.graph._plan import apply_updates, entry_nodes, interrupts_in
+from chronos.graph._plan import apply_updates, entry_nodes, graph_at, interrupts_in
 from chronos.graph._types import StreamMode
 from chronos.store import Checkpoint, CheckpointStore
 from chronos.store._protocol import SessionLeasing
@@ -205,12 +205,13 @@ class Runner:
         if checkpoint.graph_id != self.graph.id:
             raise GraphError(f"checkpoint {checkpoint.id!r} belongs to graph "
                              f"{checkpoint.graph_id!r}, not {self.graph.id!r}")
-        unknown = [n for n in checkpoint.next if n not in self.graph.nodes]
+        graph = graph_at(self.graph, checkpoint.path)
+        unknown = [n for n in checkpoint.next if n not in graph.nodes]
         if unknown:
             raise GraphError(f"checkpoint {checkpoint.id!r} names unknown nodes {unknown}")
         state = dict(checkpoint.state)
-        if update:
-            state = apply_updates(self.graph, state, [update])
+        if update:  # through the reducers of the (sub)graph the interrupt node belongs to
+            state = apply_updates(graph, state, [update])
         # A new line of history (an update, a fork, time travel) starts with a checkpoint of
         # its own, so that a crash before the next step resumes on this line.
         write_first = bool(update) or not head or session_id != checkpoint.session_id
@@ -275,12 +276,12 @@ class Runner:
             return None
         node_id = checkpoint.ran[-1] if checkpoint.ran else ""
         if checkpoint.status == "paused":
-            node_id = interrupts_in(self.graph, checkpoint.next)[0]
+            node_id = interrupts_in(graph_at(self.graph, checkpoint.path), checkpoint.next)[0]
         return RunState(
             run_id=checkpoint.run_id, session_id=session_id, graph_id=checkpoint.graph_id,
             node_id=node_id, status=checkpoint.status, state=MappingProxyType(checkpoint.state),
             seq=0, started_at=checkpoint.created_at, updated_at=checkpoint.created_at,
-            next=checkpoint.next, checkpoint_id=checkpoint.id,
+            next=checkpoint.next, checkpoint_id=checkpoint.id, path=checkpoint.path,
         )
 
     def _remember(self, outcome: RunState) -> None:

@@ -21,19 +21,27 @@ from typing import Any
 
 import orjson
 
-from chronos.model._types import ChatResponse, StopReason, ToolCall, ToolCallDelta, Usage
+from chronos.model._types import (
+    ChatResponse,
+    StopReason,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+    _stream_chunk,
+)
 
 __all__ = ["ChunkBuilder", "StreamAccumulator", "ToolCallAssembler", "accumulate"]
 
 
 class _PartialCall:
-    __slots__ = ("arguments", "id", "index", "name")
+    __slots__ = ("arguments", "id", "index", "name", "signature")
 
     def __init__(self, index: int) -> None:
         self.index = index
         self.id = ""
         self.name = ""
         self.arguments: list[str] = []
+        self.signature: str | None = None
 
     def finish(self) -> ToolCall:
         arguments = "".join(self.arguments)
@@ -42,7 +50,16 @@ class _PartialCall:
             name=self.name,
             # Vendors send "" or nothing for a call without arguments; ToolCall promises JSON.
             arguments=arguments if arguments.strip() else "{}",
+            signature=self.signature,
         )
+
+
+def _check_strings(*values: object) -> None:
+    # Vendor JSON lands here unchecked; a value of another type must fail now, as a
+    # malformed chunk, not later when a caller uses the finished response.
+    for value in values:
+        if value is not None and type(value) is not str:
+            raise TypeError(f"expected a string, not {value!r}"[:200])
 
 
 class ToolCallAssembler:
@@ -77,7 +94,12 @@ class ToolCallAssembler:
         name: str | None = None,
         arguments: str | None = None,
     ) -> ToolCallDelta:
-        """Add one fragment of a streamed call; returns it as a `ToolCallDelta` for UIs."""
+        """Add one fragment of a streamed call; returns it as a `ToolCallDelta` for UIs.
+
+        Raises:
+            TypeError: `id`, `name` or `arguments` is not a string (a malformed chunk).
+        """
+        _check_strings(id, name, arguments)
         if key is None:
             key = next(reversed(self._open)) if self._open else 0
         call = self._open.get(key)
@@ -98,13 +120,23 @@ class ToolCallAssembler:
         return ToolCallDelta(call.index, new_id, new_name, arguments or "")
 
     def whole(
-        self, *, id: str | None, name: str, arguments: str | Mapping[str, Any] | None
+        self,
+        *,
+        id: str | None,
+        name: str,
+        arguments: str | Mapping[str, Any] | None,
+        signature: str | None = None,
     ) -> ToolCallDelta:
-        """Add a call that arrived complete in one piece (Gemini, Ollama); it is complete now."""
+        """Add a call that arrived complete in one piece (Gemini, Ollama); it is complete now.
+
+        `signature`: the vendor's opaque token for the call (see `ToolCall.signature`).
+        """
+        _check_strings(id, name, None if isinstance(arguments, Mapping) else arguments, signature)
         call = _PartialCall(self._next_index)
         self._next_index += 1
         call.id = id or ""
         call.name = name
+        call.signature = signature or None
         if isinstance(arguments, Mapping):
             call.arguments.append(orjson.dumps(arguments).decode())
         elif arguments:
@@ -142,7 +174,8 @@ class ToolCallAssembler:
 class ChunkBuilder:
     """The sink a vendor translator writes one decoded event into; builds the chunks.
 
-    A translator calls `text`, `reasoning`, `tool_fragment`, `tool_call`, `usage`, `stop`,
+    A translator calls `text`, `reasoning`, `refusal`, `tool_fragment`, `tool_call`, `usage`,
+    `stop`,
     sets `id` / `model`, and says `end_stream()` (terminal event: stop reading) or `allow_end()`
     (the stream may now end without being truncated, e.g. after a finish reason). The provider
     base then calls `build()` once per event and `finish()` once at the end.
@@ -153,6 +186,8 @@ class ChunkBuilder:
         "_deltas",
         "_raw_stop",
         "_reasoning",
+        "_refusal",
+        "_refused",
         "_stop",
         "_usage",
         "ended",
@@ -170,6 +205,8 @@ class ChunkBuilder:
         self.may_end = False  # an end of stream now would not be a truncation
         self._content = ""
         self._reasoning = ""
+        self._refusal = ""
+        self._refused = False
         self._deltas: list[ToolCallDelta] = []
         self._usage: Usage | None = None
         self._stop: StopReason | None = None
@@ -183,6 +220,16 @@ class ChunkBuilder:
         """Reasoning ("thinking") text that just arrived, kept apart from the content."""
         self._reasoning += text
 
+    def refusal(self, text: str) -> None:
+        """Refusal text that just arrived (OpenAI's `refusal`), kept apart from the content.
+
+        The response then ends with `StopReason.CONTENT_FILTER` where the vendor said it
+        simply stopped: that is what a caller checking `stop_reason` needs to see.
+        """
+        if text:
+            self._refusal += text
+            self._refused = True
+
     def tool_fragment(
         self,
         key: Hashable,
@@ -195,10 +242,17 @@ class ChunkBuilder:
         self._deltas.append(self.tools.fragment(key, id=id, name=name, arguments=arguments))
 
     def tool_call(
-        self, *, id: str | None, name: str, arguments: str | Mapping[str, Any] | None
+        self,
+        *,
+        id: str | None,
+        name: str,
+        arguments: str | Mapping[str, Any] | None,
+        signature: str | None = None,
     ) -> None:
-        """A tool call that arrived whole."""
-        self._deltas.append(self.tools.whole(id=id, name=name, arguments=arguments))
+        """A tool call that arrived whole (`signature`: see `ToolCall.signature`)."""
+        self._deltas.append(
+            self.tools.whole(id=id, name=name, arguments=arguments, signature=signature)
+        )
 
     def complete_tool(self, key: Hashable) -> None:
         """The vendor said the call under `key` is complete."""
@@ -206,10 +260,14 @@ class ChunkBuilder:
 
     def usage(self, usage: Usage) -> None:
         """Token usage; the last one reported wins, and goes out on the last chunk."""
+        for count in (usage.input_tokens, usage.output_tokens, usage.total_tokens):
+            if count is not None and type(count) is not int:
+                raise TypeError(f"token counts must be integers, not {count!r}")
         self._usage = usage
 
     def stop(self, raw: str, mapped: StopReason) -> None:
         """The vendor's stop reason: completes open tool calls; goes out on the last chunk."""
+        _check_strings(raw)
         self._raw_stop = raw
         self._stop = mapped
         self.may_end = True
@@ -228,26 +286,31 @@ class ChunkBuilder:
         """The chunk for what was reported since the last call, or None if nothing visible."""
         content = self._content
         reasoning = self._reasoning
+        refusal = self._refusal
         deltas = self._deltas
-        if not (content or reasoning or deltas or self.tools.has_completed):
+        completed = self.tools._completed
+        if not (content or reasoning or deltas or completed or refusal):
             return None
-        self._content = self._reasoning = ""
+        self._content = self._reasoning = self._refusal = ""
         if deltas:
             self._deltas = []
-        return ChatResponse(
-            content=content,
-            id=self.id,
-            model=self.model,
-            reasoning=reasoning,
-            tool_calls=self.tools.take(),
-            tool_call_deltas=tuple(deltas) if deltas else (),
-            delta=True,
+        return _stream_chunk(
+            content,
+            self.id,
+            self.model,
+            reasoning,
+            self.tools.take() if completed else (),
+            tuple(deltas) if deltas else (),
+            refusal,
         )
 
     def finish(self) -> ChatResponse:
         """The last chunk: completes every open call, carries usage and the stop reason."""
         self.tools.complete_all()
         last = self.build()
+        stop = self._stop
+        if self._refused and stop in (None, StopReason.END):
+            stop = StopReason.CONTENT_FILTER
         return ChatResponse(
             content=last.content if last else "",
             id=self.id,
@@ -256,9 +319,10 @@ class ChunkBuilder:
             tool_calls=last.tool_calls if last else (),
             tool_call_deltas=last.tool_call_deltas if last else (),
             usage=self._usage,
-            stop_reason=self._stop,
+            stop_reason=stop,
             raw_stop_reason=self._raw_stop,
             delta=True,
+            refusal=last.refusal if last else "",
         )
 
 
@@ -274,12 +338,13 @@ class StreamAccumulator:
     ```
     """
 
-    __slots__ = ("_content", "_id", "_model", "_raw_stop", "_reasoning", "_stop", "_tools",
-                 "_usage")
+    __slots__ = ("_content", "_id", "_model", "_raw_stop", "_reasoning", "_refusal", "_stop",
+                 "_tools", "_usage")
 
     def __init__(self) -> None:
         self._content: list[str] = []
         self._reasoning: list[str] = []
+        self._refusal: list[str] = []
         self._tools: list[ToolCall] = []
         self._id = ""
         self._model = ""
@@ -293,6 +358,8 @@ class StreamAccumulator:
             self._content.append(chunk.content)
         if chunk.reasoning:
             self._reasoning.append(chunk.reasoning)
+        if chunk.refusal:
+            self._refusal.append(chunk.refusal)
         if chunk.tool_calls:
             self._tools.extend(chunk.tool_calls)
         if chunk.id:
@@ -317,6 +384,7 @@ class StreamAccumulator:
             stop_reason=self._stop,
             raw_stop_reason=self._raw_stop,
             delta=False,
+            refusal="".join(self._refusal),
         )
 
 

@@ -48,7 +48,7 @@ class _LineSplitter:
     __slots__ = ("_pending", "_skip_lf")
 
     def __init__(self) -> None:
-        self._pending = b""
+        self._pending: list[bytes] = []  # the pieces of an unfinished line
         # A chunk ending in CR may be the first half of a CRLF: drop a LF that starts the next.
         self._skip_lf = False
 
@@ -57,24 +57,30 @@ class _LineSplitter:
             self._skip_lf = False
             if data[:1] == b"\n":
                 data = data[1:]
-        if self._pending:
-            data = self._pending + data
         if not data:
             return []
+        pending = self._pending
+        if b"\n" not in data and b"\r" not in data:
+            # Joined only once the line ends: a long line in many reads would otherwise be
+            # copied whole on every read, quadratic in its length.
+            pending.append(data)
+            return []
+        if pending:
+            pending.append(data)
+            data = b"".join(pending)
+            pending.clear()
         lines = data.splitlines()
         last = data[-1]
-        if last == 0x0A:  # b"\n"
-            self._pending = b""
-        elif last == 0x0D:  # b"\r"
-            self._pending = b""
+        if last == 0x0D:  # b"\r"
             self._skip_lf = True
-        else:
-            self._pending = lines.pop()
+        elif last != 0x0A:  # b"\n"
+            pending.append(lines.pop())
         return lines
 
     def flush(self) -> list[bytes]:
         """The unterminated last line, if any (a stream may end without a final newline)."""
-        pending, self._pending = self._pending, b""
+        pending = b"".join(self._pending)
+        self._pending.clear()
         return [pending] if pending else []
 
 
@@ -125,7 +131,7 @@ class SSEDecoder:
                 if data:
                     events.append(
                         SSEEvent(
-                            self._event.decode() if self._event else "message",
+                            self._event.decode("utf-8", "replace") if self._event else "message",
                             (b"\n".join(data) if len(data) > 1 else data[0]).decode(
                                 "utf-8", "replace"
                             ),
@@ -203,7 +209,9 @@ class JSONArrayDecoder:
                  "closed")
 
     def __init__(self) -> None:
-        self._buf = b""
+        # Grown in place: an element arriving in many small reads (an inline image) would
+        # cost a copy of everything so far per read, quadratic, as immutable bytes.
+        self._buf = bytearray()
         self._pos = 0  # next byte of _buf to scan
         self._start = -1  # where the current element began in _buf, -1 if between elements
         self._depth = 0
@@ -214,13 +222,14 @@ class JSONArrayDecoder:
 
     def feed(self, data: bytes) -> list[bytes]:
         """Consume `data`; return the array elements it completed."""
-        buf = self._buf + data if self._buf else data
+        buf = self._buf
+        buf += data
         out: list[bytes] = []
         pos = self._pos
         if self._element_depth < 0:
             stripped = buf.lstrip()
             if not stripped:
-                self._buf = b""
+                buf.clear()
                 return out
             self._element_depth = 1 if stripped[:1] == b"[" else 0
         if self._escape and pos < len(buf):
@@ -234,6 +243,9 @@ class JSONArrayDecoder:
         while True:
             match = search(buf, pos)
             if match is None:
+                # Nothing structural up to the end: never scan these bytes again, or a long
+                # string arriving in many reads is rescanned from its start on every one.
+                pos = max(pos, len(buf))
                 break
             index = match.start()
             char = buf[index]
@@ -258,7 +270,7 @@ class JSONArrayDecoder:
             elif char in (0x7D, 0x5D):  # } ]
                 depth -= 1
                 if depth == element_depth and start >= 0:
-                    out.append(buf[start:pos])
+                    out.append(bytes(buf[start:pos]))
                     start = -1
                     if element_depth == 0:
                         self.closed = True
@@ -267,7 +279,7 @@ class JSONArrayDecoder:
         # Keep only what an unfinished element still needs.
         keep_from = start if start >= 0 else pos
         keep_from = min(keep_from, len(buf))
-        self._buf = buf[keep_from:]
+        del buf[:keep_from]
         self._pos = pos - keep_from
         self._start = start - keep_from if start >= 0 else -1
         self._depth = depth

@@ -113,6 +113,9 @@ class StreamTranslator:
     def __init__(self, provider: str, model: str) -> None:
         self.provider = provider
         self.model = model
+        # The API key, set by the provider per stream: what the vendor echoes back in an
+        # error event or a bad chunk is redacted with it, whatever the key looks like.
+        self.secret: str | None = None
 
     def new_decoder(self, content_type: str = "") -> Decoder:
         """The decoder for this stream's body (default: Server-Sent Events).
@@ -125,6 +128,33 @@ class StreamTranslator:
     def on_event(self, event: Any, out: ChunkBuilder) -> None:
         """Translate one decoded event (an `SSEEvent`, or bytes from the other decoders)."""
         raise NotImplementedError
+
+    def translate(self, event: Any, out: ChunkBuilder) -> None:
+        """`on_event`, with a chunk of an unexpected shape turned into `StreamProtocolError`.
+
+        Translators read vendor JSON as documented (`chunk["choices"][0].get(...)`) rather
+        than checking every value's type; valid JSON of another shape (a list where an
+        object belongs, a number for a string) fails inside them, or in `ChunkBuilder`,
+        which refuses values of the wrong type. Either way the caller gets the typed error.
+        """
+        try:
+            self.on_event(event, out)
+            if type(out.id) is not str or type(out.model) is not str:
+                raise TypeError(f"id {out.id!r} and model {out.model!r} must be strings")
+        except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
+            problem = _http.redact(repr(exc), self.secret)
+        else:
+            return
+        # Raised outside the handler, so neither chained nor as context: the original's
+        # args hold the vendor's values unredacted (an echoed key); its text is redacted here.
+        data = getattr(event, "data", event)
+        raw = data if isinstance(data, str) else bytes(data).decode("utf-8", "replace")
+        raise StreamProtocolError(
+            f"{self.provider}: a chunk does not have the expected shape ({problem})",
+            raw=_http.redact(raw, self.secret),
+            provider=self.provider,
+            model=self.model,
+        )
 
     def on_end(self, out: ChunkBuilder) -> None:
         """The body ended. The default raises if the vendor's terminal event never came."""
@@ -140,18 +170,21 @@ class StreamTranslator:
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError as exc:
-            raw = data if isinstance(data, str) else data.decode("utf-8", "replace")
-            raise StreamProtocolError(
-                f"{self.provider}: a chunk is not valid JSON ({exc})",
-                raw=raw,
-                provider=self.provider,
-                model=self.model,
-            ) from exc
+            problem = str(exc)
+        # Raised outside the handler, so neither chained nor as context: orjson's error
+        # keeps the whole chunk (`doc`) unredacted, and it may echo the key.
+        raw = data if isinstance(data, str) else data.decode("utf-8", "replace")
+        raise StreamProtocolError(
+            f"{self.provider}: a chunk is not valid JSON ({problem})",
+            raw=_http.redact(raw, self.secret),
+            provider=self.provider,
+            model=self.model,
+        )
 
     def stream_error(self, message: str, *, code: str | None = None) -> ProviderStreamError:
         """The error to raise for an error event the vendor sent mid-stream."""
         return ProviderStreamError(
-            f"{self.provider} sent an error mid-stream: {_http.redact(message)}",
+            f"{self.provider} sent an error mid-stream: {_http.redact(message, self.secret)}",
             code=code,
             provider=self.provider,
             model=self.model,
@@ -286,19 +319,29 @@ class HTTPProvider(BaseProvider):
     async def _sleep(self, seconds: float) -> None:
         await anyio.sleep(seconds)
 
+    def _forget_key(self, request: httpx.Request) -> None:
+        # Once sent, the request lives on only as `.request` of httpx's errors (chained to
+        # ours) and responses, whose headers' repr masks `Authorization` but not `x-api-key`.
+        if self._api_key:
+            for name in self._auth_headers(self._api_key):
+                request.headers.pop(name, None)
+
     async def _open(self, req: ChatRequest) -> httpx.Response:
         """Send the request; retry what is retryable; return a 2xx response, not yet read."""
         attempt = 0
         while True:
             error: ProviderError
+            request = self._http_request(req)
             try:
-                response = await self._client().send(self._http_request(req), stream=True)
+                response = await self._client().send(request, stream=True)
             except httpx.HTTPError as exc:
+                self._forget_key(request)
                 error = _http.error_from_httpx(
                     exc, started=False, provider=self.name, model=self._model
                 )
                 error.__cause__ = exc
             else:
+                self._forget_key(request)  # the headers are on the wire by now
                 if response.status_code < 400:
                     return response
                 try:
@@ -325,8 +368,9 @@ class HTTPProvider(BaseProvider):
     async def _stream(self, req: ChatRequest) -> AsyncGenerator[ChatResponse, None]:
         response = await self._open(req)
         translator = self._new_translator()
+        translator.secret = self._api_key
         out = ChunkBuilder()
-        on_event = translator.on_event
+        translate = translator.translate
         build = out.build
         decoder = translator.new_decoder(response.headers.get("content-type", ""))
         body = response.aiter_bytes()
@@ -334,7 +378,7 @@ class HTTPProvider(BaseProvider):
             try:
                 async for raw in body:
                     for event in decoder.feed(raw):
-                        on_event(event, out)
+                        translate(event, out)
                         chunk = build()
                         if chunk is not None:
                             yield chunk
@@ -356,7 +400,7 @@ class HTTPProvider(BaseProvider):
                         model=self._model,
                     ) from exc
                 for event in tail:
-                    on_event(event, out)
+                    translate(event, out)
                 translator.on_end(out)
             yield out.finish()
             if out.ended:

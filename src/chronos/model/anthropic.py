@@ -87,7 +87,11 @@ class _MessagesStream(StreamTranslator):
             raise self.stream_error(f"unexpected event {event.data[:200]!r}")
         kind = data.get("type") or event.event
         if kind == "content_block_delta":
-            self._delta(data.get("index"), data.get("delta") or {}, out)
+            delta = data.get("delta") or {}
+            if delta.get("type") == "text_delta":  # most events: no call for them
+                out.text(delta.get("text") or "")
+            else:
+                self._delta(data.get("index"), delta, out)
         elif kind == "content_block_start":
             self._start(data.get("index"), data.get("content_block") or {}, out)
         elif kind == "content_block_stop":

@@ -12,8 +12,10 @@ By default the request asks for Server-Sent Events (`?alt=sse`): `data:` events,
 names, no `[DONE]`. Without `alt=sse` the server streams one JSON array instead, element by
 element; which of the two arrived is read from the response's content type, so both work.
 Each event is a `GenerateContentResponse`: parts with `"thought": true` are reasoning, other
-text parts are content, a `functionCall` arrives whole (usually without an id),
-`thoughtSignature` is opaque and skipped, `usageMetadata` is repeated and grows (the last
+text parts are content, a `functionCall` arrives whole (usually without an id) and its
+part's `thoughtSignature` is kept in `ToolCall.signature` and sent back with the call in the
+next turn (Gemini 3 refuses a function call turn without it; the signatures on text parts
+are optional to return and are not kept), `usageMetadata` is repeated and grows (the last
 wins), and `finishReason` is a name (`STOP`) or, with `enum-encoding=int`, its number (`1`).
 
 The key travels in the `x-goog-api-key` header, never in the URL, so it cannot leak into an
@@ -35,6 +37,7 @@ from chronos.model._types import (
     Message,
     StopReason,
     TextPart,
+    ToolCall,
     Usage,
 )
 
@@ -131,9 +134,10 @@ class _GenerateContentStream(StreamTranslator):
             call = part.get("functionCall")
             if call:
                 out.tool_call(id=call.get("id"), name=call.get("name") or "",
-                              arguments=call.get("args") or {})
-            # executableCode / codeExecutionResult run on Google's side; thoughtSignature is
-            # opaque: neither is text or a call for the caller.
+                              arguments=call.get("args") or {},
+                              signature=part.get("thoughtSignature"))
+            # executableCode / codeExecutionResult run on Google's side: not text, and not a
+            # call for the caller.
         finish = candidate.get("finishReason")
         if finish is not None:
             out.stop(str(finish), _stop_reason(finish))
@@ -182,6 +186,13 @@ def _parts(content: str | Sequence[ContentPart]) -> list[dict[str, Any]]:
     return parts
 
 
+def _function_call_part(call: ToolCall) -> dict[str, Any]:
+    part: dict[str, Any] = {"functionCall": {"name": call.name, "args": call.parsed_arguments()}}
+    if call.signature:
+        part["thoughtSignature"] = call.signature
+    return part
+
+
 def _contents(messages: Sequence[Message]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(system parts, contents). Tool results name their function, which Gemini requires."""
     names = {call.id: call.name for m in messages for call in m.tool_calls}
@@ -198,8 +209,7 @@ def _contents(messages: Sequence[Message]) -> tuple[list[dict[str, Any]], list[d
         else:
             role = "model" if message.role == "assistant" else "user"
             parts = _parts(message.content)
-            parts += [{"functionCall": {"name": c.name, "args": c.parsed_arguments()}}
-                      for c in message.tool_calls]
+            parts += [_function_call_part(call) for call in message.tool_calls]
         if contents and contents[-1]["role"] == role:
             contents[-1]["parts"].extend(parts)  # turns alternate; parallel results join
         else:

@@ -18,7 +18,12 @@ or Mistral's `thinking` content parts; Perplexity's final `chat.completion.done`
 (deltas are used, never the repeated full `message`); tool-call `id`/`name` repeated on every
 fragment (OpenRouter); no `[DONE]` after a finish reason (Perplexity).
 
-Only the first choice (`index` 0) is streamed; requests with `n > 1` are not supported.
+A `refusal` (the model declining, e.g. under structured outputs) arrives in
+`chunk.refusal`, never in `content`, and the response ends with `StopReason.CONTENT_FILTER`.
+
+Only the first choice (`index` 0) is streamed: `ChatRequest` has no `n`, and choices with
+another index, which a server sends only when asked for several (`n > 1`, e.g. through a
+proxy that adds it), are ignored rather than mixed into the first.
 """
 
 from __future__ import annotations
@@ -70,11 +75,12 @@ class _ChatCompletionsStream(StreamTranslator):
 
     def on_event(self, event: SSEEvent, out: ChunkBuilder) -> None:
         data = event.data
-        if data == "[DONE]":
-            out.end_stream()
-            return
-        if not data.strip():  # an empty `data:` keep-alive
-            return
+        if data[:1] != "{":  # chunks are JSON objects: the tests below are for the rest
+            if data == "[DONE]":
+                out.end_stream()
+                return
+            if not data or data.isspace():  # an empty `data:` keep-alive
+                return
         chunk = self.loads(data)
         if not isinstance(chunk, dict):
             raise self.stream_error(f"unexpected chunk {data[:200]!r}")
@@ -97,42 +103,49 @@ class _ChatCompletionsStream(StreamTranslator):
         if choices:
             for choice in choices:
                 if choice.get("index", 0) == 0:
-                    self._choice(choice, out)
+                    delta = choice.get("delta")
+                    if delta:
+                        text = delta.get("content")
+                        if type(text) is str and len(delta) == 1:  # most chunks: text only
+                            out.text(text)
+                        else:
+                            self._delta(delta, out)
+                    finish = choice.get("finish_reason")
+                    if finish:
+                        out.stop(finish, STOP_REASONS.get(finish, StopReason.OTHER))
 
-    def _choice(self, choice: Mapping[str, Any], out: ChunkBuilder) -> None:
-        delta = choice.get("delta")
-        if delta:
-            # One pass over the keys present: usually just "content".
-            for key, value in delta.items():
-                if not value:
-                    continue
-                if key == "content":
-                    if isinstance(value, str):
-                        out.text(value)
-                    else:
-                        self._content_parts(value, out)
-                elif key == "reasoning" or (
-                    key == "reasoning_content" and "reasoning" not in delta
-                ):
-                    if isinstance(value, str):
-                        out.reasoning(value)
-                elif key == "tool_calls":
-                    for call in value:
-                        function = call.get("function") or {}
-                        index = call.get("index")
-                        out.tool_fragment(
-                            index if index is not None else call.get("id"),
-                            id=call.get("id"),
-                            name=function.get("name"),
-                            arguments=function.get("arguments"),
-                        )
-                elif key == "function_call":  # the pre-tools `functions` API
+    def _delta(self, delta: Mapping[str, Any], out: ChunkBuilder) -> None:
+        # One pass over the keys present.
+        for key, value in delta.items():
+            if not value:
+                continue
+            if key == "content":
+                if isinstance(value, str):
+                    out.text(value)
+                else:
+                    self._content_parts(value, out)
+            elif key == "refusal":
+                if isinstance(value, str):
+                    out.refusal(value)
+            elif key == "reasoning" or (
+                key == "reasoning_content" and "reasoning" not in delta
+            ):
+                if isinstance(value, str):
+                    out.reasoning(value)
+            elif key == "tool_calls":
+                for call in value:
+                    function = call.get("function") or {}
+                    index = call.get("index")
                     out.tool_fragment(
-                        "function_call", name=value.get("name"), arguments=value.get("arguments")
+                        index if index is not None else call.get("id"),
+                        id=call.get("id"),
+                        name=function.get("name"),
+                        arguments=function.get("arguments"),
                     )
-        finish = choice.get("finish_reason")
-        if finish:
-            out.stop(finish, STOP_REASONS.get(finish, StopReason.OTHER))
+            elif key == "function_call":  # the pre-tools `functions` API
+                out.tool_fragment(
+                    "function_call", name=value.get("name"), arguments=value.get("arguments")
+                )
 
     @staticmethod
     def _content_parts(parts: Sequence[Any], out: ChunkBuilder) -> None:

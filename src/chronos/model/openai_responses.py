@@ -62,6 +62,8 @@ class _ResponsesStream(StreamTranslator):
             out.text(data.get("delta") or "")
         elif kind in _REASONING_DELTAS:
             out.reasoning(data.get("delta") or "")
+        elif kind == "response.refusal.delta":
+            out.refusal(data.get("delta") or "")
         elif kind == "response.function_call_arguments.delta":
             item_id = data.get("item_id")
             self._streamed_arguments.add(item_id)

@@ -10,7 +10,7 @@ checkpoints = store.from_url("sqlite:///runs.db")      # or "postgresql://...", 
 from __future__ import annotations
 
 from chronos.store import memory, postgres, sqlite
-from chronos.store._protocol import Checkpoint, CheckpointStatus, CheckpointStore
+from chronos.store._protocol import Checkpoint, CheckpointStatus, CheckpointStore, SessionInfo
 from chronos.store._url import from_url
 from chronos.store.memory import MemoryStore
 from chronos.store.postgres import PostgresStore
@@ -23,6 +23,7 @@ __all__ = [
     "MemoryStore",
     "PostgresStore",
     "SQLiteStore",
+    "SessionInfo",
     "from_url",
     "memory",
     "postgres",
@@ -31,6 +32,7 @@ __all__ = [
 
 
 for _name in (
-    "Checkpoint", "CheckpointStore", "MemoryStore", "PostgresStore", "SQLiteStore", "from_url"
+    "Checkpoint", "CheckpointStore", "MemoryStore", "PostgresStore", "SQLiteStore", "SessionInfo",
+    "from_url",
 ):
     globals()[_name].__module__ = __name__

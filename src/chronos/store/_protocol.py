@@ -19,6 +19,7 @@ __all__ = [
     "Checkpoint",
     "CheckpointStatus",
     "CheckpointStore",
+    "SessionInfo",
     "SessionLeasing",
     "decode_state",
     "encode_pending",
@@ -39,6 +40,9 @@ class Checkpoint:
     already finished, by node id, so a resume runs only the others. `step`
     counts the session's checkpoints along this line of history; `parent_id` is the
     checkpoint this one follows, which a fork or a time-travel resume makes a branch point.
+    `path` is empty unless the run is inside a subgraph (paused at an interrupt node there,
+    say): it names the subgraph nodes enclosing `ran` and `next`, outermost first, and `state`
+    is the subgraph's state.
     """
 
     id: str
@@ -54,6 +58,27 @@ class Checkpoint:
     created_at: float = 0.0
     error: str = ""
     pending: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    path: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """A session as its checkpoints describe it: one row of `CheckpointStore.sessions()`.
+
+    Everything but `checkpoints` (how many the session has) and `started_at` (the time of its
+    earliest) comes from the session's latest checkpoint, `latest_id`: a "running" status there
+    means a run still going, or one that crashed and can be resumed.
+    """
+
+    session_id: str
+    graph_id: str
+    status: CheckpointStatus
+    ran: tuple[str, ...]
+    next: tuple[str, ...]
+    checkpoints: int
+    started_at: float
+    updated_at: float
+    latest_id: str
 
 
 class CheckpointStore(Protocol):
@@ -85,6 +110,12 @@ class CheckpointStore(Protocol):
 
     async def history(self, session_id: str, *, limit: int | None = None) -> list[Checkpoint]:
         """The session's checkpoints in the order they were written (the last `limit`)."""
+
+    async def sessions(self, *, limit: int | None = None) -> list[SessionInfo]:
+        """Every session with a checkpoint, the most recently written first (the first `limit`).
+
+        Reads no state, so listing stays cheap however large the states are.
+        """
 
     async def aclose(self) -> None:
         """Release connections and threads. Idempotent."""

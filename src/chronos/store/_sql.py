@@ -14,7 +14,13 @@ from typing import Any
 import orjson
 
 from chronos.errors import ConfigurationError
-from chronos.store._protocol import Checkpoint, decode_state, encode_pending, encode_state
+from chronos.store._protocol import (
+    Checkpoint,
+    SessionInfo,
+    decode_state,
+    encode_pending,
+    encode_state,
+)
 
 __all__ = [
     "PG_RELEASE_LEASE",
@@ -25,6 +31,7 @@ __all__ = [
     "checkpoint_row",
     "lease_key",
     "row_checkpoint",
+    "row_session",
 ]
 
 _COLUMNS = ("id, session_id, run_id, graph_id, step, status, ran, next, state, parent_id, "
@@ -76,6 +83,14 @@ class Queries:
             f"SELECT {_COLUMNS} FROM (SELECT seq, {_COLUMNS} FROM {table} WHERE session_id = {p} "
             f"ORDER BY seq DESC LIMIT {p}) AS recent ORDER BY seq"
         )
+        # Each session's newest row (the greatest seq) joined with its count and earliest time.
+        self.sessions = (
+            f"SELECT c.session_id, c.graph_id, c.status, c.ran, c.next, s.n, s.first_at, "
+            f"c.created_at, c.id FROM {table} AS c JOIN (SELECT MAX(seq) AS last, COUNT(*) AS n, "
+            f"MIN(created_at) AS first_at FROM {table} GROUP BY session_id) AS s "
+            f"ON c.seq = s.last ORDER BY c.seq DESC"
+        )
+        self.sessions_limit = f"{self.sessions} LIMIT {p}"
         self.drop = f"DROP TABLE IF EXISTS {table}"
 
 
@@ -83,19 +98,45 @@ def checkpoint_row(checkpoint: Checkpoint) -> tuple[Any, ...]:
     """The INSERT parameters; encoding the state first, so a bad value writes nothing."""
     c = checkpoint
     return (c.id, c.session_id, c.run_id, c.graph_id, c.step, c.status,
-            orjson.dumps(c.ran).decode(), orjson.dumps(c.next).decode(), encode_state(c.state),
+            orjson.dumps(c.ran).decode(), _encode_next(c.next, c.path), encode_state(c.state),
             c.parent_id, c.created_at, c.error, encode_pending(c.pending))
+
+
+# A checkpoint inside a subgraph keeps its subgraph path in the `next` column, as
+# {"path": [...], "next": [...]}; every other one stores the plain list it always has, so
+# tables written before paths existed read back unchanged and need no new column.
+def _encode_next(nxt: tuple[str, ...], path: tuple[str, ...]) -> str:
+    return orjson.dumps({"path": path, "next": nxt} if path else nxt).decode()
+
+
+def _decode_next(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """`next` and `path` from the `next` column."""
+    value = orjson.loads(text)
+    if isinstance(value, dict):
+        return tuple(value["next"]), tuple(value["path"])
+    return tuple(value), ()
 
 
 def row_checkpoint(row: tuple[Any, ...]) -> Checkpoint:
     """A checkpoint from a row selected with the store's column list."""
     (id, session_id, run_id, graph_id, step, status, ran, nxt, state, parent_id, created_at,
      error, pending) = row
+    next_nodes, path = _decode_next(nxt)
     return Checkpoint(
         id=id, session_id=session_id, run_id=run_id, graph_id=graph_id, step=step,
-        status=status, ran=tuple(orjson.loads(ran)), next=tuple(orjson.loads(nxt)),
+        status=status, ran=tuple(orjson.loads(ran)), next=next_nodes,
         state=decode_state(state), parent_id=parent_id, created_at=created_at, error=error,
-        pending=decode_state(pending),
+        pending=decode_state(pending), path=path,
+    )
+
+
+def row_session(row: tuple[Any, ...]) -> SessionInfo:
+    """A session from a row of the `sessions` query."""
+    session_id, graph_id, status, ran, nxt, count, started_at, updated_at, latest_id = row
+    return SessionInfo(
+        session_id=session_id, graph_id=graph_id, status=status, ran=tuple(orjson.loads(ran)),
+        next=_decode_next(nxt)[0], checkpoints=int(count), started_at=started_at,
+        updated_at=updated_at, latest_id=latest_id,
     )
 
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from chronos.errors import CheckpointNotFound, StoreError
-from chronos.store._protocol import Checkpoint, decode_state, encode_pending, encode_state
+from chronos.store._protocol import (
+    Checkpoint,
+    SessionInfo,
+    decode_state,
+    encode_pending,
+    encode_state,
+)
 
 __all__ = ["MemoryStore"]
 
@@ -22,7 +28,8 @@ class MemoryStore:
     """
 
     def __init__(self) -> None:
-        self._by_id: dict[str, tuple[tuple[Any, ...], tuple[Any, ...], tuple[bytes, bytes]]] = {}
+        self._by_id: dict[str, tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]]] = {}
+        # In the order of each session's latest write: a put moves its session to the end.
         self._by_session: dict[str, list[str]] = {}
 
     async def put(self, checkpoint: Checkpoint) -> None:
@@ -34,9 +41,11 @@ class MemoryStore:
         self._by_id[c.id] = (
             (c.id, c.session_id, c.run_id, c.graph_id, c.step, c.status, c.ran, c.next),
             (c.parent_id, c.created_at, c.error),
-            data,
+            (*data, c.path),
         )
-        self._by_session.setdefault(checkpoint.session_id, []).append(checkpoint.id)
+        ids = self._by_session.pop(checkpoint.session_id, [])
+        ids.append(checkpoint.id)
+        self._by_session[checkpoint.session_id] = ids
 
     async def get(self, checkpoint_id: str) -> Checkpoint:
         """The checkpoint with this id; `CheckpointNotFound` if there is none."""
@@ -57,6 +66,13 @@ class MemoryStore:
             ids = ids[-limit:] if limit > 0 else []
         return [self._load(i) for i in ids]
 
+    async def sessions(self, *, limit: int | None = None) -> list[SessionInfo]:
+        """Every session, the most recently written first (the first `limit` of them)."""
+        newest_first = list(reversed(self._by_session.items()))
+        if limit is not None:
+            newest_first = newest_first[: max(limit, 0)]
+        return [self._session(session_id, ids) for session_id, ids in newest_first]
+
     async def aclose(self) -> None:
         """Nothing to release."""
 
@@ -66,12 +82,20 @@ class MemoryStore:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
+    def _session(self, session_id: str, ids: list[str]) -> SessionInfo:
+        (id, _, _, graph_id, _, status, ran, nxt), (_, updated_at, _), _ = self._by_id[ids[-1]]
+        return SessionInfo(
+            session_id=session_id, graph_id=graph_id, status=status, ran=ran, next=nxt,
+            checkpoints=len(ids), started_at=min(self._by_id[i][1][1] for i in ids),
+            updated_at=updated_at, latest_id=id,
+        )
+
     def _load(self, checkpoint_id: str) -> Checkpoint:
-        head, tail, (data, pending) = self._by_id[checkpoint_id]
+        head, tail, (data, pending, path) = self._by_id[checkpoint_id]
         id, session_id, run_id, graph_id, step, status, ran, nxt = head
         parent_id, created_at, error = tail
         return Checkpoint(
             id=id, session_id=session_id, run_id=run_id, graph_id=graph_id, step=step,
             status=status, ran=ran, next=nxt, state=decode_state(data), parent_id=parent_id,
-            created_at=created_at, error=error, pending=decode_state(pending),
+            created_at=created_at, error=error, pending=decode_state(pending), path=path,
         )

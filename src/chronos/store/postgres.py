@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from chronos.errors import CheckpointNotFound, RunConflictError, StoreError
-from chronos.store._protocol import Checkpoint
+from chronos.store._protocol import Checkpoint, SessionInfo
 from chronos.store._sql import (
     PG_RELEASE_LEASE,
     PG_TRY_LEASE,
@@ -21,6 +21,7 @@ from chronos.store._sql import (
     checkpoint_row,
     lease_key,
     row_checkpoint,
+    row_session,
 )
 
 if TYPE_CHECKING:
@@ -98,6 +99,16 @@ class PostgresStore:
                 cursor = await conn.execute(self._sql.history_limit, (session_id, max(limit, 0)))
             rows = await cursor.fetchall()
         return [row_checkpoint(r) for r in rows]
+
+    async def sessions(self, *, limit: int | None = None) -> list[SessionInfo]:
+        """Every session, the most recently written first (the first `limit` of them)."""
+        async with self._connection() as conn:
+            if limit is None:
+                cursor = await conn.execute(self._sql.sessions)
+            else:
+                cursor = await conn.execute(self._sql.sessions_limit, (max(limit, 0),))
+            rows = await cursor.fetchall()
+        return [row_session(r) for r in rows]
 
     @asynccontextmanager
     async def lease(self, session_id: str) -> AsyncIterator[None]:
@@ -199,9 +210,12 @@ class PostgresStore:
                     await conn.execute(self._sql.create_index)
             except psycopg.Error as exc:
                 raise StoreError(f"cannot open PostgreSQL store: {exc}") from exc
+            # `check`: a connection that died idle in the pool (a server restart, a killed
+            # backend, an idle timeout) is replaced before it is handed out, instead of
+            # failing the next checkpoint; one empty round trip per checkout.
             pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
                 self.url, min_size=1, max_size=self._max, kwargs={"autocommit": True},
-                open=False,
+                open=False, check=AsyncConnectionPool.check_connection,
             )
             try:
                 await pool.open(wait=True, timeout=10)

@@ -16,7 +16,12 @@ from chronos.stream._asgi import Authorize, SSEHandler
 from chronos.stream._broker import Broker, BrokerStatistics
 from chronos.stream._emit import EventSink, emit, event_sink
 from chronos.stream._event import DEFAULT_TOPIC, GAP, Event
-from chronos.stream._protocol import BrokerProtocol, Subscription, SubscriptionStatistics
+from chronos.stream._protocol import (
+    BrokerProtocol,
+    Overflow,
+    Subscription,
+    SubscriptionStatistics,
+)
 from chronos.stream._url import broker_from_url
 
 __all__ = [
@@ -28,6 +33,7 @@ __all__ = [
     "BrokerStatistics",
     "Event",
     "EventSink",
+    "Overflow",
     "SSEHandler",
     "Subscription",
     "SubscriptionStatistics",

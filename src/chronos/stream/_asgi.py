@@ -13,8 +13,9 @@ never slowing the publisher or anyone else.
 
 Shutdown: ASGI servers do not tell a streaming response that they are stopping (uvicorn waits
 for it to finish, up to `timeout_graceful_shutdown`, then cancels it). Close the broker when
-shutdown begins (`await broker.aclose()`) and every stream ends at once, cleanly; if it is
-cancelled instead, it still unsubscribes. `examples/sse_broker.py` shows how.
+shutdown begins (`await broker.aclose()`) and every stream ends at once, cleanly (one whose
+client stopped reading: within `send_timeout`); if it is cancelled instead, it still
+unsubscribes. `examples/sse_broker.py` shows how.
 """
 
 from __future__ import annotations
@@ -32,11 +33,11 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from chronos.errors import BrokerError, InvalidLastEventID
+from chronos.errors import BrokerError, InvalidLastEventID, SubscriptionOverflow
 from chronos.stream._wire import HEARTBEAT, encode_retry, event_frame
 
 if TYPE_CHECKING:
-    from chronos.stream._protocol import BrokerProtocol, Subscription
+    from chronos.stream._protocol import BrokerProtocol, Overflow, Subscription
 
 __all__ = ["Authorize", "SSEHandler"]
 
@@ -86,6 +87,11 @@ class SSEHandler:
             connection is dropped (checked four times per `send_timeout`).
         cors_origins: origins allowed to read the stream from other sites (`["*"]` for any).
         cors_credentials: allow cookies on cross-site requests (`withCredentials`).
+        overflow: what happens to a connection that falls `max_pending` events behind:
+            `"drop_oldest"` sends a `gap` event in place of the events dropped;
+            `"disconnect"` ends the response, and the browser reconnects with
+            `Last-Event-ID` and resumes exactly (as long as the events are retained).
+        max_pending: each connection's buffer (None: the broker's `max_pending`).
 
     A reconnecting client resumes after its `Last-Event-ID` header, or the `last_event_id` /
     `lastEventId` query parameter for clients that cannot set headers. A malformed one is
@@ -105,6 +111,8 @@ class SSEHandler:
         send_timeout: float = 30.0,
         cors_origins: Sequence[str] | None = None,
         cors_credentials: bool = False,
+        overflow: Overflow = "drop_oldest",
+        max_pending: int | None = None,
     ) -> None:
         if heartbeat <= 0 or send_timeout <= 0:
             raise ValueError("heartbeat and send_timeout must be positive")
@@ -118,6 +126,8 @@ class SSEHandler:
         self._preamble = encode_retry(retry) if retry is not None else b": connected\n"
         self.cors_origins = frozenset(cors_origins or ())
         self.cors_credentials = cors_credentials
+        self.overflow: Overflow = overflow
+        self.max_pending = max_pending
 
     def __repr__(self) -> str:
         return f"<SSEHandler subscription_id={self.subscription_id!r} topics={self.topics!r}>"
@@ -180,6 +190,8 @@ class SSEHandler:
                 topics,
                 last_event_id=last_event_id or None,
                 replace=replace,
+                max_pending=self.max_pending,
+                overflow=self.overflow,
             )
         except InvalidLastEventID as exc:
             await _respond(send, 400, f"{exc}; expected an id this server sent", cors)
@@ -211,7 +223,10 @@ class SSEHandler:
                 finished = await self._pump(subscription, send, group.cancel_scope)
                 group.cancel_scope.cancel()
             if finished:
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                # Bounded like every other write: to a client that stopped reading, this one
+                # would wait forever (after `broker.aclose()`, or an overflow disconnect).
+                with anyio.move_on_after(self.send_timeout):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             await subscription.aclose()
 
@@ -236,7 +251,10 @@ class SSEHandler:
         timer = loop.call_later(send_timeout / 4, watchdog)
         try:
             while True:
-                batch = await subscription.receive_batch(timeout=self.heartbeat)
+                try:
+                    batch = await subscription.receive_batch(timeout=self.heartbeat)
+                except SubscriptionOverflow:
+                    return True  # fell behind under overflow="disconnect": end the response
                 if batch:
                     body = b"".join([event_frame(event, named=named) for event in batch])
                 elif subscription.closed:

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 from chronos.errors import BrokerError, SubscriptionExists
 from chronos.stream._event import DEFAULT_TOPIC, GAP, Event
 from chronos.stream._ids import IdClock, Position, format_id, parse_id
-from chronos.stream._protocol import BrokerProtocol, Subscription
+from chronos.stream._protocol import BrokerProtocol, Overflow, Subscription
 from chronos.stream._subscription import LocalSubscription, wake, wake_all
 
 __all__ = ["Broker", "BrokerStatistics"]
@@ -63,7 +63,7 @@ class _Fanout(BrokerProtocol):
     """The subscription registry both brokers share: who follows which topic, and closing.
 
     Subclasses deliver into `LocalSubscription`s; `_lock` guards the registry and every
-    subscription. Subscriptions to every topic (in-process only) live in `_all_topics`.
+    subscription. Subscriptions to every topic live in `_all_topics`.
     """
 
     def __init__(self) -> None:
@@ -141,7 +141,10 @@ class Broker(_Fanout):
 
     `publish` never blocks and is safe from any thread. Each subscriber has a buffer of
     `max_pending` events; when it reads too slowly the oldest are dropped and a `stream.GAP`
-    event with `reason="overflow"`, the number missed and their id range takes their place.
+    event with `reason="overflow"`, the number missed and their id range takes their place
+    (`overflow="drop_oldest"`, the default), or, with `subscribe(..., overflow="disconnect")`,
+    the subscription is closed and reading it raises `SubscriptionOverflow` naming the last
+    event delivered, to resume after.
     Each topic retains its last `replay_events` events for at most `replay_seconds`, so a
     subscriber can resume after an event id (`subscribe(..., last_event_id=...)`); the replay
     is exact, or starts with a `GAP` event (`reason="expired"`) when events may be gone.
@@ -250,6 +253,7 @@ class Broker(_Fanout):
         last_event_id: str | None = None,
         replace: bool = False,
         max_pending: int | None = None,
+        overflow: Overflow = "drop_oldest",
     ) -> Subscription:
         """Open subscription `id` to `topics` (None: every topic), live from now.
 
@@ -261,6 +265,8 @@ class Broker(_Fanout):
         subscribe before starting the work that publishes. With `last_event_id` it first
         replays the retained events after that id. With `replace=True` an open subscription
         with the same id is closed and this one takes its place; otherwise that is an error.
+        `max_pending` overrides the broker's buffer size for this subscription; `overflow`
+        says what happens when it is full (see the class docstring).
 
         Raises:
             SubscriptionExists: `id` is open already and `replace` is False.
@@ -270,7 +276,7 @@ class Broker(_Fanout):
         after = parse_id(last_event_id) if last_event_id is not None else None
         wanted = frozenset(topics) if topics is not None else None
         subscription = LocalSubscription(
-            self._lock, self._close, id, wanted, max_pending or self.max_pending
+            self._lock, self._close, id, wanted, max_pending or self.max_pending, overflow
         )
         waiter = None
         with self._lock:
@@ -278,7 +284,7 @@ class Broker(_Fanout):
                 raise BrokerError("the broker is closed")
             previous = self._subscriptions.get(id)
             if previous is not None:
-                if not replace:
+                if not replace and not previous._overflowed:
                     raise SubscriptionExists(id)
                 waiter = self._remove(previous)
             if after is not None:

@@ -19,7 +19,9 @@ __all__ = ["IdClock", "Position", "format_id", "parse_id"]
 
 Position = tuple[int, int]
 
-_ID: Final = re.compile(r"(\d{1,20})-(\d{1,20})")
+# ASCII digits only: `\d` also matches other scripts' digits, which `int()` accepts, so
+# "\u0661-0" (from a percent-encoded query parameter) would pass for "1-0".
+_ID: Final = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
 _MAX: Final = 2**64 - 1
 
 

@@ -9,14 +9,24 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 
 from chronos.stream._event import Event
 
 if TYPE_CHECKING:
     from chronos.stream._asgi import Authorize, SSEHandler
 
-__all__ = ["BrokerProtocol", "Subscription", "SubscriptionStatistics"]
+__all__ = ["BrokerProtocol", "Overflow", "Subscription", "SubscriptionStatistics"]
+
+Overflow = Literal["drop_oldest", "disconnect"]
+"""What a subscription does when its reader falls `max_pending` events behind.
+
+`"drop_oldest"`: drop the oldest pending events and deliver a `stream.GAP` event
+(`reason="overflow"`, the count and id range missed) in their place. `"disconnect"`: close the
+subscription; reading it raises `SubscriptionOverflow` with the last id delivered, so the
+reader can resume exactly from the replay buffer (an SSE client is disconnected and its
+browser reconnects with `Last-Event-ID`).
+"""
 
 
 class SubscriptionStatistics(NamedTuple):
@@ -117,8 +127,13 @@ class BrokerProtocol(Protocol):
         *,
         last_event_id: str | None = None,
         replace: bool = False,
+        max_pending: int | None = None,
+        overflow: Overflow = "drop_oldest",
     ) -> Subscription:
         """Open subscription `id` to `topics` (None: all), resuming after `last_event_id`.
+
+        `max_pending` (None: the broker's default) bounds its buffer; `overflow` says what
+        happens when that is full.
 
         Raises:
             SubscriptionExists: `id` is open already and `replace` is False.
@@ -146,6 +161,8 @@ class BrokerProtocol(Protocol):
         send_timeout: float = 30.0,
         cors_origins: Sequence[str] | None = None,
         cors_credentials: bool = False,
+        overflow: Overflow = "drop_oldest",
+        max_pending: int | None = None,
     ) -> SSEHandler:
         """An ASGI app streaming this broker's events as Server-Sent Events.
 
@@ -164,4 +181,6 @@ class BrokerProtocol(Protocol):
             send_timeout=send_timeout,
             cors_origins=cors_origins,
             cors_credentials=cors_credentials,
+            overflow=overflow,
+            max_pending=max_pending,
         )

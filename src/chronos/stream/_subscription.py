@@ -1,9 +1,10 @@
 """The in-process broker's subscription: a bounded buffer, gap markers, one waiter.
 
 Every field is guarded by the broker's lock, which is shared with the publisher: publishing
-appends to `_pending` (dropping the oldest when full) and takes `_waiter` to wake it; reading
-takes everything ready in one go. The waiter is an asyncio future of the reader's loop, so a
-publisher on another thread wakes it with `call_soon_threadsafe`.
+appends to `_pending` (when full, dropping the oldest, or under the "disconnect" policy taking
+no more events from then on) and takes `_waiter` to wake it; reading takes everything ready in one
+go. The waiter is an asyncio future of the reader's loop, so a publisher on another thread
+wakes it with `call_soon_threadsafe`.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import threading
 from collections.abc import Callable
 from types import TracebackType
 
+from chronos.errors import SubscriptionOverflow
 from chronos.stream._event import GAP, Event
-from chronos.stream._protocol import SubscriptionStatistics
+from chronos.stream._protocol import Overflow, SubscriptionStatistics
 
 __all__ = ["LocalSubscription", "wake", "wake_all"]
 
@@ -36,14 +38,17 @@ class LocalSubscription:
     __slots__ = (
         "_closed",
         "_delivered",
+        "_disconnect",
         "_dropped",
         "_dropped_first",
         "_dropped_last",
         "_dropped_total",
         "_gap",
+        "_last_id",
         "_lock",
         "_max_pending",
         "_on_close",
+        "_overflowed",
         "_pending",
         "_waiter",
         "id",
@@ -57,7 +62,10 @@ class LocalSubscription:
         id: str,
         topics: frozenset[str] | None,
         max_pending: int,
+        overflow: Overflow = "drop_oldest",
     ) -> None:
+        if overflow not in ("drop_oldest", "disconnect"):
+            raise ValueError(f"overflow must be 'drop_oldest' or 'disconnect', not {overflow!r}")
         self._lock = lock
         self._on_close = on_close
         self.id = id
@@ -68,6 +76,9 @@ class LocalSubscription:
         self._pending: list[Event] = []
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
+        self._disconnect = overflow == "disconnect"
+        self._overflowed = False  # full under the "disconnect" policy: takes no more events
+        self._last_id: str | None = None  # of the last event read: where to resume
         self._gap: Event | None = None  # a resume gap, delivered before anything else
         self._dropped = 0  # dropped since the last overflow gap was delivered
         self._dropped_first = ""
@@ -80,12 +91,17 @@ class LocalSubscription:
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self._closed or self._overflowed
 
     def _push(self, event: Event) -> asyncio.Future[None] | None:
         """Append a published event; return the waiter to wake, if any. Lock held."""
         pending = self._pending
-        if len(pending) >= self._max_pending:
+        if len(pending) >= self._max_pending or self._overflowed:
+            if self._disconnect:
+                # Keep what is pending, a gapless run the reader still gets; then it ends.
+                self._overflowed = True
+                self._dropped_total += 1
+                return None
             oldest = pending.pop(0)
             if not self._dropped:
                 self._dropped_first = oldest.id or ""
@@ -127,6 +143,8 @@ class LocalSubscription:
             batch.extend(pending[:room])
             del pending[:room]
         self._delivered += len(batch)
+        if batch:
+            self._last_id = batch[-1].id
         return batch
 
     def __aiter__(self) -> LocalSubscription:
@@ -150,6 +168,8 @@ class LocalSubscription:
                     return []
                 if self._pending or self._gap is not None or self._dropped:
                     return self._take(max_events)
+                if self._overflowed:
+                    raise SubscriptionOverflow(self.id, self._last_id)
                 if timer is not None:  # woken by the timer, not by an event
                     return []
                 loop = asyncio.get_running_loop()

@@ -8,7 +8,7 @@ async with RedisBroker("redis://127.0.0.1:6379/0") as broker:
 ```
 
 Same interface and semantics as the in-process `stream.Broker`, so the same contract tests run
-on both. Each topic is one Redis stream (`<key_prefix><topic>`), trimmed to about
+on both. Each topic is one Redis stream (`<key_prefix>t:<topic>`), trimmed to about
 `replay_events` entries (`XADD MAXLEN ~`) and to `replay_seconds` of age (`XTRIM MINID ~`, and
 the key expires when the topic goes quiet). Event ids are the Redis entry ids, so a client's
 `Last-Event-ID` means the same thing on every process.
@@ -25,15 +25,24 @@ Per process there are two tasks and two connections, however many subscribers th
 
 Redis going away. Publishers: events wait in the outbox (`max_outbox`, default 10,000) and are
 written, in order, once Redis answers again; when it is full `publish` raises
-`BrokerUnavailable` and nothing is queued. A batch whose reply was lost with the connection is
-sent again, so delivery across an outage is at least once. Subscribers stay open: the reader
-reconnects with capped exponential backoff and reads on from the last id it delivered. If
-Redis lost that entry meanwhile (a restart without persistence) or trimmed past it, the
-subscribers get a `GAP` event (`reason="expired"`) first: what Redis still holds is delivered,
-what it does not is reported.
+`BrokerUnavailable` and nothing is queued. A graph run publishing to the broker therefore
+carries on through a short outage (its events are delivered when Redis is back) and fails
+with `BrokerUnavailable` in a long one; it never loses events quietly. A batch whose reply
+was lost with the connection is sent again, so delivery across an outage is at least once.
+Subscribers stay open: the reader reconnects with capped exponential backoff and reads on from
+the last id it delivered. If Redis lost that entry meanwhile (a restart without persistence)
+or trimmed past it, the subscribers get a `GAP` event (`reason="expired"`) first: what Redis
+still holds is delivered, what it does not is reported.
 
-Subscriptions name their topics: following every topic (`topics=None`) would need a registry of
-topics in Redis and is not supported. The broker belongs to the event loop that first uses it.
+Every topic (`subscribe(id)`, `topics=None`): publishers keep a registry of live topics (a
+sorted set) and announce each topic's first event on a stream of topic names; the reader then
+follows every live topic and each new one from its first event, so nothing is missed. Each
+topic's events come in order; a topic that begins while others are streaming may come a
+little behind them. Its single `XREAD` names every live topic, so this suits deployments
+with up to some thousands of concurrent topics.
+
+Slow subscribers: the in-process broker's policies (`overflow="drop_oldest"` with a `GAP`
+event, or `"disconnect"`). The broker belongs to the event loop that first uses it.
 """
 
 from __future__ import annotations
@@ -53,7 +62,7 @@ from chronos.errors import BrokerError, BrokerUnavailable, SubscriptionExists
 from chronos.stream._broker import _Fanout
 from chronos.stream._event import DEFAULT_TOPIC, Event, _json_default
 from chronos.stream._ids import format_id, parse_id
-from chronos.stream._protocol import Subscription
+from chronos.stream._protocol import Overflow, Subscription
 from chronos.stream._subscription import LocalSubscription
 
 try:
@@ -72,6 +81,7 @@ from chronos.stream._redis_read import (  # after redis: it needs the package to
     entries,
     gap_event,
     position_of,
+    text,
 )
 
 __all__ = ["RedisBroker"]
@@ -82,7 +92,11 @@ __all__ = ["RedisBroker"]
 # in the order Redis ran the publishes (the ms never goes back, even if Redis's clock does).
 # Each entry also carries `c`, its number within the topic, so a reader that fell further
 # behind than the stream's retention can tell how many it missed. Keys expire together when
-# the topic has been quiet for `replay_seconds`.
+# the topic has been quiet for `replay_seconds`. For subscriptions to every topic, a topic's
+# first event (new, or back after expiring) registers it in a sorted set scored by time and
+# announces it, under its own id, on a stream of topic names: in one step with its XADD, so a
+# subscription to every topic, which reads that stream's end and then the set, cannot miss a
+# topic born in between. The writer refreshes the scores once a second, not every event.
 _XADD: Final = """
 local t = redis.call('TIME')
 local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -94,6 +108,11 @@ local c = redis.call('INCR', KEYS[3])
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], id, 't', ARGV[2], 'd', ARGV[3], 'c', c)
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[3], ARGV[4])
+if c == 1 then
+  redis.call('ZADD', KEYS[4], string.format('%.0f', ms), ARGV[5])
+  redis.call('XADD', KEYS[5], 'MAXLEN', '~', '1000', id, 't', ARGV[5])
+  redis.call('PEXPIRE', KEYS[5], ARGV[4])
+end
 return id
 """
 
@@ -153,7 +172,12 @@ class RedisBroker(_Fanout):
         self._reader_redis = aioredis.Redis.from_url(url, socket_timeout=timeout)
         self._wake_key = f"{key_prefix}_wake:{uuid.uuid4().hex}"
         self._clock_key = f"{key_prefix}_clock"
-        self._count_suffix = "\0count"  # a topic's counter key: its stream key + this
+        # Topics' keys and the broker's own never collide, whatever a client names a topic.
+        self._topic_prefix = key_prefix + "t:"  # a topic's stream
+        self._count_prefix = key_prefix + "c:"  # a topic's event counter
+        self._registry_key = key_prefix + "_topics"  # every live topic, by last event time
+        self._announce_key = key_prefix + "_new"  # topics' first events
+        self._registry_trimmed = 0.0
         self._xadd_sha = hashlib.sha1(_XADD.encode()).hexdigest()
         self._xadd_loaded = False  # per connection to Redis: a restart forgets scripts
         self._outbox: deque[tuple[str, bytes, bytes]] = deque()
@@ -165,6 +189,10 @@ class RedisBroker(_Fanout):
         self._work: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
+
+    def _key(self, topic: str) -> str:
+        """The key of `topic`'s stream."""
+        return self._topic_prefix + topic
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisBroker:
@@ -312,31 +340,42 @@ class RedisBroker(_Fanout):
             await self._writer_redis.script_load(_XADD)
             self._xadd_loaded = True
         now = time.monotonic()
-        pipe = self._writer_redis.pipeline(transaction=False)
+        # MULTI/EXEC: Redis answers blocked XREADs after a command, and a transaction is one
+        # command, so every reader gets the batch in one reply and each SSE client one write
+        # per batch (a plain pipeline woke them after its first XADD: two fan-outs a burst).
+        pipe = self._writer_redis.pipeline(transaction=True)
         ttl = int(self.replay_seconds * 1000)
         touched: set[str] = set()
         for topic, type_, data in batch:
-            key = self.key_prefix + topic
+            key = self._key(topic)
             pipe.evalsha(
                 self._xadd_sha,
-                3,
+                5,
                 key,
                 self._clock_key,
-                key + self._count_suffix,
+                self._count_prefix + topic,
+                self._registry_key,
+                self._announce_key,
                 self.replay_events,
                 type_,
                 data,
                 ttl,
+                topic,
             )
             touched.add(topic)
         if len(self._trimmed) > 10_000:  # remembers recent topics only: bounded memory
             self._trimmed.clear()
+        now_ms = int(time.time() * 1000)
+        cutoff = now_ms - ttl
         for topic in touched:
-            key = self.key_prefix + topic
+            key = self._key(topic)
             if now - self._trimmed.get(topic, 0.0) >= 1.0:  # age trimming, once a second
                 self._trimmed[topic] = now
-                cutoff = int(time.time() * 1000 - ttl)
                 pipe.xtrim(key, minid=f"{cutoff}-0", approximate=True)
+                pipe.zadd(self._registry_key, {topic: now_ms})
+        if touched and now - self._registry_trimmed >= 1.0:  # topics whose keys expired
+            self._registry_trimmed = now
+            pipe.zremrangebyscore(self._registry_key, 0, cutoff)
         if wake:  # the reader may be blocked in XREAD on topics the joiners do not follow
             pipe.xadd(self._wake_key, {b"w": b"1"}, maxlen=1, approximate=False)
             pipe.pexpire(self._wake_key, 600_000)
@@ -344,38 +383,66 @@ class RedisBroker(_Fanout):
 
     async def _resolve(self, joiner: Joiner) -> None:
         """Decide where each of the joiner's topics starts, and whether a gap comes first."""
-        topics = joiner.subscription.topics or frozenset()
+        topics = joiner.subscription.topics
+        horizon = int(time.time() * 1000 - self.replay_seconds * 1000)
+        if topics is None:  # every topic: those alive now, then those announced from here
+            announced = entries(await self._writer_redis.xrevrange(self._announce_key, count=1), "")
+            joiner.announce_start = announced[0][0] if announced else ORIGIN
+            names = await self._writer_redis.zrangebyscore(self._registry_key, horizon, "+inf")
+            topics = frozenset(text(name) for name in names)
         after = joiner.after
+        if after is not None:
+            ms, n = await self._writer_redis.hmget(self._clock_key, ["ms", "n"])
+            if ms is not None and after > (int(ms), int(n or 0)):
+                # An id Redis never issued: say so, then follow live, as the in-process
+                # broker does (starting at it would skip everything until Redis's clock
+                # caught up with it).
+                joiner.gap = gap_event("unknown", format_id(after))
+                after = None
         if after is None:
-            for topic in topics:
-                last = entries(
-                    await self._writer_redis.xrevrange(self.key_prefix + topic, count=1), topic
-                )
-                # Another process may have published after `subscribe` returned but before
-                # this lookup: start no later than `clock_skew` before the call.
-                since = (max(0, joiner.since_ms - self._skew_ms), 0)
-                joiner.start[topic] = min(last[0][0], since) if last else ORIGIN
+            ordered = list(topics)
+            pipe = self._writer_redis.pipeline(transaction=False)  # one round trip for all
+            for topic in ordered:
+                pipe.xrevrange(self._key(topic), count=1)
+            # Another process may have published after `subscribe` returned but before this
+            # lookup: start no later than `clock_skew` before the call.
+            since = (max(0, joiner.since_ms - self._skew_ms), 0)
+            for topic, rows in zip(ordered, await pipe.execute(), strict=True):
+                last = entries(rows, topic)
+                start = min(last[0][0], since) if last else ORIGIN
+                joiner.start[topic] = start
+                if not last or start == last[0][0]:
+                    # The number of the entry it starts at, so that a reader falling behind
+                    # the retention before its first read still counts what it missed.
+                    joiner.counts[topic] = int(last[0][2].get(b"c", 0)) if last else 0
             return
         reasons: set[str] = set()
         newest = ORIGIN
         for topic in topics:
-            joiner.start[topic] = after
+            # Never past what the stream holds: everything added from here on is new, and
+            # the start moves the reader's cursor shared by every follower of the topic in
+            # this process, so an id from the future would silence all of them.
+            joiner.start[topic] = ORIGIN
             try:
-                info = await self._writer_redis.xinfo_stream(self.key_prefix + topic)
+                info = await self._writer_redis.xinfo_stream(self._key(topic))
             except ResponseError:  # no such stream
                 now_ms = time.time() * 1000
                 if after[0] < now_ms - self.replay_seconds * 1000:
                     reasons.add("expired")  # events after it, if any, have aged out
                 continue
-            newest = max(newest, position_of(info["last-generated-id"]))
+            issued = position_of(info["last-generated-id"])
+            joiner.start[topic] = min(after, issued)
+            newest = max(newest, issued)
             first = info.get("first-entry")
             trimmed = int(info["entries-added"]) > int(info["length"])
             # Trimming keeps no record of where it cut, only that it did: an id before the
             # first entry left may have missed something, so say so.
             if trimmed and (first is None or after < position_of(first[0])):
                 reasons.add("expired")
+        if joiner.subscription.topics is None and after[0] < horizon:
+            reasons.add("expired")  # topics that went quiet since have expired entirely
         if newest < after and not reasons and after[0] > time.time() * 1000 + 1000:
-            reasons.add("unknown")  # an id from the future: Redis never issued it
+            reasons.add("unknown")  # from the future, and Redis forgot what it issued
         if reasons:
             reason = "expired" if "expired" in reasons else "unknown"
             joiner.gap = gap_event(reason, format_id(after))
@@ -390,8 +457,9 @@ class RedisBroker(_Fanout):
         last_event_id: str | None = None,
         replace: bool = False,
         max_pending: int | None = None,
+        overflow: Overflow = "drop_oldest",
     ) -> Subscription:
-        """Open subscription `id` to `topics`, live from now or resuming after `last_event_id`.
+        """Open subscription `id` to `topics` (None: every topic), live or resuming after an id.
 
         ```python
         subscription = broker.subscribe("client-123", ["session-1"], last_event_id="1732-0")
@@ -399,17 +467,21 @@ class RedisBroker(_Fanout):
 
         Events published after this call returns are delivered, by this process or any other
         (call it from the broker's event loop, or start the broker first with `async with`).
+        `max_pending` and `overflow` are as for `stream.Broker.subscribe`.
 
         Raises:
             SubscriptionExists: `id` is open already and `replace` is False.
             InvalidLastEventID: `last_event_id` is not a Redis stream id.
-            BrokerError: the broker is closed, or `topics` is None.
+            BrokerError: the broker is closed.
         """
-        if topics is None:
-            raise BrokerError("RedisBroker subscriptions must name their topics")
         after = parse_id(last_event_id) if last_event_id is not None else None
         subscription = LocalSubscription(
-            self._lock, self._close, id, frozenset(topics), max_pending or self.max_pending
+            self._lock,
+            self._close,
+            id,
+            frozenset(topics) if topics is not None else None,
+            max_pending or self.max_pending,
+            overflow,
         )
         self._start_here()
         waiter = None
@@ -418,7 +490,7 @@ class RedisBroker(_Fanout):
                 raise BrokerError("the broker is closed")
             previous = self._subscriptions.get(id)
             if previous is not None:
-                if not replace:
+                if not replace and not previous._overflowed:
                     raise SubscriptionExists(id)
                 waiter = self._remove(previous)
             self._subscriptions[id] = subscription
