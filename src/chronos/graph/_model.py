@@ -1,8 +1,9 @@
 """The glue between model streaming and graph streaming: a node's model call, token by token.
 
 This is the one place where `graph` meets `model`: it asks a `Provider` for a stream and turns
-each chunk into a `token` event of the running graph (through `chronos.stream.emit`, so the
-event gets the node id, run id and sequence number like any other and reaches the broker too).
+each chunk into a `token` event of the running graph (through the sink `chronos.stream.emit`
+would call, so the event gets the node id, run id and sequence number like any other and
+reaches the broker too).
 `model` knows nothing of this module, and the runner knows nothing of providers.
 
 A token event's `data` is a `MessageDelta`, a frozen slotted dataclass built by setting its
@@ -27,7 +28,8 @@ from chronos.model import (
     ToolCall,
     ToolCallDelta,
 )
-from chronos.stream import emit
+from chronos.stream import EventSink
+from chronos.stream._emit import current_sink
 
 __all__ = ["MessageDelta", "stream_chat", "stream_chat_sync"]
 
@@ -70,7 +72,7 @@ _set_fragments: Final = _slot_setter("tool_call_deltas")
 _set_calls: Final = _slot_setter("tool_calls")
 
 
-def _emit_chunk(message_id: str, chunk: ChatResponse) -> None:
+def _emit_chunk(emit: EventSink, message_id: str, chunk: ChatResponse) -> None:
     # Chunks with nothing to show (a role-only opener, a usage-only closer) make no event.
     if chunk.content or chunk.reasoning or chunk.tool_call_deltas or chunk.tool_calls:
         delta = _new(MessageDelta)
@@ -117,11 +119,14 @@ async def stream_chat(
     mid = _message_id(message_id)
     acc = StreamAccumulator()
     add = acc.add
+    # What `emit` would call, looked up once: a run's sink cannot change during a model call
+    # (it still asks which node emits), and each token is spared `emit`'s call and lookup.
+    sink = current_sink()
     # `async with` closes the provider's stream (an HTTP response, a llama.cpp worker) when
     # the node is cancelled or an event cannot be delivered, not when the GC gets to it.
     async with provider.stream_chat(request) as chunks:
         async for chunk in chunks:
-            _emit_chunk(mid, chunk)
+            _emit_chunk(sink, mid, chunk)
             add(chunk)
     return acc.result()
 
@@ -139,10 +144,11 @@ def stream_chat_sync(
     """
     mid = _message_id(message_id)
     acc = StreamAccumulator()
+    sink = current_sink()
     chunks = provider.stream_chat_sync(request)
     try:
         for chunk in chunks:
-            _emit_chunk(mid, chunk)
+            _emit_chunk(sink, mid, chunk)
             acc.add(chunk)
     finally:
         # Leaving early (an error, EmitOutsideRunError) must stop generation at once.
