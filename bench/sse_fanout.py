@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/sse_fanout.py                      # C = 1, 100, 1000, 10000
     .venv/bin/python bench/sse_fanout.py --clients 1000 --bursts 3 --stacks h11
+    .venv/bin/python bench/sse_fanout.py --idle --clients 10000 --servers bare-asgi chronos-asgi
 
 Each runs on uvicorn's pure-Python stack (h11, asyncio) and on httptools + uvloop (the
 `uvicorn[standard]` extras, when installed).
@@ -9,7 +10,8 @@ Each runs on uvicorn's pure-Python stack (h11, asyncio) and on httptools + uvloo
 For each number of clients C and each server, a fresh server process (`sse_servers.py`) and
 one or two load-generator processes (`sse_loadgen.py`, raw asyncio sockets) on 127.0.0.1:
 
-- idle: C streams open, nothing published: server RSS over the empty server, per subscriber;
+- idle: C streams open, nothing published: server RSS over the empty server, per subscriber
+  (`--idle`: only this, for any server in `sse_servers.APPS`, the bare floors included);
 - burst: the server publishes B events back to back (B = 100,000 / C, within 10..1000); the
   run waits until every client has them all. Delivered events/s = C * B / (last arrival -
   burst start); median over the bursts. Latency is publish to receive, per event;
@@ -40,8 +42,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
 import sse_loadgen
+from sse_servers import APPS, STACKS
 
-SERVERS = ["chronos", "sse-starlette"]
+SERVERS = ["chronos", "sse-starlette"]  # the comparison; `--idle` takes any of `APPS`
 
 
 def free_port() -> int:
@@ -101,7 +104,7 @@ class Run:
         for pipe in self.pipes:
             pipe.recv()
         cpu = self.stats()["cpu"]
-        starts = self.http.post("/publish", params=query).json()["starts"]
+        schedule = self.http.post("/publish", params=query).json()
         for pipe in self.pipes:
             pipe.send(("collect", per_client))
         parts = [pipe.recv() for pipe in self.pipes]
@@ -112,7 +115,8 @@ class Run:
             for burst, when in part["last_receive"].items():
                 last[burst] = max(last.get(burst, 0), when)
         return {
-            "starts": starts,
+            "starts": schedule["starts"],
+            "published": schedule["published"],
             "last": last,
             "count": sum(p["count"] for p in parts),
             "expected": sum(p["expected"] for p in parts),
@@ -194,6 +198,34 @@ def measure(
         run.close()
 
 
+def measure_idle(kind: str, clients: int, stack: str) -> dict[str, Any]:
+    run = Run(kind, clients, stack)
+    try:
+        return {
+            "server": kind,
+            "stack": stack,
+            "clients": clients,
+            "rss_base_mib": run.base["rss_kib"] / 1024,
+            "rss_idle_mib": run.idle["rss_kib"] / 1024,
+            "kib_per_sub": (run.idle["rss_kib"] - run.base["rss_kib"]) / clients,
+        }
+    finally:
+        run.close()
+
+
+def report_idle(results: list[dict[str, Any]]) -> str:
+    lines = [
+        "| uvicorn on | server | idle streams | server RSS before / idle MiB | KiB per idle sub |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['stack']} | {r['server']} | {r['clients']:,} "
+            f"| {r['rss_base_mib']:.0f} / {r['rss_idle_mib']:.0f} | {r['kib_per_sub']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
 def report(results: list[dict[str, Any]], command: str) -> str:
     lines = [
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs (shared), Linux "
@@ -233,23 +265,29 @@ def _optional(name: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 100, 1000, 10000])
-    parser.add_argument("--servers", nargs="+", default=SERVERS, choices=SERVERS)
+    parser.add_argument("--servers", nargs="+", default=SERVERS, choices=sorted(APPS))
+    parser.add_argument("--stacks", nargs="+", default=["h11", "httptools"], choices=STACKS)
     parser.add_argument(
-        "--stacks", nargs="+", default=["h11", "httptools"], choices=["h11", "httptools"]
+        "--idle", action="store_true", help="only the idle-memory figure (any server)"
     )
     parser.add_argument("--bursts", type=int, default=5)
     parser.add_argument("--paced-seconds", type=float, default=4.0)
     args = parser.parse_args()
+    if not args.idle and not {"bare-asgi", "bare-starlette"}.isdisjoint(args.servers):
+        parser.error("the bare servers only hold idle streams: use them with --idle")
     results = []
     for stack in args.stacks:
         for clients in args.clients:
             for kind in args.servers:
-                result = measure(kind, clients, stack, args.bursts, args.paced_seconds)
+                if args.idle:
+                    result = measure_idle(kind, clients, stack)
+                else:
+                    result = measure(kind, clients, stack, args.bursts, args.paced_seconds)
                 print(result, flush=True)
                 results.append(result)
     command = ".venv/bin/python bench/sse_fanout.py " + " ".join(sys.argv[1:])
     print()
-    print(report(results, command.strip()))
+    print(report_idle(results) if args.idle else report(results, command.strip()))
 
 
 if __name__ == "__main__":

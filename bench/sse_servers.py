@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/sse_servers.py chronos 8001 [h11|httptools]
     .venv/bin/python bench/sse_servers.py sse-starlette 8002 [h11|httptools]
+    .venv/bin/python bench/sse_servers.py bare-asgi|bare-starlette 8003 [h11|httptools]
 
 `h11` runs uvicorn on h11 and the asyncio loop (its pure-Python defaults); `httptools` on
 httptools and uvloop (what `uvicorn[standard]` installs).
@@ -9,6 +10,9 @@ httptools and uvloop (what `uvicorn[standard]` installs).
 `SSE_BENCH_PROFILE=/tmp/prof` profiles the server into `/tmp/prof.<server>`.
 Same routes on both: `GET /events` (the stream), `GET /stats` (RSS, CPU time, subscribers)
 and `POST /publish?mode=burst|paced&...` (publishes in this process, returns when done).
+`bare-asgi` and `bare-starlette` only hold idle streams (see `IdleStreams`), for the idle-memory
+floor of uvicorn alone and of uvicorn + Starlette routing; `chronos-asgi` is `chronos` with
+`/events` served by the handler directly (as the whole ASGI app would be), not via Starlette.
 The sse-starlette side is its documented pattern: one `asyncio.Queue` per client, fed by the
 publisher, drained by the generator given to `EventSourceResponse`. Both publish the same JSON.
 """
@@ -54,9 +58,12 @@ def tick(burst: int, index: int) -> dict[str, int]:
     return {"b": burst, "i": index, "t": time.monotonic_ns()}
 
 
-async def run_schedule(publish: Callable[[dict[str, int]], None], query: Any) -> list[int]:
-    """Publish as `query` says; return each burst's start time (monotonic ns)."""
+async def run_schedule(
+    publish: Callable[[dict[str, int]], None], query: Any
+) -> dict[str, list[int]]:
+    """Publish as `query` says; return when each burst started and was published (ns)."""
     starts: list[int] = []
+    published: list[int] = []  # when the publish loop ended: the fan-out's share of latency
     if query["mode"] == "burst":
         events, bursts = int(query["events"]), int(query["bursts"])
         pause = float(query["pause"])
@@ -64,6 +71,7 @@ async def run_schedule(publish: Callable[[dict[str, int]], None], query: Any) ->
             starts.append(time.monotonic_ns())
             for i in range(events):
                 publish(tick(b, i))
+            published.append(time.monotonic_ns())
             await asyncio.sleep(pause)
     else:  # paced: `rate` events a second for `seconds`
         rate, seconds = float(query["rate"]), float(query["seconds"])
@@ -74,10 +82,10 @@ async def run_schedule(publish: Callable[[dict[str, int]], None], query: Any) ->
             if delay > 0:
                 await asyncio.sleep(delay)
             publish(tick(0, i))
-    return starts
+    return {"starts": starts, "published": published}
 
 
-def chronos_app() -> Starlette:
+def chronos_app(starlette: bool = True) -> Any:
     broker = stream.Broker()
 
     def publish(data: dict[str, int]) -> None:
@@ -88,15 +96,29 @@ def chronos_app() -> Starlette:
         return JSONResponse({"rss_kib": rss_kib(), "cpu": cpu_seconds(), "subs": subscribers})
 
     async def publish_route(request: Request) -> Response:
-        return JSONResponse({"starts": await run_schedule(publish, request.query_params)})
+        return JSONResponse(await run_schedule(publish, request.query_params))
 
-    return Starlette(
+    handler = broker.sse_handler()
+    app = Starlette(
         routes=[
-            Route("/events", broker.sse_handler()),
+            Route("/events", handler),
             Route("/stats", stats),
             Route("/publish", publish_route, methods=["POST"]),
         ]
     )
+    return app if starlette else _outside(app, handler)
+
+
+def _outside(app: Starlette, events: Any) -> Any:
+    """`app`, with `/events` served by `events` directly rather than through Starlette."""
+
+    async def dispatch(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == "/events":
+            await events(scope, receive, send)
+        else:
+            await app(scope, receive, send)
+
+    return dispatch
 
 
 def sse_starlette_app() -> Starlette:
@@ -126,7 +148,7 @@ def sse_starlette_app() -> Starlette:
         return JSONResponse({"rss_kib": rss_kib(), "cpu": cpu_seconds(), "subs": len(queues)})
 
     async def publish_route(request: Request) -> Response:
-        return JSONResponse({"starts": await run_schedule(publish, request.query_params)})
+        return JSONResponse(await run_schedule(publish, request.query_params))
 
     return Starlette(
         routes=[
@@ -137,12 +159,75 @@ def sse_starlette_app() -> Starlette:
     )
 
 
+class IdleStreams:
+    """The floor under any SSE handler: a raw ASGI app holding streams open, nothing else.
+
+    It sends the response head and a comment, then waits for the disconnect, as every
+    handler must. The idle-memory comparison subtracts this from chronos's figure.
+    """
+
+    def __init__(self) -> None:
+        self.open = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        headers = [(b"content-type", b"text/event-stream; charset=utf-8")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b": connected\n\n", "more_body": True})
+        self.open += 1
+        try:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+        finally:
+            self.open -= 1
+
+
+def bare_app(starlette: bool) -> Any:
+    """`IdleStreams` at /events; as the whole ASGI app, or routed by Starlette like the rest."""
+    streams = IdleStreams()
+
+    async def stats(request: Request) -> Response:
+        return JSONResponse({"rss_kib": rss_kib(), "cpu": cpu_seconds(), "subs": streams.open})
+
+    async def publish_route(request: Request) -> Response:
+        return JSONResponse({"starts": [], "published": []})  # idle only: nothing to publish
+
+    app = Starlette(
+        routes=[
+            Route("/events", streams),
+            Route("/stats", stats),
+            Route("/publish", publish_route, methods=["POST"]),
+        ]
+    )
+    return app if starlette else _outside(app, streams)
+
+
+APPS: dict[str, Callable[[], Any]] = {
+    "chronos": lambda: chronos_app(),
+    "chronos-asgi": lambda: chronos_app(starlette=False),
+    "sse-starlette": lambda: sse_starlette_app(),
+    "bare-asgi": lambda: bare_app(starlette=False),
+    "bare-starlette": lambda: bare_app(starlette=True),
+}
+
+
+# uvicorn's `--http` + `--loop`; the first two are its pure-Python and `[standard]` defaults.
+STACKS = {
+    "h11": "h11+asyncio",
+    "httptools": "httptools+uvloop",
+    "h11+uvloop": "h11+uvloop",
+    "httptools+asyncio": "httptools+asyncio",
+}
+
+
 def main() -> None:
     kind, port = sys.argv[1], int(sys.argv[2])
     stack = sys.argv[3] if len(sys.argv) > 3 else "h11"
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    app = chronos_app() if kind == "chronos" else sse_starlette_app()
+    http, _, loop = STACKS[stack].partition("+")
+    app = APPS[kind]()
     profile = os.environ.get("SSE_BENCH_PROFILE")  # a path prefix: profile the server
     if profile:
         profiler = cProfile.Profile()
@@ -155,8 +240,8 @@ def main() -> None:
         host="127.0.0.1",
         port=port,
         log_level="warning",
-        http="httptools" if stack == "httptools" else "h11",
-        loop="uvloop" if stack == "httptools" else "asyncio",
+        http=http,
+        loop=loop,
         backlog=4096,
         timeout_graceful_shutdown=1,
         access_log=False,
