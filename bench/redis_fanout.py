@@ -59,7 +59,7 @@ def serve(url: str, prefix: str, port: int) -> None:
         return JSONResponse({"rss_kib": rss_kib(), "cpu": cpu_seconds(), "subs": subscribers})
 
     async def publish_route(request: Request) -> Response:
-        return JSONResponse({"starts": await run_schedule(publish, request.query_params)})
+        return JSONResponse(await run_schedule(publish, request.query_params))
 
     app = Starlette(
         routes=[
