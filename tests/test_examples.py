@@ -7,7 +7,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -33,13 +33,6 @@ TOOL_STREAM = b"".join(
          "tool_calls"),
     ]
 ) + b"data: [DONE]\n\n"
-
-
-@pytest.fixture(scope="module")
-def replay_server() -> Iterator[ReplayServer]:
-    server = ReplayServer()
-    yield server
-    server.close()
 
 
 def run(name: str, *args: str, env: dict[str, str] | None = None) -> str:

@@ -67,13 +67,6 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(scope="module")
-def replay_server() -> Iterator[ReplayServer]:
-    server = ReplayServer()
-    yield server
-    server.close()
-
-
 class Evidence:
     """Everything collected, as text; `leaks()` says where the key appears."""
 

@@ -6,7 +6,6 @@ import contextlib
 import re
 import signal
 import subprocess
-import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -32,15 +31,6 @@ WORDS = [f"word{n} " for n in range(24)]
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture(scope="module")
-def replay_server() -> Iterator[ReplayServer]:
-    """A real HTTP server that plays the model (see `tests/model/replay.py`)."""
-    server = ReplayServer()
-    yield server
-    time.sleep(0.1)  # let handlers whose client left notice it before the loop stops
-    server.close()
 
 
 def openai_stream(words: Iterable[str]) -> bytes:

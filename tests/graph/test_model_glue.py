@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -53,16 +52,6 @@ def local() -> Iterator[LlamaCppProvider]:
     provider = LlamaCppProvider()
     yield provider
     provider._unload()
-
-
-@pytest.fixture(scope="module")
-def replay_server() -> Iterator[ReplayServer]:
-    server = ReplayServer()
-    yield server
-    # A handler whose client left notices it between pieces (10 ms apart below); stopping
-    # the loop before that would leave its task pending, which asyncio reports at exit.
-    time.sleep(0.1)
-    server.close()
 
 
 @pytest.fixture
