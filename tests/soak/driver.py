@@ -356,7 +356,7 @@ class _Fleet:
             return
         try:
             ok = await asyncio.wait_for(stream.ready, 60)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             ok = False
         if not ok:  # given up on, as a browser would: closed, so the server must free it
             self.result.failed_connects += 1

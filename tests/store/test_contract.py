@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -118,7 +118,7 @@ async def test_stored_state_is_a_snapshot(store: CheckpointStore) -> None:
 
 
 async def test_values_come_back_as_json(store: CheckpointStore) -> None:
-    when = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+    when = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
     await store.put(make("c1", state={"when": when, "nested": {"a": [None, True, 1.5]}}))
     assert (await store.get("c1")).state == {
         "when": "2024-05-01T12:00:00+00:00", "nested": {"a": [None, True, 1.5]},

@@ -64,6 +64,6 @@ class SpecDecoder:
             self._type = value
         elif name == "id" and "\0" not in value:
             self.last_event_id = value
-        elif name == "retry" and value.isdigit():
+        elif name == "retry" and value.isascii() and value.isdigit():  # ASCII digits only
             self.retry = int(value)
         return None

@@ -147,7 +147,7 @@ class ChatRequest:
     seed: int | None = None
 
 
-class StopReason(str, enum.Enum):
+class StopReason(enum.StrEnum):
     """Why the model stopped, mapped from each vendor's own value (kept in `raw_stop_reason`)."""
 
     END = "end"
