@@ -2,6 +2,9 @@
 
     .venv/bin/python bench/graph_vs_langgraph.py            # the full run (a few minutes)
     .venv/bin/python bench/graph_vs_langgraph.py --quick    # a smoke run
+    PYTHONPATH=build/compiled .venv/bin/python bench/graph_vs_langgraph.py
+                            # the wheel's build: the event path compiled by mypyc
+                            # (`bash scripts/build-compiled` first)
 
 Workloads (each timed `--repeat` times; the median is printed):
   1. a linear chain of 50 trivial nodes, run `--runs` times: microseconds per node step, with
@@ -45,6 +48,7 @@ from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 
 from chronos import graph, store
+from chronos.graph import _events
 from chronos.stream import emit
 
 NODES = 50
@@ -378,6 +382,10 @@ def token_cost(count: int, repeat: int) -> dict[str, float]:
     return out
 
 
+def _build() -> str:
+    return "interpreted" if _events.__file__.endswith(".py") else "event path compiled"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200, help="chain runs per measurement")
@@ -389,7 +397,7 @@ def main() -> None:
 
     print(f"python {platform.python_version()} · langgraph {version('langgraph')} · "
           f"langgraph-checkpoint-sqlite {version('langgraph-checkpoint-sqlite')} · "
-          f"chronos {version('chronos-stream')} · {platform.machine()} "
+          f"chronos {version('chronos-stream')} ({_build()}) · {platform.machine()} "
           f"{os.cpu_count()} cpu · {platform.platform()}")
     print(f"chain: {NODES} nodes x {runs} runs; median of {repeat}\n")
     with tempfile.TemporaryDirectory() as workdir:
