@@ -29,7 +29,7 @@ from chronos.errors import BrokerError, SubscriptionExists
 from chronos.stream._event import DEFAULT_TOPIC, GAP, Event
 from chronos.stream._ids import IdClock, Position, format_id, parse_id
 from chronos.stream._protocol import BrokerProtocol, Overflow, Subscription
-from chronos.stream._subscription import LocalSubscription, wake, wake_all
+from chronos.stream._subscription import LocalSubscription, push_all, wake, wake_all
 
 __all__ = ["Broker", "BrokerStatistics"]
 
@@ -89,7 +89,6 @@ class _Fanout(BrokerProtocol):
             with contextlib.suppress(RuntimeError):  # that loop is closed: nobody to wake
                 loop.call_soon_threadsafe(wake_all, group)
 
-
     def unsubscribe(self, id: str) -> None:
         """Close subscription `id`; its reader's iteration ends. Unknown ids are ignored."""
         with self._lock:
@@ -125,7 +124,6 @@ class _Fanout(BrokerProtocol):
         waiter = subscription._waiter
         subscription._waiter = None
         return waiter
-
 
 
 class Broker(_Fanout):
@@ -201,14 +199,10 @@ class Broker(_Fanout):
             published = Event(event.type, event.data, format_id(position), topic)
             published.json()  # raises TypeError before anything is stored
             self._retain(topic, position, now, published)
-            for subscription in self._by_topic.get(topic, {}).values():
-                waiter = subscription._push(published)
-                if waiter is not None:
-                    waiters.append(waiter)
-            for subscription in self._all_topics.values():
-                waiter = subscription._push(published)
-                if waiter is not None:
-                    waiters.append(waiter)
+            followers = self._by_topic.get(topic)
+            if followers:
+                push_all(followers.values(), published, waiters)
+            push_all(self._all_topics.values(), published, waiters)
             if now >= self._next_sweep:
                 self._sweep(now)
         if waiters:
