@@ -27,7 +27,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from chronos.stream._broker import Broker
 from chronos.stream._event import GAP, Event
 from chronos.stream._ids import Position, format_id
-from chronos.stream._subscription import LocalSubscription
+from chronos.stream._subscription import LocalSubscription, push_all
 
 if TYPE_CHECKING:
     from chronos.stream.redis import RedisBroker
@@ -196,7 +196,7 @@ class Reader:
                     trimmed = int(stream["entries-added"]) > int(stream["length"])
                     lost = trimmed and first is not None and cursor < position_of(first[0])
             if lost:
-                self.delivergap_event(topic, gap_event("expired", format_id(cursor)))
+                self.deliver_gap(topic, gap_event("expired", format_id(cursor)))
         return new_run_id
 
     async def discover(self, announced: list[_Entry], limit: Position) -> list[_Entry]:
@@ -351,19 +351,16 @@ class Reader:
                         },
                         id=format_id(previous),
                     )
-                    waiters.extend(w for s in followers if (w := s._push(gap)) is not None)
-                event = _event(position, topic, fields)
-                for subscription in followers:
-                    waiter = subscription._push(event)
-                    if waiter is not None:
-                        waiters.append(waiter)
+                    push_all(followers, gap, waiters)
+                push_all(followers, _event(position, topic, fields), waiters)
         Broker._wake(waiters)
 
-    def delivergap_event(self, topic: str, gap: Event) -> None:
+    def deliver_gap(self, topic: str, gap: Event) -> None:
         with self._broker._lock:
             followers = list(self._broker._by_topic.get(topic, {}).values())
             followers.extend(self._broker._all_topics.values())
-            waiters = [w for s in followers if (w := s._push(gap)) is not None]
+            waiters: list[asyncio.Future[None]] = []
+            push_all(followers, gap, waiters)
         Broker._wake(waiters)
 
 
