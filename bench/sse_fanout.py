@@ -147,6 +147,18 @@ def percentile(values: array[int], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1e6  # ns -> ms
 
 
+def _idle_memory(run: Run, kind: str, clients: int, stack: str) -> dict[str, Any]:
+    """Which server, and its memory before and with `clients` idle streams."""
+    return {
+        "server": kind,
+        "stack": stack,
+        "clients": clients,
+        "rss_base_mib": run.base["rss_kib"] / 1024,
+        "rss_idle_mib": run.idle["rss_kib"] / 1024,
+        "kib_per_sub": (run.idle["rss_kib"] - run.base["rss_kib"]) / clients,
+    }
+
+
 def measure(
     kind: str, clients: int, stack: str, bursts: int, paced_seconds: float
 ) -> dict[str, Any]:
@@ -154,14 +166,7 @@ def measure(
     rate = max(1, min(100, 10_000 // clients))
     run = Run(kind, clients, stack)
     try:
-        result: dict[str, Any] = {
-            "server": kind,
-            "stack": stack,
-            "clients": clients,
-            "rss_base_mib": run.base["rss_kib"] / 1024,
-            "rss_idle_mib": run.idle["rss_kib"] / 1024,
-            "kib_per_sub": (run.idle["rss_kib"] - run.base["rss_kib"]) / clients,
-        }
+        result = _idle_memory(run, kind, clients, stack)
         throughputs, latencies, burst_cpus, burst_p99s = [], array("q"), [], []
         lost = gaps = 0
         server_cpu = client_cpu = 0.0
@@ -209,14 +214,7 @@ def measure(
 def measure_idle(kind: str, clients: int, stack: str) -> dict[str, Any]:
     run = Run(kind, clients, stack)
     try:
-        return {
-            "server": kind,
-            "stack": stack,
-            "clients": clients,
-            "rss_base_mib": run.base["rss_kib"] / 1024,
-            "rss_idle_mib": run.idle["rss_kib"] / 1024,
-            "kib_per_sub": (run.idle["rss_kib"] - run.base["rss_kib"]) / clients,
-        }
+        return _idle_memory(run, kind, clients, stack)
     finally:
         run.close()
 
