@@ -1,6 +1,7 @@
 """Recorded vendor streams, and which provider replays each of them.
 
-The folder is `CHRONOS_VENDOR_STREAMS` if set, else the shared public set. Every `*.json` file
+The folder is `CHRONOS_VENDOR_STREAMS` if set, else the public set kept in the repository
+(`tests/fixtures/vendor-streams/`, with its SOURCES.md and licences). Every `*.json` file
 in it (any name, any depth, `index.json` aside) is one recording; which provider serves it is
 decided from its `api` field and request path, never from its file name.
 
@@ -29,8 +30,7 @@ from chronos.model.ollama import OllamaProvider
 from chronos.model.openai import AzureOpenAIProvider, OpenAIProvider
 from chronos.model.openai_responses import OpenAIResponsesProvider
 
-# The shared fixtures sit beside the repository: <parent>/shared/ next to <parent>/<repo>/.
-DEFAULT_FOLDER = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "vendor-streams"
+DEFAULT_FOLDER = Path(__file__).resolve().parents[1] / "fixtures" / "vendor-streams"
 API_KEY = "sk-test-0123456789abcdef"
 
 
@@ -179,7 +179,10 @@ NEVER = {
 }
 
 # Chat APIs whose provider is still to be written: skipped until registered in PROVIDERS.
-NOT_YET: dict[str, str] = {}
+NOT_YET: dict[str, str] = {
+    "converse": "the native Bedrock provider (chronos.model.bedrock)",
+    "converse-stream": "the native Bedrock provider (chronos.model.bedrock)",
+}
 
 # The mapping every vendor's raw stop reason must get; values not listed must map to
 # some StopReason (usually OTHER).
