@@ -130,6 +130,63 @@ def test_a_paused_run_is_listed_inspected_and_resumed_to_completion(tmp_path: Pa
     assert len(completed) > len(paused)
 
 
+def start(folder: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([str(CHRONOS), *args], cwd=folder, env=environment(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_two_resumes_of_one_paused_session_never_both_run(tmp_path: Path) -> None:
+    (tmp_path / "agent.py").write_text(AGENT)
+    db = tmp_path / "runs.db"
+    store = f"--store=sqlite:///{db}"
+    for round in range(3):
+        session = f"twice-{round}"
+        ran = chronos(tmp_path, "run", "agent:approval", "--session", session, store,
+                      "--input", '{"query": "hi"}')
+        assert ran.returncode == 0, ran.stderr
+        answers = [start(tmp_path, "resume", session, "agent:approval", store,
+                         "--update", f'{{"approved": {approved}}}')
+                   for approved in ("true", "false")]
+        outcomes = [(p.wait(120), *p.communicate()) for p in answers]
+        winners = [o for o in outcomes if o[0] == 0]
+        losers = [o for o in outcomes if o[0] != 0]
+        assert len(winners) == 1, outcomes
+        # Refused while the other ran, or, if it came after, refused as a completed session.
+        [(code, out, err)] = losers
+        assert (code, out) == (1, ""), err
+        last = err.strip().splitlines()[-1]
+        assert last in (f"error: session {session!r} is already running elsewhere",
+                        f"error: session {session!r} has completed: its final state cannot be "
+                        f"updated; fork it into a new session instead "
+                        f"(Runner.fork_from({history(db, session)[-1].id!r}, update))"), err
+        final = json.loads(winners[0][1])
+        checkpoints = history(db, session)
+        assert [c.parent_id for c in checkpoints[1:]] == [c.id for c in checkpoints[:-1]]
+        assert [c.status for c in checkpoints].count("completed") == 1
+        assert checkpoints[-1].state == final
+
+
+def test_updating_a_completed_session_is_an_error_that_changes_nothing(tmp_path: Path) -> None:
+    (tmp_path / "agent.py").write_text(AGENT)
+    db = tmp_path / "runs.db"
+    store = f"--store=sqlite:///{db}"
+    chronos(tmp_path, "run", "agent:straight", "--session", "done", store,
+            "--input", '{"query": "q", "verdict": "-"}')
+    before = history(db, "done")
+    assert before[-1].status == "completed"
+    refused = chronos(tmp_path, "resume", "done", "agent:straight", store,
+                      "--update", '{"verdict": "late"}')
+    assert (refused.returncode, refused.stdout) == (1, ""), refused.stderr
+    assert refused.stderr.strip().splitlines() == [
+        f"error: session 'done' has completed: its final state cannot be updated; fork it into "
+        f"a new session instead (Runner.fork_from({before[-1].id!r}, update))"]
+    again = chronos(tmp_path, "resume", "done", "agent:straight", store)
+    assert again.returncode == 0, again.stderr
+    assert "nothing to run" in again.stderr
+    assert json.loads(again.stdout) == dict(before[-1].state)
+    assert history(db, "done") == before
+
+
 def test_a_killed_run_shows_as_running_and_resumes_at_the_node_in_flight(
     tmp_path: Path,
 ) -> None:

@@ -20,7 +20,8 @@ ChronosError
 │   ├── InvalidGraphError        .problems, all found at compile time
 │   ├── NodeError                .node_id .run_id, raised from the node's own exception
 │   ├── StepLimitError           .limit: the run took more steps than allowed
-│   └── RunConflictError         .session_id: another process is running this session
+│   ├── RunConflictError         .session_id: another process is running this session
+│   └── SessionCompletedError    .session_id .checkpoint_id: a completed run cannot be updated
 ├── StoreError
 │   ├── CheckpointNotFound       .session_id .checkpoint_id
 │   └── StateNotSerializable     .key
@@ -60,6 +61,7 @@ __all__ = [
     "RateLimitError",
     "RunConflictError",
     "ServerError",
+    "SessionCompletedError",
     "StateNotSerializable",
     "StepLimitError",
     "StoreError",
@@ -213,6 +215,22 @@ class RunConflictError(GraphError):
     def __init__(self, session_id: str) -> None:
         super().__init__(f"session {session_id!r} is already running elsewhere")
         self.session_id = session_id
+
+
+class SessionCompletedError(GraphError):
+    """An update was given for a session whose run has completed: a completed run is closed.
+
+    Its final state stays as it is; `Runner.fork_from(checkpoint_id, update)` continues it
+    in a new session instead.
+    """
+
+    def __init__(self, session_id: str, checkpoint_id: str) -> None:
+        super().__init__(
+            f"session {session_id!r} has completed: its final state cannot be updated; fork "
+            f"it into a new session instead (Runner.fork_from({checkpoint_id!r}, update))"
+        )
+        self.session_id = session_id
+        self.checkpoint_id = checkpoint_id
 
 
 # --- checkpoint stores -----------------------------------------------------------------------

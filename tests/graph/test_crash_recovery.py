@@ -58,11 +58,11 @@ def drop(table: str) -> None:
     asyncio.run(go())
 
 
-def assert_refused(command: str, table: str, workdir: Path) -> None:
+def assert_refused(command: str, kind: str, location: str, workdir: Path) -> None:
     """A second process asking to execute the session is refused at once, running nothing."""
     before = (workdir / "calls").read_text()
     started = time.monotonic()
-    code, out = finish(worker(command, "postgres", table, workdir))
+    code, out = finish(worker(command, kind, location, workdir))
     assert (code, out) == (3, {"conflict": "crash-session"})
     assert time.monotonic() - started < 20  # refused, not left waiting for the lease
     assert (workdir / "calls").read_text() == before
@@ -76,15 +76,15 @@ def test_sigkill_mid_node_then_resume_in_a_new_process(kind: str, tmp_path: Path
     victim = worker("run", kind, location, tmp_path)
     try:
         wait_until_in_slow(victim, calls)
-        if kind == "postgres":
-            # While the victim executes, nobody else may: neither a new run nor a resume.
-            assert_refused("run", location, tmp_path)
-            assert_refused("resume", location, tmp_path)
+        # While the victim executes, nobody else may: neither a new run nor a resume.
+        assert_refused("run", kind, location, tmp_path)
+        assert_refused("resume", kind, location, tmp_path)
         victim.send_signal(signal.SIGKILL)
         assert victim.wait(10) == -signal.SIGKILL
         (tmp_path / "hang").unlink()
 
-        # The dead process's lease went with its connection: the resume is not refused.
+        # The dead process's lease went with it (its connection, its file lock): the resume
+        # is not refused, and does not wait for anything to expire.
         code, result = finish(worker("resume", kind, location, tmp_path))
         assert code == 0
         assert result == {"status": "completed", "state": FINAL}
@@ -97,26 +97,31 @@ def test_sigkill_mid_node_then_resume_in_a_new_process(kind: str, tmp_path: Path
             drop(location)
 
 
-def test_refused_while_another_process_runs_then_resumes_after_it_ends(tmp_path: Path) -> None:
-    table = unique_table()
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_refused_while_another_process_runs_then_resumes_after_it_ends(
+    kind: str, tmp_path: Path
+) -> None:
+    location = str(tmp_path / "runs.db") if kind == "sqlite" else unique_table()
     (tmp_path / "hang").touch()
     calls = tmp_path / "calls"
-    first = worker("run", "postgres", table, tmp_path)
+    first = worker("run", kind, location, tmp_path)
     try:
         wait_until_in_slow(first, calls)
-        assert_refused("resume", table, tmp_path)
+        assert_refused("resume", kind, location, tmp_path)
+        assert_refused("run", kind, location, tmp_path)
         (tmp_path / "hang").unlink()
         assert finish(first) == (0, {"status": "completed", "state": FINAL})
 
         # The lease was given back at the end of the run: the resume goes through, and finds
         # the session completed, so nothing runs a second time.
-        assert finish(worker("resume", "postgres", table, tmp_path)) == (
+        assert finish(worker("resume", kind, location, tmp_path)) == (
             0, {"status": "completed", "state": FINAL})
         assert calls.read_text().split() == ["fetch", "slow", "finish"]
     finally:
         if first.poll() is None:
             first.kill()
-        drop(table)
+        if kind == "postgres":
+            drop(location)
 
 
 def test_paused_in_one_process_is_resumed_from_another(tmp_path: Path) -> None:

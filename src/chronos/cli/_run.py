@@ -16,7 +16,7 @@ import orjson
 from chronos.cli._common import Commands, Terminal, add_store_option, store_url
 from chronos.cli._live import RunView, watch
 from chronos.cli._sessions import read_history
-from chronos.errors import ConfigurationError
+from chronos.errors import ConfigurationError, SessionCompletedError
 from chronos.graph import CompiledGraph, RunState, StateGraph
 from chronos.graph import Runner as GraphRunner
 from chronos.store import from_url as store_from_url
@@ -127,6 +127,8 @@ def _resume(args: argparse.Namespace, terminal: Terminal) -> int:
         raise ConfigurationError(f"session {args.session!r} is a run of graph "
                                  f"{history[-1].graph_id!r}, not {compiled.id!r} ({args.target})")
     if history[-1].status == "completed":
+        if update:  # a completed run is closed: what the runner would refuse, before drawing
+            raise SessionCompletedError(args.session, history[-1].id)
         terminal.err.print("the session has completed already; nothing to run",
                            style="dim", highlight=False)
     checkpoints = store_from_url(url)

@@ -7,12 +7,18 @@ import contextlib
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Final
 
 from chronos import _sync
-from chronos.errors import CheckpointNotFound, ConfigurationError, GraphError, RunConflictError
+from chronos.errors import (
+    CheckpointNotFound,
+    ConfigurationError,
+    GraphError,
+    RunConflictError,
+    SessionCompletedError,
+)
 from chronos.graph._builder import CompiledGraph
 from chronos.graph._events import EventHub, EventStream, resolve_modes
 from chronos.graph._execute import Run, RunState, execute
@@ -65,6 +71,7 @@ class Runner:
         self._lock = threading.Lock()  # guards subscriber lists, which other threads may change
         self._pending: list[EventStream] = []
         self._active: dict[str, Run] = {}
+        self._claimed: set[str] = set()  # sessions held by a call of ours, running or about to
         self._outcomes: OrderedDict[str, RunState] = OrderedDict()
 
     def stream(
@@ -109,7 +116,8 @@ class Runner:
             StepLimitError: the run took more than `step_limit` steps.
             StateNotSerializable: the state cannot be checkpointed (naming the key).
             RunConflictError: the session is running already, in this runner or, with a
-                store that leases sessions (`PostgresStore`), in any process.
+                store that leases sessions (SQLite and PostgreSQL across processes, memory
+                within one), in any runner sharing the store.
         """
         state = dict(initial_state)
         async with self._lease(session_id):
@@ -125,11 +133,13 @@ class Runner:
         A paused run continues by executing its interrupt node, after `update` is applied
         through the reducers (a human's answer, an approval). A run that crashed or failed
         runs the step that was in flight again; finished nodes never run twice. A completed
-        session returns its final state without running anything.
+        session returns its final state without running anything; it takes no `update`
+        (`fork_from` continues it in a new session instead).
 
         Raises:
             CheckpointNotFound: the session has no checkpoint.
             RunConflictError: the session is running already (see `run`).
+            SessionCompletedError: `update` was given for a completed session.
         """
         # Leased before reading: a run finishing elsewhere meanwhile cannot leave us resuming
         # from a checkpoint that is no longer the latest.
@@ -209,6 +219,8 @@ class Runner:
         unknown = [n for n in checkpoint.next if n not in graph.nodes]
         if unknown:
             raise GraphError(f"checkpoint {checkpoint.id!r} names unknown nodes {unknown}")
+        if update and checkpoint.status == "completed" and session_id == checkpoint.session_id:
+            raise SessionCompletedError(session_id, checkpoint.id)
         state = dict(checkpoint.state)
         if update:  # through the reducers of the (sub)graph the interrupt node belongs to
             state = apply_updates(graph, state, [update])
@@ -228,8 +240,6 @@ class Runner:
         write_first: bool,
         replay: Sequence[Checkpoint] = (),
     ) -> RunState:
-        if session_id in self._active:
-            raise RunConflictError(session_id)
         with self._lock:
             mine = [s for s in self._pending
                     if s.session_id in (None, session_id) and not s.closed]
@@ -289,11 +299,27 @@ class Runner:
         while len(self._outcomes) > _OUTCOMES_KEPT:
             self._outcomes.popitem(last=False)
 
-    def _lease(self, session_id: str) -> contextlib.AbstractAsyncContextManager[None]:
-        # Taken once per run, never per step. Stores without leases rely on `_active` alone.
-        if session_id not in self._active and isinstance(self.store, SessionLeasing):
-            return self.store.lease(session_id)
-        return contextlib.nullcontext()
+    @contextlib.asynccontextmanager
+    async def _lease(self, session_id: str) -> AsyncIterator[None]:
+        """Claim the session for one run, before anything is read: RunConflictError if taken.
+
+        The runner's own claim is checked and taken in one step, with no await in between,
+        so two calls racing here cannot both pass; the store's lease then excludes other
+        runners and processes. Taken once per run, never per step.
+        """
+        with self._lock:
+            if session_id in self._claimed:
+                raise RunConflictError(session_id)
+            self._claimed.add(session_id)
+        try:
+            if isinstance(self.store, SessionLeasing):
+                async with self.store.lease(session_id):
+                    yield
+            else:
+                yield
+        finally:
+            with self._lock:
+                self._claimed.discard(session_id)
 
     def _store(self) -> CheckpointStore:
         if self.store is None:

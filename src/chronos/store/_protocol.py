@@ -126,8 +126,9 @@ class SessionLeasing(Protocol):
     """A store that can keep two processes from executing the same session at once.
 
     Optional: the `Runner` takes `store.lease(session_id)` once around each run when the store
-    has it; a store without it (`MemoryStore`, `SQLiteStore`) only guards against a second run
-    of the session by the same `Runner`, which is enough for a single process.
+    has it (`MemoryStore` within its process, `SQLiteStore` across the processes sharing its
+    file, `PostgresStore` across machines); with a store without it, only runs of the same
+    `Runner` exclude each other.
     """
 
     def lease(self, session_id: str) -> AbstractAsyncContextManager[None]:

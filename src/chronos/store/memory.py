@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from chronos.errors import CheckpointNotFound, StoreError
+from chronos.store._lease import SessionClaims
 from chronos.store._protocol import (
     Checkpoint,
     SessionInfo,
@@ -25,12 +27,14 @@ class MemoryStore:
 
     State is stored encoded, exactly as the durable stores keep it, so a value that could not
     be stored there fails here too, and later changes to the run's objects do not leak in.
+    `lease` keeps two runners sharing the store from executing one session at once.
     """
 
     def __init__(self) -> None:
         self._by_id: dict[str, tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]]] = {}
         # In the order of each session's latest write: a put moves its session to the end.
         self._by_session: dict[str, list[str]] = {}
+        self._claims = SessionClaims()
 
     async def put(self, checkpoint: Checkpoint) -> None:
         """Store a checkpoint."""
@@ -72,6 +76,10 @@ class MemoryStore:
         if limit is not None:
             newest_first = newest_first[: max(limit, 0)]
         return [self._session(session_id, ids) for session_id, ids in newest_first]
+
+    def lease(self, session_id: str) -> AbstractAsyncContextManager[None]:
+        """Hold the session while the block runs; `RunConflictError` at once if it is held."""
+        return self._claims.lease(session_id)
 
     async def aclose(self) -> None:
         """Nothing to release."""

@@ -13,6 +13,11 @@ waits for the lock) and `wal_autocheckpoint=0` (it never copies the WAL into the
 the one step that fsyncs; the thread does that every `_WAL_CHECKPOINT_EVERY` writes). What is
 left is an INSERT and a write() into the page cache, 20-40 us; the hop to the thread and back
 cost 130-280 us per checkpoint on a loaded 2-vCPU machine, most of a step.
+
+`lease` keeps two runners, in this process or any other, from executing one session at once:
+an `flock` on a file of the session's own in `<path>-leases/`, which dies with its process
+(see `_lease.py`). `":memory:"` is a database of the store's own, on its one connection:
+nothing else can open it, so its leases are held within the process.
 """
 
 from __future__ import annotations
@@ -23,12 +28,20 @@ import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Final, Literal, TypeVar
 
 from chronos.errors import CheckpointNotFound, StoreError
+from chronos.store._lease import SessionClaims, file_lease, lease_file_name
 from chronos.store._protocol import Checkpoint, SessionInfo
-from chronos.store._sql import SQLITE, Queries, checkpoint_row, row_checkpoint, row_session
+from chronos.store._sql import (
+    SQLITE,
+    Queries,
+    checkpoint_row,
+    lease_key,
+    row_checkpoint,
+    row_session,
+)
 
 __all__ = ["SQLiteStore"]
 
@@ -39,6 +52,7 @@ _Job = tuple[
     "asyncio.Future[Any] | None",  # None: nobody waits for the result (a WAL checkpoint)
 ]
 _WAL_CHECKPOINT_EVERY: Final = 256  # caller-thread writes between two WAL checkpoints
+_IN_MEMORY: Final = ":memory:"
 
 
 class SQLiteStore:
@@ -50,7 +64,8 @@ class SQLiteStore:
     ```
 
     Args:
-        path: the database file, created if missing (with its WAL files beside it).
+        path: the database file, created if missing (with its WAL files and a `-leases`
+            folder beside it); `":memory:"` for a database that lives as long as the store.
         table: the table name, created if missing.
         synchronous: SQLite's `synchronous` pragma; "NORMAL" survives a killed process,
             "FULL" also an OS crash, at the cost of an fsync per checkpoint.
@@ -65,6 +80,9 @@ class SQLiteStore:
     ) -> None:
         self.path = os.fspath(path)
         self._sql = Queries(SQLITE, table)
+        self._table = table
+        self._in_memory = self.path == _IN_MEMORY
+        self._claims = SessionClaims()  # the leases of an in-memory database
         self._synchronous = synchronous
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -149,6 +167,30 @@ class SQLiteStore:
         rows = await self._call(lambda c: c.execute(query, params).fetchall())
         return [row_session(r) for r in rows]
 
+    @contextlib.asynccontextmanager
+    async def lease(self, session_id: str) -> AsyncIterator[None]:
+        """Hold the session, across the processes that share the file, while the block runs.
+
+        Given back when the block exits, however it exits, and by the OS if this process
+        dies, so a run killed with SIGKILL can be resumed by another process at once.
+
+        Raises:
+            RunConflictError: another runner holds the session; never waits for it.
+            StoreError: the lease file cannot be created.
+        """
+        if self._in_memory:
+            with self._claims.hold(session_id):
+                yield
+            return
+        folder = f"{self.path}-leases"
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the lease folder {folder!r}: {exc}") from exc
+        name = lease_file_name(lease_key(self._table, session_id))
+        with file_lease(os.path.join(folder, name), session_id):
+            yield
+
     async def aclose(self) -> None:
         """Close the connection and end the thread. Idempotent."""
         with self._lock:
@@ -199,7 +241,8 @@ class SQLiteStore:
             conn.execute("PRAGMA busy_timeout=10000")
             conn.execute(self._sql.create)
             conn.execute(self._sql.create_index)
-            if self._synchronous == "NORMAL":
+            # A second connection to ":memory:" would open a second, empty database.
+            if self._synchronous == "NORMAL" and not self._in_memory:
                 writer = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
                 writer.execute("PRAGMA synchronous=NORMAL")
                 writer.execute("PRAGMA busy_timeout=0")

@@ -1,0 +1,110 @@
+"""Session leases for the stores without a server to hold them: memory and SQLite.
+
+A lease is claimed in one step that cannot be interleaved with another claim: a check and an
+add under a lock within the process, and across processes an exclusive, non-blocking `flock`
+on a file of the session's own. The kernel drops a `flock` when the last descriptor of its
+file closes, so a process killed with SIGKILL gives its sessions back at once: the next
+runner takes them over without waiting out a timeout. (PostgreSQL's advisory locks behave
+the same way, for the same reason, in `postgres.py`.)
+
+A lock file is deleted by its holder on release, while still locked; a claimer that opened
+the file before the deletion then holds a lock on a file nobody else can find, which it
+notices (the path no longer names the inode it locked) and tries again on the new file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import threading
+from collections.abc import AsyncIterator, Iterator
+from typing import Final
+
+from chronos.errors import RunConflictError, StoreError
+
+__all__ = ["SessionClaims", "file_lease", "lease_file_name"]
+
+_CLAIM_ATTEMPTS: Final = 8  # each lost only to a holder deleting its file meanwhile
+
+
+class SessionClaims:
+    """The sessions held within this process, claimed and given back atomically."""
+
+    def __init__(self) -> None:
+        self._held: set[str] = set()
+        self._lock = threading.Lock()  # several event loops (the `_sync` twins) may share us
+
+    @contextlib.contextmanager
+    def hold(self, session_id: str) -> Iterator[None]:
+        """Hold `session_id` for the block; RunConflictError at once if it is held already."""
+        with self._lock:
+            if session_id in self._held:
+                raise RunConflictError(session_id)
+            self._held.add(session_id)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held.discard(session_id)
+
+    @contextlib.asynccontextmanager
+    async def lease(self, session_id: str) -> AsyncIterator[None]:
+        """`hold` as the async context manager `SessionLeasing.lease` is."""
+        with self.hold(session_id):
+            yield
+
+
+def lease_file_name(key: int) -> str:
+    """The lock file's name for a session's 64-bit lease key (`_sql.lease_key`)."""
+    return f"{key & 0xFFFF_FFFF_FFFF_FFFF:016x}.lock"
+
+
+@contextlib.contextmanager
+def file_lease(path: str, session_id: str) -> Iterator[None]:
+    """Hold an exclusive `flock` on `path` for the block, across processes.
+
+    Never waits: a lock held elsewhere raises RunConflictError at once. The file is created
+    if missing and deleted on release.
+
+    Raises:
+        RunConflictError: another descriptor, in this process or another, holds the lock.
+        StoreError: the file cannot be created or locked.
+    """
+    fd = _claim(path, session_id)
+    try:
+        yield
+    finally:
+        # Deleted before unlocking: whoever locks the old inode after this sees it is gone.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        os.close(fd)
+
+
+def _claim(path: str, session_id: str) -> int:
+    for _ in range(_CLAIM_ATTEMPTS):
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise StoreError(f"cannot create the lease file {path!r}: {exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RunConflictError(session_id) from None
+        except OSError as exc:
+            os.close(fd)
+            raise StoreError(f"cannot lock the lease file {path!r}: {exc}") from exc
+        if _still_names(path, fd):
+            return fd
+        os.close(fd)  # locked a file its holder had just deleted: try the one at the path now
+    raise RunConflictError(session_id)
+
+
+def _still_names(path: str, fd: int) -> bool:
+    try:
+        on_disk = os.stat(path)
+    except FileNotFoundError:
+        return False
+    locked = os.fstat(fd)
+    return (on_disk.st_dev, on_disk.st_ino) == (locked.st_dev, locked.st_ino)
