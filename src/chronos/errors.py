@@ -19,6 +19,7 @@ ChronosError
 ├── GraphError
 │   ├── InvalidGraphError        .problems, all found at compile time
 │   ├── NodeError                .node_id .run_id, raised from the node's own exception
+│   │   └── RouterError          .router .returned: a router answered with no node id
 │   ├── StepLimitError           .limit: the run took more steps than allowed
 │   ├── RunConflictError         .session_id: another process is running this session
 │   └── SessionCompletedError    .session_id .checkpoint_id: a completed run cannot be updated
@@ -59,6 +60,7 @@ __all__ = [
     "ProviderStreamError",
     "ProviderTimeoutError",
     "RateLimitError",
+    "RouterError",
     "RunConflictError",
     "ServerError",
     "SessionCompletedError",
@@ -199,6 +201,20 @@ class NodeError(GraphError):
         super().__init__(message)
         self.node_id = node_id
         self.run_id = run_id
+
+
+class RouterError(NodeError):
+    """A conditional edge's router returned something that names no node of the graph.
+
+    `node_id` is the node the edge leaves, `router` the router's name, `returned` a repr of
+    its answer (at most 200 characters). A router that raises is a plain `NodeError`.
+    """
+
+    def __init__(self, *, node_id: str, router: str, returned: str, reason: str) -> None:
+        super().__init__(f"router {router} of {node_id!r} returned {returned}: {reason}",
+                         node_id=node_id)
+        self.router = router
+        self.returned = returned
 
 
 class StepLimitError(GraphError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -158,3 +159,36 @@ def test_async_callables_are_detected() -> None:
         .compile()
     )
     assert [compiled.nodes[n].is_async for n in "abc"] == [True, True, False]
+
+
+def long_chain(length: int, *, routed: bool) -> graph.StateGraph:
+    ids = [f"n{i}" for i in range(length)]
+    g = graph.StateGraph("long")
+    for node_id in ids:
+        g.add_node(node_id, step, inline=True)
+    g.set_entry_point(ids[0]).set_finish_point(ids[-1])
+    for source, target in itertools.pairwise(ids):
+        if routed:
+            g.add_conditional_edge(source, lambda s, target=target: target)
+        else:
+            g.add_edge(source, target)
+    return g
+
+
+@pytest.mark.parametrize("routed", [False, True])
+def test_ten_thousand_nodes_compile_and_validate(routed: bool) -> None:
+    # Validation is linear; its timing is in RELIABILITY.md, never asserted here.
+    compiled = long_chain(10_000, routed=routed).compile()
+    assert len(compiled.nodes) == 10_000
+    assert compiled.entry == ("n0",)
+    assert set(compiled.branches) == ({f"n{i}" for i in range(9_999)} if routed else set())
+    if not routed:
+        assert compiled.edges["n0"] == ("n1",)
+        assert compiled.edges["n9999"] == ()
+
+    broken = long_chain(10_000, routed=routed).add_node("island", step).add_node("n5", step)
+    broken.add_edge("island", graph.END)
+    assert problems_of(broken) == [
+        "duplicate node id 'n5'",
+        *([] if routed else ["node 'island' is unreachable from the entry point"]),
+    ]

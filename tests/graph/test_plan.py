@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chronos import graph
-from chronos.errors import NodeError
-from chronos.graph._plan import apply_updates, next_nodes, normalize_update
+from chronos.errors import NodeError, RouterError
+from chronos.graph._plan import apply_updates, entry_nodes, next_nodes, normalize_update
 
 
 def noop(state: dict[str, Any]) -> None:
@@ -86,12 +86,59 @@ def test_next_nodes_follows_static_edges_routers_and_merges_branches() -> None:
     assert next_nodes(g, {}, ["review"]) == ("web", "docs")
 
 
-def test_a_router_naming_an_unknown_node_is_a_node_error() -> None:
+def route_to(state: dict[str, Any]) -> Any:
+    return state["to"]
+
+
+def test_a_router_naming_an_unknown_node_is_a_router_error() -> None:
+    g = (
+        graph.StateGraph("g").add_node("a", noop).add_node("b", noop).set_entry_point("a")
+        .add_conditional_edge("a", route_to).set_finish_point("b").compile()
+    )
+    with pytest.raises(RouterError, match="router route_to of 'a' returned 'nope': no node "
+                       "'nope' to route to") as caught:
+        next_nodes(g, {"to": "nope"}, ["a"])
+    assert isinstance(caught.value, NodeError)
+    assert (caught.value.node_id, caught.value.router, caught.value.returned) == (
+        "a", "route_to", "'nope'")
+    assert next_nodes(g, {"to": graph.END}, ["a"]) == ()
+    assert next_nodes(g, {"to": ("b", graph.END)}, ["a"]) == ("b",)
+
+
+@pytest.mark.parametrize(("answer", "reason"), [
+    (None, "expected a node id or a list of them"),
+    (3, "expected a node id or a list of them"),
+    ({"b"}, "expected a node id or a list of them"),
+    (["b", None], "None is not a node id"),
+    ([["b"]], "['b'] is not a node id"),
+])
+def test_a_router_returning_no_node_id_is_a_router_error_naming_it(
+    answer: Any, reason: str
+) -> None:
+    g = (
+        graph.StateGraph("g").add_node("a", noop).add_node("b", noop).set_entry_point("a")
+        .add_conditional_edge("a", route_to, ["b"]).set_finish_point("b").compile()
+    )
+    with pytest.raises(RouterError) as caught:
+        next_nodes(g, {"to": answer}, ["a"])
+    assert str(caught.value) == f"router route_to of 'a' returned {answer!r}: {reason}"
+    assert caught.value.returned == repr(answer)
+
+
+def test_an_entry_router_returning_no_node_id_is_a_router_error() -> None:
+    entry = (
+        graph.StateGraph("g").add_node("b", noop).set_finish_point("b")
+        .add_conditional_edge(graph.START, lambda s: 7).compile()
+    )
+    with pytest.raises(RouterError, match=r"router <lambda> of '__start__' returned 7"):
+        entry_nodes(entry, {})
+
+
+def test_a_long_answer_is_cut_in_the_error() -> None:
     g = (
         graph.StateGraph("g").add_node("a", noop).set_entry_point("a")
-        .add_conditional_edge("a", lambda s: s["to"]).compile()
+        .add_conditional_edge("a", route_to).compile()
     )
-    with pytest.raises(NodeError, match="router of 'a' chose unknown node 'nope'") as caught:
-        next_nodes(g, {"to": "nope"}, ["a"])
-    assert caught.value.node_id == "a"
-    assert next_nodes(g, {"to": graph.END}, ["a"]) == ()
+    with pytest.raises(RouterError) as caught:
+        next_nodes(g, {"to": 10**1000}, ["a"])
+    assert len(caught.value.returned) == 200

@@ -170,10 +170,7 @@ class StateGraph:
         problems = _validate(self)
         if problems:
             raise InvalidGraphError(problems)
-        edges: dict[str, tuple[str, ...]] = {}
-        for src, dst in self._edges:
-            if dst not in edges.get(src, ()):
-                edges[src] = (*edges.get(src, ()), dst)
+        edges = _static_edges(self._edges)
         branches = dict(self._branches)
         return CompiledGraph(
             id=self.id,
@@ -225,6 +222,15 @@ def _is_async(function: Callable[..., Any] | None) -> bool:
     )
 
 
+def _static_edges(edges: Sequence[tuple[str, str]]) -> dict[str, dict[str, None]]:
+    """Each source's static targets, once each, in the order they were added."""
+    static: dict[str, dict[str, None]] = {}
+    for src, dst in edges:
+        static.setdefault(src, {})[dst] = None
+    return static
+
+
+# Every part is linear in nodes plus edges, so that graphs of many thousand nodes compile.
 def _validate(g: StateGraph) -> list[str]:
     """Every problem in the graph, in a stable order, each naming the node concerned."""
     problems: list[str] = []
@@ -242,11 +248,8 @@ def _validate(g: StateGraph) -> list[str]:
         elif spec.function is None and not spec.interrupt:
             problems.append(f"node {node_id!r} has no function")
 
-    static: dict[str, list[str]] = {}
+    static = _static_edges(g._edges)
     for src, dst in g._edges:
-        static.setdefault(src, [])
-        if dst not in static[src]:
-            static[src].append(dst)
         if src == END:
             problems.append(f"edge from END to {dst!r}: END has no successors")
         elif src != START and src not in known:
@@ -291,25 +294,31 @@ def _validate(g: StateGraph) -> list[str]:
         if node_id not in static and node_id not in branch_sources:
             problems.append(f"node {node_id!r} has no outgoing edge; add one to END "
                             f"or call set_finish_point({node_id!r})")
+    reachable = _reachable(g, static)
     problems.extend(
         f"node {node_id!r} is unreachable from the entry point"
         for node_id in g._order
-        if node_id not in _reachable(g, static)
+        if node_id not in reachable
     )
     return problems
 
 
-def _reachable(g: StateGraph, static: Mapping[str, list[str]]) -> set[str]:
+def _reachable(g: StateGraph, static: Mapping[str, Mapping[str, None]]) -> set[str]:
     branches: dict[str, list[Branch]] = {}
     for src, branch in g._branches:
         branches.setdefault(src, []).append(branch)
     seen: set[str] = set()
     frontier = [START]
+    everything_added = False  # an untargeted router may lead anywhere: add every node once
     while frontier:
         node = frontier.pop()
         successors: list[str] = list(static.get(node, ()))
         for branch in branches.get(node, ()):
-            successors.extend(g._order if branch.targets is None else branch.targets.values())
+            if branch.targets is not None:
+                successors.extend(branch.targets.values())
+            elif not everything_added:
+                everything_added = True
+                successors.extend(g._order)
         for nxt in successors:
             if nxt not in seen and nxt in g._nodes:
                 seen.add(nxt)

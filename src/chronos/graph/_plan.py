@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from chronos.errors import GraphError, NodeError
+from chronos.errors import GraphError, NodeError, RouterError
 from chronos.graph._builder import Branch, CompiledGraph
 from chronos.graph._types import END, State
 
@@ -135,12 +135,24 @@ def _route(
         answer = branch.router(dict(state))
     except Exception as exc:
         raise NodeError(f"router of {source!r} failed: {exc!r}", node_id=source) from exc
-    answers = (answer,) if isinstance(answer, str) else tuple(answer)
+    if isinstance(answer, str):
+        answers: tuple[Any, ...] = (answer,)
+    elif isinstance(answer, list | tuple):
+        answers = tuple(answer)
+    else:
+        raise _router_error(branch, source, answer, "expected a node id or a list of them")
     targets: list[str] = []
     for name in answers:
+        if not isinstance(name, str):
+            raise _router_error(branch, source, answer, f"{name!r} is not a node id")
         target = name if branch.targets is None else branch.targets.get(name)
         if target is None or (target != END and target not in graph.nodes):
-            raise NodeError(f"router of {source!r} chose unknown node {name!r}", node_id=source)
+            raise _router_error(branch, source, answer, f"no node {name!r} to route to")
         if target != END and target not in targets:
             targets.append(target)
     return tuple(targets)
+
+
+def _router_error(branch: Branch, source: str, answer: Any, reason: str) -> RouterError:
+    router = getattr(branch.router, "__name__", type(branch.router).__name__)
+    return RouterError(node_id=source, router=router, returned=repr(answer)[:200], reason=reason)
