@@ -48,7 +48,7 @@ _KEY_LIKE: Final = re.compile(
     r"(sk-[A-Za-z0-9_\-]{8,}|sk_[A-Za-z0-9_\-]{8,}|AIza[0-9A-Za-z_\-]{20,}|gsk_[A-Za-z0-9]{8,}"
     r"|xai-[A-Za-z0-9]{8,}|(?i:bearer)\s+[A-Za-z0-9._\-]{8,}|org-[A-Za-z0-9]{8,})"
 )
-_BODY_LIMIT: Final = 2000
+_BODY_LIMIT: Final = 2000  # characters of an error body kept, after redaction
 _RETRYABLE_STATUS: Final = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 
 
@@ -130,7 +130,9 @@ def error_for_status(
 
     `parse` extracts (message, code) from the parsed JSON body (the vendor's shape).
     """
-    text = redact(body[:_BODY_LIMIT].decode("utf-8", "replace"), secret)
+    # Redacted whole, then cut: cut first, a key straddling the limit would lose the end that
+    # lets `redact` recognise it, and most of its characters would be kept.
+    text = redact(body.decode("utf-8", "replace"), secret)[:_BODY_LIMIT]
     try:
         message, code = parse(orjson.loads(body))
     except orjson.JSONDecodeError:
