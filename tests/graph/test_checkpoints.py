@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -223,12 +224,15 @@ async def test_replay_streams_the_recorded_history_then_continues(
     assert calls["publish"] == 1
 
 
+@pytest.mark.parametrize("bad", [object(), (1, 2), float("nan"), float("inf"),
+                                 datetime(2024, 5, 1, tzinfo=UTC)])
 async def test_unserialisable_state_fails_naming_the_key_and_keeps_the_last_checkpoint(
-    store: CheckpointStore,
+    store: CheckpointStore, bad: object,
 ) -> None:
+    # Not only values JSON cannot hold: those it would hand back changed, too.
     g = (
         graph.StateGraph("g").add_node("ok", lambda s: {"n": 1}, inline=True)
-        .add_node("bad", lambda s: {"conn": object()}, inline=True)
+        .add_node("bad", lambda s: {"conn": bad}, inline=True)
         .set_entry_point("ok").add_edge("ok", "bad").set_finish_point("bad").compile()
     )
     runner = graph.Runner(g, store)

@@ -11,7 +11,7 @@ from pathlib import Path
 from chronos.store import CheckpointStore, MemoryStore, PostgresStore, SQLiteStore
 
 POSTGRES_URL = os.environ.get("CHRONOS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
-KINDS = ["memory", "sqlite", "postgres"]
+KINDS = ["memory", "sqlite", "sqlite-memory", "postgres"]
 
 
 def unique_table() -> str:
@@ -26,6 +26,9 @@ async def open_store(kind: str, directory: Path) -> AsyncIterator[CheckpointStor
     elif kind == "sqlite":
         async with SQLiteStore(directory / "checkpoints.db") as sqlite:
             yield sqlite
+    elif kind == "sqlite-memory":
+        async with SQLiteStore(":memory:") as in_memory:
+            yield in_memory
     else:
         table = unique_table()
         postgres = PostgresStore(POSTGRES_URL, table=table)

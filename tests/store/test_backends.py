@@ -29,6 +29,17 @@ def test_from_url_picks_the_store() -> None:
     assert isinstance(store.from_url("postgres://u@h/db"), store.PostgresStore)
 
 
+async def test_sqlite_in_memory_keeps_every_checkpoint_on_its_one_connection() -> None:
+    async with store.from_url("sqlite:///:memory:") as in_memory:
+        assert isinstance(in_memory, store.SQLiteStore)
+        for step in range(300):  # past the point where the WAL would be checkpointed
+            await in_memory.put(make(f"c{step}", step=step))
+        assert [c.id for c in await in_memory.history("s1", limit=2)] == ["c298", "c299"]
+        assert len(await in_memory.history("s1")) == 300
+    async with store.SQLiteStore(":memory:") as other:  # a database of its own
+        assert await other.latest("s1") is None
+
+
 @pytest.mark.parametrize("url", ["redis://localhost", "runs.db", "sqlite://"])
 def test_from_url_rejects_what_it_cannot_open(url: str) -> None:
     with pytest.raises(ConfigurationError):

@@ -117,12 +117,41 @@ async def test_stored_state_is_a_snapshot(store: CheckpointStore) -> None:
     assert (await store.get("c1")).state == {"items": [1]}
 
 
-async def test_values_come_back_as_json(store: CheckpointStore) -> None:
-    when = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-    await store.put(make("c1", state={"when": when, "nested": {"a": [None, True, 1.5]}}))
-    assert (await store.get("c1")).state == {
-        "when": "2024-05-01T12:00:00+00:00", "nested": {"a": [None, True, 1.5]},
-    }
+async def test_state_comes_back_equal_to_what_was_stored(store: CheckpointStore) -> None:
+    state = {"nested": {"a": [None, True, 1.5, -0.0, 2**63 - 1, 1e308, "é🔑\u2028"]}, "n": 0}
+    await store.put(make("c1", state=state, pending={"web": {"hits": [[1, 2], {"k": []}]}}))
+    loaded = await store.get("c1")
+    assert loaded.state == state
+    assert loaded.pending == {"web": {"hits": [[1, 2], {"k": []}]}}
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+
+
+@pytest.mark.parametrize(("value", "reason"), [
+    (float("nan"), "the value is nan, which JSON stores as null"),
+    ([1.0, float("inf")], "the value[1] is inf, which JSON stores as null"),
+    ({"deep": [-float("inf")]}, "the value['deep'][0] is -inf, which JSON stores as null"),
+    (datetime(2024, 5, 1, 12, 0, tzinfo=UTC),
+     "the value is a datetime, which would come back from JSON as a str"),
+    ((1, 2), "the value is a tuple, which would come back from JSON as a list"),
+    ({"pair": [("a", 1)]},
+     "the value['pair'][0] is a tuple, which would come back from JSON as a list"),
+    (Point(1), "the value is a Point, which would come back from JSON as a dict"),
+])
+async def test_a_value_json_would_change_is_refused_and_nothing_is_written(
+    store: CheckpointStore, value: object, reason: str,
+) -> None:
+    with pytest.raises(StateNotSerializable) as caught:
+        await store.put(make("c1", state={"ok": 1, "bad": value}))
+    assert (caught.value.key, str(caught.value)) == (
+        "bad", f"state key 'bad' cannot be serialised: {reason}")
+    with pytest.raises(StateNotSerializable) as in_pending:
+        await store.put(make("c2", pending={"web": {"bad": value}}))
+    assert in_pending.value.key == "bad"
+    assert await store.latest("s1") is None
 
 
 async def test_aclose_is_idempotent(store: CheckpointStore) -> None:

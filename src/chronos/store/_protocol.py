@@ -6,6 +6,7 @@ fails here, naming its key, and nothing is half-written.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -144,23 +145,60 @@ class SessionLeasing(Protocol):
 
 
 def encode_state(state: Mapping[str, Any]) -> bytes:
-    """The state as JSON bytes.
+    """The state as JSON bytes, which decode to a state equal to this one.
+
+    A value JSON would change on the way back (a tuple becomes a list, a datetime a string,
+    NaN or infinity null, a dataclass a dict) is refused here, not changed silently: the
+    check is one decode and one comparison, both in C.
 
     Raises:
-        StateNotSerializable: naming the first key whose value cannot be encoded.
+        StateNotSerializable: naming the first key whose value cannot be stored as it is.
     """
     try:
-        return orjson.dumps(state)
+        data = orjson.dumps(state)
     except TypeError:
         pass
+    else:
+        if orjson.loads(data) == state:
+            return data
     for key, value in state.items():
         if not isinstance(key, str):
             raise StateNotSerializable(repr(key), "state keys must be strings")
-        try:
-            orjson.dumps(value)
-        except TypeError as exc:
-            raise StateNotSerializable(key, str(exc)) from exc
+        problem = _round_trip_problem(value)
+        if problem is not None:
+            raise StateNotSerializable(key, problem)
     raise StateNotSerializable("?", "the state is not a JSON object")  # pragma: no cover
+
+
+def _round_trip_problem(value: Any) -> str | None:
+    """Why `value` cannot be stored as it is, or None if it can."""
+    try:
+        back = orjson.loads(orjson.dumps(value))
+    except TypeError as exc:
+        return str(exc)
+    return _difference(value, back, "the value")
+
+
+def _difference(value: Any, back: Any, where: str) -> str | None:
+    """Where and how `back`, read from JSON, differs from `value`; None if it does not."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{where} is {value!r}, which JSON stores as null"
+    if isinstance(value, dict) and isinstance(back, dict):
+        for key, item in value.items():
+            found = _difference(item, back.get(key), f"{where}[{key!r}]")
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, list) and isinstance(back, list) and len(value) == len(back):
+        for index, (item, item_back) in enumerate(zip(value, back, strict=True)):
+            found = _difference(item, item_back, f"{where}[{index}]")
+            if found is not None:
+                return found
+        return None
+    if value == back:
+        return None
+    return (f"{where} is a {type(value).__name__}, which would come back from JSON as a "
+            f"{type(back).__name__}")
 
 
 def encode_pending(pending: Mapping[str, Mapping[str, Any]]) -> bytes:
