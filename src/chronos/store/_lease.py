@@ -15,13 +15,16 @@ notices (the path no longer names the inode it locked) and tries again on the ne
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Final
 
 from chronos.errors import RunConflictError, StoreError
+
+if sys.platform != "win32":
+    import fcntl
 
 __all__ = ["SessionClaims", "file_lease", "lease_file_name"]
 
@@ -82,6 +85,9 @@ def file_lease(path: str, session_id: str) -> Iterator[None]:
 
 
 def _claim(path: str, session_id: str) -> int:
+    if sys.platform == "win32":  # no flock: refusing is better than a guarantee not kept
+        raise StoreError("SQLite session leases need POSIX file locks (fcntl), which this "
+                         "platform lacks; use PostgresStore to run sessions here")
     for _ in range(_CLAIM_ATTEMPTS):
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
