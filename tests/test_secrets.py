@@ -278,12 +278,14 @@ async def sqlite_and_memory_broker(
     path = tmp_path / "runs.db"
     async with SQLiteStore(path) as store, Broker() as broker:
         yield store, broker, broker
-    for name, data in _files(tmp_path):  # the database, and its WAL and shared-memory files
+    # The database, its WAL and shared-memory files, and the (empty) session lease files.
+    for name, data in _files(tmp_path):
         evidence.add(f"file {name}", data)
 
 
 def _files(directory: Path) -> list[tuple[str, bytes]]:
-    return [(file.name, file.read_bytes()) for file in directory.iterdir()]
+    return [(str(file.relative_to(directory)), file.read_bytes())
+            for file in directory.rglob("*") if file.is_file()]
 
 
 @contextlib.asynccontextmanager
