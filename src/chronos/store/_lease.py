@@ -10,6 +10,9 @@ the same way, for the same reason, in `postgres.py`.)
 A lock file is deleted by its holder on release, while still locked; a claimer that opened
 the file before the deletion then holds a lock on a file nobody else can find, which it
 notices (the path no longer names the inode it locked) and tries again on the new file.
+
+A child made with `os.fork()` (without exec) shares its parent's lock descriptors, so a
+lease outlives its holder while such a child lives; `subprocess` closes them in the child.
 """
 
 from __future__ import annotations
