@@ -32,7 +32,11 @@ was lost with the connection is sent again, so delivery across an outage is at l
 Subscribers stay open: the reader reconnects with capped exponential backoff and reads on from
 the last id it delivered. If Redis lost that entry meanwhile (a restart without persistence)
 or trimmed past it, the subscribers get a `GAP` event (`reason="expired"`) first: what Redis
-still holds is delivered, what it does not is reported.
+still holds is delivered, what it does not is reported. The same goes for a client resuming
+with `Last-Event-ID` later: an id from before Redis's data began (its *epoch*, recorded with
+the first event after a start or a restart that lost everything), or older than the retention
+and not found, is answered with that `GAP` first, since nothing proves the events after it
+are all still there.
 
 Every topic (`subscribe(id)`, `topics=None`): publishers keep a registry of live topics (a
 sorted set) and announce each topic's first event on a stream of topic names; the reader then
@@ -97,12 +101,16 @@ __all__ = ["RedisBroker"]
 # announces it, under its own id, on a stream of topic names: in one step with its XADD, so a
 # subscription to every topic, which reads that stream's end and then the set, cannot miss a
 # topic born in between. The writer refreshes the scores once a second, not every event.
+# The clock's `epoch` is the ms of the first id since Redis's data began (the clock hash is
+# new: a first start, or a restart that lost everything): every id of this epoch has ms at or
+# after it, so an older id is from data that is gone, and resuming after it needs a gap.
 _XADD: Final = """
 local t = redis.call('TIME')
 local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local last = tonumber(redis.call('HGET', KEYS[2], 'ms') or '0')
 if ms < last then ms = last else redis.call('HSET', KEYS[2], 'ms', string.format('%.0f', ms)) end
 local n = redis.call('HINCRBY', KEYS[2], 'n', 1)
+if n == 1 then redis.call('HSET', KEYS[2], 'epoch', string.format('%.0f', ms)) end
 local id = string.format('%.0f', ms) .. '-' .. string.format('%.0f', n)
 local c = redis.call('INCR', KEYS[3])
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], id, 't', ARGV[2], 'd', ARGV[3], 'c', c)
@@ -391,9 +399,14 @@ class RedisBroker(_Fanout):
             names = await self._writer_redis.zrangebyscore(self._registry_key, horizon, "+inf")
             topics = frozenset(text(name) for name in names)
         after = joiner.after
+        reasons: set[str] = set()
         if after is not None:
-            ms, n = await self._writer_redis.hmget(self._clock_key, ["ms", "n"])
-            if ms is not None and after > (int(ms), int(n or 0)):
+            ms, n, epoch = await self._writer_redis.hmget(self._clock_key, ["ms", "n", "epoch"])
+            if ms is None or (epoch is not None and after[0] < int(epoch)):
+                # Issued before Redis's data began (it restarted and lost it, or never held
+                # this id): whatever followed it is gone. Say so, then replay what it holds.
+                reasons.add("expired")
+            elif after > (int(ms), int(n or 0)):
                 # An id Redis never issued: say so, then follow live, as the in-process
                 # broker does (starting at it would skip everything until Redis's clock
                 # caught up with it).
@@ -416,7 +429,6 @@ class RedisBroker(_Fanout):
                     # the retention before its first read still counts what it missed.
                     joiner.counts[topic] = int(last[0][2].get(b"c", 0)) if last else 0
             return
-        reasons: set[str] = set()
         newest = ORIGIN
         for topic in topics:
             # Never past what the stream holds: everything added from here on is new, and
@@ -436,8 +448,10 @@ class RedisBroker(_Fanout):
             first = info.get("first-entry")
             trimmed = int(info["entries-added"]) > int(info["length"])
             # Trimming keeps no record of where it cut, only that it did: an id before the
-            # first entry left may have missed something, so say so.
-            if trimmed and (first is None or after < position_of(first[0])):
+            # first entry left may have missed something, so say so. So may one older than
+            # the retention: the stream may have expired and been created anew since.
+            before_first = first is None or after < position_of(first[0])
+            if before_first and (trimmed or after[0] < horizon):
                 reasons.add("expired")
         if joiner.subscription.topics is None and after[0] < horizon:
             reasons.add("expired")  # topics that went quiet since have expired entirely
