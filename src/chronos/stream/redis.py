@@ -60,11 +60,9 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any, Final
 
-import orjson
-
 from chronos.errors import BrokerError, BrokerUnavailable, SubscriptionExists
 from chronos.stream._broker import _Fanout
-from chronos.stream._event import DEFAULT_TOPIC, Event, _json_default
+from chronos.stream._event import DEFAULT_TOPIC, Event, encode_json
 from chronos.stream._ids import format_id, parse_id
 from chronos.stream._protocol import Overflow, Subscription
 from chronos.stream._subscription import LocalSubscription
@@ -284,13 +282,14 @@ class RedisBroker(_Fanout):
         publishing only from threads, or the events wait in the outbox.
 
         Raises:
-            TypeError: `event.data` is not JSON-serialisable (nothing is queued).
+            EventNotSerializable: `event.data` holds something JSON cannot carry (nothing is
+                queued). It is also a TypeError.
             BrokerUnavailable: `max_outbox` events are waiting because Redis is unreachable.
             BrokerError: the broker is closed.
         """
         if topic is None:
             topic = event.topic if event.topic is not None else DEFAULT_TOPIC
-        data = orjson.dumps(event.data, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
+        data = encode_json(event.data)
         self._start_here()
         with self._lock:
             if self._closed:
