@@ -10,6 +10,7 @@ from typing import Any
 
 import anyio
 import httpx
+import numpy
 import pytest
 from httpx_sse import ServerSentEvent, aconnect_sse
 from starlette.applications import Starlette
@@ -385,3 +386,23 @@ async def test_heartbeats_and_retry_are_invisible_to_sse_clients() -> None:
             assert json.loads(sse.data)["data"] == 1
             assert sse.retry == 3000  # the retry field arrives with the first message
             break
+
+
+async def test_numpy_event_data_streams_to_every_connection() -> None:
+    # Two connections on different topics wake to batches of the same length and type: the
+    # handler shares a body between connections by the identity of their events, never by
+    # comparing their data, which numpy arrays refuse to answer.
+    broker = Broker()
+    async with (
+        client_for(app_for(broker)) as client,
+        aconnect_sse(client, "GET", "/sessions/a/events") as a_source,
+        aconnect_sse(client, "GET", "/sessions/b/events") as b_source,
+    ):
+        await wait_until(lambda: len(broker._subscriptions) == 2)
+        for i in range(20):
+            broker.publish(Event("array", numpy.full(3, i)), topic="a")
+            broker.publish(Event("array", numpy.full(3, -i) * 1.5), topic="b")
+        only_a = await read(a_source.aiter_sse(), 20)
+        only_b = await read(b_source.aiter_sse(), 20)
+    assert [e["data"] for e in only_a] == [[i, i, i] for i in range(20)]
+    assert [e["data"] for e in only_b] == [[-1.5 * i] * 3 for i in range(20)]
