@@ -429,18 +429,24 @@ class RedisBroker(_Fanout):
                     joiner.counts[topic] = int(last[0][2].get(b"c", 0)) if last else 0
             return
         newest = ORIGIN
-        for topic in topics:
+        ordered = list(topics)
+        # One round trip for every topic: the writer resolves joiners before it sends the
+        # events waiting in the outbox, so a resume to many topics must not hold them up.
+        pipe = self._writer_redis.pipeline(transaction=False)
+        for topic in ordered:
+            pipe.xinfo_stream(self._key(topic))
+        answers = await pipe.execute(raise_on_error=False)
+        for topic, info in zip(ordered, answers, strict=True):
             # Never past what the stream holds: everything added from here on is new, and
             # the start moves the reader's cursor shared by every follower of the topic in
             # this process, so an id from the future would silence all of them.
             joiner.start[topic] = ORIGIN
-            try:
-                info = await self._writer_redis.xinfo_stream(self._key(topic))
-            except ResponseError:  # no such stream
-                now_ms = time.time() * 1000
-                if after[0] < now_ms - self.replay_seconds * 1000:
+            if isinstance(info, ResponseError):  # no such stream
+                if after[0] < horizon:
                     reasons.add("expired")  # events after it, if any, have aged out
                 continue
+            if isinstance(info, Exception):
+                raise info
             issued = position_of(info["last-generated-id"])
             joiner.start[topic] = min(after, issued)
             newest = max(newest, issued)
