@@ -54,20 +54,24 @@ def encode_json(value: Any) -> bytes:
     Raises:
         EventNotSerializable: `value` holds something JSON cannot carry (also a TypeError).
     """
+    # orjson 3.13 leaves a 4 KiB allocation behind even a 100-byte result; what is kept (in
+    # a replay log, an outbox) must be an exact-size copy (about 60 ns).
+    return bytes(memoryview(_dumps(value)))
+
+
+def _dumps(value: Any) -> bytes:
+    """`encode_json` without the copy, for results that are only read and dropped."""
     try:
-        encoded = orjson.dumps(value, default=_json_default, option=_JSON_OPTIONS)
+        return orjson.dumps(value, default=_json_default, option=_JSON_OPTIONS)
     except orjson.JSONEncodeError as exc:
         if isinstance(exc.__cause__, EventNotSerializable):
             raise exc.__cause__ from None
         try:  # the documented fallback: lone surrogates replaced
-            encoded = orjson.dumps(
+            return orjson.dumps(
                 _without_lone_surrogates(value), default=_json_default, option=_JSON_OPTIONS
             )
         except orjson.JSONEncodeError:
             raise EventNotSerializable(str(exc)) from None
-    # orjson 3.13 leaves a 4 KiB allocation behind even a 100-byte result; events are kept
-    # for replay and in outboxes, so keep an exact-size copy instead (about 60 ns).
-    return bytes(memoryview(encoded))
 
 
 def _without_lone_surrogates(value: Any) -> Any:
@@ -124,9 +128,13 @@ class Event:
         """
         cached = self._json
         if cached is None:
-            cached = encode_json(
-                {"id": self.id, "type": self.type, "topic": self.topic, "data": self.data}
-            )
+            frame = self._frame
+            if frame is not None:  # a published event: its frame holds the JSON already
+                cached = frame[frame.index(b"\ndata: ") + 7 : -2]
+            else:
+                cached = encode_json(
+                    {"id": self.id, "type": self.type, "topic": self.topic, "data": self.data}
+                )
             object.__setattr__(self, "_json", cached)
         return cached
 
@@ -140,18 +148,18 @@ def prepare(event: Event, topic: str) -> tuple[Any, bytes]:
     Raises:
         EventNotSerializable: the data holds something JSON cannot carry.
     """
-    data_json = encode_json(event.data)
-    rest = b',"type":%b,"topic":%b,"data":%b}' % (
-        encode_json(event.type),
-        encode_json(topic),
-        data_json,
-    )
+    data_json = _dumps(event.data)
+    rest = b',"type":%b,"topic":%b,"data":%b}' % (_dumps(event.type), _dumps(topic), data_json)
     return orjson.loads(data_json), rest
 
 
 def stamp(event: Event, topic: str, id: str, prepared: tuple[Any, bytes]) -> Event:
-    """The published event: `event` with its id, topic and the data `prepare` decoded."""
+    """The published event: `event` with its id, topic, the data `prepare` decoded, and its
+    default SSE frame (what `stream._wire.event_frame` makes of it), built in one step."""
     data, rest = prepared
     published = Event(event.type, data, id, topic)
-    object.__setattr__(published, "_json", b'{"id":"%b"%b' % (id.encode(), rest))
+    raw_id = id.encode()
+    object.__setattr__(
+        published, "_frame", b'id: %b\ndata: {"id":"%b"%b\n\n' % (raw_id, raw_id, rest)
+    )
     return published
