@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--topics", type=int, default=1)
     parser.add_argument("--events", type=int, default=102_400, help="per topic")
     args = parser.parse_args()
-    broker = Broker(replay_events=args.events, max_topics=args.topics)
+    broker = Broker(replay_events=args.events, max_topics=args.topics + 1)  # + "elsewhere"
     names = [f"session-{t:05d}" for t in range(args.topics)]
     gc.collect()
     before = _rss()
