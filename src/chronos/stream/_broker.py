@@ -56,7 +56,7 @@ class BrokerStatistics(NamedTuple):
 class _TopicLog:
     """One topic's replay log: the frames of its newest events, oldest first."""
 
-    __slots__ = ("evicted", "frames", "last")
+    __slots__ = ("evicted", "frames", "last", "oldest_ms")
 
     def __init__(self) -> None:
         self.frames: deque[bytes] = deque()
@@ -64,13 +64,23 @@ class _TopicLog:
         # read only on replay, so that evicting costs no parsing on the publish path.
         self.evicted: bytes | None = None
         self.last: Position = (0, 0)
+        # At most the milliseconds of the oldest frame (evicting only makes that later), so
+        # the once-a-second sweep over every topic parses a frame only when one may be due.
+        self.oldest_ms = 0
 
     def evict_older_than(self, deadline_ms: int) -> None:
         # The age of an event is its id's milliseconds: the wall clock when it was published
         # (or later, if the clock went back), so an event is never evicted early.
+        if self.oldest_ms >= deadline_ms:
+            return
         frames = self.frames
-        while frames and frame_position(frames[0])[0] < deadline_ms:
+        while frames:
+            oldest_ms = frame_position(frames[0])[0]
+            if oldest_ms >= deadline_ms:
+                self.oldest_ms = oldest_ms
+                return
             self.evicted = frames.popleft()
+        self.oldest_ms = self.last[0]  # empty: whatever comes next is no older
 
     def evicted_after(self, position: Position) -> bool:
         return self.evicted is not None and frame_position(self.evicted) > position
