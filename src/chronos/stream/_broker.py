@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
 import threading
 import time
-from collections import deque
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
@@ -36,8 +34,9 @@ from chronos.errors import BrokerError, SubscriptionExists
 from chronos.stream._event import DEFAULT_TOPIC, GAP, Event, prepare, stamp
 from chronos.stream._ids import IdClock, Position, format_id, parse_id
 from chronos.stream._protocol import BrokerProtocol, Overflow, Subscription
+from chronos.stream._replay import Replay, TopicLog, put_first
 from chronos.stream._subscription import LocalSubscription, push_all, wake, wake_all
-from chronos.stream._wire import event_frame, event_from_frame, frame_position
+from chronos.stream._wire import event_frame
 
 __all__ = ["Broker", "BrokerStatistics"]
 
@@ -51,107 +50,6 @@ class BrokerStatistics(NamedTuple):
     """Topics with a replay log."""
     retained: int
     """Events held for replay, over all topics."""
-
-
-class _TopicLog:
-    """One topic's replay log: the frames of its newest events, oldest first."""
-
-    __slots__ = ("evicted", "frames", "last", "oldest_ms")
-
-    def __init__(self) -> None:
-        self.frames: deque[bytes] = deque()
-        # The frame of the newest event evicted: events up to it may be gone. Kept whole and
-        # read only on replay, so that evicting costs no parsing on the publish path.
-        self.evicted: bytes | None = None
-        self.last: Position = (0, 0)
-        # At most the milliseconds of the oldest frame (evicting only makes that later), so
-        # the once-a-second sweep over every topic parses a frame only when one may be due.
-        self.oldest_ms = 0
-
-    def evict_older_than(self, deadline_ms: int) -> None:
-        # The age of an event is its id's milliseconds: the wall clock when it was published
-        # (or later, if the clock went back), so an event is never evicted early.
-        if self.oldest_ms >= deadline_ms:
-            return
-        frames = self.frames
-        while frames:
-            oldest_ms = frame_position(frames[0])[0]
-            if oldest_ms >= deadline_ms:
-                self.oldest_ms = oldest_ms
-                return
-            self.evicted = frames.popleft()
-        self.oldest_ms = self.last[0]  # empty: whatever comes next is no older
-
-    def evicted_after(self, position: Position) -> bool:
-        return self.evicted is not None and frame_position(self.evicted) > position
-
-
-class _Replay:
-    """The retained events a resuming subscription gets, gathered topic by topic.
-
-    Keeps at most `keep` of them in a heap: the newest (or with `oldest`, the oldest); the
-    others are only counted, and the newest of those not kept is remembered for the gap.
-    """
-
-    __slots__ = ("dropped_first", "dropped_last", "expired", "heap", "keep", "oldest", "total")
-
-    def __init__(self, keep: int, oldest: bool) -> None:
-        self.keep = keep
-        self.oldest = oldest
-        # (sort key, frame): the key is the position, negated with `oldest` so that the root
-        # of the heap is always the event to give up first.
-        self.heap: list[tuple[Position, bytes]] = []
-        self.total = 0
-        self.expired = False
-        self.dropped_first: Position | None = None
-        self.dropped_last: Position | None = None
-
-    def add(self, frames: deque[bytes], after: Position, through: Position) -> None:
-        """Consider the frames after `after` and up to `through`. Lock held."""
-        lo, hi = _first_after(frames, after), _first_after(frames, through)
-        if lo == hi:
-            return
-        self.total += hi - lo
-        first = frame_position(frames[lo])
-        if self.dropped_first is None or first < self.dropped_first:
-            self.dropped_first = first
-        heap, keep = self.heap, self.keep
-        indexes = range(lo, hi) if self.oldest else range(hi - 1, lo - 1, -1)
-        for index in indexes:
-            frame = frames[index]
-            position = frame_position(frame)
-            key = (-position[0], -position[1]) if self.oldest else position
-            if len(heap) < keep:
-                heapq.heappush(heap, (key, frame))
-            elif key > heap[0][0]:
-                given_up = heapq.heapreplace(heap, (key, frame))[0]
-                self._dropped((-given_up[0], -given_up[1]) if self.oldest else given_up)
-            else:
-                self._dropped(position)
-                break  # the rest of this topic is further still from what is kept
-
-    def _dropped(self, position: Position) -> None:
-        if self.dropped_last is None or position > self.dropped_last:
-            self.dropped_last = position
-
-    def events(self) -> list[Event]:
-        """The kept events, in id order."""
-        ordered = sorted(self.heap, reverse=self.oldest)
-        return [event_from_frame(frame) for _, frame in ordered]
-
-
-def _first_after(frames: deque[bytes], position: Position) -> int:
-    """The index of the first frame after `position` (`len(frames)`: none)."""
-    lo, hi = 0, len(frames)
-    if not hi or frame_position(frames[-1]) <= position:
-        return hi
-    while lo < hi:
-        middle = (lo + hi) // 2
-        if frame_position(frames[middle]) <= position:
-            lo = middle + 1
-        else:
-            hi = middle
-    return lo
 
 
 class _Fanout(BrokerProtocol):
@@ -266,7 +164,7 @@ class Broker(_Fanout):
         # Positions at or before this may have been published and are not retained: events
         # from before this broker existed, and the logs of topics dropped by `max_topics`.
         self._forgotten_through: Position = self._clock.last
-        self._logs: dict[str, _TopicLog] = {}  # least recently published first
+        self._logs: dict[str, TopicLog] = {}  # least recently published first
         self._next_sweep = time.monotonic() + 1.0
         self._closed = False
 
@@ -309,7 +207,7 @@ class Broker(_Fanout):
         logs = self._logs
         log = logs.pop(topic, None)  # re-inserted last: the dict is ordered by recency
         if log is None:
-            log = _TopicLog()
+            log = TopicLog()
             while len(logs) >= self.max_topics:
                 self._forget(next(iter(logs)))
         logs[topic] = log
@@ -403,7 +301,7 @@ class Broker(_Fanout):
         Runs after `subscription` is registered, so everything published after `issued` is in
         its buffer already; the lock is taken once per topic, and once to merge.
         """
-        replay = _Replay(subscription._max_pending, oldest=subscription._disconnect)
+        replay = Replay(subscription._max_pending, oldest=subscription._disconnect)
         if after <= issued:
             deadline_ms = self._deadline_ms()
             for topic in names:
@@ -431,7 +329,7 @@ class Broker(_Fanout):
                     {"reason": reason, "missed": None, "first_id": None, "last_id": None},
                     id=format_id(after),
                 )
-            _put_first(subscription, events, replay)
+            put_first(subscription, events, replay)
             waiter = subscription._waiter
             subscription._waiter = None
         if waiter is not None:
@@ -459,40 +357,3 @@ class Broker(_Fanout):
 
     async def __aexit__(self, *exc_info: Any) -> None:
         await self.aclose()
-
-
-def _put_first(subscription: LocalSubscription, replayed: list[Event], replay: _Replay) -> None:
-    """Queue `replayed` before what `subscription` received live, as if published in order.
-
-    The buffer is rebuilt through `_push`, so overflow is counted as for live events. Lock held.
-    """
-    live, live_overflowed = subscription._pending, subscription._overflowed
-    live_dropped = subscription._dropped
-    live_dropped_first, live_dropped_last = subscription._dropped_first, subscription._dropped_last
-    subscription._pending = []
-    subscription._dropped = 0
-    subscription._overflowed = False
-    not_kept = replay.total - len(replayed)
-    if not_kept and not subscription._disconnect:
-        assert replay.dropped_first is not None
-        assert replay.dropped_last is not None
-        subscription._dropped = not_kept
-        subscription._dropped_first = format_id(replay.dropped_first)
-        subscription._dropped_last = format_id(replay.dropped_last)
-    subscription._dropped_total += not_kept
-    for event in replayed:
-        subscription._push(event)
-    if live_dropped:
-        # Live events were dropped while the replay was gathered: everything older, the whole
-        # replay, would have been dropped before them.
-        if not subscription._dropped:
-            pending = subscription._pending
-            subscription._dropped_first = pending[0].id or "" if pending else live_dropped_first
-        subscription._dropped += len(subscription._pending) + live_dropped
-        subscription._dropped_total += len(subscription._pending)
-        subscription._dropped_last = live_dropped_last
-        subscription._pending = []
-    for event in live:
-        subscription._push(event)
-    if (not_kept and subscription._disconnect) or live_overflowed:
-        subscription._overflowed = True  # more did not fit: the reader ends, and resumes
