@@ -30,6 +30,7 @@ ChronosError
     ├── InvalidLastEventID       .value: also a ValueError
     ├── SubscriptionExists       .subscription_id
     ├── SubscriptionOverflow     .subscription_id .last_event_id: closed for reading too slowly
+    ├── EventNotSerializable     .reason: event data JSON cannot carry; also a TypeError
     └── BrokerUnavailable        the backing service (Redis) cannot be reached
 ```
 
@@ -49,6 +50,7 @@ __all__ = [
     "ChronosError",
     "ConfigurationError",
     "EmitOutsideRunError",
+    "EventNotSerializable",
     "GraphError",
     "InvalidGraphError",
     "InvalidLastEventID",
@@ -311,6 +313,18 @@ class SubscriptionOverflow(BrokerError):
         )
         self.subscription_id = subscription_id
         self.last_event_id = last_event_id
+
+
+class EventNotSerializable(BrokerError, TypeError):
+    """An event's data holds a value JSON cannot carry (e.g. `bytes`); nothing was published.
+
+    `reason` names the value's type (or says what is wrong with it), never the value, which
+    may hold a secret.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"event data is not JSON serialisable: {reason}")
+        self.reason = reason
 
 
 class BrokerUnavailable(BrokerError):

@@ -176,3 +176,20 @@ async def test_shutdown_cancels_the_run_in_flight_and_ends_its_streams(
     assert followed[-1]["type"] == "cancelled"
     assert followed[-1]["data"]["node_id"] == "draft"
     await provider.aclose()
+
+
+async def test_sessions_are_forgotten_once_their_events_have_left_the_replay(
+    replay_server: ReplayServer,
+) -> None:
+    # The session table stays bounded: a finished session goes when a later run starts
+    # after the replay window (here shortened to nothing); a running one stays.
+    app = create_app(model_saying(replay_server, *drafts(["One."], ["Two."])))
+    async with running(app) as server, httpx.AsyncClient(base_url=server.url) as client:
+        first = (await client.post("/runs", json={"prompt": "hi"})).json()["session_id"]
+        await read_events(client, first, until={"interrupt"})
+        await wait_until(lambda: app._runs.sessions[first].ended is not None)
+        app._runs.forget_after = 0.0
+        second = (await client.post("/runs", json={"prompt": "hi"})).json()["session_id"]
+        assert list(app._runs.sessions) == [second]
+        assert (await client.get(f"/runs/{first}")).status_code == 404
+        assert (await client.get(f"/runs/{second}")).status_code == 200

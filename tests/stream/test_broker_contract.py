@@ -8,16 +8,25 @@ clock-based ids, sharing through Redis) is tested in `test_broker.py` and
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
+import enum
+import math
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
+import numpy
+import orjson
 import pytest
 
+from chronos import graph
 from chronos.errors import (
     BrokerError,
+    EventNotSerializable,
     InvalidLastEventID,
     SubscriptionExists,
     SubscriptionOverflow,
@@ -357,13 +366,66 @@ async def test_a_cancelled_reader_loses_nothing(make_broker: MakeBroker) -> None
         break
 
 
-async def test_unserialisable_data_is_refused_at_publish(make_broker: MakeBroker) -> None:
+@pytest.mark.parametrize("value", [b"raw bytes", object(), {"nested": [1, {2, 3}]}])
+async def test_unserialisable_data_is_refused_at_publish(
+    make_broker: MakeBroker, value: object
+) -> None:
+    # The same typed error on both brokers (and still a TypeError), and nothing published.
     broker = make_broker()
     subscription = broker.subscribe("s", ["a"])
-    with pytest.raises(TypeError):
-        broker.publish(Event("x", object()), topic="a")
+    with pytest.raises(EventNotSerializable) as refused:
+        broker.publish(Event("x", value), topic="a")
+    assert isinstance(refused.value, TypeError)
+    assert refused.value.reason in {"bytes", "object", "set"}
     broker.publish(Event("y", 1), topic="a")
     assert [e.type for e in await take(subscription, 1)] == ["y"]
+
+
+@dataclasses.dataclass
+class _Point:
+    x: int
+    at: datetime.datetime
+
+
+class _Colour(enum.Enum):
+    RED = "red"
+
+
+# What each broker delivers for data that is not already JSON: what its JSON holds.
+_ONE_SERIALISATION = [
+    (numpy.arange(3), [0, 1, 2]),
+    (numpy.array([[1.5, 2.0]], dtype=numpy.float32), [[1.5, 2.0]]),
+    (numpy.int64(7), 7),
+    (datetime.datetime(2026, 1, 2, 3, 4, 5), "2026-01-02T03:04:05"),
+    (datetime.date(2026, 1, 2), "2026-01-02"),
+    (_Point(1, datetime.datetime(2026, 1, 2)), {"x": 1, "at": "2026-01-02T00:00:00"}),
+    ((1, "two", (3,)), [1, "two", [3]]),
+    ({1: "int key", "nan": math.nan, "inf": math.inf}, {"1": "int key", "nan": None, "inf": None}),
+    (uuid.UUID(int=5), "00000000-0000-0000-0000-000000000005"),
+    (_Colour.RED, "red"),
+    # The documented fallback: a lone surrogate (UTF-8 cannot carry it) becomes U+FFFD; a
+    # pair of surrogates, the character it spells.
+    ("a\ud800b", "a\ufffdb"),
+    ({"k\udfff": ["\ud83d\ude00", "ok"]}, {"k\ufffd": ["\U0001f600", "ok"]}),
+]
+
+
+@pytest.mark.parametrize(("value", "delivered"), _ONE_SERIALISATION)
+async def test_one_serialisation_for_every_broker(
+    make_broker: MakeBroker, value: object, delivered: object
+) -> None:
+    broker = make_broker()
+    live = broker.subscribe("live", ["a"])
+    broker.publish(Event("first"), topic="a")
+    [first] = await take(live, 1)
+    broker.publish(Event("value", value), topic="a")
+    [event] = await take(live, 1)
+    assert event.data == delivered
+    assert orjson.loads(event.json())["data"] == delivered
+    # A replay delivers the same again.
+    replayed = broker.subscribe("replayed", ["a"], last_event_id=first.id)
+    [again] = await take(replayed, 1)
+    assert (again.id, again.data) == (event.id, delivered)
 
 
 async def test_closing_the_broker_ends_every_subscription(make_broker: MakeBroker) -> None:
@@ -398,3 +460,25 @@ async def test_subscription_is_an_async_context_manager(make_broker: MakeBroker)
     assert subscription.closed
     await subscription.aclose()
     broker.subscribe("s", ["a"])  # the id is free again
+
+
+async def test_a_lone_surrogate_in_a_run_completes_with_and_without_a_broker(
+    make_broker: MakeBroker,
+) -> None:
+    # UTF-8 cannot carry "\ud800"; a run without a broker never encodes it, so a run with
+    # one must not fail on it either: it arrives as U+FFFD.
+    def write(state: dict[str, object]) -> dict[str, object]:
+        return {"text": "half a pair: \ud800"}
+
+    story = graph.StateGraph("story")
+    story.add_node("write", write).set_entry_point("write").set_finish_point("write")
+    compiled = story.compile()
+    without = await graph.Runner(compiled, None).run("session-1", {})
+    broker = make_broker()
+    subscription = broker.subscribe("ui", ["session-1"])
+    with_broker = await graph.Runner(compiled, None, broker=broker).run("session-1", {})
+    assert (without.status, with_broker.status) == ("completed", "completed")
+    assert with_broker.state == without.state == {"text": "half a pair: \ud800"}
+    events = await take_until_type(subscription, "completed")
+    [node_end] = [e for e in events if e.type == "node_end"]
+    assert node_end.data["state"] == {"text": "half a pair: \ufffd"}

@@ -162,6 +162,41 @@ async def test_redis_restart_mid_stream_is_recovered_with_a_gap() -> None:
                 await broker.aclose()
 
 
+@pytest.mark.parametrize("published_after_restart", [0, 3])
+async def test_a_resume_across_a_redis_restart_starts_with_a_gap(
+    published_after_restart: int,
+) -> None:
+    # The client was away while Redis restarted without persistence: the events it missed
+    # are gone, and the resume must say so before delivering anything new.
+    with redis_server() as server:
+        prefix = unique_prefix()
+        broker = RedisBroker(server.url, key_prefix=prefix, block_seconds=1.0)
+        try:
+            subscription = broker.subscribe("s", ["a"])
+            await anyio.sleep(0.05)
+            for i in range(5):
+                broker.publish(Event("x", i), topic="a")
+            seen = await take(subscription, 5)
+            await subscription.aclose()
+            for i in range(5, 8):  # missed by the client, then lost with Redis
+                broker.publish(Event("x", i), topic="a")
+            await written(broker)
+            server.kill()
+            server.start()  # same port, empty
+            for i in range(100, 100 + published_after_restart):
+                broker.publish(Event("x", i), topic="a")
+            await written(broker)
+            resumed = broker.subscribe("s2", ["a"], last_event_id=seen[-1].id)
+            await anyio.sleep(0.1)
+            broker.publish(Event("x", 200), topic="a")
+            events = await take(resumed, 2 + published_after_restart, seconds=20)
+        finally:
+            with anyio.fail_after(15):
+                await broker.aclose()
+    assert (events[0].type, events[0].data["reason"]) == (GAP, "expired")
+    assert [e.data for e in events[1:]] == [*range(100, 100 + published_after_restart), 200]
+
+
 def story_runner(broker: RedisBroker, tokens: int) -> graph.Runner:
     async def write(state: dict[str, object]) -> dict[str, object]:
         for i in range(tokens):

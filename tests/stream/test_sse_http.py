@@ -10,6 +10,7 @@ from typing import Any
 
 import anyio
 import httpx
+import numpy
 import pytest
 from httpx_sse import ServerSentEvent, aconnect_sse
 from starlette.applications import Starlette
@@ -385,3 +386,52 @@ async def test_heartbeats_and_retry_are_invisible_to_sse_clients() -> None:
             assert json.loads(sse.data)["data"] == 1
             assert sse.retry == 3000  # the retry field arrives with the first message
             break
+
+
+async def test_numpy_event_data_streams_to_every_connection() -> None:
+    # Two connections on different topics wake to batches of the same length and type: the
+    # handler shares a body between connections by the identity of their events, never by
+    # comparing their data, which numpy arrays refuse to answer.
+    broker = Broker()
+    async with (
+        client_for(app_for(broker)) as client,
+        aconnect_sse(client, "GET", "/sessions/a/events") as a_source,
+        aconnect_sse(client, "GET", "/sessions/b/events") as b_source,
+    ):
+        await wait_until(lambda: len(broker._subscriptions) == 2)
+        for i in range(20):
+            broker.publish(Event("array", numpy.full(3, i)), topic="a")
+            broker.publish(Event("array", numpy.full(3, -i) * 1.5), topic="b")
+        only_a = await read(a_source.aiter_sse(), 20)
+        only_b = await read(b_source.aiter_sse(), 20)
+    assert [e["data"] for e in only_a] == [[i, i, i] for i in range(20)]
+    assert [e["data"] for e in only_b] == [[-1.5 * i] * 3 for i in range(20)]
+
+
+async def test_a_connection_asking_for_too_many_topics_gets_a_clear_400() -> None:
+    broker = Broker()
+    limited = Starlette(routes=[Route("/few", broker.sse_handler(max_topics=3))])
+    async with client_for(app_for(broker)) as client:
+        query = "&".join(f"topic=t{i}" for i in range(101))
+        refused = await client.get(f"/events?{query}")
+        assert refused.status_code == 400
+        assert refused.text == "101 topics asked for; at most 100 per connection\n"
+        assert broker.statistics().subscriptions == 0
+        query = "&".join(f"topic=t{i}" for i in range(100))
+        async with aconnect_sse(client, "GET", f"/events?{query}") as source:
+            await wait_until(lambda: broker.statistics().subscriptions == 1)
+            broker.publish(Event("x", 1), topic="t99")
+            [event] = await read(source.aiter_sse(), 1)
+            assert event["data"] == 1
+    async with client_for(limited) as client:
+        refused = await client.get("/few?topic=a&topic=b&topic=c&topic=d")
+        assert (refused.status_code, refused.text) == (
+            400,
+            "4 topics asked for; at most 3 per connection\n",
+        )
+        repeated = "&".join(["topic=a"] * 10)  # one topic, however often it is named
+        async with aconnect_sse(client, "GET", f"/few?{repeated}") as source:
+            await wait_until(lambda: broker.statistics().subscriptions == 1)
+            broker.publish(Event("x", 2), topic="a")
+            [event] = await read(source.aiter_sse(), 1)
+            assert event["data"] == 2

@@ -59,6 +59,7 @@ class _Session:
     cursor: str  # the id of the session's marker event: its events are those after it
     status: str = "running"  # then a RunState status: "paused", "completed", "failed", ...
     idle: anyio.Event | None = None  # set when the task running the session ends
+    ended: float | None = None  # when that task ended (anyio's clock); None while it runs
 
 
 class _Runs:
@@ -68,6 +69,11 @@ class _Runs:
         self.runner = runner
         self.broker = broker
         self.sessions: dict[str, _Session] = {}
+        # A session is forgotten once its task has been over this long: its events have left
+        # the broker's replay, so no page could show it again (a review left waiting that
+        # long goes too). Checked when a run starts, so the table is bounded by the runs of
+        # one window.
+        self.forget_after = _REPLAY_SECONDS
         self.group: anyio.abc.TaskGroup | None = None
         self.closed = False
         self._scopes: set[anyio.CancelScope] = set()
@@ -79,6 +85,7 @@ class _Runs:
         return self.group is not None and not self.closed
 
     async def start(self, prompt: str) -> _Session:
+        self._forget_ended()
         session_id = f"demo-{uuid.uuid4().hex[:12]}"
         async with self.broker.subscribe(f"{session_id}-cursor", [session_id]) as probe:
             self.broker.publish(Event("session", {"session_id": session_id}), session_id)
@@ -89,6 +96,12 @@ class _Runs:
         self._launch(session, lambda: self.runner.run(session_id, {"prompt": prompt}))
         return session
 
+    def _forget_ended(self) -> None:
+        horizon = anyio.current_time() - self.forget_after
+        for session in list(self.sessions.values()):
+            if session.ended is not None and session.ended <= horizon:
+                del self.sessions[session.id]
+
     def resume(self, session: _Session, approved: bool) -> None:
         session.status = "running"  # before any await: a second press is refused (409)
         self._launch(session, lambda: self.runner.resume(session.id, {"approved": approved}))
@@ -97,6 +110,7 @@ class _Runs:
         if self.group is None or self.closed:
             raise RuntimeError("the demo app is not running (its lifespan has not started)")
         session.idle = anyio.Event()
+        session.ended = None
         # Registered before the task starts, so that `stop` cancels a run that has not begun.
         scope = anyio.CancelScope()
         self._scopes.add(scope)
@@ -121,6 +135,7 @@ class _Runs:
                 if scope.cancel_called:
                     session.status = "cancelled"
                 self._scopes.discard(scope)
+                session.ended = anyio.current_time()
                 idle.set()
                 if not self._scopes and self._drained is not None:
                     self._drained.set()

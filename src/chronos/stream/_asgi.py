@@ -32,6 +32,7 @@ from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
 from chronos.errors import BrokerError, InvalidLastEventID, SubscriptionOverflow
+from chronos.stream._protocol import DEFAULT_MAX_TOPICS
 from chronos.stream._wire import HEARTBEAT, encode_retry, event_frame
 
 if TYPE_CHECKING:
@@ -91,6 +92,10 @@ class SSEHandler:
             `"disconnect"` ends the response, and the browser reconnects with
             `Last-Event-ID` and resumes exactly (as long as the events are retained).
         max_pending: each connection's buffer (None: the broker's `max_pending`).
+        max_topics: how many topics one connection may ask for (repeated `?topic=`); more
+            is answered with 400. Each followed topic costs the broker work on every read
+            (on Redis, a key in the one blocking read every subscriber shares), so one
+            connection naming thousands would slow everyone else's.
 
     A reconnecting client resumes after its `Last-Event-ID` header, or the `last_event_id` /
     `lastEventId` query parameter for clients that cannot set headers. A malformed one is
@@ -112,9 +117,10 @@ class SSEHandler:
         cors_credentials: bool = False,
         overflow: Overflow = "drop_oldest",
         max_pending: int | None = None,
+        max_topics: int = DEFAULT_MAX_TOPICS,
     ) -> None:
-        if heartbeat <= 0 or send_timeout <= 0:
-            raise ValueError("heartbeat and send_timeout must be positive")
+        if heartbeat <= 0 or send_timeout <= 0 or max_topics < 1:
+            raise ValueError("heartbeat, send_timeout and max_topics must be positive")
         self.broker = broker
         self.subscription_id = subscription_id
         self.topics = frozenset(topics) if topics is not None else None
@@ -127,6 +133,7 @@ class SSEHandler:
         self.cors_credentials = cors_credentials
         self.overflow: Overflow = overflow
         self.max_pending = max_pending
+        self.max_topics = max_topics
         # The events last joined, and their body: see `_encode`. One attribute, so that a
         # handler serving several threads' event loops never pairs one's batch with another's
         # body.
@@ -175,6 +182,10 @@ class SSEHandler:
 
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         topics = self._topics(scope, query)
+        if topics is not None and len(topics) > self.max_topics:
+            detail = f"{len(topics)} topics asked for; at most {self.max_topics} per connection"
+            await _respond(send, 400, detail, cors)
+            return None
         if self.authorize is not None:
             refusal = await self._check(scope, topics)
             if refusal is not None:

@@ -8,28 +8,35 @@ their own loop; a publisher on another thread wakes them with `call_soon_threads
 loop per publish.
 
 Replay: each topic keeps its last `replay_events` events (and none older than
-`replay_seconds`). Subscribing with `last_event_id` copies the retained events after it into
-the new subscription under the same lock that publishing takes, so nothing falls between
-replay and live delivery. When events after that id may have been evicted, the replay starts
-with a `GAP` marker saying so.
+`replay_seconds`), as their SSE frames only: one exact-size bytes per event, the JSON inside
+it, so a retained event costs its frame plus about 45 bytes (an `Event` with its caches cost
+4 KiB and more). Subscribing with `last_event_id` registers the subscription first, so live
+events queue up in it, and then gathers the retained events after that id and up to the last
+one issued before it registered, topic by topic, taking the lock once per topic and never for
+a whole replay: publishers on other threads wait for one topic's bisect at most. A replay is
+bounded by the subscription's buffer: of the events after the id it keeps the newest
+`max_pending` (`overflow="disconnect"`: the oldest, then it is closed as overflowing), counts
+the rest into the overflow `GAP`, and looks at no more of a topic's events than that. The
+replayed events go in front of the live ones. When events after that id may have been
+evicted, the replay starts with a `GAP` marker saying so.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
 import threading
 import time
-from collections import deque
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from chronos.errors import BrokerError, SubscriptionExists
-from chronos.stream._event import DEFAULT_TOPIC, GAP, Event
+from chronos.stream._event import DEFAULT_TOPIC, GAP, Event, prepare, stamp
 from chronos.stream._ids import IdClock, Position, format_id, parse_id
 from chronos.stream._protocol import BrokerProtocol, Overflow, Subscription
+from chronos.stream._replay import Replay, TopicLog, put_first
 from chronos.stream._subscription import LocalSubscription, push_all, wake, wake_all
+from chronos.stream._wire import event_frame
 
 __all__ = ["Broker", "BrokerStatistics"]
 
@@ -43,20 +50,6 @@ class BrokerStatistics(NamedTuple):
     """Topics with a replay log."""
     retained: int
     """Events held for replay, over all topics."""
-
-
-class _TopicLog:
-    __slots__ = ("entries", "evicted_through", "last")
-
-    def __init__(self) -> None:
-        self.entries: deque[tuple[Position, float, Event]] = deque()
-        self.evicted_through: Position | None = None
-        self.last: Position = (0, 0)
-
-    def evict_older_than(self, deadline: float) -> None:
-        entries = self.entries
-        while entries and entries[0][1] < deadline:
-            self.evicted_through = entries.popleft()[0]
 
 
 class _Fanout(BrokerProtocol):
@@ -171,7 +164,7 @@ class Broker(_Fanout):
         # Positions at or before this may have been published and are not retained: events
         # from before this broker existed, and the logs of topics dropped by `max_topics`.
         self._forgotten_through: Position = self._clock.last
-        self._logs: dict[str, _TopicLog] = {}  # least recently published first
+        self._logs: dict[str, TopicLog] = {}  # least recently published first
         self._next_sweep = time.monotonic() + 1.0
         self._closed = False
 
@@ -182,62 +175,65 @@ class Broker(_Fanout):
         """Publish `event` to `topic` (default: `event.topic`, else `stream.DEFAULT_TOPIC`).
 
         Never blocks; safe from any thread and from synchronous code. The event is stamped
-        with a new id and serialised here, once, for every subscriber.
+        with a new id and serialised here, once, for every subscriber; subscribers get the
+        data its JSON holds (see `stream.Event`), as from every broker.
 
         Raises:
-            TypeError: `event.data` is not JSON-serialisable (nothing is published).
+            EventNotSerializable: `event.data` holds something JSON cannot carry (nothing is
+                published). It is also a TypeError.
             BrokerError: the broker is closed.
         """
         if topic is None:
             topic = event.topic if event.topic is not None else DEFAULT_TOPIC
+        prepared = prepare(event, topic)  # outside the lock: the costly half of publishing
         waiters: list[asyncio.Future[None]] = []
         with self._lock:
             if self._closed:
                 raise BrokerError("the broker is closed")
-            now = time.monotonic()  # under the lock: a topic's log stays in time order
             position = self._clock.next()
-            published = Event(event.type, event.data, format_id(position), topic)
-            published.json()  # raises TypeError before anything is stored
-            self._retain(topic, position, now, published)
+            published = stamp(event, topic, format_id(position), prepared)
+            self._retain(topic, position, event_frame(published))
             followers = self._by_topic.get(topic)
             if followers:
                 push_all(followers.values(), published, waiters)
             push_all(self._all_topics.values(), published, waiters)
+            now = time.monotonic()
             if now >= self._next_sweep:
                 self._sweep(now)
         if waiters:
             self._wake(waiters)
 
-    def _retain(self, topic: str, position: Position, now: float, event: Event) -> None:
+    def _retain(self, topic: str, position: Position, frame: bytes) -> None:
         logs = self._logs
         log = logs.pop(topic, None)  # re-inserted last: the dict is ordered by recency
         if log is None:
-            log = _TopicLog()
+            log = TopicLog()
             while len(logs) >= self.max_topics:
                 self._forget(next(iter(logs)))
         logs[topic] = log
         log.last = position
-        entries = log.entries
-        if self.replay_events:
-            if len(entries) >= self.replay_events:
-                log.evicted_through = entries.popleft()[0]
-            entries.append((position, now, event))
-        else:
-            log.evicted_through = position
-        deadline = now - self.replay_seconds
-        if entries and entries[0][1] < deadline:
-            log.evict_older_than(deadline)
+        if not self.replay_events:
+            log.evicted = frame
+            return
+        frames = log.frames
+        if len(frames) >= self.replay_events:
+            log.evicted = frames.popleft()
+        frames.append(frame)
 
     def _forget(self, topic: str) -> None:
         log = self._logs.pop(topic)
         self._forgotten_through = max(self._forgotten_through, log.last)
 
     def _sweep(self, now: float) -> None:
-        # Age out events of topics nobody publishes to any more, at most once a second.
-        deadline = now - self.replay_seconds
+        # Age events out, at most once a second: a replay ages its topics first anyway, so
+        # this only bounds how long memory is held.
+        deadline_ms = self._deadline_ms()
         for log in self._logs.values():
-            log.evict_older_than(deadline)
+            log.evict_older_than(deadline_ms)
         self._next_sweep = now + 1.0
+
+    def _deadline_ms(self) -> int:
+        return time.time_ns() // 1_000_000 - int(self.replay_seconds * 1000)
 
     def subscribe(
         self,
@@ -257,7 +253,8 @@ class Broker(_Fanout):
 
         The subscription receives every event published after this call returns, so
         subscribe before starting the work that publishes. With `last_event_id` it first
-        replays the retained events after that id. With `replace=True` an open subscription
+        replays the retained events after that id (at most `max_pending` of them: the newest,
+        after an overflow `GAP` counting the others). With `replace=True` an open subscription
         with the same id is closed and this one takes its place; otherwise that is an error.
         `max_pending` overrides the broker's buffer size for this subscription; `overflow`
         says what happens when it is full (see the class docstring).
@@ -281,44 +278,62 @@ class Broker(_Fanout):
                 if not replace and not previous._overflowed:
                     raise SubscriptionExists(id)
                 waiter = self._remove(previous)
-            if after is not None:
-                self._replay(subscription, after)
             self._subscriptions[id] = subscription
             if wanted is None:
                 self._all_topics[id] = subscription
             else:
                 for topic in wanted:
                     self._by_topic.setdefault(topic, {})[id] = subscription
+            issued = self._clock.last
+            # The most recently published first: a bounded replay stops looking sooner.
+            names = list(wanted) if wanted is not None else list(reversed(self._logs))
         if waiter is not None:
             self._wake([waiter])
+        if after is not None:
+            self._replay(subscription, after, issued, names)
         return subscription
 
-    def _replay(self, subscription: LocalSubscription, after: Position) -> None:
-        """Queue the retained events after `after`, and a gap if some may be gone. Lock held."""
-        if after > self._clock.last:
-            reason: str | None = "unknown"
-            logs: list[_TopicLog] = []
-        else:
-            topics = subscription.topics
-            if topics is None:
-                logs = list(self._logs.values())
+    def _replay(
+        self, subscription: LocalSubscription, after: Position, issued: Position, names: list[str]
+    ) -> None:
+        """Put the retained events after `after` (up to `issued`) before the live ones.
+
+        Runs after `subscription` is registered, so everything published after `issued` is in
+        its buffer already; the lock is taken once per topic, and once to merge.
+        """
+        replay = Replay(subscription._max_pending, oldest=subscription._disconnect)
+        if after <= issued:
+            deadline_ms = self._deadline_ms()
+            for topic in names:
+                with self._lock:
+                    log = self._logs.get(topic)
+                    if log is None:
+                        continue
+                    log.evict_older_than(deadline_ms)
+                    replay.expired = replay.expired or log.evicted_after(after)
+                    replay.add(log.frames, after, issued)
+        events = replay.events()  # decoded outside the lock
+        waiter = None
+        with self._lock:
+            if subscription._closed:
+                return
+            if after > issued:
+                reason: str | None = "unknown"
+            elif replay.expired or after < self._forgotten_through:
+                reason = "expired"
             else:
-                logs = [log for topic in topics if (log := self._logs.get(topic)) is not None]
-            deadline = time.monotonic() - self.replay_seconds
-            for log in logs:
-                log.evict_older_than(deadline)
-            evicted = [log.evicted_through for log in logs if log.evicted_through is not None]
-            horizon = max([self._forgotten_through, *evicted])
-            reason = "expired" if after < horizon else None
-        if reason is not None:
-            subscription._gap = Event(
-                GAP,
-                {"reason": reason, "missed": None, "first_id": None, "last_id": None},
-                id=format_id(after),
-            )
-        streams = [[e for e in log.entries if e[0] > after] for log in logs]
-        for _, _, event in heapq.merge(*streams, key=lambda entry: entry[0]):
-            subscription._push(event)
+                reason = None
+            if reason is not None:
+                subscription._gap = Event(
+                    GAP,
+                    {"reason": reason, "missed": None, "first_id": None, "last_id": None},
+                    id=format_id(after),
+                )
+            put_first(subscription, events, replay)
+            waiter = subscription._waiter
+            subscription._waiter = None
+        if waiter is not None:
+            self._wake([waiter])
 
     def statistics(self) -> BrokerStatistics:
         """How many subscriptions are open and how many events are retained for replay."""
@@ -326,7 +341,7 @@ class Broker(_Fanout):
             return BrokerStatistics(
                 subscriptions=len(self._subscriptions),
                 topics=len(self._logs),
-                retained=sum(len(log.entries) for log in self._logs.values()),
+                retained=sum(len(log.frames) for log in self._logs.values()),
             )
 
     async def aclose(self) -> None:

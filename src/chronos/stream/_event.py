@@ -1,8 +1,16 @@
-"""`Event`, the value a broker carries, and its JSON form.
+"""`Event`, the value a broker carries, and its JSON form: one serialisation for every broker.
 
 An event is serialised once, when it is published: the JSON bytes are cached on the event and
 every subscriber, every SSE connection, shares them. Serialising at publish time also means an
 event whose data cannot be encoded fails in the publisher's hands, not later in a web handler.
+
+Every broker delivers what the JSON says, not the object published: the in-process broker
+decodes the JSON it made, the Redis broker the JSON it read, so a subscriber gets the same
+data from both (a `datetime` arrives as its ISO string, a numpy array as a list, a dataclass
+as a dict, a tuple as a list, NaN as None) and the same `EventNotSerializable` for what JSON
+cannot carry (`bytes`, arbitrary objects). The one fallback: a lone surrogate in a string
+(which UTF-8 cannot encode) becomes U+FFFD, the replacement character, so an event that
+`str` can hold is never refused for it; a pair of surrogates becomes the character it spells.
 """
 
 from __future__ import annotations
@@ -12,7 +20,9 @@ from typing import Any, Final
 
 import orjson
 
-__all__ = ["DEFAULT_TOPIC", "GAP", "Event"]
+from chronos.errors import EventNotSerializable
+
+__all__ = ["DEFAULT_TOPIC", "GAP", "Event", "encode_json", "prepare", "stamp"]
 
 DEFAULT_TOPIC: Final = "default"
 """The topic of events published without one."""
@@ -23,8 +33,8 @@ GAP: Final = "gap"
 Its data says why and what: `{"reason": "overflow" | "expired" | "unknown", "missed": int |
 None, "first_id": str | None, "last_id": str | None}`. `overflow`: the subscriber read too slowly
 and its oldest pending events were dropped. `expired`: a resume asked for events that are no
-longer retained (older than the replay buffer, or published before this broker started).
-`unknown`: a resume named an id this broker never issued.
+longer retained (older than the replay buffer, or published before this broker or, on Redis,
+before Redis's data began). `unknown`: a resume named an id this broker never issued.
 """
 
 _JSON_OPTIONS: Final = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
@@ -35,10 +45,50 @@ def _json_default(value: Any) -> Any:
     dump = getattr(value, "model_dump", None)
     if callable(dump):
         return dump(mode="json")
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+    raise EventNotSerializable(type(value).__name__)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+def encode_json(value: Any) -> bytes:
+    """`value` as JSON, the way every broker serialises event data.
+
+    Raises:
+        EventNotSerializable: `value` holds something JSON cannot carry (also a TypeError).
+    """
+    # orjson 3.13 leaves a 4 KiB allocation behind even a 100-byte result; what is kept (in
+    # a replay log, an outbox) must be an exact-size copy (about 60 ns).
+    return bytes(memoryview(_dumps(value)))
+
+
+def _dumps(value: Any) -> bytes:
+    """`encode_json` without the copy, for results that are only read and dropped."""
+    try:
+        return orjson.dumps(value, default=_json_default, option=_JSON_OPTIONS)
+    except orjson.JSONEncodeError as exc:
+        if isinstance(exc.__cause__, EventNotSerializable):
+            raise exc.__cause__ from None
+        try:  # the documented fallback: lone surrogates replaced
+            return orjson.dumps(
+                _without_lone_surrogates(value), default=_json_default, option=_JSON_OPTIONS
+            )
+        except orjson.JSONEncodeError:
+            raise EventNotSerializable(str(exc)) from None
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        # Through UTF-16, a surrogate pair becomes its character, a lone one U+FFFD.
+        return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    if isinstance(value, dict):
+        return {
+            _without_lone_surrogates(key): _without_lone_surrogates(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_without_lone_surrogates(item) for item in value]
+    return value
+
+
+@dataclasses.dataclass(frozen=True, slots=True, eq=False)
 class Event:
     """One event: a type, JSON-serialisable data, and, once published, an id and a topic.
 
@@ -51,7 +101,9 @@ class Event:
     `id` and `topic` are filled in by the broker on publish: ids are opaque strings that
     increase with every event (`"1732460000000-3"`, the form Redis stream ids take) and a client
     hands one back as `Last-Event-ID` to resume after it. `type` may not contain a line break,
-    so it can never add fields to an SSE message.
+    so it can never add fields to an SSE message. Events compare by identity: a published
+    event is one thing however many subscribers share it, and data such as numpy arrays has
+    no single answer to `==`.
     """
 
     type: str
@@ -60,8 +112,8 @@ class Event:
     topic: str | None = None
     # Caches filled on first use (an event is immutable, so they never go stale): the JSON
     # form, and the SSE frame `stream._wire.event_frame` builds from it.
-    _json: bytes | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
-    _frame: bytes | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
+    _json: bytes | None = dataclasses.field(default=None, init=False, repr=False)
+    _frame: bytes | None = dataclasses.field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         type_ = self.type
@@ -69,13 +121,45 @@ class Event:
             raise ValueError(f"event type may not contain CR, LF or NUL: {type_!r}")
 
     def json(self) -> bytes:
-        """The event as one line of JSON: `{"id", "type", "topic", "data"}`, computed once."""
+        """The event as one line of JSON: `{"id", "type", "topic", "data"}`, computed once.
+
+        Raises:
+            EventNotSerializable: the data holds something JSON cannot carry.
+        """
         cached = self._json
         if cached is None:
-            cached = orjson.dumps(
-                {"id": self.id, "type": self.type, "topic": self.topic, "data": self.data},
-                default=_json_default,
-                option=_JSON_OPTIONS,
-            )
+            frame = self._frame
+            if frame is not None:  # a published event: its frame holds the JSON already
+                cached = frame[frame.index(b"\ndata: ") + 7 : -2]
+            else:
+                cached = encode_json(
+                    {"id": self.id, "type": self.type, "topic": self.topic, "data": self.data}
+                )
             object.__setattr__(self, "_json", cached)
         return cached
+
+
+def prepare(event: Event, topic: str) -> tuple[Any, bytes]:
+    """Serialise `event` for publishing to `topic`, before it has an id.
+
+    Returns the data as subscribers get it (decoded from its JSON) and the JSON line after its
+    `"id"` member. This is most of the work of publishing, done before the broker's lock.
+
+    Raises:
+        EventNotSerializable: the data holds something JSON cannot carry.
+    """
+    data_json = _dumps(event.data)
+    rest = b',"type":%b,"topic":%b,"data":%b}' % (_dumps(event.type), _dumps(topic), data_json)
+    return orjson.loads(data_json), rest
+
+
+def stamp(event: Event, topic: str, id: str, prepared: tuple[Any, bytes]) -> Event:
+    """The published event: `event` with its id, topic, the data `prepare` decoded, and its
+    default SSE frame (what `stream._wire.event_frame` makes of it), built in one step."""
+    data, rest = prepared
+    published = Event(event.type, data, id, topic)
+    raw_id = id.encode()
+    object.__setattr__(
+        published, "_frame", b'id: %b\ndata: {"id":"%b"%b\n\n' % (raw_id, raw_id, rest)
+    )
+    return published

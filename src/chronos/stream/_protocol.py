@@ -9,14 +9,23 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Final, Literal, NamedTuple, Protocol
 
 from chronos.stream._event import Event
 
 if TYPE_CHECKING:
     from chronos.stream._asgi import Authorize, SSEHandler
 
-__all__ = ["BrokerProtocol", "Overflow", "Subscription", "SubscriptionStatistics"]
+__all__ = [
+    "DEFAULT_MAX_TOPICS",
+    "BrokerProtocol",
+    "Overflow",
+    "Subscription",
+    "SubscriptionStatistics",
+]
+
+DEFAULT_MAX_TOPICS: Final = 100
+"""How many topics one SSE connection may follow unless `sse_handler(max_topics=...)` says."""
 
 Overflow = Literal["drop_oldest", "disconnect"]
 """What a subscription does when its reader falls `max_pending` events behind.
@@ -163,6 +172,7 @@ class BrokerProtocol(Protocol):
         cors_credentials: bool = False,
         overflow: Overflow = "drop_oldest",
         max_pending: int | None = None,
+        max_topics: int = DEFAULT_MAX_TOPICS,
     ) -> SSEHandler:
         """An ASGI app streaming this broker's events as Server-Sent Events.
 
@@ -183,4 +193,5 @@ class BrokerProtocol(Protocol):
             cors_credentials=cors_credentials,
             overflow=overflow,
             max_pending=max_pending,
+            max_topics=max_topics,
         )

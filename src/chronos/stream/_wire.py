@@ -17,9 +17,20 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from chronos.stream._event import Event
+import orjson
 
-__all__ = ["HEARTBEAT", "encode_comment", "encode_message", "encode_retry", "event_frame"]
+from chronos.stream._event import Event
+from chronos.stream._ids import Position
+
+__all__ = [
+    "HEARTBEAT",
+    "encode_comment",
+    "encode_message",
+    "encode_retry",
+    "event_frame",
+    "event_from_frame",
+    "frame_position",
+]
 
 HEARTBEAT: Final = b": heartbeat\n"
 """A comment line: ignored by clients, it keeps proxies from closing an idle connection.
@@ -104,3 +115,25 @@ def event_frame(event: Event, *, named: bool = False) -> bytes:
     if not named:
         object.__setattr__(event, "_frame", frame)
     return frame
+
+
+def frame_position(frame: bytes) -> Position:
+    """The position of the event whose default frame (`event_frame(event)`) is `frame`."""
+    end = frame.index(b"\n", 4)
+    ms, _, seq = frame[4:end].partition(b"-")
+    return int(ms), int(seq)
+
+
+def event_from_frame(frame: bytes) -> Event:
+    """The published event whose default frame is `frame`, with the frame cached on it.
+
+    A broker that retains only frames (compact: one exact-size bytes per event) gets its
+    events back from them to replay.
+    """
+    start = frame.index(b"\ndata: ") + 7
+    json = frame[start:-2]
+    fields = orjson.loads(json)
+    event = Event(fields["type"], fields["data"], fields["id"], fields["topic"])
+    object.__setattr__(event, "_json", json)
+    object.__setattr__(event, "_frame", frame)
+    return event

@@ -32,7 +32,11 @@ was lost with the connection is sent again, so delivery across an outage is at l
 Subscribers stay open: the reader reconnects with capped exponential backoff and reads on from
 the last id it delivered. If Redis lost that entry meanwhile (a restart without persistence)
 or trimmed past it, the subscribers get a `GAP` event (`reason="expired"`) first: what Redis
-still holds is delivered, what it does not is reported.
+still holds is delivered, what it does not is reported. The same goes for a client resuming
+with `Last-Event-ID` later: an id from before Redis's data began (its *epoch*, recorded with
+the first event after a start or a restart that lost everything), or older than the retention
+and not found, is answered with that `GAP` first, since nothing proves the events after it
+are all still there.
 
 Every topic (`subscribe(id)`, `topics=None`): publishers keep a registry of live topics (a
 sorted set) and announce each topic's first event on a stream of topic names; the reader then
@@ -56,11 +60,9 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any, Final
 
-import orjson
-
 from chronos.errors import BrokerError, BrokerUnavailable, SubscriptionExists
 from chronos.stream._broker import _Fanout
-from chronos.stream._event import DEFAULT_TOPIC, Event, _json_default
+from chronos.stream._event import DEFAULT_TOPIC, Event, encode_json
 from chronos.stream._ids import format_id, parse_id
 from chronos.stream._protocol import Overflow, Subscription
 from chronos.stream._subscription import LocalSubscription
@@ -97,12 +99,16 @@ __all__ = ["RedisBroker"]
 # announces it, under its own id, on a stream of topic names: in one step with its XADD, so a
 # subscription to every topic, which reads that stream's end and then the set, cannot miss a
 # topic born in between. The writer refreshes the scores once a second, not every event.
+# The clock's `epoch` is the ms of the first id since Redis's data began (the clock hash is
+# new: a first start, or a restart that lost everything): every id of this epoch has ms at or
+# after it, so an older id is from data that is gone, and resuming after it needs a gap.
 _XADD: Final = """
 local t = redis.call('TIME')
 local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local last = tonumber(redis.call('HGET', KEYS[2], 'ms') or '0')
 if ms < last then ms = last else redis.call('HSET', KEYS[2], 'ms', string.format('%.0f', ms)) end
 local n = redis.call('HINCRBY', KEYS[2], 'n', 1)
+if n == 1 then redis.call('HSET', KEYS[2], 'epoch', string.format('%.0f', ms)) end
 local id = string.format('%.0f', ms) .. '-' .. string.format('%.0f', n)
 local c = redis.call('INCR', KEYS[3])
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], id, 't', ARGV[2], 'd', ARGV[3], 'c', c)
@@ -276,13 +282,14 @@ class RedisBroker(_Fanout):
         publishing only from threads, or the events wait in the outbox.
 
         Raises:
-            TypeError: `event.data` is not JSON-serialisable (nothing is queued).
+            EventNotSerializable: `event.data` holds something JSON cannot carry (nothing is
+                queued). It is also a TypeError.
             BrokerUnavailable: `max_outbox` events are waiting because Redis is unreachable.
             BrokerError: the broker is closed.
         """
         if topic is None:
             topic = event.topic if event.topic is not None else DEFAULT_TOPIC
-        data = orjson.dumps(event.data, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
+        data = encode_json(event.data)
         self._start_here()
         with self._lock:
             if self._closed:
@@ -391,9 +398,14 @@ class RedisBroker(_Fanout):
             names = await self._writer_redis.zrangebyscore(self._registry_key, horizon, "+inf")
             topics = frozenset(text(name) for name in names)
         after = joiner.after
+        reasons: set[str] = set()
         if after is not None:
-            ms, n = await self._writer_redis.hmget(self._clock_key, ["ms", "n"])
-            if ms is not None and after > (int(ms), int(n or 0)):
+            ms, n, epoch = await self._writer_redis.hmget(self._clock_key, ["ms", "n", "epoch"])
+            if ms is None or (epoch is not None and after[0] < int(epoch)):
+                # Issued before Redis's data began (it restarted and lost it, or never held
+                # this id): whatever followed it is gone. Say so, then replay what it holds.
+                reasons.add("expired")
+            elif after > (int(ms), int(n or 0)):
                 # An id Redis never issued: say so, then follow live, as the in-process
                 # broker does (starting at it would skip everything until Redis's clock
                 # caught up with it).
@@ -416,28 +428,35 @@ class RedisBroker(_Fanout):
                     # the retention before its first read still counts what it missed.
                     joiner.counts[topic] = int(last[0][2].get(b"c", 0)) if last else 0
             return
-        reasons: set[str] = set()
         newest = ORIGIN
-        for topic in topics:
+        ordered = list(topics)
+        # One round trip for every topic: the writer resolves joiners before it sends the
+        # events waiting in the outbox, so a resume to many topics must not hold them up.
+        pipe = self._writer_redis.pipeline(transaction=False)
+        for topic in ordered:
+            pipe.xinfo_stream(self._key(topic))
+        answers = await pipe.execute(raise_on_error=False)
+        for topic, info in zip(ordered, answers, strict=True):
             # Never past what the stream holds: everything added from here on is new, and
             # the start moves the reader's cursor shared by every follower of the topic in
             # this process, so an id from the future would silence all of them.
             joiner.start[topic] = ORIGIN
-            try:
-                info = await self._writer_redis.xinfo_stream(self._key(topic))
-            except ResponseError:  # no such stream
-                now_ms = time.time() * 1000
-                if after[0] < now_ms - self.replay_seconds * 1000:
+            if isinstance(info, ResponseError):  # no such stream
+                if after[0] < horizon:
                     reasons.add("expired")  # events after it, if any, have aged out
                 continue
+            if isinstance(info, Exception):
+                raise info
             issued = position_of(info["last-generated-id"])
             joiner.start[topic] = min(after, issued)
             newest = max(newest, issued)
             first = info.get("first-entry")
             trimmed = int(info["entries-added"]) > int(info["length"])
             # Trimming keeps no record of where it cut, only that it did: an id before the
-            # first entry left may have missed something, so say so.
-            if trimmed and (first is None or after < position_of(first[0])):
+            # first entry left may have missed something, so say so. So may one older than
+            # the retention: the stream may have expired and been created anew since.
+            before_first = first is None or after < position_of(first[0])
+            if before_first and (trimmed or after[0] < horizon):
                 reasons.add("expired")
         if joiner.subscription.topics is None and after[0] < horizon:
             reasons.add("expired")  # topics that went quiet since have expired entirely
