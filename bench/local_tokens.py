@@ -73,7 +73,7 @@ class Clock:
         )
 
 
-def raw_server(path: str, threads: int | None) -> xllamacpp.Server:
+def raw_server(path: str, threads: int) -> xllamacpp.Server:
     """An `xllamacpp.Server` set up as the provider sets up its own."""
     params = xllamacpp.CommonParams()
     params.model.path = path
@@ -81,9 +81,8 @@ def raw_server(path: str, threads: int | None) -> xllamacpp.Server:
     params.n_parallel = 1
     params.warmup = False
     params.verbosity = -1
-    if threads is not None:
-        params.cpuparams.n_threads = threads
-        params.cpuparams_batch.n_threads = threads
+    params.cpuparams.n_threads = threads
+    params.cpuparams_batch.n_threads = threads
     return xllamacpp.Server(params)
 
 
@@ -200,12 +199,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=25)
     parser.add_argument("--max-tokens", type=int, default=128)
-    parser.add_argument("--threads", type=int, help="llama.cpp threads (default: its choice)")
+    parser.add_argument("--threads", type=int, help="llama.cpp threads (default: the provider's)")
     args = parser.parse_args()
 
     path = default_model_path()
-    raw = raw_server(str(path), args.threads)
     provider = LlamaCppProvider(path, n_ctx=N_CTX, n_threads=args.threads)
+    raw = raw_server(str(path), provider.n_threads)
     loop = asyncio.new_event_loop()
     sides: dict[str, Callable[[], Run]] = {
         RAW: lambda: raw_run(raw, args.max_tokens),
@@ -233,7 +232,7 @@ def main() -> None:
     print(
         f"python {platform.python_version()}, xllamacpp {version('xllamacpp')}, "
         f"chronos-stream {version('chronos-stream')}, model {path.name}, n_ctx {N_CTX}, "
-        f"llama threads {args.threads or 'llama.cpp default'}"
+        f"llama threads {provider.n_threads}"
     )
     print(
         f"{args.rounds} rounds, {reference.tokens} tokens each (same text on every side), "

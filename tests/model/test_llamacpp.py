@@ -315,6 +315,11 @@ def test_it_is_a_provider(provider: LlamaCppProvider) -> None:
     assert provider.model == "SmolLM2-135M-Instruct.Q4_1"
 
 
+def test_llama_cpp_gets_half_the_cpus_unless_told() -> None:
+    assert LlamaCppProvider().n_threads == max((os.cpu_count() or 2) // 2, 1)
+    assert LlamaCppProvider(n_threads=3).n_threads == 3
+
+
 def test_the_default_model_is_found_without_importing_its_package() -> None:
     path = default_model_path()
     assert path.suffix == ".gguf"

@@ -120,7 +120,7 @@ class LlamaCppProvider(BaseProvider):
     Args:
         model: path of a GGUF file; default: `default_model_path()`.
         n_ctx: context window in tokens (prompt and response together).
-        n_threads: CPU threads for generation; default: llama.cpp's choice.
+        n_threads: CPU threads for generation; default: half the CPUs, at least one.
         chat_template: a Jinja chat template, for GGUF files that carry none (or a wrong one).
         buffer: chunks the worker may hand over ahead of the reader.
         llama_options: further fields of `xllamacpp.CommonParams`, by name.
@@ -151,7 +151,11 @@ class LlamaCppProvider(BaseProvider):
             raise ConfigurationError("llamacpp: buffer must be at least 1")
         self.model_path = path
         self._model = path.stem
-        self._params = self._llama_params(n_ctx, n_threads, chat_template, llama_options or {})
+        # llama.cpp's threads meet at every step, so one that other work delays stalls them
+        # all: with every CPU taken, generation slows several times over. Half the CPUs (as
+        # llama-cpp-python chose) leaves room for the event loop and the server around it.
+        self.n_threads = n_threads if n_threads is not None else max((os.cpu_count() or 2) // 2, 1)
+        self._params = self._llama_params(n_ctx, chat_template, llama_options or {})
         self._buffer = buffer
         self._loaded: _LoadedModel | None = None
         self._load_lock = threading.Lock()
@@ -222,11 +226,7 @@ class LlamaCppProvider(BaseProvider):
     # --- the worker thread ---------------------------------------------------------------
 
     def _llama_params(
-        self,
-        n_ctx: int,
-        n_threads: int | None,
-        chat_template: str | None,
-        options: Mapping[str, Any],
+        self, n_ctx: int, chat_template: str | None, options: Mapping[str, Any]
     ) -> Any:
         try:
             from xllamacpp import CommonParams
@@ -241,9 +241,8 @@ class LlamaCppProvider(BaseProvider):
         params.n_parallel = 1  # one request at a time: the whole context is that request's
         params.warmup = False  # the first request warms up; loading stays quick
         params.verbosity = _QUIET
-        if n_threads is not None:
-            params.cpuparams.n_threads = n_threads
-            params.cpuparams_batch.n_threads = n_threads
+        params.cpuparams.n_threads = self.n_threads
+        params.cpuparams_batch.n_threads = self.n_threads
         if chat_template is not None:
             params.chat_template = chat_template
         for name, value in options.items():
