@@ -1,11 +1,12 @@
-"""Tokens per second: the local provider against raw llama-cpp-python, same prompt, same run.
+"""Tokens per second: the local provider against raw xllamacpp, same prompt, same run.
 
     .venv/bin/python bench/local_tokens.py                 # 25 rounds of 128 tokens
-    .venv/bin/python bench/local_tokens.py --rounds 3 --max-tokens 64
+    .venv/bin/python bench/local_tokens.py --rounds 3 --max-tokens 64 --threads 2
 
-Both sides load the same GGUF with the same settings, each in its own `Llama`, and generate
-greedily (temperature 0, fixed seed), so they produce the same tokens (checked). Each round runs
-every side once, in an order that rotates from round to round; a warm-up round is discarded.
+Both sides load the same GGUF with the same settings, each in its own `xllamacpp.Server`, and
+generate greedily (temperature 0, fixed seed), so they produce the same tokens (checked). Each
+round runs every side once, in an order that rotates from round to round; a warm-up round is
+discarded.
 Raw runs twice: in the main thread, and in a new thread as the provider's generation does.
 A run's time is from the request to its last chunk, tokens/s the tokens generated divided by
 it. Reported: medians over rounds of tokens/s, of time to the first text, of each round's ratio
@@ -13,7 +14,7 @@ to raw (pairing the runs of a round cancels slow changes in machine load; its qu
 the noise), and of the process's
 CPU time per token (all threads; insensitive to other processes' load, so it shows the
 provider's own cost). Last, the cost per chunk of the provider's hand-off alone, without a
-model: the part of the provider's work that raw llama-cpp-python does not do.
+model: the part of the provider's work that raw xllamacpp does not do.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from collections.abc import Callable, Iterable
 from importlib.metadata import version
 from typing import NamedTuple
 
-from llama_cpp import Llama
+import orjson
+import xllamacpp
 
 from chronos.model import ChatRequest, ChatResponse, Message
 from chronos.model._handoff import End, Gate, ThreadHandoff
@@ -38,7 +40,7 @@ from chronos.model.llamacpp import LlamaCppProvider, default_model_path
 PROMPT = "Tell me a story about a robot"
 SEED = 42
 N_CTX = 2048
-RAW = "raw llama-cpp-python"
+RAW = "raw xllamacpp"
 RAW_THREAD = "raw, in a thread of its own"
 ASYNC = "LlamaCppProvider.stream_chat"
 SYNC = "LlamaCppProvider.stream_chat_sync"
@@ -46,7 +48,7 @@ SYNC = "LlamaCppProvider.stream_chat_sync"
 
 class Run(NamedTuple):
     text: str
-    tokens: int  # generated, end token excluded (llama-cpp-python's count)
+    tokens: int  # generated, as llama.cpp counts them
     seconds: float  # request to last chunk
     first: float  # request to first text
     cpu: float  # process CPU seconds, all threads
@@ -71,23 +73,45 @@ class Clock:
         )
 
 
-def raw_run(llama: Llama, max_tokens: int) -> Run:
-    """llama-cpp-python's own streaming chat completion."""
+def raw_server(path: str, threads: int) -> xllamacpp.Server:
+    """An `xllamacpp.Server` set up as the provider sets up its own."""
+    params = xllamacpp.CommonParams()
+    params.model.path = path
+    params.n_ctx = N_CTX
+    params.n_parallel = 1
+    params.warmup = False
+    params.verbosity = -1
+    params.cpuparams.n_threads = threads
+    params.cpuparams_batch.n_threads = threads
+    return xllamacpp.Server(params)
+
+
+def raw_run(server: xllamacpp.Server, max_tokens: int) -> Run:
+    """xllamacpp's own streaming chat completion: JSON text in, a callback per chunk."""
     clock = Clock()
-    text = []
-    for part in llama.create_chat_completion(
-        [{"role": "user", "content": PROMPT}],
-        stream=True,
-        temperature=0.0,
-        seed=SEED,
-        max_tokens=max_tokens,
-    ):
-        content = part["choices"][0]["delta"].get("content")  # type: ignore[index]
-        if content:
-            clock.text()
-            text.append(content)
-    # Its stream reports no usage; the provider's runs (checked to give the same text) do.
-    return clock.run(text, 0)
+    text: list[str] = []
+    usage: dict[str, int] = {}
+
+    def on_chunk(data: str) -> bool:
+        chunk = orjson.loads(data)
+        for choice in chunk["choices"]:
+            content = choice["delta"].get("content")
+            if content:
+                clock.text()
+                text.append(content)
+        usage.update(chunk.get("usage") or {})
+        return False
+
+    body = {
+        "messages": [{"role": "user", "content": PROMPT}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "temperature": 0.0,
+        "seed": SEED,
+        "max_tokens": max_tokens,
+    }
+    server.handle_chat_completions(orjson.dumps(body).decode(), on_chunk)
+    return clock.run(text, usage["completion_tokens"])
 
 
 def in_a_thread(run: Callable[[], Run]) -> Run:
@@ -175,11 +199,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=25)
     parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--threads", type=int, help="llama.cpp threads (default: the provider's)")
     args = parser.parse_args()
 
     path = default_model_path()
-    raw = Llama(str(path), n_ctx=N_CTX, verbose=False)
-    provider = LlamaCppProvider(path, n_ctx=N_CTX)
+    provider = LlamaCppProvider(path, n_ctx=N_CTX, n_threads=args.threads)
+    raw = raw_server(str(path), provider.n_threads)
     loop = asyncio.new_event_loop()
     sides: dict[str, Callable[[], Run]] = {
         RAW: lambda: raw_run(raw, args.max_tokens),
@@ -201,15 +226,13 @@ def main() -> None:
     for name, runs in results.items():
         if any(run.text != reference.text for run in runs):
             raise SystemExit(f"{name} generated different text: not comparable")
-    for name in (RAW, RAW_THREAD):
-        results[name] = [run._replace(tokens=reference.tokens) for run in results[name]]
 
     load = os.getloadavg()[0]
     print(f"machine: {cpu_name()}, {os.cpu_count()} CPUs, {platform.system()}, load {load:.1f}")
     print(
-        f"python {platform.python_version()}, llama-cpp-python {version('llama-cpp-python')}, "
+        f"python {platform.python_version()}, xllamacpp {version('xllamacpp')}, "
         f"chronos-stream {version('chronos-stream')}, model {path.name}, n_ctx {N_CTX}, "
-        f"llama threads {raw.n_threads}"
+        f"llama threads {provider.n_threads}"
     )
     print(
         f"{args.rounds} rounds, {reference.tokens} tokens each (same text on every side), "

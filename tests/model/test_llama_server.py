@@ -1,13 +1,13 @@
 """The OpenAI provider against a real OpenAI-compatible server nobody here wrote.
 
-llama-cpp-python's own server (`python -m llama_cpp.server`) runs in a subprocess on
-127.0.0.1, serving the SmolLM2 GGUF the `local` extra ships; the OpenAI provider talks to it
-through `base_url`, as it would to vLLM, LM Studio or llama.cpp's C++ server.
+llama.cpp's own HTTP server (`tools/server`, which xllamacpp compiles in and starts for each
+`xllamacpp.Server`) runs in a subprocess on 127.0.0.1, serving the SmolLM2 GGUF that the
+local model set-up installs; the OpenAI provider talks to it through `base_url`, as it would
+to vLLM, LM Studio or a `llama-server` binary.
 """
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -30,43 +30,47 @@ REQUEST = ChatRequest(
     seed=42,
 )
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+# The child prints where llama.cpp listens, then serves until its stdin closes.
+_SERVE = """
+import sys, xllamacpp
+params = xllamacpp.CommonParams()
+params.model.path = sys.argv[1]
+params.n_ctx = 2048
+params.n_parallel = 1
+params.cpuparams.n_threads = 1  # its threads stall each other on a busy machine
+params.cpuparams_batch.n_threads = 1
+params.hostnames = ["127.0.0.1"]
+params.port = 0
+server = xllamacpp.Server(params)
+print(server.listening_address, flush=True)
+sys.stdin.read()
+"""
 
 
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The base URL (`.../v1`) of a llama-cpp-python server started for this module."""
-    port = free_port()
+    """The base URL (`.../v1`) of a llama.cpp server started for this module."""
     log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
     with log_path.open("wb") as log:
         server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "llama_cpp.server",
-                "--model",
-                str(default_model_path()),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--n_ctx",
-                "2048",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            [sys.executable, "-c", _SERVE, str(default_model_path())],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
         )
     try:
-        url = f"http://127.0.0.1:{port}/v1"
-        wait_until_ready(server, url, log_path)
+        assert server.stdout is not None
+        address = server.stdout.readline().decode().strip()
+        if not address.startswith("http://127.0.0.1:"):
+            server.wait(timeout=20)
+            pytest.fail(f"llama.cpp's server did not start ({server.returncode}):\n"
+                        f"{log_path.read_text()}")
+        url = f"{address}/v1"
+        wait_until_ready(url, log_path)
         yield url
     finally:
-        server.terminate()
+        assert server.stdin is not None
+        server.stdin.close()  # the child's read returns, and it exits
         try:
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
@@ -74,23 +78,20 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             server.wait()
 
 
-def wait_until_ready(server: subprocess.Popen[bytes], url: str, log: Path) -> None:
+def wait_until_ready(url: str, log: Path) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"llama_cpp.server exited with {server.returncode}:\n{log.read_text()}")
         try:
             if httpx.get(f"{url}/models", timeout=2).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.2)
-    pytest.fail(f"llama_cpp.server did not answer within 120 s:\n{log.read_text()}")
+    pytest.fail(f"llama.cpp's server did not answer within 120 s:\n{log.read_text()}")
 
 
 def provider(url: str) -> OpenAIProvider:
-    # The server takes any key. No headers of our own: the provider must declare its JSON
-    # body (FastAPI-based servers such as this one and vLLM reject a body without it).
+    # The server takes any key, and no headers of ours: what the provider sends must do.
     return OpenAIProvider("smollm2", base_url=url, api_key="unused")
 
 

