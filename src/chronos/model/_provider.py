@@ -267,6 +267,10 @@ class HTTPProvider(BaseProvider):
         """A fresh translator for one stream."""
         raise NotImplementedError
 
+    def _secret(self) -> str | None:
+        """The credential a vendor could echo back, redacted from its errors (the API key)."""
+        return self._api_key
+
     def _error_message(self, body: Any) -> tuple[str | None, str | None]:
         """(message, code) from a parsed HTTP error body."""
         return _http.vendor_error_message(body)
@@ -382,7 +386,7 @@ class HTTPProvider(BaseProvider):
                     body,
                     provider=self.name,
                     model=self._model,
-                    secret=self._api_key,
+                    secret=self._secret(),
                     parse=self._error_message,
                 )
             retry_after = getattr(error, "retry_after", None)
@@ -403,7 +407,7 @@ class HTTPProvider(BaseProvider):
         """The chunks of the response `open_response()` gives, resumed after a drop if it can."""
         response = await open_response()
         translator = new_translator()
-        translator.secret = self._api_key
+        translator.secret = self._secret()
         out = ChunkBuilder()
         translate = translator.translate
         build = out.build

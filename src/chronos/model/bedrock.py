@@ -146,14 +146,9 @@ class _WholeBody:
 class _ConverseStream(StreamTranslator):
     """One ConverseStream (or one converse answer); blocks keyed by `contentBlockIndex`."""
 
-    def __init__(
-        self, provider: str, model: str, *, streaming: bool, aws_secrets: Sequence[str] = ()
-    ) -> None:
+    def __init__(self, provider: str, model: str, *, streaming: bool) -> None:
         super().__init__(provider, model)
         self._streaming = streaming
-        # The secret key never goes on the wire, the session token does; a vendor message
-        # that quotes either is redacted (`secret`, the API key, is redacted by the base).
-        self._aws_secrets = tuple(secret for secret in aws_secrets if secret)
         self._tools: set[int] = set()
 
     def new_decoder(self, content_type: str = "") -> Decoder:
@@ -174,7 +169,7 @@ class _ConverseStream(StreamTranslator):
             raise self._exception(str(headers.get(":exception-type")), event.payload)
         elif kind == "error":
             code = str(headers.get(":error-code") or "error")
-            message = self._redact(str(headers.get(":error-message") or "unknown error"))
+            message = str(headers.get(":error-message") or "unknown error")
             raise self.stream_error(f"{code}: {message}", code=code)
         else:
             raise StreamProtocolError(
@@ -233,24 +228,20 @@ class _ConverseStream(StreamTranslator):
             out.usage(_usage(data["usage"]))
         out.end_stream()
 
-    def _redact(self, text: str) -> str:
-        for secret in self._aws_secrets:
-            text = text.replace(secret, "REDACTED")
-        return _http.redact(text, self.secret)
-
     def _exception(self, exception_type: str, payload: bytes) -> Exception:
         body = self.loads(payload) if payload else {}
-        message = self._redact(str(body.get("message") or body.get("Message") or ""))
+        message = str(body.get("message") or body.get("Message") or "")
         mapped = _EXCEPTIONS.get(exception_type)
         if mapped is None:
             return self.stream_error(f"{exception_type}: {message}", code=exception_type)
         error_class, status = mapped
         return error_class(
-            f"{self.provider} sent {exception_type} mid-stream: {message}",
+            f"{self.provider} sent {exception_type} mid-stream: "
+            + _http.redact(message, self.secret),
             status_code=status,
             provider=self.provider,
             model=self.model,
-            body=self._redact(payload[:2000].decode("utf-8", "replace")),
+            body=_http.redact(payload[:2000].decode("utf-8", "replace"), self.secret),
         )
 
     def on_end(self, out: ChunkBuilder) -> None:
@@ -410,10 +401,7 @@ class BedrockProvider(HTTPProvider):
                              headers={"accept": accept})
 
     def _new_translator(self) -> StreamTranslator:
-        frozen = self._frozen
-        secrets = (frozen.secret_key or "", frozen.token or "") if frozen is not None else ()
-        return _ConverseStream(self.name, self.model, streaming=self.streaming,
-                               aws_secrets=secrets)
+        return _ConverseStream(self.name, self.model, streaming=self.streaming)
 
     async def _open(self, req: ChatRequest) -> httpx.Response:
         credentials = self._credentials
@@ -438,6 +426,13 @@ class BedrockProvider(HTTPProvider):
                 if name in signed.headers:
                     request.headers[name] = signed.headers[name]
         return request
+
+    def _secret(self) -> str | None:
+        # The secret access key never goes on the wire, so no answer can quote it; the
+        # session token does.
+        if self._api_key is None and self._frozen is not None:
+            return self._frozen.token
+        return self._api_key
 
     def _forget_key(self, request: httpx.Request) -> None:
         super()._forget_key(request)
