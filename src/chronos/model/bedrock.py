@@ -30,9 +30,6 @@ Exception frames are typed errors: `throttlingException` → `RateLimitError`,
 
 from __future__ import annotations
 
-import logging
-import os
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 from urllib.parse import quote
@@ -50,6 +47,15 @@ from chronos.errors import (
 )
 from chronos.model import _http
 from chronos.model._assemble import ChunkBuilder
+from chronos.model._aws_auth import (
+    Credentials,
+    ReadOnlyCredentials,
+    RefreshableCredentials,
+    Session,
+    resolve_credentials,
+    resolve_region,
+    sign,
+)
 from chronos.model._eventstream import EventStreamDecoder, EventStreamMessage
 from chronos.model._provider import Decoder, HTTPProvider, StreamTranslator, VendorRequest
 from chronos.model._types import (
@@ -61,17 +67,6 @@ from chronos.model._types import (
     TextPart,
     Usage,
 )
-
-try:
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials, ReadOnlyCredentials, RefreshableCredentials
-    from botocore.exceptions import BotoCoreError
-    from botocore.session import Session
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "chronos.model.bedrock needs botocore: pip install 'chronos-stream[bedrock]'"
-    ) from exc
 
 __all__ = ["BedrockProvider"]
 
@@ -93,27 +88,7 @@ _EXCEPTIONS: Final[Mapping[str, tuple[type[ProviderHTTPError], int]]] = {
     "internalServerException": (ServerError, 500),
     "serviceUnavailableException": (ServerError, 503),
 }
-_SIGNED_HEADERS: Final = ("host", "content-type")
-_AUTH_HEADERS: Final = ("authorization", "x-amz-date", "x-amz-security-token")
 _IMAGE_FORMATS: Final = frozenset({"png", "jpeg", "gif", "webp"})
-_SESSION_TOKEN_LINE: Final = re.compile(r"(?im)^(x-amz-security-token:).*$")
-
-
-class _RedactSessionToken(logging.Filter):
-    """botocore's signer logs the canonical request at DEBUG, session token included."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(
-                _SESSION_TOKEN_LINE.sub(r"\1REDACTED", arg) if isinstance(arg, str) else arg
-                for arg in record.args
-            )
-        return True
-
-
-logging.getLogger("botocore.auth").addFilter(_RedactSessionToken())
-
-
 def _usage(raw: Mapping[str, Any]) -> Usage:
     # Cache reads and writes are billed apart but are input all the same (as Anthropic's).
     input_tokens = raw.get("inputTokens")
@@ -300,30 +275,6 @@ def _messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
     return turns
 
 
-def _resolve_region(session: Session, region: str | None) -> str:
-    # botocore reads AWS_DEFAULT_REGION and the profile; the other SDKs read AWS_REGION.
-    resolved = region or os.environ.get("AWS_REGION") or session.get_config_variable("region")
-    if not resolved:
-        raise ConfigurationError(
-            "bedrock: no AWS region; pass region= or set AWS_REGION or AWS_DEFAULT_REGION"
-            " (or a profile's region)"
-        )
-    return str(resolved)
-
-
-def _resolve_credentials(session: Session) -> Credentials:
-    try:
-        credentials = session.get_credentials()
-    except (BotoCoreError, ValueError) as exc:  # e.g. a malformed profile or container URI
-        raise ConfigurationError(f"bedrock: cannot load AWS credentials ({exc})") from exc
-    if credentials is None:
-        raise ConfigurationError(
-            "bedrock: no AWS credentials found (environment, shared config and credentials"
-            " files, container or instance role); or set AWS_BEARER_TOKEN_BEDROCK"
-        )
-    return credentials
-
-
 class BedrockProvider(HTTPProvider):
     """Amazon Bedrock's Converse API, streamed, with SigV4-signed requests.
 
@@ -362,13 +313,13 @@ class BedrockProvider(HTTPProvider):
         **kwargs: Any,
     ) -> None:
         session = Session(profile=profile)
-        self.region = _resolve_region(session, region)
+        self.region = resolve_region(session, region)
         kwargs.setdefault("base_url", f"https://bedrock-runtime.{self.region}.amazonaws.com")
         super().__init__(model, **kwargs)
         self.streaming = streaming
         self._credentials: Credentials | None = None
         if self._api_key is None:
-            self._credentials = credentials or _resolve_credentials(session)
+            self._credentials = credentials or resolve_credentials(session)
         self._frozen: ReadOnlyCredentials | None = None
 
     def _build_request(self, req: ChatRequest) -> VendorRequest:
@@ -415,16 +366,7 @@ class BedrockProvider(HTTPProvider):
     def _http_request(self, req: ChatRequest) -> httpx.Request:
         request = super()._http_request(req)
         if self._frozen is not None:
-            signed = AWSRequest(
-                method=request.method,
-                url=str(request.url),
-                data=request.content,
-                headers={name: request.headers[name] for name in _SIGNED_HEADERS},
-            )
-            SigV4Auth(self._frozen, "bedrock", self.region).add_auth(signed)
-            for name in _AUTH_HEADERS:
-                if name in signed.headers:
-                    request.headers[name] = signed.headers[name]
+            sign(request, self._frozen, service="bedrock", region=self.region)
         return request
 
     def _secret(self) -> str | None:
