@@ -306,3 +306,31 @@ def test_the_secret_is_in_no_repr() -> None:
     provider = BedrockProvider("m")
     assert SECRET not in repr(provider)
     assert provider.base_url == "https://bedrock-runtime.us-east-1.amazonaws.com"
+
+
+@pytest.mark.anyio
+async def test_streaming_false_calls_converse_and_gives_one_chunk(
+    replay_server: ReplayServer,
+) -> None:
+    answer = {
+        "output": {"message": {"role": "assistant", "content": [
+            {"reasoningContent": {"reasoningText": {"text": "Think.", "signature": "c2ln"}}},
+            {"text": "Calling."},
+            {"toolUse": {"toolUseId": "t1", "name": "look", "input": {"at": "x"}}},
+        ]}},
+        "stopReason": "tool_use",
+        "usage": {"inputTokens": 4, "outputTokens": 6, "totalTokens": 15,
+                  "cacheReadInputTokens": 5},
+    }
+    script = replay_server.script(Reply(body=json.dumps(answer).encode(),
+                                        headers={"content-type": "application/json"}))
+    chunks = await _collect(_provider(script.base_url, streaming=False))
+    assert script.exchanges[0].path.endswith("/converse")
+    assert script.exchanges[0].headers["accept"] == "application/json"
+    [chunk] = chunks
+    assert (chunk.reasoning, chunk.content) == ("Think.", "Calling.")
+    assert [(c.id, c.name, json.loads(c.arguments)) for c in chunk.tool_calls] == [
+        ("t1", "look", {"at": "x"})]
+    assert chunk.stop_reason is StopReason.TOOL_CALL
+    assert chunk.usage is not None
+    assert (chunk.usage.input_tokens, chunk.usage.total_tokens) == (9, 15)

@@ -294,6 +294,9 @@ class BedrockProvider(HTTPProvider):
         **kwargs: as for every HTTP provider (`base_url`, timeouts, `retry`, ...); `api_key`
             is a Bedrock API key, sent as a bearer token instead of signing.
 
+    `ChatRequest.response_format` and `seed` have no Converse equivalent and are not sent;
+    `metadata` goes out as `requestMetadata`.
+
     Raises:
         ConfigurationError: no region, or neither an API key nor AWS credentials were found.
     """
