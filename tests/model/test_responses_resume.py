@@ -177,3 +177,13 @@ async def test_vendors_that_cannot_resume_fail_loudly(replay_server: ReplayServe
         with pytest.raises(StreamDisconnectedError):
             [chunk async for chunk in anthropic.stream_chat(REQUEST)]
     assert len(script.exchanges) == 1
+
+
+def test_resume_stream_has_a_sync_twin(replay_server: ReplayServer) -> None:
+    recording = RECORDINGS[0]
+    whole = parse(_provider(recording, "http://127.0.0.1:9"), "text/event-stream",
+                  [recording.body])
+    script = replay_server.script(_continuation(_events(recording.body)))
+    provider = _provider(recording, script.base_url)
+    chunks = list(provider.resume_stream_sync(whole.chunks[-1].id))
+    assert tuple(chunks) == whole.chunks

@@ -26,18 +26,20 @@ closed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
 from urllib.parse import quote
 
 import httpx
 
+from chronos._sync import iterate_sync
 from chronos.model._assemble import ChunkBuilder
 from chronos.model._decode import SSEEvent
 from chronos.model._protocol import ChatStream
 from chronos.model._provider import HTTPProvider, StreamTranslator, VendorRequest
 from chronos.model._types import (
     ChatRequest,
+    ChatResponse,
     ContentPart,
     ImagePart,
     Message,
@@ -234,6 +236,12 @@ class OpenAIResponsesProvider(HTTPProvider):
             lambda: _ResponsesStream(self.name, self.model, background=True,
                                      response_id=response_id, after=after),
         ))
+
+    def resume_stream_sync(
+        self, response_id: str, *, after: int | None = None
+    ) -> Iterator[ChatResponse]:
+        """`resume_stream` for synchronous code."""
+        return iterate_sync(lambda: self.resume_stream(response_id, after=after))
 
     async def _resume(self, translator: StreamTranslator) -> httpx.Response | None:
         # Only a background response can be streamed again, and only once its id is known.
