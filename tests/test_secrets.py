@@ -30,6 +30,7 @@ import orjson
 import psycopg
 import pytest
 import redis.asyncio as aioredis
+from botocore.credentials import Credentials
 
 from chronos import graph
 from chronos.errors import ChronosError, NodeError
@@ -48,9 +49,12 @@ from chronos.model import (
     RetryPolicy,
 )
 from chronos.model._provider import HTTPProvider
+from chronos.model.bedrock import BedrockProvider
 from chronos.store import CheckpointStore, PostgresStore, SQLiteStore
 from chronos.stream import Broker, BrokerProtocol, Event
 from chronos.stream.redis import RedisBroker
+from tests.model.eventstream_frames import exception as aws_exception
+from tests.model.eventstream_frames import frame
 from tests.model.replay import ReplayServer, Reply
 from tests.store.backends import POSTGRES_URL, unique_table
 from tests.stream.redis_helpers import REDIS_URL, delete_prefix, require_redis, unique_prefix
@@ -172,6 +176,11 @@ def vendors(url: str) -> dict[str, HTTPProvider]:
         "gemini": GeminiProvider("m", base_url=url, **common),
         "cohere": CohereProvider("m", base_url=url, **common),
         "ollama": OllamaProvider("m", base_url=url, **common),
+        "bedrock": BedrockProvider("m", base_url=url, region="us-east-1", **common),
+        # SigV4: the secret access key never leaves; the session token goes on the wire.
+        "bedrock-sigv4": BedrockProvider(
+            "m", base_url=url, region="us-east-1", idle_timeout=0.3, retry=FAST,
+            credentials=Credentials("AKIDEXAMPLE", "never-sent-secret", KEY)),
     }
 
 
@@ -191,7 +200,12 @@ MID_STREAM: dict[str, list[bytes]] = {
     "gemini": [_sse({"error": {"message": KEY, "status": "X"}}), _sse([KEY])],
     "cohere": [f"event: x\ndata: {json.dumps({'type': 'x', 'k': KEY})}\n\n".encode()],
     "ollama": [json.dumps({"error": KEY}).encode() + b"\n", f"{KEY}\n".encode()],
+    "bedrock": [aws_exception("throttlingException", {"message": KEY}),
+                aws_exception("modelStreamErrorException", {"message": KEY}),
+                frame({":message-type": "event", ":event-type": "metadata"},
+                      f'{{"usage": "{KEY}'.encode())],
 }
+MID_STREAM["bedrock-sigv4"] = MID_STREAM["bedrock"]
 
 
 async def drive(provider: HTTPProvider, evidence: Evidence, where: str) -> None:

@@ -17,6 +17,7 @@ from chronos.model import ChatResponse
 from chronos.model._assemble import ChunkBuilder
 from chronos.model._provider import HTTPProvider
 from chronos.model.anthropic import AnthropicProvider
+from chronos.model.bedrock import BedrockProvider
 from chronos.model.cohere import CohereProvider
 from chronos.model.gemini import GeminiProvider
 from chronos.model.ollama import OllamaProvider
@@ -91,4 +92,7 @@ PARSERS: dict[str, tuple[Callable[[], HTTPProvider], str]] = {
     "ollama": (lambda: OllamaProvider("m", base_url=_URL, api_key=_KEY),
                "application/x-ndjson"),
     "cohere": (lambda: CohereProvider("m", base_url=_URL, api_key=_KEY), "text/event-stream"),
+    # AWS credentials come from the environment tests/model/conftest.py sets.
+    "bedrock": (lambda: BedrockProvider("m", base_url=_URL, region="us-east-1"),
+                "application/vnd.amazon.eventstream"),
 }

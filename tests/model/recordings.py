@@ -13,17 +13,19 @@ is appended) and add it to `PROVIDERS` under the recording's `api`; delete that 
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from chronos.model import StopReason
 from chronos.model._provider import HTTPProvider
 from chronos.model.anthropic import AnthropicProvider
+from chronos.model.bedrock import BedrockProvider
 from chronos.model.cohere import CohereProvider
 from chronos.model.gemini import GeminiProvider
 from chronos.model.ollama import OllamaProvider
@@ -55,7 +57,10 @@ class Recording:
 
     @property
     def body(self) -> bytes:
-        return str(self.data["response"]["body"]).encode()
+        response = self.data["response"]
+        if response.get("body_b64"):  # a binary body (AWS event-stream)
+            return base64.b64decode(response["body_b64"])
+        return str(response["body"]).encode()
 
     @property
     def content_type(self) -> str:
@@ -162,6 +167,15 @@ def _cohere(recording: Recording, server_url: str) -> HTTPProvider:
     return CohereProvider(_model(recording), base_url=server_url + prefix, api_key=API_KEY)
 
 
+def _bedrock(recording: Recording, server_url: str) -> HTTPProvider:
+    """`/model/{id}/converse-stream` or `/converse`; the id as the recorder encoded it."""
+    path = urlsplit(recording.request_path).path
+    prefix, _, rest = path.partition("/model/")
+    model, _, action = rest.rpartition("/")
+    return BedrockProvider(unquote(model), region="us-east-1", base_url=server_url + prefix,
+                           streaming=action == "converse-stream")
+
+
 PROVIDERS: dict[str, ProviderFactory] = {
     "chat.completions": _openai_chat,
     "responses": _openai_responses,
@@ -170,6 +184,8 @@ PROVIDERS: dict[str, ProviderFactory] = {
     "generateContent": _gemini,
     "api/chat": _ollama,
     "v2/chat": _cohere,
+    "converse-stream": _bedrock,
+    "converse": _bedrock,
 }
 
 # Legacy text-completion APIs: not chat, skipped for good.
@@ -179,10 +195,7 @@ NEVER = {
 }
 
 # Chat APIs whose provider is still to be written: skipped until registered in PROVIDERS.
-NOT_YET: dict[str, str] = {
-    "converse": "the native Bedrock provider (chronos.model.bedrock)",
-    "converse-stream": "the native Bedrock provider (chronos.model.bedrock)",
-}
+NOT_YET: dict[str, str] = {}
 
 # The mapping every vendor's raw stop reason must get; values not listed must map to
 # some StopReason (usually OTHER).

@@ -23,7 +23,7 @@ import contextlib
 import itertools
 import random
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -48,7 +48,8 @@ class Reply:
 
     `end`: "complete" sends the whole body properly; "abrupt" closes the connection after
     the pieces without ending the chunked body; "stall" sends the pieces and then nothing,
-    keeping the connection open until the client leaves.
+    keeping the connection open until the client leaves. `body_for`, when set, computes the
+    body from the request instead (a server that answers what it is asked, e.g. a resume).
     """
 
     status: int = 200
@@ -60,6 +61,7 @@ class Reply:
     max_piece: int = 48
     pause: float = 0.0
     end: Literal["complete", "abrupt", "stall"] = "complete"
+    body_for: Callable[[Exchange], bytes] | None = None
 
 
 @dataclass
@@ -168,7 +170,8 @@ class ReplayServer:
             head += [f"{name}: {value}" for name, value in reply.headers.items()]
             head += ["transfer-encoding: chunked", "connection: close", "", ""]
             writer.write("\r\n".join(head).encode("latin-1"))
-            for piece in split_at_random(reply.body, reply.seed, reply.max_piece):
+            body = reply.body if reply.body_for is None else reply.body_for(exchange)
+            for piece in split_at_random(body, reply.seed, reply.max_piece):
                 if exchange.client_left.is_set():
                     return
                 writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))

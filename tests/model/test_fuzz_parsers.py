@@ -25,6 +25,7 @@ from chronos.errors import ChronosError, StreamProtocolError
 from chronos.model import ChatRequest, ChatResponse, Message, RetryPolicy, StopReason, Usage
 from chronos.model._decode import JSONArrayDecoder, NDJSONDecoder, SSEDecoder
 from tests.fuzzing import FUZZ, hang_guard, mutated
+from tests.model.eventstream_frames import event
 from tests.model.parsing import PARSERS, Outcome, parse
 from tests.model.recordings import load_all
 from tests.model.replay import ReplayServer, Reply
@@ -32,7 +33,8 @@ from tests.stream.sse_spec import SpecDecoder
 
 # The recordings each parser understands: the seeds mutations start from.
 _API_OF = {"openai-chat": "chat.completions", "openai-responses": "responses",
-           "anthropic": "messages", "ollama": "api/chat", "cohere": "v2/chat"}
+           "anthropic": "messages", "ollama": "api/chat", "cohere": "v2/chat",
+           "bedrock": "converse-stream"}
 _RECORDINGS = [r for r in load_all() if r.status < 400]
 
 
@@ -167,7 +169,7 @@ def test_framing_decoders_raise_nothing_but_value_error_at_flush(
 # --- the real HTTP path ---------------------------------------------------------------------
 
 _HTTP_PARSERS = {"openai-chat", "openai-responses", "anthropic", "gemini-json-array",
-                 "ollama", "cohere"}
+                 "ollama", "cohere", "bedrock"}
 _REQUEST = ChatRequest(messages=[Message(role="user", content="Hello")])
 
 
@@ -226,6 +228,8 @@ def _long_line(parser: str, size: int) -> bytes:
         return b"[" + element + b"]"
     if parser == "ollama":
         return element + b"\n"
+    if parser == "bedrock":
+        return event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "x" * size}})
     return b"data: " + element + b"\n\n"
 
 

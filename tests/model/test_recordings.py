@@ -13,6 +13,7 @@ import json
 import zlib
 from collections.abc import AsyncIterable
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 
@@ -179,5 +180,6 @@ async def test_recording_replays(recording: Recording, replay_server: ReplayServ
 
     exchange = script.exchanges[0]
     assert exchange.method == "POST"
-    assert exchange.path == script.prefix + recording.request_path
+    # Compared decoded: recorders differ on "%3A" versus ":" in Bedrock model ids, both valid.
+    assert unquote(exchange.path) == unquote(script.prefix + recording.request_path)
     assert isinstance(json.loads(exchange.body), dict)

@@ -4,7 +4,8 @@ What the base does, once for every vendor: owns the `httpx.AsyncClient` and its 
 sends the streaming POST, turns an error status into a typed error (reading the body first),
 retries retryable failures with backoff before the first chunk only, applies a connect timeout
 and an idle (between-chunks) timeout instead of a total one, decodes the body, assembles tool
-calls (`_assemble.ChunkBuilder`), detects truncated streams, closes the response on `break`,
+calls (`_assemble.ChunkBuilder`), detects truncated streams, resumes a stream whose connection
+dropped where the vendor can (`HTTPProvider._resume`), closes the response on `break`,
 `aclose()` or cancellation, and provides the `_sync` twins.
 
 Adding a vendor (`anthropic.py`, `gemini.py`, ...) means writing a translator, no I/O:
@@ -52,7 +53,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, Protocol
 
@@ -259,6 +267,10 @@ class HTTPProvider(BaseProvider):
         """A fresh translator for one stream."""
         raise NotImplementedError
 
+    def _secret(self) -> str | None:
+        """The credential a vendor could echo back, redacted from its errors (the API key)."""
+        return self._api_key
+
     def _error_message(self, body: Any) -> tuple[str | None, str | None]:
         """(message, code) from a parsed HTTP error body."""
         return _http.vendor_error_message(body)
@@ -298,8 +310,8 @@ class HTTPProvider(BaseProvider):
             client = self._clients[loop] = httpx.AsyncClient(timeout=self.timeout)
         return client
 
-    def _http_request(self, req: ChatRequest) -> httpx.Request:
-        spec = self._build_request(req)
+    def _request_headers(self) -> dict[str, str]:
+        """The headers every request of this provider carries, the key's included."""
         headers = {
             "accept": "text/event-stream, application/json",
             "content-type": "application/json",
@@ -307,6 +319,11 @@ class HTTPProvider(BaseProvider):
         }
         if self._api_key:
             headers.update(self._auth_headers(self._api_key))
+        return headers
+
+    def _http_request(self, req: ChatRequest) -> httpx.Request:
+        spec = self._build_request(req)
+        headers = self._request_headers()
         headers.update(spec.headers)
         return self._client().build_request(
             "POST",
@@ -328,10 +345,24 @@ class HTTPProvider(BaseProvider):
 
     async def _open(self, req: ChatRequest) -> httpx.Response:
         """Send the request; retry what is retryable; return a 2xx response, not yet read."""
+        return await self._send(lambda: self._http_request(req))
+
+    async def _resume(self, translator: StreamTranslator) -> httpx.Response | None:
+        """The connection dropped mid-stream: a response that continues it, or None.
+
+        The default is None: the stream fails with `StreamDisconnectedError`. A vendor that
+        can resume (OpenAI Responses in background mode) sends the request that continues
+        after the last event `translator` processed; the chunks then go on as if nothing
+        happened. It gives up (None) when resuming keeps failing without progress.
+        """
+        return None
+
+    async def _send(self, make_request: Callable[[], httpx.Request]) -> httpx.Response:
+        """Send a fresh `make_request()` per attempt; retry what is retryable; 2xx or raise."""
         attempt = 0
         while True:
             error: ProviderError
-            request = self._http_request(req)
+            request = make_request()
             try:
                 response = await self._client().send(request, stream=True)
             except httpx.HTTPError as exc:
@@ -355,7 +386,7 @@ class HTTPProvider(BaseProvider):
                     body,
                     provider=self.name,
                     model=self._model,
-                    secret=self._api_key,
+                    secret=self._secret(),
                     parse=self._error_message,
                 )
             retry_after = getattr(error, "retry_after", None)
@@ -365,31 +396,49 @@ class HTTPProvider(BaseProvider):
             attempt += 1
             await self._sleep(delay)
 
-    async def _stream(self, req: ChatRequest) -> AsyncGenerator[ChatResponse, None]:
-        response = await self._open(req)
-        translator = self._new_translator()
-        translator.secret = self._api_key
+    def _stream(self, req: ChatRequest) -> AsyncGenerator[ChatResponse, None]:
+        return self._read(lambda: self._open(req), self._new_translator)
+
+    async def _read(
+        self,
+        open_response: Callable[[], Awaitable[httpx.Response]],
+        new_translator: Callable[[], StreamTranslator],
+    ) -> AsyncGenerator[ChatResponse, None]:
+        """The chunks of the response `open_response()` gives, resumed after a drop if it can."""
+        response = await open_response()
+        translator = new_translator()
+        translator.secret = self._secret()
         out = ChunkBuilder()
         translate = translator.translate
         build = out.build
         decoder = translator.new_decoder(response.headers.get("content-type", ""))
         body = response.aiter_bytes()
         try:
-            try:
-                async for raw in body:
-                    for event in decoder.feed(raw):
-                        translate(event, out)
-                        chunk = build()
-                        if chunk is not None:
-                            yield chunk
+            while True:
+                try:
+                    async for raw in body:
+                        for event in decoder.feed(raw):
+                            translate(event, out)
+                            chunk = build()
+                            if chunk is not None:
+                                yield chunk
+                            if out.ended:
+                                break
                         if out.ended:
                             break
-                    if out.ended:
-                        break
-            except httpx.HTTPError as exc:
-                raise _http.error_from_httpx(
-                    exc, started=True, provider=self.name, model=self._model
-                ) from exc
+                    break
+                except httpx.HTTPError as exc:
+                    error = _http.error_from_httpx(
+                        exc, started=True, provider=self.name, model=self._model
+                    )
+                    await response.aclose()
+                    resumed = await self._resume(translator)
+                    if resumed is None:
+                        raise error from exc
+                # A new connection: what the old one left half-decoded is sent again.
+                response = resumed
+                decoder = translator.new_decoder(response.headers.get("content-type", ""))
+                body = response.aiter_bytes()
             if not out.ended:
                 try:
                     tail = decoder.flush()

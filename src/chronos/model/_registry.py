@@ -28,6 +28,7 @@ _PROVIDERS: Final[Mapping[str, tuple[str, str]]] = {
     "anthropic": ("chronos.model.anthropic", "AnthropicProvider"),
     "gemini": ("chronos.model.gemini", "GeminiProvider"),
     "cohere": ("chronos.model.cohere", "CohereProvider"),
+    "bedrock": ("chronos.model.bedrock", "BedrockProvider"),
     "ollama": ("chronos.model.ollama", "OllamaProvider"),
     "llamacpp": ("chronos.model.llamacpp", "LlamaCppProvider"),
 }
@@ -74,8 +75,9 @@ def provider_from_name(name: str, **options: Any) -> Provider:
 
     Options set to `None` are left out, so values from a CLI or a config file can be passed
     straight through. Names are those of `Provider.name` ("openai", "azure_openai",
-    "anthropic", "gemini", "ollama", "cohere", "llamacpp", ...); case and "-" versus "_" do
-    not matter; "local" means "llamacpp", "claude" "anthropic", "google" "gemini".
+    "anthropic", "gemini", "ollama", "cohere", "bedrock", "llamacpp", ...); case and "-"
+    versus "_" do not matter; "local" means "llamacpp", "claude" "anthropic", "google"
+    "gemini".
 
     Raises:
         ConfigurationError: the name is unknown or its module missing (the message lists the

@@ -14,18 +14,32 @@ arrive only in `response.output_item.added`; its argument deltas are keyed by `i
 `response.output_item.done` says it is complete. The stream ends with `response.completed`
 (or `.incomplete` / `.failed`); OpenRouter adds `data: [DONE]`. Built-in tools (web search,
 file search, ...) are not function calls and are not reported as tool calls.
+
+In background mode (`background=True`) a stream survives a dropped connection: the provider
+reconnects with `GET /responses/{id}?stream=true&starting_after=<last sequence_number>` and
+the chunks go on, none repeated or missing (events at or below the last sequence number seen
+are skipped should a server send them again). `resume_stream(response_id, after=n)` does the
+same explicitly, e.g. from another process. Background responses are stored by OpenAI
+(`store: true`, which background mode requires) and keep generating when the stream is
+closed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
+from urllib.parse import quote
 
+import httpx
+
+from chronos._sync import iterate_sync
 from chronos.model._assemble import ChunkBuilder
 from chronos.model._decode import SSEEvent
+from chronos.model._protocol import ChatStream
 from chronos.model._provider import HTTPProvider, StreamTranslator, VendorRequest
 from chronos.model._types import (
     ChatRequest,
+    ChatResponse,
     ContentPart,
     ImagePart,
     Message,
@@ -47,16 +61,37 @@ _REASONING_DELTAS: Final = frozenset(
 
 
 class _ResponsesStream(StreamTranslator):
-    def __init__(self, provider: str, model: str) -> None:
+    def __init__(
+        self,
+        provider: str,
+        model: str,
+        *,
+        background: bool = False,
+        response_id: str = "",
+        after: int | None = None,
+    ) -> None:
         super().__init__(provider, model)
+        self.background = background
         self._streamed_arguments: set[str] = set()
         self._made_calls = False
+        # Where a resumed stream continues: the response and its last event processed.
+        self.response_id = response_id
+        self.last_sequence = after
+        self.resumes_without_progress = 0
+        self.sequence_at_resume: int | None = None
 
     def on_event(self, event: SSEEvent, out: ChunkBuilder) -> None:
         if event.data == "[DONE]":
             out.end_stream()
             return
         data = self.loads(event.data)
+        sequence = data.get("sequence_number")
+        if type(sequence) is int:
+            if self.last_sequence is not None and sequence <= self.last_sequence:
+                return  # delivered before the connection dropped
+            self.last_sequence = sequence
+        if not out.id and self.response_id:
+            out.id = self.response_id
         kind = data.get("type") or event.event
         if kind == "response.output_text.delta":
             out.text(data.get("delta") or "")
@@ -70,7 +105,7 @@ class _ResponsesStream(StreamTranslator):
             out.tool_fragment(item_id, arguments=data.get("delta"))
         elif kind in ("response.output_item.added", "response.output_item.done"):
             self._item(kind, data.get("item") or {}, out)
-        elif kind in ("response.created", "response.in_progress"):
+        elif kind in ("response.created", "response.queued", "response.in_progress"):
             self._meta(data.get("response") or {}, out)
         elif kind in ("response.completed", "response.incomplete", "response.failed"):
             self._final(kind, data.get("response") or {}, out)
@@ -94,10 +129,9 @@ class _ResponsesStream(StreamTranslator):
             )
         out.complete_tool(item_id)
 
-    @staticmethod
-    def _meta(response: Mapping[str, Any], out: ChunkBuilder) -> None:
+    def _meta(self, response: Mapping[str, Any], out: ChunkBuilder) -> None:
         if response.get("id"):
-            out.id = response["id"]
+            out.id = self.response_id = response["id"]
         if response.get("model"):
             out.model = response["model"]
 
@@ -161,23 +195,93 @@ class OpenAIResponsesProvider(HTTPProvider):
                                    api_key=os.environ["XAI_API_KEY"])
     ```
 
-    Requests are not stored on the server (`store: false`).
+    Requests are not stored on the server (`store: false`), except in background mode.
+
+    Args:
+        background: run the response in background mode, so that a dropped connection is
+            resumed instead of failing (see the module docstring).
+        max_resumes: resumes in a row that deliver no new event before the stream fails
+            with the connection's error.
+        **kwargs: as for every HTTP provider.
     """
 
     name = "openai_responses"
     default_base_url = OPENAI_BASE_URL
     api_key_env = ("OPENAI_API_KEY",)
 
-    def __init__(self, model: str = "gpt-4o-mini", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        model: str = "gpt-4o-mini",
+        *,
+        background: bool = False,
+        max_resumes: int = 3,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(model, **kwargs)
+        self.background = background
+        self.max_resumes = max_resumes
+
+    def resume_stream(self, response_id: str, *, after: int | None = None) -> ChatStream:
+        """Stream a background response from the event after sequence number `after`.
+
+        ```python
+        async for chunk in provider.resume_stream("resp_123", after=41):
+            print(chunk.content, end="")
+        ```
+
+        `after=None` streams it from its start. Drops are resumed as in `stream_chat`.
+        """
+        return ChatStream(self._read(
+            lambda: self._send(lambda: self._resume_request(response_id, after)),
+            lambda: _ResponsesStream(self.name, self.model, background=True,
+                                     response_id=response_id, after=after),
+        ))
+
+    def resume_stream_sync(
+        self, response_id: str, *, after: int | None = None
+    ) -> Iterator[ChatResponse]:
+        """`resume_stream` for synchronous code."""
+        return iterate_sync(lambda: self.resume_stream(response_id, after=after))
+
+    async def _resume(self, translator: StreamTranslator) -> httpx.Response | None:
+        # Only a background response can be streamed again, and only once its id is known.
+        if not (isinstance(translator, _ResponsesStream) and translator.background
+                and translator.response_id):
+            return None
+        if translator.sequence_at_resume == translator.last_sequence:
+            translator.resumes_without_progress += 1
+        else:
+            translator.resumes_without_progress = 0
+        stalled = translator.resumes_without_progress
+        if stalled >= self.max_resumes:
+            return None
+        if stalled:
+            await self._sleep(min(self.retry.initial_backoff * 2 ** (stalled - 1),
+                                  self.retry.max_backoff))
+        translator.sequence_at_resume = translator.last_sequence
+        response_id, after = translator.response_id, translator.last_sequence
+        return await self._send(lambda: self._resume_request(response_id, after))
+
+    def _resume_request(self, response_id: str, after: int | None) -> httpx.Request:
+        params = {"stream": "true"}
+        if after is not None:
+            params["starting_after"] = str(after)
+        headers = self._request_headers()
+        del headers["content-type"]
+        return self._client().build_request(
+            "GET", f"{self.base_url}/responses/{quote(response_id, safe='')}",
+            params=params, headers=headers,
+        )
 
     def _build_request(self, req: ChatRequest) -> VendorRequest:
         body: dict[str, Any] = {
             "model": req.model or self.model,
             "input": [item for m in req.messages for item in _input_items(m)],
             "stream": True,
-            "store": False,
+            "store": self.background,  # background mode requires a stored response
         }
+        if self.background:
+            body["background"] = True
         if req.max_tokens is not None:
             body["max_output_tokens"] = req.max_tokens
         for name in ("temperature", "top_p"):
@@ -197,4 +301,4 @@ class OpenAIResponsesProvider(HTTPProvider):
         return VendorRequest(path="/responses", json=body)
 
     def _new_translator(self) -> StreamTranslator:
-        return _ResponsesStream(self.name, self.model)
+        return _ResponsesStream(self.name, self.model, background=self.background)
