@@ -85,9 +85,9 @@ class Runner:
         What it has not read yet waits in memory: events from async nodes without limit
         (about 200 bytes an event, 8 more for each further reader, plus the event's data: a
         million unread `emit()`s hold about 200 MB), while a sync node's `emit()` waits once
-        a reader is 65,536 events behind. A reader that may stop reading should pass `buffer`: past that
-        many unread events it misses the newest ones and is told by a `gap` event, and the
-        run never waits for it.
+        a reader is 65,536 events behind. A reader that may stop reading should pass
+        `buffer`: past that many unread events it misses the newest ones and is told by a
+        `gap` event, and the run never waits for it.
 
         Args:
             mode: one mode or several.
