@@ -518,7 +518,6 @@ class EventHub:
             # do not signal room, and a drain per event the worker adds meanwhile would cost
             # the loop a wake-up per event, slowing the very reader we wait for.
             self._retry = self._loop.call_later(_RETRY_DRAIN, self._retry_drain)
-        self._room.set()
 
     def _retry_drain(self) -> None:
         self._retry = None
@@ -543,6 +542,7 @@ class EventHub:
                 if failure is None:
                     failure = exc
             limit -= 1
+        self._room.set()  # whoever drained, a held-back worker thread may go on
         if failure is not None:
             raise failure
 
