@@ -2,9 +2,10 @@
 
     .venv/bin/python bench/graph_vs_langgraph.py            # the full run (a few minutes)
     .venv/bin/python bench/graph_vs_langgraph.py --quick    # a smoke run
-    PYTHONPATH=build/compiled .venv/bin/python bench/graph_vs_langgraph.py
-                            # the wheel's build: the event path compiled by mypyc
-                            # (`bash scripts/build-compiled` first)
+    CHRONOS_INTERPRETED=1 .venv/bin/python bench/graph_vs_langgraph.py
+                            # the source, interpreted; without it the venv that
+                            # scripts/setup made runs the mypyc-compiled event path
+                            # while build/compiled matches the source (README)
 
 Workloads (each timed `--repeat` times; the median is printed):
   1. a linear chain of 50 trivial nodes, run `--runs` times: microseconds per node step, with

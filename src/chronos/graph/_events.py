@@ -1,15 +1,20 @@
 """`StreamEvent` and the per-run hub that fans events out to subscribers and a broker.
 
-Delivery never waits for a reader. Each subscriber owns a bounded buffer; when it is full the
-event is counted instead of stored, and the reader gets one `gap` event, in place, saying how
-many it missed (sequence numbers `first_seq`..`last_seq`). Terminal events and the end marker
-are always delivered, so every stream ends.
+A `runner.stream()` reader loses nothing by default. An event emitted on the run's loop (an
+async node, however long it goes without yielding) is appended to each reader's buffer, which
+grows as needed: a node that emits a million events before its reader runs holds a million
+events in memory. A sync node runs in a worker thread, and that thread is held back instead:
+its `emit()` waits while a reader is `_BACKLOG_LIMIT` events behind, so sync nodes take bounded
+memory however slow the reader. A reader that asked for `buffer=N` never holds anyone up: past
+`N` unread events it misses the newest and gets one `gap` event, in place, saying how many
+(sequence numbers `first_seq`..`last_seq`). Terminal events and the end marker are always
+delivered, so every stream ends, even when the broker fails to take the terminal event.
 
 Every event is numbered and buffered on the run's event-loop thread, so the hot path takes no
 lock. `chronos.stream.emit` from a sync node in a worker thread appends to a hand-off queue
-and schedules one drain on the loop per burst; the drain runs before the loop learns the node
-returned, so a node's events still precede its `node_end`. A reader on another thread or loop
-is safe too: it publishes its waiter before re-checking its buffer, and the loop thread
+and schedules one drain on the loop per burst; every other event the loop publishes drains
+that queue first, so a node's events still precede its `node_end`. A reader on another thread
+or loop is safe too: it publishes its waiter before re-checking its buffer, and the loop thread
 appends before looking for a waiter, so one of them always sees the other.
 """
 
@@ -138,6 +143,11 @@ def publish_to_broker(broker: BrokerProtocol, event: StreamEvent) -> None:
 
 _END: Final = object()
 _HANDOFF_LIMIT: Final = 65_536  # events a worker thread may get ahead of the loop
+_BACKLOG_LIMIT: Final = 65_536  # unread events of a lossless reader that hold a worker thread
+# A lossless reader's capacity: never reached, and a short int for the compiled fast path.
+_UNBOUNDED: Final = 1 << 60
+_RETRY_DRAIN: Final = 0.0005  # seconds between drains while a reader is far behind
+_WORKER_WAIT: Final = 0.1  # seconds a held-back worker thread waits before checking the loop
 
 
 class EventStream:
@@ -156,14 +166,18 @@ class EventStream:
     """
 
     __slots__ = ("_buffer", "_capacity", "_closed", "_first_missed", "_hub", "_last_missed",
-                 "_missed", "_open", "_types", "_waiter", "_waiter_thread", "_woken", "modes",
-                 "session_id")
+                 "_missed", "_open", "_types", "_waiter", "_waiter_thread", "_woken", "lossless",
+                 "modes", "session_id")
 
-    def __init__(self, modes: Collection[str], capacity: int, session_id: str | None) -> None:
+    def __init__(
+        self, modes: Collection[str], capacity: int | None, session_id: str | None
+    ) -> None:
         self.modes = tuple(modes)
         self.session_id = session_id
         self._types = frozenset().union(*(_MODE_TYPES[m] for m in modes))
-        self._capacity = capacity
+        # Without a capacity the buffer grows and worker threads wait for the reader instead.
+        self.lossless = capacity is None
+        self._capacity = _UNBOUNDED if capacity is None else capacity
         self._buffer: deque[Any] = deque()
         self._missed = 0
         self._first_missed = 0
@@ -294,6 +308,12 @@ class EventStream:
             waiter.get_loop().call_soon_threadsafe(_resolve, waiter)
 
 
+def _read_only(state: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    if state is None or isinstance(state, MappingProxyType):
+        return state
+    return MappingProxyType(state)
+
+
 def _resolve(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
@@ -307,9 +327,9 @@ class EventHub:
     list, which readers on other threads may change by closing their stream.
     """
 
-    __slots__ = ("_broker", "_custom_route", "_drain_scheduled", "_ended", "_handoff", "_lock",
-                 "_loop", "_loop_thread", "_routes", "_subscribers", "_token_route", "active",
-                 "run_id", "seq", "session_id")
+    __slots__ = ("_broker", "_broker_failure", "_custom_route", "_drain_scheduled", "_ended",
+                 "_handoff", "_lock", "_loop", "_loop_thread", "_lossless", "_retry", "_room",
+                 "_routes", "_subscribers", "_token_route", "active", "run_id", "seq", "session_id")
 
     def __init__(
         self,
@@ -330,6 +350,10 @@ class EventHub:
         self._loop_thread = threading.get_ident()
         self._handoff: deque[tuple[str, str, Any, tuple[str, ...]]] = deque()
         self._drain_scheduled = False
+        self._retry: asyncio.TimerHandle | None = None  # the one drain armed on a timer
+        self._room = threading.Event()  # set by the loop when a held-back worker may go on
+        # What the broker raised in a drain, which has no caller: the run's next event raises it.
+        self._broker_failure: Exception | None = None
         for sub in self._subscribers:
             sub._hub = self
         self._reroute()
@@ -340,6 +364,7 @@ class EventHub:
         self._routes = routes = {t: tuple(s for s in subs if t in s._types) for t in EVENT_TYPES}
         self._token_route = routes["token"]
         self._custom_route = routes["custom"]
+        self._lossless = tuple(s for s in subs if s.lossless)
         self.active = bool(subs) or self._broker is not None
 
     def add(self, subscriber: EventStream) -> None:
@@ -373,10 +398,16 @@ class EventHub:
         name: str = "",
         path: tuple[str, ...] = (),
     ) -> None:
-        """Number and deliver one event (on the loop thread); never waits for readers."""
-        if state is not None and not isinstance(state, MappingProxyType):
-            state = MappingProxyType(state)
-        self._deliver(type, node_id, state, error, data, name, path)
+        """Number and deliver one event (on the loop thread); never waits for readers.
+
+        What worker threads emitted before it is delivered first, so that a sync node's
+        events precede its `node_end` whatever the readers' backlog."""
+        if self._handoff:
+            self._drain_all()
+        if self._broker_failure is not None:
+            failure, self._broker_failure = self._broker_failure, None
+            raise failure
+        self._deliver(type, node_id, _read_only(state), error, data, name, path)
 
     def _deliver(
         self,
@@ -439,34 +470,113 @@ class EventHub:
     def _hand_off(self, type: str, node_id: str, data: Any, path: tuple[str, ...]) -> None:
         """From a worker thread: queue for the loop, scheduling one drain per burst."""
         handoff = self._handoff
-        while len(handoff) >= _HANDOFF_LIMIT and not self._ended:
-            time.sleep(0.0005)  # slows only this worker thread, never the run's loop
+        if len(handoff) >= _HANDOFF_LIMIT:
+            self._hold_back()
+        if self._ended:
+            return
         handoff.append((type, node_id, data, path))
         # The drain clears the flag before emptying the queue, so an append it misses always
         # sees the flag down and schedules another drain.
         if not self._drain_scheduled:
-            self._drain_scheduled = True
-            try:
-                self._loop.call_soon_threadsafe(self._drain)
-            except RuntimeError:  # the loop is closed: the run is long over
-                self._ended = True
+            self._schedule_drain()
+
+    def _hold_back(self) -> None:
+        """Block this worker thread, never the run's loop, until the loop took some events.
+
+        It waits on an event the loop sets, not in a sleep loop: a thread waking up to look
+        takes the GIL from the loop each time, and on a busy machine each hand-back of the GIL
+        costs the loop a wait for the OS scheduler, which starved the readers we wait for.
+        """
+        room = self._room
+        while len(self._handoff) >= _HANDOFF_LIMIT and not self._ended:
+            room.clear()
+            if len(self._handoff) < _HANDOFF_LIMIT:  # the loop made room before the clear
+                return
+            if not room.wait(_WORKER_WAIT) and self._loop.is_closed():
+                self._ended = True  # the loop died without ending the run
+
+    def _schedule_drain(self) -> None:
+        self._drain_scheduled = True
+        try:
+            self._loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:  # the loop is closed: the run is long over
+            self._ended = True
 
     def _drain(self) -> None:
+        """Deliver what worker threads emitted, as much as the lossless readers have room for."""
         self._drain_scheduled = False
-        handoff = self._handoff
-        while handoff:
-            type, node_id, data, path = handoff.popleft()
-            if type == "token":
-                self._deliver("token", node_id, None, "", data, "", path)
-            else:
-                self._deliver("custom", node_id, None, "", data, type, path)
+        room = _UNBOUNDED
+        for sub in self._lossless:
+            room = min(room, _BACKLOG_LIMIT - len(sub._buffer))
+        try:
+            self._deliver_handed_off(room)
+        except Exception as exc:
+            if self._broker_failure is None:
+                self._broker_failure = exc
+        if self._handoff and not self._ended and self._retry is None:
+            # A reader is far behind. Look again shortly, on one timer of the loop's: readers
+            # do not signal room, and a drain per event the worker adds meanwhile would cost
+            # the loop a wake-up per event, slowing the very reader we wait for.
+            self._retry = self._loop.call_later(_RETRY_DRAIN, self._retry_drain)
 
-    def end(self, type: str, node_id: str, **fields: Any) -> None:
-        """Deliver what worker threads emitted, then the terminal event; end every stream."""
+    def _retry_drain(self) -> None:
+        self._retry = None
         self._drain()
-        self.publish(type, node_id, **fields)
+
+    def _drain_all(self) -> None:
+        self._deliver_handed_off(_UNBOUNDED)
+
+    def _deliver_handed_off(self, limit: int) -> None:
+        """Deliver up to `limit` handed-off events; a broker's failure stops none of them
+        reaching the local readers, and the first one is raised after."""
+        handoff = self._handoff
+        failure: Exception | None = None
+        while handoff and limit > 0:
+            type, node_id, data, path = handoff.popleft()
+            try:
+                if type == "token":
+                    self._deliver("token", node_id, None, "", data, "", path)
+                else:
+                    self._deliver("custom", node_id, None, "", data, type, path)
+            except Exception as exc:  # the broker's: readers were offered the event first
+                if failure is None:
+                    failure = exc
+            limit -= 1
+        self._room.set()  # whoever drained, a held-back worker thread may go on
+        if failure is not None:
+            raise failure
+
+    def end(
+        self,
+        type: str,
+        node_id: str,
+        *,
+        state: Mapping[str, Any] | None = None,
+        error: str = "",
+        data: Any = None,
+        path: tuple[str, ...] = (),
+    ) -> None:
+        """Deliver what worker threads emitted, then the terminal event; end every stream.
+
+        The streams end even if the broker refuses events (closed, unreachable, or unable to
+        encode one): the local readers get every event and the end, the caller the broker's
+        first exception.
+        """
+        try:
+            self._drain_all()
+        finally:
+            try:
+                self._deliver(type, node_id, _read_only(state), error, data, "", path)
+            finally:
+                self._end_streams()
+        failure, self._broker_failure = self._broker_failure, None
+        if failure is not None:
+            raise failure
+
+    def _end_streams(self) -> None:
         with self._lock:
             self._ended = True
+            self._room.set()
             for sub in self._subscribers:
                 sub._end()
             self._subscribers.clear()

@@ -79,22 +79,30 @@ class Runner:
         mode: StreamMode | Sequence[StreamMode] = "debug",
         *,
         session_id: str | None = None,
-        buffer: int = 10_000,
+        buffer: int | None = None,
     ) -> EventStream:
         """Subscribe to the next run (or the one running): an async iterator of `StreamEvent`.
 
         The stream ends when that run completes, pauses, fails or is cancelled. Modes pick
         events: "values" and "updates" get `node_end` (`evt.state` is the whole state,
         `evt.data` the keys the node changed), "messages" tokens, "custom" `emit()` events,
-        "debug" everything; all get the terminal event. A reader that falls `buffer` events
-        behind misses the newest ones and is told by a `gap` event; the run never waits.
+        "debug" everything; all get the terminal event.
+
+        By default the reader gets every event, in order, once, however fast nodes emit.
+        What it has not read yet waits in memory: events from async nodes without limit
+        (about 200 bytes an event, 8 more for each further reader, plus the event's data: a
+        million unread `emit()`s hold about 200 MB), while a sync node's `emit()` waits once
+        a reader is 65,536 events behind. A reader that may stop reading should pass
+        `buffer`: past that many unread events it misses the newest ones and is told by a
+        `gap` event, and the run never waits for it.
 
         Args:
             mode: one mode or several.
             session_id: only a run of this session; by default the next run of any session.
-            buffer: events held for a slow reader before it starts missing some.
+            buffer: at most this many unread events, then `gap` events; None: lose nothing.
         """
-        subscriber = EventStream(resolve_modes(mode), max(buffer, 1), session_id)
+        capacity = None if buffer is None else max(buffer, 1)
+        subscriber = EventStream(resolve_modes(mode), capacity, session_id)
         run = self._active.get(session_id) if session_id else None
         if run is None and session_id is None and self._active:
             run = list(self._active.values())[-1]
@@ -254,17 +262,16 @@ class Runner:
                             data=old.id, name="replay")
             step = parent.next if parent is not None else None
             if step is None:
-                try:
-                    step = entry_nodes(self.graph, state)
-                except GraphError as exc:
-                    hub.end("error", "", state=state, error=str(exc))
-                    raise
+                step = entry_nodes(self.graph, state)
             return await execute(run, step, resumed=resumed, write_first=write_first)
         except asyncio.CancelledError:
             self._remember(run.result("cancelled", run.current))
+            # A no-op when the run ended its streams itself; here for a failure before it ran.
+            hub.end("cancelled", run.node_id, state=run.stable, error="cancelled")
             raise
-        except Exception:
+        except Exception as exc:
             self._remember(run.result("failed", run.current))
+            hub.end("error", run.node_id, state=run.stable, error=str(exc))
             raise
         finally:
             del self._active[session_id]

@@ -37,6 +37,10 @@ def emit(type: str, data: Any = None) -> None:
         ...
     ```
 
+    It never loses the event. From a node on the run's event loop it returns at once; from a
+    sync node in a worker thread it may wait while a reader of the run is far behind (the
+    sink decides: see `chronos.graph.Runner.stream`).
+
     Raises:
         EmitOutsideRunError: called outside a running node, where no stream would receive it.
     """
