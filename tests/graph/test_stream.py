@@ -66,8 +66,11 @@ async def test_modes_filter_and_every_mode_gets_the_terminal_event() -> None:
     results = await asyncio.gather(*(collect(s) for s in [*streams.values(), both]),
                                    runner.run("s", {"query": "hi"}))
     values, updates, messages, custom, mixed = results[:5]
-    assert [e.type for e in values] == ["node_end", "node_end", "completed"]
-    assert dict(values[1].state) == {"query": "hi", "doc": "x", "answer": "x!"}
+    # LangGraph's "values": the input, then the whole state after each step.
+    assert [e.type for e in values] == ["values", "values", "values", "completed"]
+    assert [dict(e.state or {}) for e in values[:3]] == [
+        {"query": "hi"}, {"query": "hi", "doc": "x"}, {"query": "hi", "doc": "x", "answer": "x!"}]
+    assert [e.node_id for e in updates[:2]] == ["extract", "answer"]
     assert [dict(e.data) for e in updates[:2]] == [{"doc": "x"}, {"answer": "x!"}]
     assert [e.data for e in messages] == ["He", "llo", None]
     assert [e.type for e in custom] == ["custom"] * 4 + ["completed"]
@@ -90,7 +93,7 @@ async def test_state_snapshots_are_read_only_and_not_live() -> None:
         .set_entry_point("a").add_edge("a", "b").set_finish_point("b").compile()
     )
     runner = graph.Runner(g)
-    stream = runner.stream("values")
+    stream = runner.stream("updates")
     seen, _ = await asyncio.gather(collect(stream), runner.run("s", {"items": []}))
     assert seen[0].state == {"items": [0]}
     assert seen[1].state == {"items": [0, 1]}
