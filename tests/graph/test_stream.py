@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from chronos import graph, stream
+from chronos import graph, store, stream
 from chronos.stream import emit
 
 pytestmark = pytest.mark.anyio
@@ -275,3 +276,17 @@ async def test_a_reader_on_another_thread_and_loop_gets_everything() -> None:
     seen, _ = await asyncio.gather(asyncio.to_thread(read_elsewhere), runner.run("s", {}))
     assert [e.data for e in seen[:-1]] == list(range(3000))
     assert seen[-1].type == "completed"
+
+
+async def test_checkpoints_and_tasks_modes(tmp_path: Path) -> None:
+    async with store.SQLiteStore(tmp_path / "modes.db") as checkpoints:
+        runner = graph.Runner(two_step_graph(), checkpoints)
+        written, tasks = runner.stream("checkpoints"), runner.stream("tasks")
+        got_written, got_tasks, _ = await asyncio.gather(collect(written), collect(tasks),
+                                                         runner.run("m", {"query": "hi"}))
+        ids = [c.id for c in await checkpoints.history("m")]
+    assert [e.type for e in got_written] == ["checkpoint"] * 3 + ["completed"]
+    assert [e.data for e in got_written[:3]] == ids
+    assert [(e.type, e.node_id) for e in got_tasks] == [
+        ("node_start", "extract"), ("node_end", "extract"), ("node_start", "answer"),
+        ("node_end", "answer"), ("completed", "answer")]
