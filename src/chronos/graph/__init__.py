@@ -30,6 +30,7 @@ from chronos.graph._runner import Runner
 from chronos.graph._types import (
     END,
     START,
+    Durability,
     NodeFunction,
     Reducer,
     Router,
@@ -44,6 +45,7 @@ __all__ = [
     "Branch",
     "Command",
     "CompiledGraph",
+    "Durability",
     "EventStream",
     "Interrupt",
     "MessageDelta",

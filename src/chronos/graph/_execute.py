@@ -76,6 +76,7 @@ async def execute(run: Run, step: Step, *, resumed: bool, write_first: bool) -> 
             return await _loop(run, step, resumed=resumed, write_first=write_first)
     except asyncio.CancelledError:
         # No checkpoint here: the last one written stays the one to resume from.
+        await _settle(run)
         run.hub.end("cancelled", run.node_id, state=run.stable, error="cancelled")
         raise
     except Exception as exc:
@@ -107,7 +108,9 @@ async def _loop(run: Run, step: Step, *, resumed: bool, write_first: bool) -> Ru
             nxt = await _advance(run, graph, path, (node_id,), state, tracked=True)
             state = await _drive(run, graph, path, nxt, state, skip_interrupt=True, tracked=True)
     except _Paused as paused:
+        await _settle(run, raise_errors=True)
         return _finish(run, "paused", paused.step, paused.path, paused.interrupts)
+    await _settle(run, raise_errors=True)
     return _finish(run, "completed", ())
 
 
@@ -292,7 +295,18 @@ async def _checkpoint(
     error: str = "", pending: Mapping[str, Mapping[str, Any]] | None = None,
     path: tuple[str, ...] = (), interrupts: tuple[Interrupt, ...] = (),
 ) -> None:
-    assert run.store is not None
+    """Write a checkpoint as the run's durability says.
+
+    "sync" writes before the run goes on. "async" hands a "running" checkpoint to the store
+    and goes on; the write is awaited before the next one starts (so they land in order, and
+    at most one step is ever unrecorded) and before the run ends. "exit" writes only the
+    checkpoints that end a run: paused, failed, completed.
+    """
+    store = run.store
+    assert store is not None
+    durability = run.durability
+    if status == "running" and durability == "exit":
+        return
     nodes: tuple[str, ...] = nxt  # type: ignore[assignment]
     sends: tuple[tuple[str, Any], ...] = ()
     if any(type(t) is not str for t in nxt):
@@ -306,7 +320,12 @@ async def _checkpoint(
         interrupts=tuple(i.record() for i in interrupts),
         answers=dict(run.answers) if status != "completed" else {}, sends=sends,
     )
-    await run.store.put(checkpoint)
+    if run.writing is not None:
+        await _settle(run, raise_errors=True)
+    if status == "running" and durability == "async":
+        run.writing = asyncio.ensure_future(store.put(checkpoint))
+    else:
+        await store.put(checkpoint)
     run.checkpoint_id = checkpoint.id
     run.step_no += 1
     if run.hub.active:
@@ -315,8 +334,21 @@ async def _checkpoint(
         run.hub.skip()
 
 
+async def _settle(run: Run, *, raise_errors: bool = False) -> None:
+    """Wait for the checkpoint write under way ("async" durability), if any."""
+    writing, run.writing = run.writing, None
+    if writing is None:
+        return
+    if raise_errors:
+        await writing
+        return
+    with contextlib.suppress(Exception):  # a run already failing keeps its own error
+        await writing
+
+
 async def _record_failure(run: Run, exc: Exception) -> None:
     """A `failed` checkpoint: the last good state, and the step to retry on resume."""
+    await _settle(run)
     # The original error matters more than a failure to record it.
     with contextlib.suppress(Exception):
         await _checkpoint(run, run.stable, (), run.current, "failed", error=str(exc),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 import uuid
@@ -16,7 +17,7 @@ from chronos.graph._command import Send
 from chronos.graph._events import EventHub
 from chronos.graph._interrupt import Interrupt
 from chronos.graph._plan import Step, node_ids
-from chronos.graph._types import State
+from chronos.graph._types import Durability, State
 from chronos.store import Checkpoint, CheckpointStore
 
 __all__ = ["Run", "RunState", "RunStatus", "new_id", "step_of"]
@@ -79,9 +80,9 @@ def step_of(checkpoint: Checkpoint) -> Step:
 class Run:
     """Everything one run needs, passed explicitly instead of through a config dict."""
 
-    __slots__ = ("answers", "asked", "checkpoint_id", "current", "gotos", "graph", "hub",
-                 "node_id", "path", "pending", "run_id", "session_id", "stable", "started_at",
-                 "state", "step_limit", "step_no", "steps", "store")
+    __slots__ = ("answers", "asked", "checkpoint_id", "current", "durability", "gotos", "graph",
+                 "hub", "node_id", "path", "pending", "run_id", "session_id", "stable",
+                 "started_at", "state", "step_limit", "step_no", "steps", "store", "writing")
 
     def __init__(
         self,
@@ -92,6 +93,7 @@ class Run:
         *,
         step_limit: int,
         parent: Checkpoint | None,
+        durability: Durability = "sync",
     ) -> None:
         self.graph = graph
         self.hub = hub
@@ -112,6 +114,8 @@ class Run:
         )
         self.gotos: list[tuple[str, Step]] = []  # `Command(goto=...)`s of the step just run
         self.step_limit = step_limit
+        self.durability = durability
+        self.writing: asyncio.Future[None] | None = None  # an "async" checkpoint write
         self.steps = 0
         self.node_id = ""
         self.checkpoint_id = parent.id if parent is not None else None

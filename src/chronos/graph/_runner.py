@@ -27,7 +27,7 @@ from chronos.graph._plan import (
     interrupts_in,
 )
 from chronos.graph._run import Run, RunState, step_of
-from chronos.graph._types import StreamMode
+from chronos.graph._types import Durability, StreamMode
 from chronos.store import Checkpoint, CheckpointStore
 from chronos.store._protocol import SessionLeasing
 from chronos.stream import BrokerProtocol
@@ -59,6 +59,10 @@ class Runner:
         store: where checkpoints go; None runs without any (and without resume).
         broker: if given, every event is also published to it, the session id as topic.
         step_limit: the most steps one run may take; more raises `StepLimitError`.
+        durability: when checkpoints are written, unless a run says otherwise: "sync" (after
+            each step, before the next), "async" (after each step, while the next runs; a
+            crash re-runs at most the steps whose write was under way), "exit" (only when
+            the run pauses, fails or completes; a crash loses the whole run).
     """
 
     def __init__(
@@ -68,11 +72,13 @@ class Runner:
         broker: BrokerProtocol | None = None,
         *,
         step_limit: int = 1000,
+        durability: Durability = "sync",
     ) -> None:
         self.graph = graph
         self.store = store
         self.broker = broker
         self.step_limit = step_limit
+        self.durability = durability
         self._lock = threading.Lock()  # guards subscriber lists, which other threads may change
         self._pending: list[EventStream] = []
         self._active: dict[str, Run] = {}
@@ -113,8 +119,16 @@ class Runner:
                 self._pending.append(subscriber)
         return subscriber
 
-    async def run(self, session_id: str, initial_state: Mapping[str, Any]) -> RunState:
+    async def run(
+        self,
+        session_id: str,
+        initial_state: Mapping[str, Any],
+        *,
+        durability: Durability | None = None,
+    ) -> RunState:
         """Run the graph from its entry point on `initial_state`.
+
+        `durability` overrides the runner's for this run (see `Runner`).
 
         Returns:
             The final `RunState`: "completed", or "paused" at an interrupt node.
@@ -128,11 +142,18 @@ class Runner:
         """
         state = dict(initial_state)
         async with self._lease(session_id):
-            return await self._start(session_id, state, None, resumed=False, write_first=True)
+            return await self._start(session_id, state, None, resumed=False, write_first=True,
+                                     durability=durability)
 
-    def run_sync(self, session_id: str, initial_state: Mapping[str, Any]) -> RunState:
+    def run_sync(
+        self,
+        session_id: str,
+        initial_state: Mapping[str, Any],
+        *,
+        durability: Durability | None = None,
+    ) -> RunState:
         """`run` for synchronous code."""
-        return _sync.run_sync(lambda: self.run(session_id, initial_state))
+        return _sync.run_sync(lambda: self.run(session_id, initial_state, durability=durability))
 
     async def resume(
         self,
@@ -140,6 +161,7 @@ class Runner:
         update: Mapping[str, Any] | Command | None = None,
         *,
         resume: Any = _NO_ANSWER,
+        durability: Durability | None = None,
     ) -> RunState:
         """Continue a session from its latest checkpoint.
 
@@ -160,6 +182,7 @@ class Runner:
             update: applied through the reducers first; or a `Command`, whose `update` is
                 applied, `resume` answers, and `goto` names the step to run instead.
             resume: the answer(s) to the pending interrupt(s).
+            durability: overrides the runner's for this run (see `Runner`).
 
         Raises:
             CheckpointNotFound: the session has no checkpoint.
@@ -179,7 +202,8 @@ class Runner:
             checkpoint = await self._store().latest(session_id)
             if checkpoint is None:
                 raise CheckpointNotFound(session_id=session_id)
-            return await self._continue(checkpoint, session_id, command, head=True)
+            return await self._continue(checkpoint, session_id, command, head=True,
+                                        durability=durability)
 
     def resume_sync(
         self,
@@ -187,9 +211,11 @@ class Runner:
         update: Mapping[str, Any] | Command | None = None,
         *,
         resume: Any = _NO_ANSWER,
+        durability: Durability | None = None,
     ) -> RunState:
         """`resume` for synchronous code."""
-        return _sync.run_sync(lambda: self.resume(session_id, update, resume=resume))
+        return _sync.run_sync(
+            lambda: self.resume(session_id, update, resume=resume, durability=durability))
 
     async def resume_from_checkpoint(
         self, checkpoint_id: str, update: Mapping[str, Any] | None = None
@@ -249,6 +275,7 @@ class Runner:
         *,
         head: bool,
         replay: Sequence[Checkpoint] = (),
+        durability: Durability | None = None,
     ) -> RunState:
         if checkpoint.graph_id != self.graph.id:
             raise GraphError(f"checkpoint {checkpoint.id!r} belongs to graph "
@@ -280,7 +307,7 @@ class Runner:
                        or session_id != checkpoint.session_id)
         return await self._start(session_id, state, checkpoint, resumed=True,
                                  write_first=write_first, replay=replay, step=step,
-                                 answers=None if goto else answers)
+                                 answers=None if goto else answers, durability=durability)
 
     async def _start(
         self,
@@ -293,6 +320,7 @@ class Runner:
         replay: Sequence[Checkpoint] = (),
         step: Step | None = None,
         answers: dict[str, tuple[Any, ...]] | None = None,
+        durability: Durability | None = None,
     ) -> RunState:
         if session_id in self._active:
             raise RunConflictError(session_id)
@@ -301,7 +329,8 @@ class Runner:
                     if s.session_id in (None, session_id) and not s.closed]
             self._pending = [s for s in self._pending if s not in mine and not s.closed]
         hub = EventHub(uuid.uuid4().hex, session_id, mine, self.broker, self._lock)
-        run = Run(self.graph, hub, self.store, state, step_limit=self.step_limit, parent=parent)
+        run = Run(self.graph, hub, self.store, state, step_limit=self.step_limit, parent=parent,
+                  durability=durability or self.durability)
         if answers is not None:
             run.answers = answers
         elif parent is not None:  # `goto` chose another step: the paused one's work is moot

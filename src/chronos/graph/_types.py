@@ -8,6 +8,7 @@ from typing import Any, Final, Literal
 __all__ = [
     "END",
     "START",
+    "Durability",
     "NodeFunction",
     "Reducer",
     "Router",
@@ -39,3 +40,8 @@ Reducer = Callable[[Any, Any], Any]
 
 StreamMode = Literal["values", "updates", "messages", "custom", "tasks", "checkpoints", "debug"]
 """What a `runner.stream()` subscriber receives; see `Runner.stream`."""
+
+Durability = Literal["sync", "async", "exit"]
+"""When a run's checkpoints are written (LangGraph's names): "sync" after every step, before
+the next; "async" after every step, while the next runs; "exit" only when the run pauses,
+fails or completes."""
