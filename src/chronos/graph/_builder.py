@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Any
 
 from chronos.errors import InvalidGraphError
+from chronos.graph._draw import describe, draw_mermaid
 from chronos.graph._retry import RetryPolicy
 from chronos.graph._types import END, START, NodeFunction, Reducer, Router
 
@@ -59,6 +60,26 @@ class CompiledGraph:
     entry_branch: Branch | None
     reducers: Mapping[str, Reducer]
     has_interrupts: bool  # whether any node (subgraphs aside) is an interrupt node
+
+    def describe(self) -> dict[str, Any]:
+        """The graph's nodes and edges as JSON-ready data, for a page to draw.
+
+        `{"id", "nodes": [{"id", "interrupt"}], "edges": [{"source", "target",
+        "conditional"}]}`; `draw_mermaid()` draws the same description.
+        """
+        return describe(self)
+
+    def draw_mermaid(self) -> str:
+        """The graph as a Mermaid flowchart, as LangGraph's `draw_mermaid()` writes it.
+
+        ```python
+        print(compiled.draw_mermaid())   # paste into https://mermaid.live or a Markdown file
+        ```
+
+        Static edges are solid, conditional ones (routers, `Command` destinations) dotted;
+        interrupt nodes are marked.
+        """
+        return draw_mermaid(self)
 
 
 class StateGraph:
