@@ -55,6 +55,8 @@ from chronos.stream._emit import event_sink
 
 __all__ = ["execute", "run_step"]
 
+_NOTHING: Mapping[str, Any] = MappingProxyType({})  # shared by checkpoints with no such field
+
 
 class _Paused(Exception):
     """A tracked graph pauses: before an interrupt node in `step`, or on `interrupts`."""
@@ -155,7 +157,7 @@ async def _advance(
     """After a step: announce the edges taken, checkpoint, and return the next step."""
     hub = run.hub
     plain = len(ran) == 1 and type(ran[0]) is str
-    names = cast(tuple[str], ran) if plain else node_ids(ran)
+    names: tuple[str, ...] = ran if plain else node_ids(ran)  # type: ignore[assignment]
     if plain and not run.gotos:
         nxt = next_nodes(graph, state, names)
         _transitions(hub, {names[0]: nxt}, path)
@@ -166,7 +168,8 @@ async def _advance(
         run.gotos = []
         nxt = merge_targets(routes.values())
         _transitions(hub, routes, path)
-    run.answers = {}
+    if run.answers:  # answered tasks finished with the step
+        run.answers = {}
     if not tracked:
         if graph.has_interrupts and interrupts_in(graph, nxt):
             await _pause_before(run, graph, path, nxt, state, tracked=False)
@@ -309,16 +312,17 @@ async def _checkpoint(
         return
     nodes: tuple[str, ...] = nxt  # type: ignore[assignment]
     sends: tuple[tuple[str, Any], ...] = ()
-    if any(type(t) is not str for t in nxt):
+    if nxt and type(nxt[-1]) is not str:  # Sends come last in a step
         nodes = tuple(t for t in nxt if type(t) is str)
         sends = tuple((t.node, t.arg) for t in nxt if isinstance(t, Send))
     checkpoint = Checkpoint(
         id=new_id(), session_id=run.session_id, run_id=run.run_id, graph_id=run.graph.id,
         step=run.step_no, status=status, ran=ran, next=nodes, state=state,
         parent_id=run.checkpoint_id, created_at=time.time(), error=error,
-        pending=dict(pending) if pending else {}, path=path,
-        interrupts=tuple(i.record() for i in interrupts),
-        answers=dict(run.answers) if status != "completed" else {}, sends=sends,
+        pending=dict(pending) if pending else _NOTHING, path=path,
+        interrupts=tuple(i.record() for i in interrupts) if interrupts else (),
+        answers=dict(run.answers) if run.answers and status != "completed" else _NOTHING,
+        sends=sends,
     )
     if run.writing is not None:
         await _settle(run, raise_errors=True)
@@ -372,42 +376,25 @@ async def run_step(
     Raises `_Paused` once every task ended if any of them called `interrupt()`.
     """
     record = tracked and run.store is not None
-    results: Sequence[Mapping[str, Any] | Interrupted]
-    single = len(step) == 1 and type(step[0]) is str
-    keys: tuple[str, ...] = step if single else task_keys(step)  # type: ignore[assignment]
-    if single and not (record and run.pending):
-        results = (await _run_node(run, graph, step[0], keys[0], state, path, tracked=tracked),)
+    updates: Sequence[Mapping[str, Any]]
+    if len(step) == 1 and type(step[0]) is str and not (record and run.pending):
+        names: tuple[str, ...] = step  # type: ignore[assignment]
+        result = await _run_node(run, graph, names[0], names[0], state, path, tracked=tracked)
+        if type(result) is Interrupted:
+            await _pause_inside(run, step, names, (result,), state, path, tracked=tracked)
+        updates = (result,)  # type: ignore[assignment]
+        if type(result) is Routed:
+            run.gotos.append((names[0], result.goto))
     else:
-        done = run.pending if record else {}
-        todo = [i for i, key in enumerate(keys) if key not in done]
-
-        async def finished(index: int, result: Mapping[str, Any] | Interrupted) -> None:
-            if type(result) is Interrupted:
-                return
-            key = keys[todo[index]]
-            done[key] = result  # type: ignore[assignment]
-            await _checkpoint(run, state, (node_ids((step[todo[index]],))[0],), step,
-                              "running", pending=done, path=path)
-
-        fresh = await _all(
-            [_run_node(run, graph, step[i], keys[i], state, path, tracked=False) for i in todo],
-            on_done=finished if record else None,
-        )
-        by_key = dict(zip((keys[i] for i in todo), fresh, strict=True))
-        results = [by_key[key] if key in by_key else done[key] for key in keys]
-    if any(type(r) is Interrupted for r in results):
-        await _pause_inside(run, step, keys, results, state, path, tracked=tracked)
-    updates: Sequence[Mapping[str, Any]] = results  # type: ignore[assignment]
+        names = node_ids(step)
+        updates = await _run_tasks(run, graph, step, names, state, path, tracked=tracked,
+                                   record=record)
     try:
         new = apply_updates(graph, state, updates)
     except Exception as exc:
-        raise NodeError(f"merging the updates of {list(keys)} failed: {exc!r}",
+        raise NodeError(f"merging the updates of {list(names)} failed: {exc!r}",
                         node_id=run.node_id, run_id=run.run_id) from exc
     hub = run.hub
-    names = node_ids(step) if not single else keys
-    for node_id, update in zip(names, updates, strict=True):
-        if type(update) is Routed:
-            run.gotos.append((node_id, update.goto))
     if hub.active:
         snapshot = MappingProxyType(new)
         for node_id, update in zip(names, updates, strict=True):
@@ -417,6 +404,43 @@ async def run_step(
     else:
         hub.skip(len(step))
     return new
+
+
+async def _run_tasks(
+    run: Run,
+    graph: CompiledGraph,
+    step: Step,
+    names: tuple[str, ...],
+    state: State,
+    path: tuple[str, ...],
+    *,
+    tracked: bool,
+    record: bool,
+) -> Sequence[Mapping[str, Any]]:
+    """Run a step's tasks side by side; their updates in step order (see `run_step`)."""
+    keys = task_keys(step)
+    done = run.pending if record else {}
+    todo = [i for i, key in enumerate(keys) if key not in done]
+
+    async def finished(index: int, result: Mapping[str, Any] | Interrupted) -> None:
+        if type(result) is Interrupted:
+            return
+        done[keys[todo[index]]] = result  # type: ignore[assignment]
+        await _checkpoint(run, state, (names[todo[index]],), step, "running", pending=done,
+                          path=path)
+
+    fresh = await _all(
+        [_run_node(run, graph, step[i], keys[i], state, path, tracked=False) for i in todo],
+        on_done=finished if record else None,
+    )
+    by_key = dict(zip((keys[i] for i in todo), fresh, strict=True))
+    results = [by_key[key] if key in by_key else done[key] for key in keys]
+    if any(type(r) is Interrupted for r in results):
+        await _pause_inside(run, step, keys, results, state, path, tracked=tracked)
+    for node_id, update in zip(names, results, strict=True):
+        if type(update) is Routed:
+            run.gotos.append((node_id, update.goto))
+    return results  # type: ignore[return-value]
 
 
 async def _run_node(

@@ -15,11 +15,12 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Mapping, Sequence
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import Any, Final
 
 from chronos.errors import GraphError, InterruptNotFound
+from chronos.graph._events import CURRENT_NODE
 
 __all__ = [
     "Interrupt",
@@ -100,8 +101,10 @@ def interrupt(value: Any) -> Any:
         GraphError: called outside a node of a running graph.
     """
     answers = _ANSWERS.get()
-    if answers is None:
-        raise GraphError("graph.interrupt() was called outside a node of a running graph")
+    if answers is None:  # a node with nothing to replay: this is its first question
+        if CURRENT_NODE.get()[0] == "":
+            raise GraphError("graph.interrupt() was called outside a node of a running graph")
+        raise NodeInterrupted(value, 0)
     index = answers.calls
     answers.calls = index + 1
     if index < len(answers.given):
@@ -109,14 +112,23 @@ def interrupt(value: Any) -> Any:
     raise NodeInterrupted(value, index)
 
 
-def answering(given: tuple[Any, ...]) -> Any:
-    """Make `interrupt()` in this context replay `given` first; returns a token to reset."""
-    return _ANSWERS.set(_Answers(given))
+def answering(given: tuple[Any, ...]) -> Token[_Answers | None] | None:
+    """Make `interrupt()` in this context replay `given` first; a token for `reset_answers`.
+
+    Most nodes have nothing to replay and pay only a lookup: no context change is made
+    unless there are answers, or an enclosing node's answers must be hidden.
+    """
+    if given:
+        return _ANSWERS.set(_Answers(given))
+    if _ANSWERS.get() is not None:
+        return _ANSWERS.set(None)
+    return None
 
 
-def reset_answers(token: Any) -> None:
+def reset_answers(token: Token[_Answers | None] | None) -> None:
     """Undo `answering`."""
-    _ANSWERS.reset(token)
+    if token is not None:
+        _ANSWERS.reset(token)
 
 
 def new_interrupt_id() -> str:
