@@ -56,6 +56,7 @@ from chronos.stream._emit import event_sink
 __all__ = ["execute", "run_step"]
 
 _NOTHING: Mapping[str, Any] = MappingProxyType({})  # shared by checkpoints with no such field
+_Result = Mapping[str, Any] | Interrupted  # what a task ends with
 
 
 class _Paused(Exception):
@@ -422,12 +423,14 @@ async def _run_tasks(
     done = run.pending if record else {}
     todo = [i for i, key in enumerate(keys) if key not in done]
 
-    async def finished(index: int, result: Mapping[str, Any] | Interrupted) -> None:
-        if type(result) is Interrupted:
-            return
-        done[keys[todo[index]]] = result  # type: ignore[assignment]
-        await _checkpoint(run, state, (names[todo[index]],), step, "running", pending=done,
-                          path=path)
+    async def finished(batch: list[tuple[int, _Result]]) -> None:
+        ran = []
+        for index, result in batch:
+            if type(result) is not Interrupted:
+                done[keys[todo[index]]] = result  # type: ignore[assignment]
+                ran.append(names[todo[index]])
+        if ran:
+            await _checkpoint(run, state, tuple(ran), step, "running", pending=done, path=path)
 
     fresh = await _all(
         [_run_node(run, graph, step[i], keys[i], state, path, tracked=False) for i in todo],
@@ -478,27 +481,30 @@ async def _run_node(
 
 
 async def _all(
-    awaitables: Sequence[Awaitable[Mapping[str, Any] | Interrupted]],
-    on_done: Callable[[int, Mapping[str, Any] | Interrupted], Awaitable[None]] | None = None,
-) -> list[Mapping[str, Any] | Interrupted]:
+    awaitables: Sequence[Awaitable[_Result]],
+    on_done: Callable[[list[tuple[int, _Result]]], Awaitable[None]] | None = None,
+) -> list[_Result]:
     """Await sibling nodes; the first failure cancels the others and is raised once they end.
 
-    `on_done(index, result)` is awaited for each success as it comes, in schedule order among
-    those finishing together.
+    `on_done([(index, result), ...])` is awaited once for each batch of successes that
+    finish together, in schedule order: one checkpoint per batch, not one per branch, keeps
+    a wide fan-out from writing its growing list of finished branches once per branch.
     """
     tasks = [asyncio.ensure_future(a) for a in awaitables]
+    index_of = {task: index for index, task in enumerate(tasks)}
     try:
         remaining = set(tasks)
         failed = False
         while remaining and not failed:
             done, remaining = await asyncio.wait(remaining, return_when=asyncio.FIRST_COMPLETED)
-            for index, task in enumerate(tasks):
-                if task not in done:
-                    continue
+            batch: list[tuple[int, _Result]] = []
+            for task in sorted(done, key=index_of.__getitem__):
                 if task.exception() is not None:
                     failed = True
-                elif on_done is not None:
-                    await on_done(index, task.result())
+                else:
+                    batch.append((index_of[task], task.result()))
+            if batch and on_done is not None:
+                await on_done(batch)
     finally:
         for task in tasks:
             task.cancel()  # a no-op for finished tasks; ends the others when we are cancelled
