@@ -131,7 +131,8 @@ class StateGraph:
             retry: try the node again when it fails (each failed attempt streams a `retry`
                 event); the step's checkpoint is written once, after the attempt that works.
             timeout: seconds one attempt may take (an async node is cancelled; a sync one is
-                abandoned in its thread), failing with `NodeTimeoutError`.
+                abandoned in its thread), failing with `NodeTimeoutError`. An `inline` node
+                runs on the loop, where nothing can interrupt it, so it is not timed.
             destinations: the nodes its `Command(goto=...)` may lead to; a node that routes
                 only that way needs no edge, and `draw_mermaid()` shows them.
         """
@@ -153,9 +154,9 @@ class StateGraph:
 
         Its events reach the parent's stream tagged with the subgraph path (`event.path`).
         When it is the only node of its step, its steps are checkpointed too, and an interrupt
-        node inside it pauses the whole run (`result.path` names the subgraph); `resume`
-        continues inside it. Beside other nodes in a parallel step it runs as one unit, and
-        reaching an interrupt node there fails the run with a `GraphError`.
+        node or a `graph.interrupt()` inside it pauses the whole run (`result.path` names the
+        subgraph); `resume` continues inside it. Beside other nodes in a parallel step it runs
+        as one unit, and reaching an interrupt there fails the run with a `GraphError`.
         """
         return self._add(node_id, None, inline=False, interrupt=False, subgraph=subgraph)
 

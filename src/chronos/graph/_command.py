@@ -48,9 +48,11 @@ class Command:
     ```
 
     Returned by a node: `update` is its update, `goto` (a node id, a `Send`, or a list of
-    them) runs next in addition to the node's edges. Passed to `Runner.resume`: `resume`
-    answers the pending interrupt(s), `update` is applied first, and `goto` replaces the
-    step the session would have run next.
+    them) runs next in addition to the node's edges; declare the possible targets with
+    `add_node(..., destinations=[...])`. (A branch of a parallel step that finished before a
+    crash is not run again on resume, and its `goto` is not recorded: only its update is.)
+    Passed to `Runner.resume`: `resume` answers the pending interrupt(s), `update` is applied
+    first, and `goto` replaces the step the session would have run next.
     """
 
     goto: str | Send | Sequence[str | Send] = ()

@@ -69,11 +69,14 @@ class StreamEvent(NamedTuple):
     ```
 
     `type` is one of `node_start`, `node_end`, `edge_transition`, `checkpoint`, `custom`,
-    `token`, and the terminal `completed`, `interrupt`, `error`, `cancelled`; a reader that
-    fell behind gets a `gap`. `state` is a read-only snapshot of the state after the node
-    (node_end and terminal events); `data` holds the node's changed keys (node_end), the next
-    node (edge_transition), the checkpoint id, a token's text, or a custom event's payload
-    (whose own type is in `name`). `path` names the enclosing subgraph nodes, outermost first.
+    `token`, `retry` (a failed attempt; `data` has the attempt number and the delay), and the
+    terminal `completed`, `interrupt` (`data` the `graph.Interrupt`s asked, or the nodes a run
+    paused before), `error`, `cancelled`; a reader that fell behind gets a `gap`, and a
+    "values" reader `values` snapshots (numbered as the event before them). `state` is a
+    read-only snapshot of the state after the node (node_end and terminal events); `data`
+    holds the node's changed keys (node_end), the next node (edge_transition), the checkpoint
+    id, a token's text, or a custom event's payload (whose own type is in `name`). `path`
+    names the enclosing subgraph nodes, outermost first.
     `seq` numbers a run's events from 1; `timestamp` is in seconds since the epoch.
     """
 
