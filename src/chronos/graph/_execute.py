@@ -19,8 +19,6 @@ question of the step in one "paused" checkpoint, to run the unanswered tasks aga
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, cast
@@ -31,6 +29,9 @@ from chronos.graph._command import Send
 from chronos.graph._events import CURRENT_NODE, EventHub
 from chronos.graph._interrupt import Interrupt, new_interrupt_id
 from chronos.graph._node import Interrupted, call_function
+from chronos.graph._persist import checkpoint as _checkpoint
+from chronos.graph._persist import record_failure as _record_failure
+from chronos.graph._persist import settle as _settle
 from chronos.graph._plan import (
     Replace,
     Routed,
@@ -48,14 +49,13 @@ from chronos.graph._plan import (
     successors,
     task_keys,
 )
-from chronos.graph._run import Run, RunState, new_id
+from chronos.graph._run import Run, RunState
 from chronos.graph._types import END, State
-from chronos.store import Checkpoint, CheckpointStatus
+from chronos.store import CheckpointStatus
 from chronos.stream._emit import event_sink
 
 __all__ = ["execute", "run_step"]
 
-_NOTHING: Mapping[str, Any] = MappingProxyType({})  # shared by checkpoints with no such field
 _Result = Mapping[str, Any] | Interrupted  # what a task ends with
 
 
@@ -292,72 +292,6 @@ def _values(hub: EventHub, node_id: str, state: State, path: tuple[str, ...]) ->
     """The whole state for "values" readers: a view, numbered as the event it follows."""
     if hub.wants("values"):
         hub.publish_view("values", node_id, state=state, path=path)
-
-
-async def _checkpoint(
-    run: Run, state: State, ran: tuple[str, ...], nxt: Step, status: CheckpointStatus,
-    error: str = "", pending: Mapping[str, Mapping[str, Any]] | None = None,
-    path: tuple[str, ...] = (), interrupts: tuple[Interrupt, ...] = (),
-) -> None:
-    """Write a checkpoint as the run's durability says.
-
-    "sync" writes before the run goes on. "async" hands a "running" checkpoint to the store
-    and goes on; the write is awaited before the next one starts (so they land in order, and
-    at most one step is ever unrecorded) and before the run ends. "exit" writes only the
-    checkpoints that end a run: paused, failed, completed.
-    """
-    store = run.store
-    assert store is not None
-    durability = run.durability
-    if status == "running" and durability == "exit":
-        return
-    nodes: tuple[str, ...] = nxt  # type: ignore[assignment]
-    sends: tuple[tuple[str, Any], ...] = ()
-    if nxt and type(nxt[-1]) is not str:  # Sends come last in a step
-        nodes = tuple(t for t in nxt if type(t) is str)
-        sends = tuple((t.node, t.arg) for t in nxt if isinstance(t, Send))
-    checkpoint = Checkpoint(
-        id=new_id(), session_id=run.session_id, run_id=run.run_id, graph_id=run.graph.id,
-        step=run.step_no, status=status, ran=ran, next=nodes, state=state,
-        parent_id=run.checkpoint_id, created_at=time.time(), error=error,
-        pending=dict(pending) if pending else _NOTHING, path=path,
-        interrupts=tuple(i.record() for i in interrupts) if interrupts else (),
-        answers=dict(run.answers) if run.answers and status != "completed" else _NOTHING,
-        sends=sends,
-    )
-    if run.writing is not None:
-        await _settle(run, raise_errors=True)
-    if status == "running" and durability == "async":
-        run.writing = asyncio.ensure_future(store.put(checkpoint))
-    else:
-        await store.put(checkpoint)
-    run.checkpoint_id = checkpoint.id
-    run.step_no += 1
-    if run.hub.active:
-        run.hub.publish("checkpoint", ran[-1] if ran else "", data=checkpoint.id, path=path)
-    else:
-        run.hub.skip()
-
-
-async def _settle(run: Run, *, raise_errors: bool = False) -> None:
-    """Wait for the checkpoint write under way ("async" durability), if any."""
-    writing, run.writing = run.writing, None
-    if writing is None:
-        return
-    if raise_errors:
-        await writing
-        return
-    with contextlib.suppress(Exception):  # a run already failing keeps its own error
-        await writing
-
-
-async def _record_failure(run: Run, exc: Exception) -> None:
-    """A `failed` checkpoint: the last good state, and the step to retry on resume."""
-    await _settle(run)
-    # The original error matters more than a failure to record it.
-    with contextlib.suppress(Exception):
-        await _checkpoint(run, run.stable, (), run.current, "failed", error=str(exc),
-                          pending=run.pending, path=run.path)
 
 
 async def run_step(
