@@ -18,6 +18,8 @@ Workloads (each timed `--repeat` times; the median is printed):
      the start of the run to the first event in the consumer's hands;
   4. one node streaming 20,000 tokens: microseconds each token adds to the run, consumer
      included (the same node without tokens is the baseline).
+  5-7. interrupt + resume round trips, a 100-branch `Send` fan-out, and the durability
+     modes on SQLite: see `bench/graph_features.py`.
 Workloads 3 and 4 are also given in CPU time of the process ("cpu"), which other processes
 competing for the cores inflate far less than wall-clock time, on a shared machine.
 Nodes are async in both libraries (`ainvoke`/`astream`, `runner.run`); workload 1 also runs
@@ -42,6 +44,7 @@ from collections.abc import Awaitable, Callable
 from importlib.metadata import version
 from typing import Any, TypedDict
 
+from graph_features import durability_costs, fan_out_costs, interrupt_costs
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
@@ -407,6 +410,12 @@ def main() -> None:
             ("2. events/s consumed per stream mode", stream_rates(max(runs // 4, 1), repeat)),
             (f"3. {customs:,} custom events from one node", custom_burst(customs, repeat)),
             (f"4. {tokens:,} tokens from one node", token_cost(tokens, repeat)),
+            ("5. interrupt + resume round trip, us", interrupt_costs(
+                max(runs // 2, 1), repeat, workdir, median_of)),
+            ("6. Send fan-out to 100 branches, ms per run", fan_out_costs(
+                max(runs // 10, 1), repeat, median_of)),
+            ("7. durability modes, SQLite, us per node step", durability_costs(
+                max(runs // 20, 1), repeat, workdir, NODES, median_of)),
         ]
     for title, figures in sections:
         print(title)
@@ -427,6 +436,12 @@ def main() -> None:
     print(f"per-token cost ratio: langgraph / chronos = "
           f"{per_token['langgraph us/token'] / per_token['chronos us/token']:.1f}x "
           f"(cpu: {per_token['langgraph cpu-us/token'] / per_token['chronos cpu-us/token']:.1f}x)")
+    for title, figures in sections[4:]:
+        ratios = ", ".join(
+            f"{name.removeprefix('chronos ')} "
+            f"{figures[name.replace('chronos', 'langgraph')] / value:.1f}x"
+            for name, value in figures.items() if name.startswith("chronos"))
+        print(f"{title.split(',')[0]}: langgraph / chronos = {ratios}")
     sys.stdout.flush()
 
 

@@ -129,6 +129,16 @@ def check_graph_interrupt_resume(tmp_path: Path, replay: ReplayServer) -> None:
     assert "'published': True" in resumed
 
 
+def check_graph_ask_and_fan_out(tmp_path: Path, replay: ReplayServer) -> None:
+    db = str(tmp_path / "runs.db")
+    asked = run("graph_ask_and_fan_out.py", "--db", db)
+    assert asked.startswith("status=paused asks={'question': 'One more topic?', "
+                            "'topics': ['rain']}")
+    done = run("graph_ask_and_fan_out.py", "--db", db, "--answer", "tea")  # a second process
+    assert done.startswith("status=completed posts=['Robots and rain', 'Robots and tea']")
+    assert "\tcollect --> __end__;" in done
+
+
 CHECKS: dict[str, Callable[[Path, ReplayServer], None]] = {
     "model_streaming.py": check_model_streaming,
     "model_tool_calls.py": check_model_tool_calls,
@@ -137,6 +147,7 @@ CHECKS: dict[str, Callable[[Path, ReplayServer], None]] = {
     "sse_broker.py": check_sse_broker,
     "graph_streaming.py": check_graph_streaming,
     "graph_interrupt_resume.py": check_graph_interrupt_resume,
+    "graph_ask_and_fan_out.py": check_graph_ask_and_fan_out,
 }
 
 

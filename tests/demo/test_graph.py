@@ -87,3 +87,4 @@ def test_the_layout_lists_nodes_in_order_and_every_edge(replay_server: ReplaySer
         ("draft", "review", False), ("review", "finalize", True), ("review", "draft", True),
         ("finalize", "__end__", False),
     }
+    assert "\treview -.-> finalize;" in layout["mermaid"]  # the same description, as Mermaid

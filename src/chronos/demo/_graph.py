@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from chronos.graph import END, START, CompiledGraph, State, StateGraph, stream_chat
+from chronos.graph import CompiledGraph, State, StateGraph, stream_chat
 from chronos.model import ChatRequest, Message, Provider
 
 __all__ = ["GRAPH_ID", "build_graph", "graph_layout"]
@@ -118,31 +118,8 @@ def build_graph(
 
 
 def graph_layout(compiled: CompiledGraph) -> dict[str, Any]:
-    """What a page needs to draw `compiled`: its nodes in order and its edges.
+    """What the page needs to draw `compiled`: `compiled.describe()`, its Mermaid text beside.
 
-    `{"id", "nodes": [{"id", "interrupt"}], "edges": [{"source", "target", "conditional"}]}`,
-    with the virtual `__start__` first and `__end__` last among the nodes.
+    The page draws the nodes and edges itself; `mermaid` is the same description as text.
     """
-    nodes = [{"id": START, "interrupt": False}]
-    nodes += [{"id": spec.id, "interrupt": spec.interrupt} for spec in compiled.nodes.values()]
-    nodes.append({"id": END, "interrupt": False})
-    edges: list[dict[str, Any]] = []
-
-    def add(source: str, targets: Any, conditional: bool) -> None:
-        edges.extend(
-            {"source": source, "target": target, "conditional": conditional}
-            for target in dict.fromkeys(targets)
-        )
-
-    add(START, compiled.entry, False)
-    if compiled.entry_branch is not None and compiled.entry_branch.targets is not None:
-        add(START, compiled.entry_branch.targets.values(), True)
-    for node_id in compiled.nodes:
-        static = compiled.edges.get(node_id)
-        branch = compiled.branches.get(node_id)
-        if static is not None:
-            # A node whose static targets were all END has no successors left in `edges`.
-            add(node_id, static or (END,), False)
-        elif branch is not None and branch.targets is not None:
-            add(node_id, branch.targets.values(), True)
-    return {"id": compiled.id, "nodes": nodes, "edges": edges}
+    return {**compiled.describe(), "mermaid": compiled.draw_mermaid()}

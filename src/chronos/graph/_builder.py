@@ -13,6 +13,8 @@ from types import MappingProxyType
 from typing import Any
 
 from chronos.errors import InvalidGraphError
+from chronos.graph._draw import describe, draw_mermaid
+from chronos.graph._retry import RetryPolicy
 from chronos.graph._types import END, START, NodeFunction, Reducer, Router
 
 __all__ = ["Branch", "CompiledGraph", "NodeSpec", "StateGraph"]
@@ -30,6 +32,9 @@ class NodeSpec:
     inline: bool
     interrupt: bool
     subgraph: CompiledGraph | None
+    retry: RetryPolicy | None = None
+    timeout: float | None = None
+    destinations: tuple[str, ...] = ()  # where its `Command(goto=...)` may lead
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +60,26 @@ class CompiledGraph:
     entry_branch: Branch | None
     reducers: Mapping[str, Reducer]
     has_interrupts: bool  # whether any node (subgraphs aside) is an interrupt node
+
+    def describe(self) -> dict[str, Any]:
+        """The graph's nodes and edges as JSON-ready data, for a page to draw.
+
+        `{"id", "nodes": [{"id", "interrupt"}], "edges": [{"source", "target",
+        "conditional"}]}`; `draw_mermaid()` draws the same description.
+        """
+        return describe(self)
+
+    def draw_mermaid(self) -> str:
+        """The graph as a Mermaid flowchart, as LangGraph's `draw_mermaid()` writes it.
+
+        ```python
+        print(compiled.draw_mermaid())   # paste into https://mermaid.live or a Markdown file
+        ```
+
+        Static edges are solid, conditional ones (routers, `Command` destinations) dotted;
+        interrupt nodes are marked.
+        """
+        return draw_mermaid(self)
 
 
 class StateGraph:
@@ -87,13 +112,32 @@ class StateGraph:
         self._branches: list[tuple[str, Branch]] = []
         self._reducers: dict[str, Reducer] = dict(reducers or {})
 
-    def add_node(self, node_id: str, function: NodeFunction, *, inline: bool = False) -> StateGraph:
+    def add_node(
+        self,
+        node_id: str,
+        function: NodeFunction,
+        *,
+        inline: bool = False,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        destinations: Sequence[str] = (),
+    ) -> StateGraph:
         """Add a node running `function(state)`, a sync or async function.
 
         Sync functions run in a worker thread so they may block; pass `inline=True` for a
         short CPU-only sync function to run it on the event loop and skip the thread hop.
+
+        Args:
+            retry: try the node again when it fails (each failed attempt streams a `retry`
+                event); the step's checkpoint is written once, after the attempt that works.
+            timeout: seconds one attempt may take (an async node is cancelled; a sync one is
+                abandoned in its thread), failing with `NodeTimeoutError`. An `inline` node
+                runs on the loop, where nothing can interrupt it, so it is not timed.
+            destinations: the nodes its `Command(goto=...)` may lead to; a node that routes
+                only that way needs no edge, and `draw_mermaid()` shows them.
         """
-        return self._add(node_id, function, inline=inline, interrupt=False, subgraph=None)
+        return self._add(node_id, function, inline=inline, interrupt=False, subgraph=None,
+                         retry=retry, timeout=timeout, destinations=tuple(destinations))
 
     def add_interrupt_node(
         self, node_id: str, function: NodeFunction | None = None, *, inline: bool = False
@@ -110,9 +154,9 @@ class StateGraph:
 
         Its events reach the parent's stream tagged with the subgraph path (`event.path`).
         When it is the only node of its step, its steps are checkpointed too, and an interrupt
-        node inside it pauses the whole run (`result.path` names the subgraph); `resume`
-        continues inside it. Beside other nodes in a parallel step it runs as one unit, and
-        reaching an interrupt node there fails the run with a `GraphError`.
+        node or a `graph.interrupt()` inside it pauses the whole run (`result.path` names the
+        subgraph); `resume` continues inside it. Beside other nodes in a parallel step it runs
+        as one unit, and reaching an interrupt there fails the run with a `GraphError`.
         """
         return self._add(node_id, None, inline=False, interrupt=False, subgraph=subgraph)
 
@@ -194,6 +238,9 @@ class StateGraph:
         inline: bool,
         interrupt: bool,
         subgraph: CompiledGraph | None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        destinations: tuple[str, ...] = (),
     ) -> StateGraph:
         if node_id in self._nodes:
             self._duplicates.append(node_id)
@@ -205,6 +252,9 @@ class StateGraph:
             inline=inline,
             interrupt=interrupt,
             subgraph=subgraph,
+            retry=retry,
+            timeout=timeout,
+            destinations=destinations,
         )
         self._order.append(node_id)
         return self
@@ -247,6 +297,10 @@ def _validate(g: StateGraph) -> list[str]:
             problems.append(f"node {node_id!r} is not callable")
         elif spec.function is None and not spec.interrupt:
             problems.append(f"node {node_id!r} has no function")
+        if spec.timeout is not None and not spec.timeout > 0:
+            problems.append(f"node {node_id!r} has a timeout of {spec.timeout!r}; give seconds > 0")
+        problems.extend(f"node {node_id!r} names unknown destination {target!r}"
+                        for target in spec.destinations if target != END and target not in known)
 
     static = _static_edges(g._edges)
     for src, dst in g._edges:
@@ -291,7 +345,9 @@ def _validate(g: StateGraph) -> list[str]:
     if START not in static and START not in branch_sources:
         problems.append("no entry point: call set_entry_point() or add_edge(START, ...)")
     for node_id in g._order:
-        if node_id not in static and node_id not in branch_sources:
+        if node_id not in static and node_id not in branch_sources and (
+            not g._nodes[node_id].destinations
+        ):
             problems.append(f"node {node_id!r} has no outgoing edge; add one to END "
                             f"or call set_finish_point({node_id!r})")
     reachable = _reachable(g, static)
@@ -313,6 +369,8 @@ def _reachable(g: StateGraph, static: Mapping[str, Mapping[str, None]]) -> set[s
     while frontier:
         node = frontier.pop()
         successors: list[str] = list(static.get(node, ()))
+        if node in g._nodes:
+            successors.extend(g._nodes[node].destinations)
         for branch in branches.get(node, ()):
             if branch.targets is not None:
                 successors.extend(branch.targets.values())

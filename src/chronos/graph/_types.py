@@ -8,6 +8,7 @@ from typing import Any, Final, Literal
 __all__ = [
     "END",
     "START",
+    "Durability",
     "NodeFunction",
     "Reducer",
     "Router",
@@ -37,5 +38,10 @@ Router = Callable[[State], str | Sequence[str]]
 Reducer = Callable[[Any, Any], Any]
 """Combines a key's current value with a node's new value into the next value."""
 
-StreamMode = Literal["values", "updates", "messages", "custom", "debug"]
+StreamMode = Literal["values", "updates", "messages", "custom", "tasks", "checkpoints", "debug"]
 """What a `runner.stream()` subscriber receives; see `Runner.stream`."""
+
+Durability = Literal["sync", "async", "exit"]
+"""When a run's checkpoints are written (LangGraph's names): "sync" after every step, before
+the next; "async" after every step, while the next runs; "exit" only when the run pauses,
+fails or completes."""
