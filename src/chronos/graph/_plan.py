@@ -216,7 +216,7 @@ def _route(graph: CompiledGraph, branch: Branch, state: Mapping[str, Any], sourc
     elif isinstance(answer, list | tuple):
         answers = tuple(answer)
     else:
-        raise _router_error(branch, source, answer, "expected a node id, a Send or a list of them")
+        raise _router_error(branch, source, answer, "expected a node id or a list of them")
     targets: list[Task] = []
     for name in answers:
         if isinstance(name, Send):

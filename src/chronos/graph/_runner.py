@@ -192,7 +192,7 @@ class Runner:
         `update` is applied through the reducers (a human's answer, an approval). A run that
         crashed or failed runs the step that was in flight again; finished nodes never run
         twice. A completed session returns its final state without running anything; it takes
-        no `update`, answer or `goto` (`fork_from` continues it in a new session instead).
+        no `update` or `goto` (`fork_from` continues it in a new session instead).
 
         Args:
             update: applied through the reducers first; or a `Command`, whose `update` is
@@ -304,7 +304,7 @@ class Runner:
                    if n not in graph.nodes]
         if unknown:
             raise GraphError(f"checkpoint {checkpoint.id!r} names unknown nodes {unknown}")
-        if (command.update or command.has_resume or command.goto) and (
+        if (command.update or command.goto) and (
                 checkpoint.status == "completed" and session_id == checkpoint.session_id):
             raise SessionCompletedError(session_id, checkpoint.id)
         answers = dict(checkpoint.answers)
