@@ -1,0 +1,87 @@
+"""The body of a run request (`runs.stream` / `create` / `wait`), checked field by field."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from chronos.server._errors import ApiError
+from chronos.server._fields import choice, field, optional_mapping, string_list
+from chronos.server._stream_modes import STREAM_MODES
+
+__all__ = ["MULTITASK_STRATEGIES", "RunRequest", "parse_run_request"]
+
+MULTITASK_STRATEGIES = ("reject", "interrupt", "rollback", "enqueue")
+
+
+@dataclass(frozen=True, slots=True)
+class RunRequest:
+    assistant_id: str
+    input: dict[str, Any] | None
+    resume: Any  # `command.resume`; None when not resuming
+    update: dict[str, Any]  # `command.update`, merged into the state before the run goes on
+    stream_modes: tuple[str, ...]
+    stream_subgraphs: bool
+    interrupt_before: tuple[str, ...]
+    metadata: dict[str, Any]
+    config: dict[str, Any]
+    context: dict[str, Any]
+    on_disconnect: str
+    multitask_strategy: str
+    if_not_exists: str
+    stream_resumable: bool
+    checkpoint_id: str | None
+
+    def kwargs(self) -> dict[str, Any]:
+        """What the API echoes back as a run's `kwargs`."""
+        return {"input": self.input, "command": None if self.resume is None and not self.update
+                else {"resume": self.resume, "update": self.update or None},
+                "config": self.config, "context": self.context,
+                "stream_mode": list(self.stream_modes), "interrupt_before": list(
+                    self.interrupt_before) or None, "interrupt_after": None,
+                "subgraphs": self.stream_subgraphs, "resumable": self.stream_resumable,
+                "on_disconnect": self.on_disconnect}
+
+
+def parse_run_request(body: Mapping[str, Any], *, default_disconnect: str) -> RunRequest:
+    """Raises: ApiError 422 naming the first field that is wrong."""
+    assistant_id = field(body, "assistant_id", str, "")
+    if not assistant_id:
+        raise ApiError(422, "field 'assistant_id' is required")
+    input_ = body.get("input")
+    if input_ is not None and not isinstance(input_, dict):
+        raise ApiError(422, "field 'input' must be an object or null")
+    command = optional_mapping(body, "command")
+    if command.get("goto") is not None:
+        raise ApiError(422, "field 'command.goto' is not supported by this server")
+    update = command.get("update")
+    if update is not None and not isinstance(update, dict):
+        raise ApiError(422, "field 'command.update' must be an object")
+    modes = string_list(body, "stream_mode") or ("values",)
+    unknown = [m for m in modes if m not in STREAM_MODES]
+    if unknown:
+        raise ApiError(422, f"field 'stream_mode' has unsupported modes {unknown}; "
+                            f"use {list(STREAM_MODES)}")
+    if string_list(body, "interrupt_after"):
+        raise ApiError(422, "field 'interrupt_after' is not supported by this server; "
+                            "use interrupt_before on the next node")
+    checkpoint_id = field(body, "checkpoint_id", str, "")
+    nested = optional_mapping(body, "checkpoint").get("checkpoint_id")
+    return RunRequest(
+        assistant_id=assistant_id,
+        input=input_,
+        resume=command.get("resume"),
+        update=dict(update or {}),
+        stream_modes=tuple(dict.fromkeys(modes)),
+        stream_subgraphs=field(body, "stream_subgraphs", bool, False),
+        interrupt_before=string_list(body, "interrupt_before"),
+        metadata=optional_mapping(body, "metadata"),
+        config=optional_mapping(body, "config"),
+        context=optional_mapping(body, "context"),
+        on_disconnect=choice(body, "on_disconnect", ("continue", "cancel"), default_disconnect),
+        multitask_strategy=choice(body, "multitask_strategy", MULTITASK_STRATEGIES, "reject"),
+        if_not_exists=choice(body, "if_not_exists", ("reject", "create"), "reject"),
+        stream_resumable=field(body, "stream_resumable", bool, False),
+        checkpoint_id=checkpoint_id or (nested if isinstance(nested, str) else None),
+    )

@@ -1,0 +1,179 @@
+"""The `/runs` and `/threads/{thread_id}/runs` routes: stream, create, wait, join, cancel."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from chronos.server._body import read_json_object
+from chronos.server._errors import ApiError
+from chronos.server._run_request import RunRequest, parse_run_request
+from chronos.server._runs import RunRecord, Runs
+from chronos.server._stream import open_subscription, run_stream_response
+from chronos.server._stream_modes import STREAM_MODES
+from chronos.server._threads import ThreadRecord
+
+__all__ = ["run_routes"]
+
+_RUN_STATUSES = ("pending", "running", "error", "success", "timeout", "interrupted")
+
+
+def _locations(record: RunRecord, stateless: bool) -> dict[str, str]:
+    if stateless:
+        return {"Content-Location": f"/runs/{record.run_id}"}
+    base = f"/threads/{record.thread.thread_id}/runs/{record.run_id}"
+    return {"Content-Location": base}
+
+
+def run_routes(runs: Runs) -> list[Route]:
+    threads = runs.threads
+
+    async def request_and_thread(request: Request, *, default_disconnect: str
+                                 ) -> tuple[RunRequest, ThreadRecord, bool]:
+        body = await read_json_object(request)
+        run_request = parse_run_request(body, default_disconnect=default_disconnect)
+        thread_id = request.path_params.get("thread_id")
+        if thread_id is None:
+            return run_request, threads.create(temporary=True), True
+        if thread_id not in threads.records and run_request.if_not_exists == "create":
+            return run_request, threads.create(thread_id), False
+        return run_request, threads.get(thread_id), False
+
+    async def stream(request: Request) -> Response:
+        run_request, thread, stateless = await request_and_thread(
+            request, default_disconnect="continue")
+        subscription = open_subscription(runs.broker, thread.thread_id)
+        try:
+            record = await runs.start(thread, run_request)
+        except BaseException:
+            await subscription.aclose()
+            if stateless:
+                threads.records.pop(thread.thread_id, None)
+            raise
+        headers = _locations(record, stateless)
+        if not stateless:
+            headers["Location"] = f"{headers['Content-Location']}/stream"
+        return run_stream_response(
+            record, subscription, modes=run_request.stream_modes, started=False,
+            send_metadata=True, cancel_on_disconnect=run_request.on_disconnect == "cancel",
+            headers=headers)
+
+    async def create(request: Request) -> Response:
+        run_request, thread, stateless = await request_and_thread(
+            request, default_disconnect="continue")
+        record = await started_or_cleaned(thread, run_request, stateless)
+        return JSONResponse(record.describe(), headers=_locations(record, stateless))
+
+    async def wait(request: Request) -> Response:
+        run_request, thread, stateless = await request_and_thread(
+            request, default_disconnect="continue")
+        record = await started_or_cleaned(thread, run_request, stateless)
+        await record.done.wait()
+        return JSONResponse(record.result(), headers=_locations(record, stateless))
+
+    async def started_or_cleaned(thread: ThreadRecord, run_request: RunRequest,
+                                 stateless: bool) -> RunRecord:
+        try:
+            return await runs.start(thread, run_request)
+        except BaseException:
+            if stateless:
+                threads.records.pop(thread.thread_id, None)
+            raise
+
+    async def list_runs(request: Request) -> Response:
+        thread = threads.get(request.path_params["thread_id"])
+        status = request.query_params.get("status")
+        if status is not None and status not in _RUN_STATUSES:
+            raise ApiError(422, f"parameter 'status' must be one of {list(_RUN_STATUSES)}")
+        limit = _int_param(request, "limit", 10)
+        offset = _int_param(request, "offset", 0)
+        found = [r.describe() for r in runs.of_thread(thread.thread_id)
+                 if status is None or r.status == status]
+        return JSONResponse(found[offset:offset + limit])
+
+    def find(request: Request) -> RunRecord:
+        thread_id = request.path_params["thread_id"]
+        threads.get(thread_id)
+        return runs.get(thread_id, request.path_params["run_id"])
+
+    async def get(request: Request) -> Response:
+        return JSONResponse(find(request).describe())
+
+    async def delete(request: Request) -> Response:
+        record = find(request)
+        await runs.cancel(record, action="rollback")
+        return Response(status_code=204)
+
+    async def cancel(request: Request) -> Response:
+        record = find(request)
+        action = request.query_params.get("action", "interrupt")
+        if action not in ("interrupt", "rollback"):
+            raise ApiError(422, "parameter 'action' must be 'interrupt' or 'rollback'")
+        wait_flag = request.query_params.get("wait", "0").lower() in ("1", "true")
+        if wait_flag:
+            await runs.cancel(record, action=action)
+        else:
+            runs.start_cancel(record, action=action)
+        return Response(status_code=202 if not wait_flag else 200)
+
+    async def join(request: Request) -> Response:
+        record = find(request)
+        await record.done.wait()
+        return JSONResponse(record.result())
+
+    async def join_stream(request: Request) -> Response:
+        record = find(request)
+        modes = tuple(request.query_params.getlist("stream_mode")) or record.request.stream_modes
+        unknown = [m for m in modes if m not in STREAM_MODES]
+        if unknown:
+            raise ApiError(422, f"parameter 'stream_mode' has unsupported modes {unknown}")
+        last_event_id = (request.headers.get("last-event-id")
+                         or request.query_params.get("last_event_id") or None)
+        subscription = open_subscription(runs.broker, record.thread.thread_id, last_event_id)
+        if record.done.is_set() and last_event_id is None:
+            await subscription.aclose()
+            return StreamingResponse(iter(()), media_type="text/event-stream")
+        cancel_on_disconnect = request.query_params.get(
+            "cancel_on_disconnect", "false").lower() in ("1", "true")
+        return run_stream_response(
+            record, subscription, modes=modes,
+            started=record.status != "pending" or last_event_id is not None,
+            send_metadata=False, cancel_on_disconnect=cancel_on_disconnect)
+
+    async def cancel_many(request: Request) -> Response:
+        body = await read_json_object(request)
+        action = request.query_params.get("action", "interrupt")
+        run_ids = body.get("run_ids") or []
+        thread_id = body.get("thread_id")
+        chosen = [r for r in list(runs.records.values()) if not r.done.is_set()
+                  and (not run_ids or r.run_id in run_ids)
+                  and (thread_id is None or r.thread.thread_id == thread_id)]
+        for record in chosen:
+            runs.start_cancel(record, action=action)
+        return Response(status_code=204)
+
+    return [
+        Route("/runs/stream", stream, methods=["POST"]),
+        Route("/runs/wait", wait, methods=["POST"]),
+        Route("/runs", create, methods=["POST"]),
+        Route("/runs/cancel", cancel_many, methods=["POST"]),
+        Route("/threads/{thread_id}/runs/stream", stream, methods=["POST"]),
+        Route("/threads/{thread_id}/runs/wait", wait, methods=["POST"]),
+        Route("/threads/{thread_id}/runs", create, methods=["POST"]),
+        Route("/threads/{thread_id}/runs", list_runs, methods=["GET"]),
+        Route("/threads/{thread_id}/runs/{run_id}", get, methods=["GET"]),
+        Route("/threads/{thread_id}/runs/{run_id}", delete, methods=["DELETE"]),
+        Route("/threads/{thread_id}/runs/{run_id}/cancel", cancel, methods=["POST"]),
+        Route("/threads/{thread_id}/runs/{run_id}/join", join, methods=["GET"]),
+        Route("/threads/{thread_id}/runs/{run_id}/stream", join_stream, methods=["GET"]),
+    ]
+
+
+def _int_param(request: Request, name: str, default: int) -> int:
+    value = request.query_params.get(name)
+    if value is None:
+        return default
+    if not value.isdigit():
+        raise ApiError(422, f"parameter {name!r} must be a non-negative integer")
+    return int(value)

@@ -1,0 +1,153 @@
+"""A run's broker events translated into the Agent Server's stream modes (pure, no I/O).
+
+The runner publishes chronos graph events (`node_end`, `token`, `custom`...) with the thread id
+as topic; the run manager brackets each run with `run_start` and `run_end` markers. One
+`RunTranslator` per SSE connection turns the events of its run into `(event, data)` pairs:
+
+- values: the state when the run starts, then after every node (so once per node of a
+  parallel step, where LangGraph sends one per step);
+- updates: `{node: update}` after every node, `{"__interrupt__": [...]}` when the run pauses;
+- messages-tuple: `messages` events `[message chunk, metadata]` for every model token;
+- messages: `messages/metadata` once per message, `messages/partial` with the message so far,
+  `messages/complete` when its node ends;
+- custom: the data given to `chronos.stream.emit`;
+- debug: `task` / `task_result` / `checkpoint` records;
+- and `error` when the run fails.
+
+Subgraph events carry `event|namespace` names when the run asked for `stream_subgraphs`, and
+are left out otherwise.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any, Final
+
+from chronos.server._state import iso
+
+__all__ = ["RUN_END", "RUN_START", "STREAM_MODES", "RunTranslator", "message_chunk"]
+
+RUN_START: Final = "run_start"
+RUN_END: Final = "run_end"
+STREAM_MODES: Final = ("values", "updates", "messages", "messages-tuple", "custom", "debug")
+
+Frame = tuple[str, Any]
+
+
+def message_chunk(message_id: str, content: str, *, complete: bool = False) -> dict[str, Any]:
+    """A LangChain AI message (chunk) as the SDKs receive it."""
+    return {"content": content, "additional_kwargs": {}, "response_metadata": {},
+            "type": "ai" if complete else "AIMessageChunk", "name": None, "id": message_id,
+            "example": False, "tool_calls": [], "invalid_tool_calls": [],
+            "usage_metadata": None, **({} if complete else {"tool_call_chunks": []})}
+
+
+class RunTranslator:
+    """Follows one run's events on its thread's topic and yields its frames.
+
+    Args:
+        run_id: the API run id, as in the `run_start` / `run_end` markers.
+        modes: the stream modes asked for.
+        subgraphs: whether subgraph events are wanted.
+        started: whether the run had started when the subscription began (a join), so that
+            its events count before any `run_start` is seen.
+    """
+
+    def __init__(self, run_id: str, modes: tuple[str, ...], *, subgraphs: bool,
+                 started: bool) -> None:
+        self.run_id = run_id
+        self.modes = frozenset(modes)
+        self.subgraphs = subgraphs
+        self.inside = started
+        self.finished = False
+        self._messages: dict[str, str] = {}  # text so far per message id ("messages" mode)
+        self._message_nodes: dict[str, str] = {}
+        self._step = 0
+
+    def frames(self, type: str, payload: Any) -> list[Frame]:
+        """The frames one broker event gives (most give none or one)."""
+        if type in (RUN_START, RUN_END):
+            return self._marker(type, payload)
+        if not self.inside or self.finished or not isinstance(payload, Mapping):
+            return []
+        path = payload.get("path") or []
+        if path and not self.subgraphs:
+            return []
+        suffix = "|" + "|".join(path) if path else ""
+        out: list[Frame] = []
+        if type == "node_start":
+            self._step += 1
+            self._debug(out, suffix, "task", {"id": _task_id(payload), "name": payload["node_id"],
+                                              "input": None, "triggers": []})
+        elif type == "node_end":
+            self._node_end(out, suffix, payload)
+        elif type == "token":
+            self._token(out, suffix, payload)
+        elif type == "custom" and "custom" in self.modes:
+            out.append(("custom" + suffix, payload.get("data")))
+        elif type == "checkpoint":
+            self._debug(out, suffix, "checkpoint", {"checkpoint_id": payload.get("data"),
+                                                    "step": self._step})
+        elif type == "interrupt" and "updates" in self.modes:
+            out.append(("updates" + suffix, {"__interrupt__": []}))
+        return out
+
+    def _marker(self, type: str, payload: Any) -> list[Frame]:
+        if not isinstance(payload, Mapping) or payload.get("run_id") != self.run_id:
+            return []
+        if type == RUN_START:
+            self.inside = True
+            return [("values", payload.get("values"))] if "values" in self.modes else []
+        self.finished = True
+        if payload.get("status") == "error":
+            return [("error", {"error": payload.get("error_type") or "Error",
+                               "message": payload.get("error") or ""})]
+        return []
+
+    def _node_end(self, out: list[Frame], suffix: str, payload: Mapping[str, Any]) -> None:
+        node_id = payload["node_id"]
+        update = payload.get("data")
+        if "updates" in self.modes:
+            out.append(("updates" + suffix, {node_id: update}))
+        if "values" in self.modes:
+            out.append(("values" + suffix, payload.get("state")))
+        self._debug(out, suffix, "task_result", {
+            "id": _task_id(payload), "name": node_id, "error": None, "interrupts": [],
+            "result": list((update or {}).items()) if isinstance(update, Mapping) else [],
+        })
+        if "messages" in self.modes:
+            for message_id in [m for m, n in self._message_nodes.items() if n == node_id]:
+                text = self._messages.pop(message_id)
+                del self._message_nodes[message_id]
+                out.append(("messages/complete" + suffix,
+                            [message_chunk(message_id, text, complete=True)]))
+
+    def _token(self, out: list[Frame], suffix: str, payload: Mapping[str, Any]) -> None:
+        delta = payload.get("data")
+        if not isinstance(delta, Mapping):
+            return
+        message_id = str(delta.get("message_id", ""))
+        content = str(delta.get("content") or "")
+        metadata = {"langgraph_node": payload.get("node_id"), "langgraph_step": self._step,
+                    "langgraph_path": ["__pregel_pull", payload.get("node_id")],
+                    "run_id": self.run_id}
+        if "messages-tuple" in self.modes:
+            out.append(("messages" + suffix, [message_chunk(message_id, content), metadata]))
+        if "messages" in self.modes:
+            if message_id not in self._messages:
+                self._messages[message_id] = ""
+                self._message_nodes[message_id] = str(payload.get("node_id"))
+                out.append(("messages/metadata" + suffix, {message_id: {"metadata": metadata}}))
+            self._messages[message_id] += content
+            out.append(("messages/partial" + suffix,
+                        [message_chunk(message_id, self._messages[message_id], complete=True)]))
+
+    def _debug(self, out: list[Frame], suffix: str, kind: str, body: dict[str, Any]) -> None:
+        if "debug" in self.modes:
+            out.append(("debug" + suffix, {"type": kind, "timestamp": iso(time.time()),
+                                           "step": self._step, "payload": body}))
+
+
+def _task_id(payload: Mapping[str, Any]) -> str:
+    return f"{payload.get('run_id')}:{payload.get('node_id')}:{'/'.join(payload.get('path') or [])}"

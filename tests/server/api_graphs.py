@@ -1,0 +1,49 @@
+"""Graphs the HTTP behaviour tests serve (`chronos serve tests.server.api_graphs:agent ...`)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from chronos import graph
+from chronos.stream import emit
+
+WORDS = ["Once", " upon", " a", " time"]
+
+
+async def _plan(state: dict[str, Any]) -> dict[str, Any]:
+    emit("progress", {"node": "plan"})
+    return {"steps": ["plan"]}
+
+
+async def _write(state: dict[str, Any]) -> dict[str, Any]:
+    emit("progress", {"node": "write"})
+    for word in WORDS:
+        emit("token", {"message_id": "msg-1", "content": word})
+    await asyncio.sleep(float(state.get("delay", 0)))
+    return {"steps": ["write"], "text": "".join(WORDS)}
+
+
+def _review(state: dict[str, Any]) -> dict[str, Any]:
+    emit("progress", {"node": "review"})
+    if state.get("fail"):
+        raise RuntimeError("review failed on purpose")
+    return {"steps": ["review"]}
+
+
+def _build(graph_id: str, *, approval: bool) -> graph.StateGraph:
+    g = graph.StateGraph(graph_id, reducers={"steps": graph.append})
+    g.add_node("plan", _plan).add_node("write", _write)
+    if approval:
+        g.add_interrupt_node("review", _review)
+    else:
+        g.add_node("review", _review)
+    g.set_entry_point("plan").add_edge("plan", "write").add_edge("write", "review")
+    return g.set_finish_point("review")
+
+
+agent = _build("agent", approval=False)
+"""plan -> write (four tokens, then sleeps `delay` seconds) -> review (fails if `fail`)."""
+
+approval = _build("approval", approval=True)
+"""The same, pausing before `review` until resumed."""
