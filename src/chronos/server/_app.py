@@ -22,14 +22,34 @@ from chronos.server._threads import Threads, thread_routes
 from chronos.store import CheckpointStore
 from chronos.stream import BrokerProtocol
 
-__all__ = ["create_app"]
+__all__ = ["AgentServerApp", "create_app"]
+
+
+class AgentServerApp(Starlette):
+    """The app `create_app` returns: a Starlette app that can also be shut down early.
+
+    `aclose()` cancels every run and closes what the app opened, which ends every open stream;
+    a server calls it when shutdown begins, since it waits for open responses before the
+    lifespan ends (see `chronos.server.serve`). The lifespan calls it too. Idempotent.
+    """
+
+    def __init__(self, runs: Runs, owned: list[Any], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._runs = runs
+        self._owned = owned
+
+    async def aclose(self) -> None:
+        await self._runs.aclose()
+        owned, self._owned = self._owned, []
+        for resource in owned:
+            await resource.aclose()
 
 
 def create_app(
     graphs: Mapping[str, StateGraph | CompiledGraph],
     store: CheckpointStore | None = None,
     broker: BrokerProtocol | None = None,
-) -> Starlette:
+) -> AgentServerApp:
     """An ASGI app serving `graphs` (by graph id) through the LangGraph Agent Server API.
 
     ```python
@@ -57,13 +77,11 @@ def create_app(
     runs = Runs(assistants, threads, broker)
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: AgentServerApp) -> AsyncIterator[None]:
         try:
             yield
         finally:
-            await runs.aclose()
-            for resource in owned:
-                await resource.aclose()
+            await app.aclose()
 
     async def ok(request: Request) -> Response:
         return JSONResponse({"ok": True})
@@ -80,4 +98,5 @@ def create_app(
     routes = [Route("/ok", ok, methods=["GET"]), Route("/info", info, methods=["GET"]),
               *assistant_routes(assistants), *thread_routes(threads, runs.cancel_thread),
               *run_routes(runs)]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
+    return AgentServerApp(runs, owned, routes=routes, lifespan=lifespan,
+                          exception_handlers=handlers)
