@@ -66,6 +66,13 @@ class RunRecord:
         return self.values
 
 
+@dataclass(frozen=True, slots=True)
+class _Rollback:
+    """Runs were rolled back: the next one starts from `to` (None: from nothing)."""
+
+    to: Checkpoint | None
+
+
 class Runs:
     def __init__(self, assistants: Assistants, threads: Threads, broker: BrokerProtocol) -> None:
         self.assistants = assistants
@@ -97,7 +104,7 @@ class Runs:
         if request.checkpoint_id is not None:
             await self.threads.checkpoint(thread.thread_id, request.checkpoint_id)
         busy = [r for r in self._by_thread.get(thread.thread_id, []) if not r.done.is_set()]
-        rollback_to: Checkpoint | None = None
+        rollback: _Rollback | None = None
         if busy:
             strategy = request.multitask_strategy
             if strategy == "reject":
@@ -106,7 +113,7 @@ class Runs:
             if strategy == "enqueue" and len(busy) >= _MAX_QUEUED:
                 raise ApiError(409, f"Thread has {_MAX_QUEUED} runs queued already")
             if strategy in ("interrupt", "rollback"):
-                rollback_to = busy[0].base if strategy == "rollback" else None
+                rollback = _Rollback(busy[0].base) if strategy == "rollback" else None
                 await self._cancel_all(busy)
                 if strategy == "rollback":
                     for old in busy:
@@ -118,7 +125,7 @@ class Runs:
         self.records[record.run_id] = record
         self._by_thread.setdefault(thread.thread_id, []).append(record)
         waits_for = busy[-1] if busy else None
-        task = asyncio.create_task(self._execute(record, runner, waits_for, rollback_to))
+        task = asyncio.create_task(self._execute(record, runner, waits_for, rollback))
         record.task = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -154,14 +161,14 @@ class Runs:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _execute(self, record: RunRecord, runner: Runner, waits_for: RunRecord | None,
-                       rollback_to: Checkpoint | None) -> None:
+                       rollback: _Rollback | None) -> None:
         thread = record.thread
         try:
             if waits_for is not None:
                 await waits_for.done.wait()
             record.status = "running"
             thread.active_run = record.run_id
-            result = await self._call(record, runner, rollback_to)
+            result = await self._call(record, runner, rollback)
             record.values = _plain(dict(result.state))
             record.status = "success"
         except asyncio.CancelledError:
@@ -186,7 +193,7 @@ class Runs:
             if thread.temporary:
                 self.threads.records.pop(thread.thread_id, None)
 
-    async def _call(self, record: RunRecord, runner: Runner, rollback_to: Checkpoint | None
+    async def _call(self, record: RunRecord, runner: Runner, rollback: _Rollback | None
                     ) -> RunState:
         request = record.request
         thread_id = record.thread.thread_id
@@ -194,8 +201,10 @@ class Runs:
         store = self.threads.store
         if request.checkpoint_id is not None:
             base: Checkpoint | None = await store.get(request.checkpoint_id)
+        elif rollback is not None:
+            base = rollback.to
         else:
-            base = rollback_to or await store.latest(thread_id)
+            base = await store.latest(thread_id)
         record.base = base
         update = dict(request.update)
         if isinstance(request.resume, dict):
@@ -209,7 +218,7 @@ class Runs:
             raise CheckpointNotFound(session_id=thread_id)
         self._publish(RUN_START, record,
                       {"values": apply_updates(graph, base.state, [update])})
-        if base is rollback_to or request.checkpoint_id is not None:
+        if rollback is not None or request.checkpoint_id is not None:
             return await runner.resume_from_checkpoint(base.id, update or None)
         return await runner.resume(thread_id, update or None)
 
