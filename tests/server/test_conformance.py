@@ -1,0 +1,89 @@
+"""The official Python SDK sees the same thing from `chronos serve` as from `langgraph dev`.
+
+Each scenario of `tests/server/scenarios.py` runs against the reference server (PyPI
+`langgraph-cli[inmem]`, on `reference_graphs.agent`) and against `chronos serve` (on its
+Chronos twin, `graphs.agent`); the traces must be equal. The reference's own traces are also
+checked against what the scenarios promise, so a scenario cannot pass by both servers doing
+nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from tests.server.conformance_differences import EXPECTED_DIFFERENCES
+from tests.server.conformance_servers import ServedAPI, chronos_server, reference_server
+from tests.server.reference_graphs import TOKEN_COUNT
+from tests.server.scenarios import SCENARIOS, Trace
+
+
+@pytest.fixture(scope="module")
+def reference() -> Iterator[ServedAPI]:
+    with reference_server() as api:
+        yield api
+
+
+@pytest.fixture(scope="module")
+def chronos() -> Iterator[ServedAPI]:
+    with chronos_server() as api:
+        yield api
+
+
+@pytest.fixture(scope="module")
+def reference_traces() -> dict[str, Trace]:
+    return {}
+
+
+def _reference_trace(name: str, reference: ServedAPI, cache: dict[str, Trace]) -> Trace:
+    if name not in cache:
+        cache[name] = asyncio.run(SCENARIOS[name](reference.url))
+    return cache[name]
+
+
+def _events(trace: Trace) -> list[str]:
+    return [event for event, _ in trace]
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_chronos_serve_matches_the_reference(
+    name: str, reference: ServedAPI, chronos: ServedAPI, reference_traces: dict[str, Trace]
+) -> None:
+    expected = _reference_trace(name, reference, reference_traces)
+    actual = asyncio.run(SCENARIOS[name](chronos.url))
+    if name in EXPECTED_DIFFERENCES:
+        assert actual != expected, f"{name} now matches: remove it from EXPECTED_DIFFERENCES"
+        pytest.xfail(EXPECTED_DIFFERENCES[name])
+    assert actual == expected
+
+
+def test_reference_streams_every_mode(
+    reference: ServedAPI, reference_traces: dict[str, Trace]
+) -> None:
+    custom = _reference_trace("stream_custom", reference, reference_traces)
+    assert [data for event, data in custom if event == "custom"] == [
+        {"node": "plan", "topic": "t"}, {"node": "write"}, {"node": "review"},
+    ]
+    tokens = _reference_trace("stream_messages_tuple", reference, reference_traces)
+    assert _events(tokens).count("messages") == TOKEN_COUNT
+    several = _events(_reference_trace("stream_several_modes", reference, reference_traces))
+    assert {"metadata", "values", "updates", "custom", "messages"} == set(several)
+
+
+def test_reference_runs_lifecycle(
+    reference: ServedAPI, reference_traces: dict[str, Trace]
+) -> None:
+    def trace(name: str) -> Trace:
+        return _reference_trace(name, reference, reference_traces)
+
+    assert trace("cancel_running_run") == [("interrupt", "interrupted"), ("rollback", "gone (404)")]
+    assert trace("multitask_reject")[0] == ("error", {"status": 409, "keys": ["detail"]})
+    assert trace("multitask_rollback")[0] == ("first", "gone (404)")
+    assert trace("disconnect_cancels_run") == [("status", "interrupted")]
+    joined = trace("background_run_joined_by_second_client")
+    assert joined[-1] == ("final", "success")
+    assert _events(joined).count("custom") == 3
+    resumed = trace("reconnect_with_last_event_id")
+    assert _events(resumed).count("custom") == 3  # nothing lost, nothing repeated
