@@ -129,3 +129,35 @@ async def test_a_failing_node_ends_the_stream_with_an_error(served: Served) -> N
     assert "review failed on purpose" in parts[-1][1]["message"]
     result = await client.runs.wait(None, "agent", input={"fail": True}, raise_error=False)
     assert "review failed on purpose" in result["__error__"]["message"]
+
+
+async def test_join_stream_from_the_first_event_with_last_event_id_minus_one(
+    served: Served,
+) -> None:
+    client = get_client(url=served.url)
+    thread = await client.threads.create()
+    await client.runs.wait(thread["thread_id"], "agent", input={"steps": []})  # an earlier run
+    parts = [(p.event, p.data) async for p in client.runs.stream(
+        thread["thread_id"], "agent", input={"steps": []}, stream_mode="updates")]
+    run_id = parts[0][1]["run_id"]
+    replayed = [(p.event, p.data) async for p in client.runs.join_stream(
+        thread["thread_id"], run_id, last_event_id="-1", stream_mode="updates")]
+    assert replayed == parts[1:]
+
+
+async def test_debug_checkpoints_carry_values_and_next(served: Served) -> None:
+    parts = await _parts(served, "debug")
+    checkpoints = [d for e, d in parts[1:] if d["type"] == "checkpoint"]
+    assert [(c["step"], c["payload"]["next"]) for c in checkpoints] == [
+        (-1, ["__start__"]), (0, ["plan"]), (1, ["write"]), (2, ["review"]), (3, [])]
+    assert checkpoints[0]["payload"]["values"] == {"steps": []}
+    assert checkpoints[-1]["payload"]["values"] == FINAL
+    tasks = [d for e, d in parts[1:] if d["type"] == "task"]
+    assert [t["step"] for t in tasks] == [1, 2, 3]
+
+
+async def test_a_new_thread_starts_with_empty_lists_for_append_keys(served: Served) -> None:
+    client = get_client(url=served.url)
+    parts = [(p.event, p.data) async for p in client.runs.stream(
+        None, "agent", input={"topic": "t"}, stream_mode="values")]
+    assert parts[1] == ("values", {"topic": "t", "steps": []})

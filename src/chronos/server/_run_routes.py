@@ -16,6 +16,7 @@ from chronos.server._threads import ThreadRecord
 
 __all__ = ["run_routes"]
 
+_FIRST_EVENT = "0-0"  # the id before every event, in the form both brokers issue
 _RUN_STATUSES = ("pending", "running", "error", "success", "timeout", "interrupted")
 
 
@@ -124,21 +125,27 @@ def run_routes(runs: Runs) -> list[Route]:
 
     async def join_stream(request: Request) -> Response:
         record = find(request)
-        modes = tuple(request.query_params.getlist("stream_mode")) or record.request.stream_modes
+        # The SDK sends `stream_mode=` (empty) when it has none to ask for.
+        modes = (tuple(m for m in request.query_params.getlist("stream_mode") if m)
+                 or record.request.stream_modes)
         unknown = [m for m in modes if m not in STREAM_MODES]
         if unknown:
             raise ApiError(422, f"parameter 'stream_mode' has unsupported modes {unknown}")
         last_event_id = (request.headers.get("last-event-id")
                          or request.query_params.get("last_event_id") or None)
-        subscription = open_subscription(runs.broker, record.thread.thread_id, last_event_id)
+        # "-1" (what useStream sends first) asks for the run from its start: the thread's
+        # retained events, of which the translator keeps those after the run's start marker.
+        from_start = last_event_id == "-1"
+        subscription = open_subscription(runs.broker, record.thread.thread_id,
+                                         _FIRST_EVENT if from_start else last_event_id)
         if record.done.is_set() and last_event_id is None:
             await subscription.aclose()
             return StreamingResponse(iter(()), media_type="text/event-stream")
         cancel_on_disconnect = request.query_params.get(
             "cancel_on_disconnect", "false").lower() in ("1", "true")
+        started = not from_start and (record.status != "pending" or last_event_id is not None)
         return run_stream_response(
-            record, subscription, modes=modes,
-            started=record.status != "pending" or last_event_id is not None,
+            record, subscription, modes=modes, started=started,
             send_metadata=False, cancel_on_disconnect=cancel_on_disconnect)
 
     async def cancel_many(request: Request) -> Response:

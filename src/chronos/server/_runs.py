@@ -13,14 +13,15 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
 
 from chronos.errors import CheckpointNotFound
-from chronos.graph import Runner, RunState
-from chronos.graph._plan import apply_updates
+from chronos.graph import CompiledGraph, Runner, RunState, append, merge
+from chronos.graph._plan import apply_updates, entry_nodes
 from chronos.server._assistants import Assistants, ServedGraph
 from chronos.server._errors import ApiError
 from chronos.server._run_request import RunRequest
@@ -210,14 +211,15 @@ class Runs:
         if isinstance(request.resume, dict):
             update.update(request.resume)
         if request.input is not None:
-            state = apply_updates(graph, base.state if base is not None else {},
-                                  [request.input, update])
-            self._publish(RUN_START, record, {"values": state})
+            before = dict(base.state) if base is not None else _empty_channels(graph)
+            state = apply_updates(graph, before, [request.input, update])
+            self._publish(RUN_START, record, {"before": before, "values": state,
+                                              "next": list(_entry_or_none(graph, state))})
             return await runner.run(thread_id, state)
         if base is None:
             raise CheckpointNotFound(session_id=thread_id)
-        self._publish(RUN_START, record,
-                      {"values": apply_updates(graph, base.state, [update])})
+        self._publish(RUN_START, record, {"before": base.state, "next": list(base.next),
+                                          "values": apply_updates(graph, base.state, [update])})
         if rollback is not None or request.checkpoint_id is not None:
             return await runner.resume_from_checkpoint(base.id, update or None)
         return await runner.resume(thread_id, update or None)
@@ -226,6 +228,26 @@ class Runs:
         payload = _plain({"run_id": record.run_id, **data})
         with contextlib.suppress(Exception):  # a broker failure must not lose the run's outcome
             self.broker.publish(Event(type, payload), record.thread.thread_id)
+
+
+def _empty_channels(graph: CompiledGraph) -> dict[str, Any]:
+    """A new thread's state: keys with a list or dict reducer start empty, as LangGraph's
+    channels do, so that clients see `{"messages": []}` before anything is added."""
+    empty: dict[str, Any] = {}
+    for key, reducer in graph.reducers.items():
+        if reducer is append:
+            empty[key] = []
+        elif reducer is merge:
+            empty[key] = {}
+    return empty
+
+
+def _entry_or_none(graph: CompiledGraph, state: Mapping[str, Any]) -> tuple[str, ...]:
+    """The first step, for the stream; a router that fails here fails the run itself later."""
+    try:
+        return entry_nodes(graph, state)
+    except Exception:
+        return ()
 
 
 def _plain(value: Any) -> Any:

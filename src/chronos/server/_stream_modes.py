@@ -24,6 +24,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, Final
 
+from chronos.graph import END
 from chronos.server._state import iso
 
 __all__ = ["RUN_END", "RUN_START", "STREAM_MODES", "RunTranslator", "message_chunk"]
@@ -63,7 +64,9 @@ class RunTranslator:
         self.finished = False
         self._messages: dict[str, str] = {}  # text so far per message id ("messages" mode)
         self._message_nodes: dict[str, str] = {}
-        self._step = 0
+        self._step = -1  # of the last checkpoint; a task belongs to the step after it
+        self._values: Any = None  # the state as last seen, for debug checkpoints
+        self._next: list[str] = []  # where the edges since the last checkpoint lead
 
     def frames(self, type: str, payload: Any) -> list[Frame]:
         """The frames one broker event gives (most give none or one)."""
@@ -77,18 +80,21 @@ class RunTranslator:
         suffix = "|" + "|".join(path) if path else ""
         out: list[Frame] = []
         if type == "node_start":
-            self._step += 1
             self._debug(out, suffix, "task", {"id": _task_id(payload), "name": payload["node_id"],
-                                              "input": None, "triggers": []})
+                                              "input": None, "triggers": []}, self._step + 1)
+        elif type == "edge_transition":
+            target = (payload.get("data") or {}).get("to")
+            if isinstance(target, str) and target != END and target not in self._next:
+                self._next.append(target)
         elif type == "node_end":
             self._node_end(out, suffix, payload)
         elif type == "token":
             self._token(out, suffix, payload)
         elif type == "custom" and "custom" in self.modes:
             out.append(("custom" + suffix, payload.get("data")))
-        elif type == "checkpoint":
-            self._debug(out, suffix, "checkpoint", {"checkpoint_id": payload.get("data"),
-                                                    "step": self._step})
+        elif type == "checkpoint" and payload.get("name") != "replay":
+            self._step += 1
+            self._checkpoint(out, suffix, str(payload.get("data")))
         elif type == "interrupt" and "updates" in self.modes:
             out.append(("updates" + suffix, {"__interrupt__": []}))
         return out
@@ -98,7 +104,16 @@ class RunTranslator:
             return []
         if type == RUN_START:
             self.inside = True
-            return [("values", payload.get("values"))] if "values" in self.modes else []
+            self._values = payload.get("values")
+            self._next = list(payload.get("next") or [])
+            out: list[Frame] = []
+            if "values" in self.modes:
+                out.append(("values", self._values))
+            if "debug" in self.modes:  # LangGraph's input checkpoint, before the first step
+                out.append(("debug", _record("checkpoint", -1, {
+                    "checkpoint_id": None, "values": payload.get("before"),
+                    "next": ["__start__"], "metadata": {"source": "input", "step": -1}})))
+            return out
         self.finished = True
         if payload.get("status") == "error":
             return [("error", {"error": payload.get("error_type") or "Error",
@@ -108,6 +123,8 @@ class RunTranslator:
     def _node_end(self, out: list[Frame], suffix: str, payload: Mapping[str, Any]) -> None:
         node_id = payload["node_id"]
         update = payload.get("data")
+        self._values = payload.get("state")
+        self._next = []
         if "updates" in self.modes:
             out.append(("updates" + suffix, {node_id: update}))
         if "values" in self.modes:
@@ -115,7 +132,7 @@ class RunTranslator:
         self._debug(out, suffix, "task_result", {
             "id": _task_id(payload), "name": node_id, "error": None, "interrupts": [],
             "result": list((update or {}).items()) if isinstance(update, Mapping) else [],
-        })
+        }, self._step + 1)
         if "messages" in self.modes:
             for message_id in [m for m, n in self._message_nodes.items() if n == node_id]:
                 text = self._messages.pop(message_id)
@@ -129,7 +146,7 @@ class RunTranslator:
             return
         message_id = str(delta.get("message_id", ""))
         content = str(delta.get("content") or "")
-        metadata = {"langgraph_node": payload.get("node_id"), "langgraph_step": self._step,
+        metadata = {"langgraph_node": payload.get("node_id"), "langgraph_step": self._step + 1,
                     "langgraph_path": ["__pregel_pull", payload.get("node_id")],
                     "run_id": self.run_id}
         if "messages-tuple" in self.modes:
@@ -143,10 +160,19 @@ class RunTranslator:
             out.append(("messages/partial" + suffix,
                         [message_chunk(message_id, self._messages[message_id], complete=True)]))
 
-    def _debug(self, out: list[Frame], suffix: str, kind: str, body: dict[str, Any]) -> None:
+    def _checkpoint(self, out: list[Frame], suffix: str, checkpoint_id: str) -> None:
+        self._debug(out, suffix, "checkpoint", {
+            "checkpoint_id": checkpoint_id, "values": self._values, "next": list(self._next),
+            "metadata": {"source": "loop", "step": self._step}}, self._step)
+
+    def _debug(self, out: list[Frame], suffix: str, kind: str, body: dict[str, Any],
+               step: int) -> None:
         if "debug" in self.modes:
-            out.append(("debug" + suffix, {"type": kind, "timestamp": iso(time.time()),
-                                           "step": self._step, "payload": body}))
+            out.append(("debug" + suffix, _record(kind, step, body)))
+
+
+def _record(kind: str, step: int, payload: dict[str, Any]) -> dict[str, Any]:
+    return {"type": kind, "timestamp": iso(time.time()), "step": step, "payload": payload}
 
 
 def _task_id(payload: Mapping[str, Any]) -> str:
