@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -176,3 +177,20 @@ async def test_shutdown_cancels_the_run_in_flight_and_ends_its_streams(
     assert followed[-1]["type"] == "cancelled"
     assert followed[-1]["data"]["node_id"] == "draft"
     await provider.aclose()
+
+
+async def test_a_body_over_the_limit_is_refused_while_read(replay_server: ReplayServer) -> None:
+    app = create_app(model_saying(replay_server, *drafts(["unused"])))
+
+    async def huge() -> AsyncIterator[bytes]:  # no Content-Length: refused mid-body
+        yield b'{"prompt": "'
+        for _ in range(100):
+            yield b"x" * 65_536
+        yield b'"}'
+
+    async with running(app) as server, httpx.AsyncClient(base_url=server.url) as client:
+        refused = await client.post("/runs", content=huge())
+        assert refused.status_code == 413
+        declared = await client.post("/runs", content=b"x" * 100_000)
+        assert declared.status_code == 413
+        assert app._runs.sessions == {}  # nothing started
