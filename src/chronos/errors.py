@@ -20,6 +20,8 @@ ChronosError
 │   ├── InvalidGraphError        .problems, all found at compile time
 │   ├── NodeError                .node_id .run_id, raised from the node's own exception
 │   ├── StepLimitError           .limit: the run took more steps than allowed
+│   ├── NodeTimeoutError         .node_id .timeout: an attempt ran past the node's timeout
+│   ├── InterruptNotFound        .interrupt_ids .pending_ids: a resume names no pending one
 │   └── RunConflictError         .session_id: another process is running this session
 ├── StoreError
 │   ├── CheckpointNotFound       .session_id .checkpoint_id
@@ -48,9 +50,11 @@ __all__ = [
     "ConfigurationError",
     "EmitOutsideRunError",
     "GraphError",
+    "InterruptNotFound",
     "InvalidGraphError",
     "InvalidLastEventID",
     "NodeError",
+    "NodeTimeoutError",
     "NotFoundError",
     "ProviderConnectionError",
     "ProviderError",
@@ -205,6 +209,27 @@ class StepLimitError(GraphError):
     def __init__(self, limit: int) -> None:
         super().__init__(f"run exceeded the step limit of {limit}")
         self.limit = limit
+
+
+class NodeTimeoutError(GraphError, TimeoutError):
+    """One attempt of a node ran longer than the node's `timeout`, in seconds."""
+
+    def __init__(self, node_id: str, timeout: float) -> None:
+        super().__init__(f"node {node_id!r} timed out after {timeout:g} s")
+        self.node_id = node_id
+        self.timeout = timeout
+
+
+class InterruptNotFound(GraphError):
+    """A resume answered interrupts the session is not waiting for; nothing was changed.
+
+    `interrupt_ids` are the ids given that are not pending, `pending_ids` those that are.
+    """
+
+    def __init__(self, message: str, *, interrupt_ids: list[str], pending_ids: list[str]) -> None:
+        super().__init__(message)
+        self.interrupt_ids = interrupt_ids
+        self.pending_ids = pending_ids
 
 
 class RunConflictError(GraphError):

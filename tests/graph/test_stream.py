@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from chronos import graph, stream
+from chronos import graph, store, stream
 from chronos.stream import emit
 
 pytestmark = pytest.mark.anyio
@@ -66,8 +67,11 @@ async def test_modes_filter_and_every_mode_gets_the_terminal_event() -> None:
     results = await asyncio.gather(*(collect(s) for s in [*streams.values(), both]),
                                    runner.run("s", {"query": "hi"}))
     values, updates, messages, custom, mixed = results[:5]
-    assert [e.type for e in values] == ["node_end", "node_end", "completed"]
-    assert dict(values[1].state) == {"query": "hi", "doc": "x", "answer": "x!"}
+    # LangGraph's "values": the input, then the whole state after each step.
+    assert [e.type for e in values] == ["values", "values", "values", "completed"]
+    assert [dict(e.state or {}) for e in values[:3]] == [
+        {"query": "hi"}, {"query": "hi", "doc": "x"}, {"query": "hi", "doc": "x", "answer": "x!"}]
+    assert [e.node_id for e in updates[:2]] == ["extract", "answer"]
     assert [dict(e.data) for e in updates[:2]] == [{"doc": "x"}, {"answer": "x!"}]
     assert [e.data for e in messages] == ["He", "llo", None]
     assert [e.type for e in custom] == ["custom"] * 4 + ["completed"]
@@ -90,7 +94,7 @@ async def test_state_snapshots_are_read_only_and_not_live() -> None:
         .set_entry_point("a").add_edge("a", "b").set_finish_point("b").compile()
     )
     runner = graph.Runner(g)
-    stream = runner.stream("values")
+    stream = runner.stream("updates")
     seen, _ = await asyncio.gather(collect(stream), runner.run("s", {"items": []}))
     assert seen[0].state == {"items": [0]}
     assert seen[1].state == {"items": [0, 1]}
@@ -272,3 +276,17 @@ async def test_a_reader_on_another_thread_and_loop_gets_everything() -> None:
     seen, _ = await asyncio.gather(asyncio.to_thread(read_elsewhere), runner.run("s", {}))
     assert [e.data for e in seen[:-1]] == list(range(3000))
     assert seen[-1].type == "completed"
+
+
+async def test_checkpoints_and_tasks_modes(tmp_path: Path) -> None:
+    async with store.SQLiteStore(tmp_path / "modes.db") as checkpoints:
+        runner = graph.Runner(two_step_graph(), checkpoints)
+        written, tasks = runner.stream("checkpoints"), runner.stream("tasks")
+        got_written, got_tasks, _ = await asyncio.gather(collect(written), collect(tasks),
+                                                         runner.run("m", {"query": "hi"}))
+        ids = [c.id for c in await checkpoints.history("m")]
+    assert [e.type for e in got_written] == ["checkpoint"] * 3 + ["completed"]
+    assert [e.data for e in got_written[:3]] == ids
+    assert [(e.type, e.node_id) for e in got_tasks] == [
+        ("node_start", "extract"), ("node_end", "extract"), ("node_start", "answer"),
+        ("node_end", "answer"), ("completed", "answer")]

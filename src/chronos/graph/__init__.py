@@ -9,17 +9,23 @@ runner = graph.Runner(g.compile())
 result = await runner.run("session-1", {"query": "hi"})
 ```
 
-Inside a node, `await graph.stream_chat(provider, req)` streams a model's response into the
-run as `token` events (and so to the runner's broker) and returns the whole response.
+Inside a node, `graph.interrupt(question)` pauses the run until `runner.resume(session,
+resume=answer)`, and returning `graph.Command(update=..., goto=...)` or `graph.Send(node,
+input)` chooses what runs next. `await graph.stream_chat(provider, req)` streams a model's
+response into the run as `token` events (and so to the runner's broker) and returns the
+whole response.
 """
 
 from __future__ import annotations
 
 from chronos.graph._builder import Branch, CompiledGraph, NodeSpec, StateGraph
+from chronos.graph._command import Command, Send
 from chronos.graph._events import EventStream, StreamEvent, event_payload
-from chronos.graph._execute import RunState, RunStatus
+from chronos.graph._interrupt import Interrupt, interrupt
 from chronos.graph._model import MessageDelta, stream_chat, stream_chat_sync
 from chronos.graph._reducers import append, merge, replace
+from chronos.graph._retry import RetryPolicy
+from chronos.graph._run import RunState, RunStatus
 from chronos.graph._runner import Runner
 from chronos.graph._types import (
     END,
@@ -36,16 +42,20 @@ __all__ = [
     "END",
     "START",
     "Branch",
+    "Command",
     "CompiledGraph",
     "EventStream",
+    "Interrupt",
     "MessageDelta",
     "NodeFunction",
     "NodeSpec",
     "Reducer",
+    "RetryPolicy",
     "Router",
     "RunState",
     "RunStatus",
     "Runner",
+    "Send",
     "State",
     "StateGraph",
     "StreamEvent",
@@ -53,13 +63,14 @@ __all__ = [
     "Update",
     "append",
     "event_payload",
+    "interrupt",
     "merge",
     "replace",
     "stream_chat",
     "stream_chat_sync",
 ]
 
-for _obj in (Branch, CompiledGraph, EventStream, MessageDelta, NodeSpec, RunState, Runner,
-             StateGraph, StreamEvent, append, event_payload, merge, replace, stream_chat,
-             stream_chat_sync):
+for _obj in (Branch, Command, CompiledGraph, EventStream, Interrupt, MessageDelta, NodeSpec,
+             RetryPolicy, RunState, Runner, Send, StateGraph, StreamEvent, append, event_payload,
+             interrupt, merge, replace, stream_chat, stream_chat_sync):
     _obj.__module__ = __name__

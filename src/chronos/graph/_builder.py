@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Any
 
 from chronos.errors import InvalidGraphError
+from chronos.graph._retry import RetryPolicy
 from chronos.graph._types import END, START, NodeFunction, Reducer, Router
 
 __all__ = ["Branch", "CompiledGraph", "NodeSpec", "StateGraph"]
@@ -30,6 +31,9 @@ class NodeSpec:
     inline: bool
     interrupt: bool
     subgraph: CompiledGraph | None
+    retry: RetryPolicy | None = None
+    timeout: float | None = None
+    destinations: tuple[str, ...] = ()  # where its `Command(goto=...)` may lead
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,13 +91,31 @@ class StateGraph:
         self._branches: list[tuple[str, Branch]] = []
         self._reducers: dict[str, Reducer] = dict(reducers or {})
 
-    def add_node(self, node_id: str, function: NodeFunction, *, inline: bool = False) -> StateGraph:
+    def add_node(
+        self,
+        node_id: str,
+        function: NodeFunction,
+        *,
+        inline: bool = False,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        destinations: Sequence[str] = (),
+    ) -> StateGraph:
         """Add a node running `function(state)`, a sync or async function.
 
         Sync functions run in a worker thread so they may block; pass `inline=True` for a
         short CPU-only sync function to run it on the event loop and skip the thread hop.
+
+        Args:
+            retry: try the node again when it fails (each failed attempt streams a `retry`
+                event); the step's checkpoint is written once, after the attempt that works.
+            timeout: seconds one attempt may take (an async node is cancelled; a sync one is
+                abandoned in its thread), failing with `NodeTimeoutError`.
+            destinations: the nodes its `Command(goto=...)` may lead to; a node that routes
+                only that way needs no edge, and `draw_mermaid()` shows them.
         """
-        return self._add(node_id, function, inline=inline, interrupt=False, subgraph=None)
+        return self._add(node_id, function, inline=inline, interrupt=False, subgraph=None,
+                         retry=retry, timeout=timeout, destinations=tuple(destinations))
 
     def add_interrupt_node(
         self, node_id: str, function: NodeFunction | None = None, *, inline: bool = False
@@ -197,6 +219,9 @@ class StateGraph:
         inline: bool,
         interrupt: bool,
         subgraph: CompiledGraph | None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        destinations: tuple[str, ...] = (),
     ) -> StateGraph:
         if node_id in self._nodes:
             self._duplicates.append(node_id)
@@ -208,6 +233,9 @@ class StateGraph:
             inline=inline,
             interrupt=interrupt,
             subgraph=subgraph,
+            retry=retry,
+            timeout=timeout,
+            destinations=destinations,
         )
         self._order.append(node_id)
         return self
@@ -241,6 +269,10 @@ def _validate(g: StateGraph) -> list[str]:
             problems.append(f"node {node_id!r} is not callable")
         elif spec.function is None and not spec.interrupt:
             problems.append(f"node {node_id!r} has no function")
+        if spec.timeout is not None and not spec.timeout > 0:
+            problems.append(f"node {node_id!r} has a timeout of {spec.timeout!r}; give seconds > 0")
+        problems.extend(f"node {node_id!r} names unknown destination {target!r}"
+                        for target in spec.destinations if target != END and target not in known)
 
     static: dict[str, list[str]] = {}
     for src, dst in g._edges:
@@ -288,7 +320,9 @@ def _validate(g: StateGraph) -> list[str]:
     if START not in static and START not in branch_sources:
         problems.append("no entry point: call set_entry_point() or add_edge(START, ...)")
     for node_id in g._order:
-        if node_id not in static and node_id not in branch_sources:
+        if node_id not in static and node_id not in branch_sources and (
+            not g._nodes[node_id].destinations
+        ):
             problems.append(f"node {node_id!r} has no outgoing edge; add one to END "
                             f"or call set_finish_point({node_id!r})")
     problems.extend(
@@ -308,6 +342,8 @@ def _reachable(g: StateGraph, static: Mapping[str, list[str]]) -> set[str]:
     while frontier:
         node = frontier.pop()
         successors: list[str] = list(static.get(node, ()))
+        if node in g._nodes:
+            successors.extend(g._nodes[node].destinations)
         for branch in branches.get(node, ()):
             successors.extend(g._order if branch.targets is None else branch.targets.values())
         for nxt in successors:

@@ -41,16 +41,22 @@ __all__ = [
 ]
 
 TERMINAL: Final = frozenset({"completed", "interrupt", "error", "cancelled"})
-EVENT_TYPES: Final = frozenset(
-    {"node_start", "node_end", "edge_transition", "checkpoint", "custom", "token", "gap"}
-    | TERMINAL
+_NUMBERED: Final = frozenset(
+    {"node_start", "node_end", "edge_transition", "checkpoint", "custom", "token", "gap",
+     "retry"} | TERMINAL
 )
+EVENT_TYPES: Final = _NUMBERED | {"values"}
+# LangGraph's modes where the names are shared: "values" the whole state after each step (and
+# the input), "updates" each node's changes (node_end: node_id and data), "tasks" each task's
+# start, retries and end, "checkpoints" each checkpoint written.
 _MODE_TYPES: Final[Mapping[str, frozenset[str]]] = {
-    "values": frozenset({"node_end"}) | TERMINAL,
+    "values": frozenset({"values"}) | TERMINAL,
     "updates": frozenset({"node_end"}) | TERMINAL,
     "messages": frozenset({"token"}) | TERMINAL,
     "custom": frozenset({"custom"}) | TERMINAL,
-    "debug": EVENT_TYPES,
+    "tasks": frozenset({"node_start", "node_end", "retry"}) | TERMINAL,
+    "checkpoints": frozenset({"checkpoint"}) | TERMINAL,
+    "debug": _NUMBERED,
 }
 
 
@@ -356,6 +362,27 @@ class EventHub:
             if subscriber in self._subscribers:
                 self._subscribers.remove(subscriber)
             self._reroute()
+
+    def wants(self, type: str) -> bool:
+        """Whether any subscriber takes events of this type."""
+        return bool(self._routes[type])
+
+    def publish_view(
+        self, type: str, node_id: str, *, state: Mapping[str, Any], path: tuple[str, ...] = ()
+    ) -> None:
+        """Deliver a derived event to the subscribers that asked for it, and no one else.
+
+        A view (the "values" snapshot) repeats what numbered events already carry, so it
+        takes the number of the event before it instead of its own, and skips the broker:
+        `seq` stays the same whoever listens, and a broker's readers see no duplicates.
+        """
+        if self._ended:
+            return
+        event = _new_event(StreamEvent, (type, node_id, self.seq, _now(), self.run_id,
+                                         self.session_id, MappingProxyType(state), "", None, "",
+                                         path))
+        for sub in self._routes[type]:
+            sub._offer(event)
 
     def skip(self, count: int = 1) -> None:
         """Number `count` events that nobody listens to, unbuilt: `seq` never depends on who

@@ -10,141 +10,65 @@ parent's (with the subgraph path), and an interrupt node inside it pauses the wh
 resume then continues inside the subgraph and, once it ends, finishes the subgraph's node in
 each enclosing graph. A subgraph running beside other nodes has no state of its own to
 record, so it runs as one unit of its parent's step and may not reach an interrupt node.
+
+A node that calls `graph.interrupt()` without an answer ends its task early: the other tasks
+of the step still finish (their updates kept in `pending`), then the run pauses with every
+question of the step in one "paused" checkpoint, to run the unanswered tasks again on resume.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
-import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from itertools import count
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, cast
 
 from chronos.errors import GraphError, NodeError, StepLimitError
-from chronos.graph._builder import CompiledGraph, NodeSpec
+from chronos.graph._builder import CompiledGraph
+from chronos.graph._command import Send
 from chronos.graph._events import CURRENT_NODE, EventHub
+from chronos.graph._interrupt import Interrupt, new_interrupt_id
+from chronos.graph._node import Interrupted, call_function
 from chronos.graph._plan import (
     Replace,
+    Routed,
+    Step,
+    Task,
     apply_updates,
+    check_targets,
     entry_nodes,
     graph_at,
     interrupts_in,
+    merge_targets,
     next_nodes,
+    node_ids,
     normalize_update,
     successors,
+    task_keys,
 )
+from chronos.graph._run import Run, RunState, new_id
 from chronos.graph._types import END, State
-from chronos.store import Checkpoint, CheckpointStatus, CheckpointStore
+from chronos.store import Checkpoint, CheckpointStatus
 from chronos.stream._emit import event_sink
 
-__all__ = ["RunState", "RunStatus", "execute", "new_id"]
-
-RunStatus = Literal["running", "paused", "completed", "failed", "cancelled"]
-
-
-@dataclass(frozen=True, slots=True)
-class RunState:
-    """Where a run stands: what `run` and `resume` return.
-
-    `status` is "completed", or "paused" at an interrupt node (`node_id`, resume with
-    `runner.resume(session_id, update)`). `next` lists the nodes a resume would run; `seq` is
-    the number of the run's last event; times are seconds since the epoch. `path` names the
-    subgraph nodes enclosing `node_id` and `next` (a pause inside a subgraph), outermost first.
-    """
-
-    run_id: str
-    session_id: str
-    graph_id: str
-    node_id: str
-    status: RunStatus
-    state: Mapping[str, Any]
-    seq: int
-    started_at: float
-    updated_at: float
-    next: tuple[str, ...] = ()
-    checkpoint_id: str | None = None
-    path: tuple[str, ...] = ()
-
-
-_ids = count()
-_prefix = uuid.uuid4().hex[:16]
-
-
-def _new_prefix() -> None:
-    global _prefix
-    _prefix = uuid.uuid4().hex[:16]
-
-
-os.register_at_fork(after_in_child=_new_prefix)  # a forked child must not repeat our ids
-
-
-def new_id() -> str:
-    """A process-unique id that no other process picks: 64 random bits and a counter."""
-    return f"{_prefix}{next(_ids):08x}"
-
-
-class Run:
-    """Everything one run needs, passed explicitly instead of through a config dict."""
-
-    __slots__ = ("checkpoint_id", "current", "graph", "hub", "node_id", "path", "pending",
-                 "run_id", "session_id", "stable", "started_at", "state", "step_limit", "step_no",
-                 "steps", "store")
-
-    def __init__(
-        self,
-        graph: CompiledGraph,
-        hub: EventHub,
-        store: CheckpointStore | None,
-        state: State,
-        *,
-        step_limit: int,
-        parent: Checkpoint | None,
-    ) -> None:
-        self.graph = graph
-        self.hub = hub
-        self.store = store
-        self.run_id = hub.run_id
-        self.session_id = hub.session_id
-        self.state = state
-        self.stable = state  # the state as last checkpointed (or given): what a failure keeps
-        self.current: tuple[str, ...] = ()  # the step in flight: what a resume runs again
-        self.path = parent.path if parent is not None else ()  # the subgraph `current` is in
-        # Updates of the current step's branches that already finished (and were recorded).
-        self.pending: dict[str, Mapping[str, Any]] = dict(parent.pending) if parent else {}
-        self.step_limit = step_limit
-        self.steps = 0
-        self.node_id = ""
-        self.checkpoint_id = parent.id if parent is not None else None
-        self.step_no = parent.step + 1 if parent is not None else 0
-        self.started_at = time.time()
-
-    def result(self, status: RunStatus, next: tuple[str, ...] = ()) -> RunState:
-        return RunState(
-            run_id=self.run_id, session_id=self.session_id, graph_id=self.graph.id,
-            node_id=self.node_id, status=status, state=MappingProxyType(self.state),
-            seq=self.hub.seq, started_at=self.started_at, updated_at=time.time(), next=next,
-            checkpoint_id=self.checkpoint_id, path=self.path,
-        )
+__all__ = ["execute", "run_step"]
 
 
 class _Paused(Exception):
-    """A tracked graph reached an interrupt node: the whole run pauses before `step`."""
+    """A tracked graph pauses: before an interrupt node in `step`, or on `interrupts`."""
 
-    def __init__(self, path: tuple[str, ...], step: tuple[str, ...]) -> None:
+    def __init__(
+        self, path: tuple[str, ...], step: Step, interrupts: tuple[Interrupt, ...] = ()
+    ) -> None:
         super().__init__(path, step)
         self.path = path
         self.step = step
+        self.interrupts = interrupts
 
 
-async def execute(run: Run, step: tuple[str, ...], *, resumed: bool, write_first: bool) -> (
-    RunState
-):
+async def execute(run: Run, step: Step, *, resumed: bool, write_first: bool) -> RunState:
     """Run from `step` until the graph completes or pauses; record a failure before raising."""
     run.current = step
     try:
@@ -161,13 +85,14 @@ async def execute(run: Run, step: tuple[str, ...], *, resumed: bool, write_first
         raise
 
 
-async def _loop(run: Run, step: tuple[str, ...], *, resumed: bool, write_first: bool) -> RunState:
+async def _loop(run: Run, step: Step, *, resumed: bool, write_first: bool) -> RunState:
     path = run.path
     state = base = run.state
     graph = graph_at(run.graph, path)
     if write_first and run.store is not None:
         await _checkpoint(run, state, (), step, _status(graph, step, skip_interrupt=resumed),
                           pending=run.pending, path=path)
+    _values(run.hub, "", state, path)
     try:
         state = await _drive(run, graph, path, step, state, skip_interrupt=resumed, tracked=True)
         while path:  # resumed inside a subgraph that has now ended: finish its node above
@@ -182,7 +107,7 @@ async def _loop(run: Run, step: tuple[str, ...], *, resumed: bool, write_first: 
             nxt = await _advance(run, graph, path, (node_id,), state, tracked=True)
             state = await _drive(run, graph, path, nxt, state, skip_interrupt=True, tracked=True)
     except _Paused as paused:
-        return _finish(run, "paused", paused.step, paused.path)
+        return _finish(run, "paused", paused.step, paused.path, paused.interrupts)
     return _finish(run, "completed", ())
 
 
@@ -190,7 +115,7 @@ async def _drive(
     run: Run,
     graph: CompiledGraph,
     path: tuple[str, ...],
-    step: tuple[str, ...],
+    step: Step,
     state: State,
     *,
     skip_interrupt: bool,
@@ -199,7 +124,8 @@ async def _drive(
     """Run `graph` (the subgraph at `path`, or the run's graph) from `step` to its end.
 
     Returns the graph's final state. A tracked graph raises `_Paused` at an interrupt node
-    (`skip_interrupt` lets the first step run: a resume executes the interrupt node).
+    (`skip_interrupt` lets the first step run: a resume executes the interrupt node) and when
+    a node calls `interrupt()`.
     """
     if not skip_interrupt and graph.has_interrupts and interrupts_in(graph, step):
         await _pause_before(run, graph, path, step, state, tracked=tracked)
@@ -207,7 +133,8 @@ async def _drive(
         run.steps += 1
         if run.steps > run.step_limit:
             raise StepLimitError(run.step_limit)
-        run.node_id = step[0]
+        first = step[0]
+        run.node_id = first if type(first) is str else first.node  # type: ignore[union-attr]
         state = await run_step(run, graph, step, state, path, tracked=tracked)
         step = await _advance(run, graph, path, step, state, tracked=tracked)
     return state
@@ -217,20 +144,26 @@ async def _advance(
     run: Run,
     graph: CompiledGraph,
     path: tuple[str, ...],
-    ran: tuple[str, ...],
+    ran: Step,
     state: State,
     *,
     tracked: bool,
-) -> tuple[str, ...]:
+) -> Step:
     """After a step: announce the edges taken, checkpoint, and return the next step."""
     hub = run.hub
-    if len(ran) == 1:
-        nxt = next_nodes(graph, state, ran)
-        _transitions(hub, {ran[0]: nxt}, path)
+    plain = len(ran) == 1 and type(ran[0]) is str
+    names = cast(tuple[str], ran) if plain else node_ids(ran)
+    if plain and not run.gotos:
+        nxt = next_nodes(graph, state, names)
+        _transitions(hub, {names[0]: nxt}, path)
     else:
-        routes = successors(graph, state, ran)
-        nxt = tuple(dict.fromkeys(t for targets in routes.values() for t in targets))
+        routes = successors(graph, state, names)
+        for source, goto in run.gotos:
+            routes[source] = (*routes[source], *check_targets(graph, goto, source))
+        run.gotos = []
+        nxt = merge_targets(routes.values())
         _transitions(hub, routes, path)
+    run.answers = {}
     if not tracked:
         if graph.has_interrupts and interrupts_in(graph, nxt):
             await _pause_before(run, graph, path, nxt, state, tracked=False)
@@ -239,8 +172,8 @@ async def _advance(
     status = _status(graph, nxt, skip_interrupt=False)
     # A subgraph's last step needs no checkpoint of its own: its parent's step ends with one.
     if run.store is not None and (nxt or not path):
-        await _checkpoint(run, state, ran, nxt, status, path=path)
-    run.stable, run.current, run.path, run.pending = state, nxt, path, {}
+        await _checkpoint(run, state, names, nxt, status, path=path)
+    run.stable, run.current, run.path, run.pending, run.asked = state, nxt, path, {}, ()
     if status == "paused":
         raise _Paused(path, nxt)
     return nxt
@@ -250,7 +183,7 @@ async def _pause_before(
     run: Run,
     graph: CompiledGraph,
     path: tuple[str, ...],
-    step: tuple[str, ...],
+    step: Step,
     state: State,
     *,
     tracked: bool,
@@ -270,9 +203,47 @@ async def _pause_before(
     raise _Paused(path, step)
 
 
-def _status(graph: CompiledGraph, step: tuple[str, ...], *, skip_interrupt: bool) -> (
-    CheckpointStatus
-):
+async def _pause_inside(
+    run: Run,
+    step: Step,
+    keys: tuple[str, ...],
+    results: Sequence[Mapping[str, Any] | Interrupted],
+    state: State,
+    path: tuple[str, ...],
+    *,
+    tracked: bool,
+) -> None:
+    """Tasks of `step` called `interrupt()`: checkpoint their questions, raise `_Paused`."""
+    names = node_ids(step)
+    if not tracked:
+        asker = names[next(i for i, r in enumerate(results) if type(r) is Interrupted)]
+        raise GraphError(
+            f"node {asker!r} of subgraph {path[-1]!r} called interrupt() while the subgraph ran "
+            f"beside other nodes of its parent's step; a subgraph that interrupts must be the "
+            f"only node of its step"
+        )
+    earlier = {(i.task, i.index): i.id for i in run.asked}
+    asked: list[Interrupt] = []
+    pending = dict(run.pending)
+    for key, node_id, result in zip(keys, names, results, strict=True):
+        if type(result) is Interrupted:
+            asked.append(Interrupt(
+                id=earlier.get((key, result.index)) or new_interrupt_id(), value=result.value,
+                node_id=node_id, task=key, index=result.index, path=path,
+            ))
+        else:
+            pending[key] = result  # type: ignore[assignment]
+    interrupts = tuple(asked)
+    run.state, run.stable, run.current, run.path, run.pending = state, state, step, path, pending
+    run.asked = interrupts
+    run.node_id = interrupts[0].node_id
+    if run.store is not None:
+        await _checkpoint(run, state, (), step, "paused", pending=pending, path=path,
+                          interrupts=interrupts)
+    raise _Paused(path, step, interrupts)
+
+
+def _status(graph: CompiledGraph, step: Step, *, skip_interrupt: bool) -> CheckpointStatus:
     if not step:
         return "completed"
     if not skip_interrupt and graph.has_interrupts and interrupts_in(graph, step):
@@ -281,39 +252,59 @@ def _status(graph: CompiledGraph, step: tuple[str, ...], *, skip_interrupt: bool
 
 
 def _finish(
-    run: Run, status: CheckpointStatus, nxt: tuple[str, ...], path: tuple[str, ...] = ()
+    run: Run, status: CheckpointStatus, nxt: Step, path: tuple[str, ...] = (),
+    interrupts: tuple[Interrupt, ...] = (),
 ) -> RunState:
     if status == "paused":
+        if interrupts:
+            run.hub.end("interrupt", run.node_id, state=run.state, data=interrupts, path=path)
+            return run.result("paused", nxt, interrupts)
         run.node_id = interrupts_in(graph_at(run.graph, path), nxt)[0]
-        run.hub.end("interrupt", run.node_id, state=run.state, data=list(nxt), path=path)
+        run.hub.end("interrupt", run.node_id, state=run.state, data=list(node_ids(nxt)),
+                    path=path)
         return run.result("paused", nxt)
     run.hub.end("completed", run.node_id, state=run.state)
     return run.result("completed")
 
 
-def _transitions(hub: EventHub, routes: Mapping[str, tuple[str, ...]], path: tuple[str, ...]) -> (
-    None
-):
+def _transitions(hub: EventHub, routes: Mapping[str, Step], path: tuple[str, ...]) -> None:
     if not hub.active:
         hub.skip(sum(len(targets) or 1 for targets in routes.values()))
         return
     for source, targets in routes.items():
         for target in targets or (END,):
-            hub.publish("edge_transition", source, data={"from": source, "to": target},
-                        path=path)
+            if type(target) is str:
+                data: dict[str, Any] = {"from": source, "to": target}
+            else:
+                send = cast(Send, target)
+                data = {"from": source, "to": send.node, "send": send.arg}
+            hub.publish("edge_transition", source, data=data, path=path)
+
+
+def _values(hub: EventHub, node_id: str, state: State, path: tuple[str, ...]) -> None:
+    """The whole state for "values" readers: a view, numbered as the event it follows."""
+    if hub.wants("values"):
+        hub.publish_view("values", node_id, state=state, path=path)
 
 
 async def _checkpoint(
-    run: Run, state: State, ran: tuple[str, ...], nxt: tuple[str, ...], status: CheckpointStatus,
+    run: Run, state: State, ran: tuple[str, ...], nxt: Step, status: CheckpointStatus,
     error: str = "", pending: Mapping[str, Mapping[str, Any]] | None = None,
-    path: tuple[str, ...] = (),
+    path: tuple[str, ...] = (), interrupts: tuple[Interrupt, ...] = (),
 ) -> None:
     assert run.store is not None
+    nodes: tuple[str, ...] = nxt  # type: ignore[assignment]
+    sends: tuple[tuple[str, Any], ...] = ()
+    if any(type(t) is not str for t in nxt):
+        nodes = tuple(t for t in nxt if type(t) is str)
+        sends = tuple((t.node, t.arg) for t in nxt if isinstance(t, Send))
     checkpoint = Checkpoint(
         id=new_id(), session_id=run.session_id, run_id=run.run_id, graph_id=run.graph.id,
-        step=run.step_no, status=status, ran=ran, next=nxt, state=state,
+        step=run.step_no, status=status, ran=ran, next=nodes, state=state,
         parent_id=run.checkpoint_id, created_at=time.time(), error=error,
         pending=dict(pending) if pending else {}, path=path,
+        interrupts=tuple(i.record() for i in interrupts),
+        answers=dict(run.answers) if status != "completed" else {}, sends=sends,
     )
     await run.store.put(checkpoint)
     run.checkpoint_id = checkpoint.id
@@ -335,82 +326,92 @@ async def _record_failure(run: Run, exc: Exception) -> None:
 async def run_step(
     run: Run,
     graph: CompiledGraph,
-    step: tuple[str, ...],
+    step: Step,
     state: State,
     path: tuple[str, ...],
     *,
     tracked: bool,
 ) -> State:
-    """Run one step's nodes on `state` and return the merged new state.
+    """Run one step's tasks on `state` and return the merged new state.
 
-    In a tracked graph with a store, each branch of a parallel step is checkpointed as it
-    finishes (its update in `pending`), and branches a resumed checkpoint lists as finished
+    In a tracked graph with a store, each task of a parallel step is checkpointed as it
+    finishes (its update in `pending`), and tasks a resumed checkpoint lists as finished
     do not run again. Only a step's single node is tracked in turn (if it is a subgraph).
+    Raises `_Paused` once every task ended if any of them called `interrupt()`.
     """
     record = tracked and run.store is not None
-    updates: Sequence[Mapping[str, Any]]
-    if len(step) == 1 and not (record and run.pending):
-        updates = (await _run_node(run, graph.nodes[step[0]], state, path, tracked=tracked),)
+    results: Sequence[Mapping[str, Any] | Interrupted]
+    single = len(step) == 1 and type(step[0]) is str
+    keys: tuple[str, ...] = step if single else task_keys(step)  # type: ignore[assignment]
+    if single and not (record and run.pending):
+        results = (await _run_node(run, graph, step[0], keys[0], state, path, tracked=tracked),)
     else:
         done = run.pending if record else {}
-        todo = [n for n in step if n not in done]
+        todo = [i for i, key in enumerate(keys) if key not in done]
 
-        async def finished(index: int, update: Mapping[str, Any]) -> None:
-            done[todo[index]] = update
-            await _checkpoint(run, state, (todo[index],), step, "running", pending=done,
-                              path=path)
+        async def finished(index: int, result: Mapping[str, Any] | Interrupted) -> None:
+            if type(result) is Interrupted:
+                return
+            key = keys[todo[index]]
+            done[key] = result  # type: ignore[assignment]
+            await _checkpoint(run, state, (node_ids((step[todo[index]],))[0],), step,
+                              "running", pending=done, path=path)
 
-        results = await _all(
-            [_run_node(run, graph.nodes[n], state, path, tracked=False) for n in todo],
+        fresh = await _all(
+            [_run_node(run, graph, step[i], keys[i], state, path, tracked=False) for i in todo],
             on_done=finished if record else None,
         )
-        fresh = dict(zip(todo, results, strict=True))
-        updates = [fresh[n] if n in fresh else done[n] for n in step]
+        by_key = dict(zip((keys[i] for i in todo), fresh, strict=True))
+        results = [by_key[key] if key in by_key else done[key] for key in keys]
+    if any(type(r) is Interrupted for r in results):
+        await _pause_inside(run, step, keys, results, state, path, tracked=tracked)
+    updates: Sequence[Mapping[str, Any]] = results  # type: ignore[assignment]
     try:
         new = apply_updates(graph, state, updates)
     except Exception as exc:
-        raise NodeError(f"merging the updates of {list(step)} failed: {exc!r}",
-                        node_id=step[0], run_id=run.run_id) from exc
+        raise NodeError(f"merging the updates of {list(keys)} failed: {exc!r}",
+                        node_id=run.node_id, run_id=run.run_id) from exc
     hub = run.hub
+    names = node_ids(step) if not single else keys
+    for node_id, update in zip(names, updates, strict=True):
+        if type(update) is Routed:
+            run.gotos.append((node_id, update.goto))
     if hub.active:
         snapshot = MappingProxyType(new)
-        for node_id, update in zip(step, updates, strict=True):
+        for node_id, update in zip(names, updates, strict=True):
             hub.publish("node_end", node_id, state=snapshot,
                         data=MappingProxyType(dict(update)), path=path)
+        _values(hub, names[-1], new, path)
     else:
         hub.skip(len(step))
     return new
 
 
 async def _run_node(
-    run: Run, spec: NodeSpec, state: State, path: tuple[str, ...], *, tracked: bool
-) -> Mapping[str, Any]:
+    run: Run, graph: CompiledGraph, task: Task, key: str, state: State,
+    path: tuple[str, ...], *, tracked: bool,
+) -> Mapping[str, Any] | Interrupted:
     hub = run.hub
+    arg: Mapping[str, Any]
+    if type(task) is str:
+        spec, arg = graph.nodes[task], state
+    else:
+        send = cast(Send, task)
+        spec, arg = graph.nodes[send.node], send.arg
     node_id = spec.id
     if hub.active:
         hub.publish("node_start", node_id, path=path)
     else:
         hub.skip()
-    given = dict(state)  # the node may change its copy freely; the run's state stays as it was
     token = CURRENT_NODE.set((node_id, path))
     try:
-        if spec.subgraph is not None:
-            sub = spec.subgraph
-            final = await _drive(run, sub, (*path, node_id), entry_nodes(sub, given), given,
-                                 skip_interrupt=False, tracked=tracked)
-            return Replace(normalize_update(node_id, final, state, final))
-        function = spec.function
-        if function is None:
-            return {}
-        if spec.is_async:
-            result = await function(given)  # type: ignore[misc]
-        elif spec.inline:
-            result = function(given)
-            if inspect.isawaitable(result):
-                result = await result
-        else:
-            result = await asyncio.to_thread(function, given)  # copies the emit sink
-        return normalize_update(node_id, given, state, result)
+        if spec.subgraph is None:
+            return await call_function(hub, spec, arg, run.answers.get(key, ()), path)
+        sub = spec.subgraph
+        given = dict(arg)
+        final = await _drive(run, sub, (*path, node_id), entry_nodes(sub, given), given,
+                             skip_interrupt=False, tracked=tracked)
+        return Replace(normalize_update(node_id, final, arg, final))
     except (GraphError, _Paused):
         raise
     except Exception as exc:
@@ -421,9 +422,9 @@ async def _run_node(
 
 
 async def _all(
-    awaitables: Sequence[Awaitable[Mapping[str, Any]]],
-    on_done: Callable[[int, Mapping[str, Any]], Awaitable[None]] | None = None,
-) -> list[Mapping[str, Any]]:
+    awaitables: Sequence[Awaitable[Mapping[str, Any] | Interrupted]],
+    on_done: Callable[[int, Mapping[str, Any] | Interrupted], Awaitable[None]] | None = None,
+) -> list[Mapping[str, Any] | Interrupted]:
     """Await sibling nodes; the first failure cancels the others and is raised once they end.
 
     `on_done(index, result)` is awaited for each success as it comes, in schedule order among

@@ -6,27 +6,51 @@ run pauses) can be read and tested without an event loop. `_runner.py` is the lo
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from chronos.errors import GraphError, NodeError
 from chronos.graph._builder import Branch, CompiledGraph
+from chronos.graph._command import Command, Send, goto_targets
 from chronos.graph._types import END, State
 
 __all__ = [
     "Replace",
+    "Routed",
+    "Step",
+    "Task",
     "apply_updates",
+    "check_targets",
     "entry_nodes",
     "graph_at",
     "interrupts_in",
+    "merge_targets",
     "next_nodes",
+    "node_ids",
     "normalize_update",
     "successors",
+    "task_keys",
 ]
+
+Task = str | Send
+"""What a step runs: a node on the graph's state, or a `Send`'s node on its own input."""
+
+Step = tuple[Task, ...]
+"""A step's tasks: its plain nodes first, then its `Send`s, each group in scheduled order."""
 
 
 class Replace(dict[str, Any]):
     """An update applied without reducers: a subgraph's outputs are already reduced."""
+
+
+class Routed(dict[str, Any]):
+    """A node's update that came in a `Command` with a `goto`: where the node sends the run."""
+
+    __slots__ = ("goto",)
+
+    def __init__(self, update: Mapping[str, Any], goto: Step) -> None:
+        super().__init__(update)
+        self.goto = goto
 
 
 def normalize_update(node_id: str, given: State, state: Mapping[str, Any], result: Any) -> (
@@ -40,13 +64,16 @@ def normalize_update(node_id: str, given: State, state: Mapping[str, Any], resul
     """
     if result is None:
         return {}
+    if type(result) is Command:
+        update = normalize_update(node_id, given, state, result.update)
+        goto = goto_targets(result.goto)
+        return Routed(update, goto) if goto else update
     if result is given:
         missing = object()
         return {k: v for k, v in given.items() if state.get(k, missing) is not v}
     if not isinstance(result, Mapping):
-        raise TypeError(
-            f"node {node_id!r} returned {type(result).__name__}; return a dict of updates or None"
-        )
+        raise TypeError(f"node {node_id!r} returned {type(result).__name__}; return a dict of "
+                        f"updates, a graph.Command or None")
     return result
 
 
@@ -69,48 +96,99 @@ def apply_updates(
     return new
 
 
-def entry_nodes(graph: CompiledGraph, state: Mapping[str, Any]) -> tuple[str, ...]:
+def entry_nodes(graph: CompiledGraph, state: Mapping[str, Any]) -> Step:
     """The first step of a run."""
     if graph.entry_branch is not None:
         return _route(graph, graph.entry_branch, state, "__start__")
     return graph.entry
 
 
-def next_nodes(graph: CompiledGraph, state: Mapping[str, Any], ran: Sequence[str]) -> tuple[
-    str, ...
-]:
+def next_nodes(graph: CompiledGraph, state: Mapping[str, Any], ran: Sequence[str]) -> Step:
     """The next step after the nodes in `ran` finished and their updates were applied.
 
     Successors keep the order they were scheduled in and appear once, however many branches
-    lead to them; an empty tuple means the run is complete.
+    lead to them (each `Send` is its own task, after the plain nodes); an empty tuple means
+    the run is complete.
     """
     if len(ran) == 1:  # the common linear case, kept free of allocations
         static = graph.edges.get(ran[0])
         if static is not None:
             return static
-    step: dict[str, None] = {}
-    for targets in successors(graph, state, ran).values():
-        step.update(dict.fromkeys(targets))
-    return tuple(step)
+    return merge_targets(successors(graph, state, ran).values())
+
+
+def merge_targets(groups: Iterable[Sequence[Task]]) -> Step:
+    """One step from several lists of targets: nodes once each, then every `Send`, in order."""
+    nodes: dict[str, None] = {}
+    sends: list[Send] = []
+    for targets in groups:
+        for target in targets:
+            if type(target) is str:
+                nodes[target] = None
+            else:
+                sends.append(target)  # type: ignore[arg-type]
+    return (*nodes, *sends)
 
 
 def successors(
     graph: CompiledGraph, state: Mapping[str, Any], ran: Sequence[str]
-) -> dict[str, tuple[str, ...]]:
-    """Where each node of `ran` leads (END left out), routers evaluated on `state`."""
-    out: dict[str, tuple[str, ...]] = {}
+) -> dict[str, Step]:
+    """Where each node of `ran` leads (END left out), routers evaluated on `state`.
+
+    A node with neither edges nor a router (it routes with `Command(goto=...)`) leads nowhere.
+    """
+    out: dict[str, Step] = {}
     for node_id in ran:
-        targets = graph.edges.get(node_id)
+        targets: Step | None = graph.edges.get(node_id)
         if targets is None:
-            targets = _route(graph, graph.branches[node_id], state, node_id)
+            branch = graph.branches.get(node_id)
+            targets = () if branch is None else _route(graph, branch, state, node_id)
         out[node_id] = targets
     return out
 
 
-def interrupts_in(graph: CompiledGraph, step: Sequence[str]) -> tuple[str, ...]:
+def check_targets(graph: CompiledGraph, targets: Sequence[Task], source: str) -> Step:
+    """`targets` (from a `Command.goto`) with END left out; unknown nodes raise `NodeError`."""
+    out: list[Task] = []
+    for target in targets:
+        name = target if type(target) is str else target.node  # type: ignore[union-attr]
+        if name == END and type(target) is str:
+            continue
+        if name not in graph.nodes:
+            what = "Send to" if isinstance(target, Send) else "goto"
+            raise NodeError(f"{what} unknown node {name!r} from {source!r}", node_id=source)
+        if isinstance(target, Send) and not isinstance(target.arg, Mapping):
+            raise NodeError(f"Send to {name!r} from {source!r} needs a mapping as its input, "
+                            f"got {type(target.arg).__name__}", node_id=source)
+        out.append(target)
+    return tuple(out)
+
+
+def node_ids(step: Sequence[Task]) -> tuple[str, ...]:
+    """The node each task of a step runs."""
+    return tuple(t if type(t) is str else t.node for t in step)  # type: ignore[union-attr]
+
+
+def task_keys(step: Sequence[Task]) -> tuple[str, ...]:
+    """A name per task, unique in the step: the node id, or `node[i]` for the i-th `Send`.
+
+    Checkpoints key finished tasks' updates and interrupt answers by it.
+    """
+    keys: list[str] = []
+    sends = 0
+    for task in step:
+        if type(task) is str:
+            keys.append(task)
+        else:
+            keys.append(f"{task.node}[{sends}]")  # type: ignore[union-attr]
+            sends += 1
+    return tuple(keys)
+
+
+def interrupts_in(graph: CompiledGraph, step: Sequence[Task]) -> tuple[str, ...]:
     """The interrupt nodes of a step: if any, the run pauses before the step."""
     nodes = graph.nodes
-    return tuple(n for n in step if nodes[n].interrupt)
+    return tuple(n for n in node_ids(step) if nodes[n].interrupt)
 
 
 def graph_at(graph: CompiledGraph, path: Sequence[str]) -> CompiledGraph:
@@ -128,19 +206,20 @@ def graph_at(graph: CompiledGraph, path: Sequence[str]) -> CompiledGraph:
     return graph
 
 
-def _route(
-    graph: CompiledGraph, branch: Branch, state: Mapping[str, Any], source: str
-) -> tuple[str, ...]:
+def _route(graph: CompiledGraph, branch: Branch, state: Mapping[str, Any], source: str) -> Step:
     try:
         answer = branch.router(dict(state))
     except Exception as exc:
         raise NodeError(f"router of {source!r} failed: {exc!r}", node_id=source) from exc
-    answers = (answer,) if isinstance(answer, str) else tuple(answer)
-    targets: list[str] = []
+    answers = (answer,) if isinstance(answer, (str, Send)) else tuple(answer)
+    targets: list[Task] = []
     for name in answers:
+        if isinstance(name, Send):
+            targets.extend(check_targets(graph, (name,), source))
+            continue
         target = name if branch.targets is None else branch.targets.get(name)
         if target is None or (target != END and target not in graph.nodes):
             raise NodeError(f"router of {source!r} chose unknown node {name!r}", node_id=source)
-        if target != END and target not in targets:
+        if target != END:
             targets.append(target)
-    return tuple(targets)
+    return merge_targets((targets,))

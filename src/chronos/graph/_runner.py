@@ -14,9 +14,19 @@ from typing import Any, Final
 from chronos import _sync
 from chronos.errors import CheckpointNotFound, ConfigurationError, GraphError, RunConflictError
 from chronos.graph._builder import CompiledGraph
+from chronos.graph._command import Command, goto_targets
 from chronos.graph._events import EventHub, EventStream, resolve_modes
-from chronos.graph._execute import Run, RunState, execute
-from chronos.graph._plan import apply_updates, entry_nodes, graph_at, interrupts_in
+from chronos.graph._execute import execute
+from chronos.graph._interrupt import Interrupt, resolve_resume
+from chronos.graph._plan import (
+    Step,
+    apply_updates,
+    check_targets,
+    entry_nodes,
+    graph_at,
+    interrupts_in,
+)
+from chronos.graph._run import Run, RunState, step_of
 from chronos.graph._types import StreamMode
 from chronos.store import Checkpoint, CheckpointStore
 from chronos.store._protocol import SessionLeasing
@@ -25,6 +35,7 @@ from chronos.stream import BrokerProtocol
 __all__ = ["Runner"]
 
 _OUTCOMES_KEPT: Final = 1024  # failed or cancelled runs remembered for get_state
+_NO_ANSWER: Final[Any] = object()  # `resume=` not given: None is a valid answer
 
 
 class Runner:
@@ -77,10 +88,14 @@ class Runner:
         """Subscribe to the next run (or the one running): an async iterator of `StreamEvent`.
 
         The stream ends when that run completes, pauses, fails or is cancelled. Modes pick
-        events: "values" and "updates" get `node_end` (`evt.state` is the whole state,
-        `evt.data` the keys the node changed), "messages" tokens, "custom" `emit()` events,
-        "debug" everything; all get the terminal event. A reader that falls `buffer` events
-        behind misses the newest ones and is told by a `gap` event; the run never waits.
+        events, LangGraph's names for LangGraph's meanings: "values" a `values` event with
+        the whole state (`evt.state`) for the input and after each step, "updates" each
+        `node_end` (`evt.node_id` and the keys it changed in `evt.data`), "tasks" each
+        `node_start`, `retry` and `node_end`, "checkpoints" each `checkpoint`, "messages"
+        tokens, "custom" `emit()` events, "debug" every event but the `values` snapshots;
+        all get the terminal event (an `interrupt` carries the run's questions). A reader
+        that falls `buffer` events behind misses the newest ones and is told by a `gap`
+        event; the run never waits.
 
         Args:
             mode: one mode or several.
@@ -119,29 +134,62 @@ class Runner:
         """`run` for synchronous code."""
         return _sync.run_sync(lambda: self.run(session_id, initial_state))
 
-    async def resume(self, session_id: str, update: Mapping[str, Any] | None = None) -> RunState:
+    async def resume(
+        self,
+        session_id: str,
+        update: Mapping[str, Any] | Command | None = None,
+        *,
+        resume: Any = _NO_ANSWER,
+    ) -> RunState:
         """Continue a session from its latest checkpoint.
 
-        A paused run continues by executing its interrupt node, after `update` is applied
-        through the reducers (a human's answer, an approval). A run that crashed or failed
-        runs the step that was in flight again; finished nodes never run twice. A completed
-        session returns its final state without running anything.
+        ```python
+        paused = await runner.run("s1", {"draft": "..."})       # a node called interrupt()
+        done = await runner.resume("s1", resume="yes")          # ... and gets "yes" back
+        ```
+
+        A run paused by `graph.interrupt()` runs the nodes that asked again, their calls
+        returning `resume` in turn: the answer to the one pending interrupt, or, when several
+        are pending, `{interrupt_id: answer}` for some or all of them (`result.interrupts`
+        lists them). A run paused before an interrupt node continues by executing it, after
+        `update` is applied through the reducers (a human's answer, an approval). A run that
+        crashed or failed runs the step that was in flight again; finished nodes never run
+        twice. A completed session returns its final state without running anything.
+
+        Args:
+            update: applied through the reducers first; or a `Command`, whose `update` is
+                applied, `resume` answers, and `goto` names the step to run instead.
+            resume: the answer(s) to the pending interrupt(s).
 
         Raises:
             CheckpointNotFound: the session has no checkpoint.
+            InterruptNotFound: `resume` names an interrupt that is not pending, or does not
+                say which of several it answers; nothing is changed.
             RunConflictError: the session is running already (see `run`).
         """
+        if isinstance(update, Command):
+            command = update if resume is _NO_ANSWER else Command(
+                goto=update.goto, update=update.update, resume=resume)
+        else:
+            command = Command(update=update) if resume is _NO_ANSWER else Command(
+                update=update, resume=resume)
         # Leased before reading: a run finishing elsewhere meanwhile cannot leave us resuming
         # from a checkpoint that is no longer the latest.
         async with self._lease(session_id):
             checkpoint = await self._store().latest(session_id)
             if checkpoint is None:
                 raise CheckpointNotFound(session_id=session_id)
-            return await self._continue(checkpoint, session_id, update, head=True)
+            return await self._continue(checkpoint, session_id, command, head=True)
 
-    def resume_sync(self, session_id: str, update: Mapping[str, Any] | None = None) -> RunState:
+    def resume_sync(
+        self,
+        session_id: str,
+        update: Mapping[str, Any] | Command | None = None,
+        *,
+        resume: Any = _NO_ANSWER,
+    ) -> RunState:
         """`resume` for synchronous code."""
-        return _sync.run_sync(lambda: self.resume(session_id, update))
+        return _sync.run_sync(lambda: self.resume(session_id, update, resume=resume))
 
     async def resume_from_checkpoint(
         self, checkpoint_id: str, update: Mapping[str, Any] | None = None
@@ -197,7 +245,7 @@ class Runner:
         self,
         checkpoint: Checkpoint,
         session_id: str,
-        update: Mapping[str, Any] | None,
+        command: Command | Mapping[str, Any] | None,
         *,
         head: bool,
         replay: Sequence[Checkpoint] = (),
@@ -205,18 +253,34 @@ class Runner:
         if checkpoint.graph_id != self.graph.id:
             raise GraphError(f"checkpoint {checkpoint.id!r} belongs to graph "
                              f"{checkpoint.graph_id!r}, not {self.graph.id!r}")
+        if not isinstance(command, Command):
+            command = Command(update=command)
         graph = graph_at(self.graph, checkpoint.path)
-        unknown = [n for n in checkpoint.next if n not in graph.nodes]
+        unknown = [n for n in (*checkpoint.next, *(n for n, _ in checkpoint.sends))
+                   if n not in graph.nodes]
         if unknown:
             raise GraphError(f"checkpoint {checkpoint.id!r} names unknown nodes {unknown}")
+        answers = dict(checkpoint.answers)
+        if command.has_resume:  # checked before anything runs: a wrong id changes nothing
+            asked = [Interrupt.from_record(r) for r in checkpoint.interrupts]
+            given = resolve_resume(command.resume, asked)
+            for question in asked:
+                if question.id in given:
+                    answers[question.task] = (*answers.get(question.task, ()), given[question.id])
+        step: Step = step_of(checkpoint)
+        goto = goto_targets(command.goto)
+        if goto:
+            step = check_targets(graph, goto, "resume")
         state = dict(checkpoint.state)
-        if update:  # through the reducers of the (sub)graph the interrupt node belongs to
-            state = apply_updates(graph, state, [update])
-        # A new line of history (an update, a fork, time travel) starts with a checkpoint of
-        # its own, so that a crash before the next step resumes on this line.
-        write_first = bool(update) or not head or session_id != checkpoint.session_id
+        if command.update:  # through the reducers of the (sub)graph the paused node belongs to
+            state = apply_updates(graph, state, [command.update])
+        # A new line of history (an update, an answer, a fork, time travel) starts with a
+        # checkpoint of its own, so that a crash before the next step resumes on this line.
+        write_first = (bool(command.update) or command.has_resume or bool(goto) or not head
+                       or session_id != checkpoint.session_id)
         return await self._start(session_id, state, checkpoint, resumed=True,
-                                 write_first=write_first, replay=replay)
+                                 write_first=write_first, replay=replay, step=step,
+                                 answers=None if goto else answers)
 
     async def _start(
         self,
@@ -227,6 +291,8 @@ class Runner:
         resumed: bool,
         write_first: bool,
         replay: Sequence[Checkpoint] = (),
+        step: Step | None = None,
+        answers: dict[str, tuple[Any, ...]] | None = None,
     ) -> RunState:
         if session_id in self._active:
             raise RunConflictError(session_id)
@@ -236,13 +302,16 @@ class Runner:
             self._pending = [s for s in self._pending if s not in mine and not s.closed]
         hub = EventHub(uuid.uuid4().hex, session_id, mine, self.broker, self._lock)
         run = Run(self.graph, hub, self.store, state, step_limit=self.step_limit, parent=parent)
+        if answers is not None:
+            run.answers = answers
+        elif parent is not None:  # `goto` chose another step: the paused one's work is moot
+            run.answers, run.pending = {}, {}
         self._active[session_id] = run
         self._outcomes.pop(session_id, None)
         try:
             for old in replay:
                 hub.publish("checkpoint", old.ran[-1] if old.ran else "", state=old.state,
                             data=old.id, name="replay")
-            step = parent.next if parent is not None else None
             if step is None:
                 try:
                     step = entry_nodes(self.graph, state)
@@ -275,13 +344,17 @@ class Runner:
         if checkpoint is None:
             return None
         node_id = checkpoint.ran[-1] if checkpoint.ran else ""
-        if checkpoint.status == "paused":
+        interrupts = tuple(Interrupt.from_record(r) for r in checkpoint.interrupts)
+        if interrupts:
+            node_id = interrupts[0].node_id
+        elif checkpoint.status == "paused":
             node_id = interrupts_in(graph_at(self.graph, checkpoint.path), checkpoint.next)[0]
         return RunState(
             run_id=checkpoint.run_id, session_id=session_id, graph_id=checkpoint.graph_id,
             node_id=node_id, status=checkpoint.status, state=MappingProxyType(checkpoint.state),
             seq=0, started_at=checkpoint.created_at, updated_at=checkpoint.created_at,
-            next=checkpoint.next, checkpoint_id=checkpoint.id, path=checkpoint.path,
+            next=(*checkpoint.next, *(n for n, _ in checkpoint.sends)),
+            checkpoint_id=checkpoint.id, path=checkpoint.path, interrupts=interrupts,
         )
 
     def _remember(self, outcome: RunState) -> None:

@@ -37,5 +37,5 @@ Router = Callable[[State], str | Sequence[str]]
 Reducer = Callable[[Any, Any], Any]
 """Combines a key's current value with a node's new value into the next value."""
 
-StreamMode = Literal["values", "updates", "messages", "custom", "debug"]
+StreamMode = Literal["values", "updates", "messages", "custom", "tasks", "checkpoints", "debug"]
 """What a `runner.stream()` subscriber receives; see `Runner.stream`."""

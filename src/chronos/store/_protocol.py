@@ -21,8 +21,10 @@ __all__ = [
     "CheckpointStore",
     "SessionInfo",
     "SessionLeasing",
+    "decode_position",
     "decode_state",
     "encode_pending",
+    "encode_position",
     "encode_state",
 ]
 
@@ -43,6 +45,12 @@ class Checkpoint:
     `path` is empty unless the run is inside a subgraph (paused at an interrupt node there,
     say): it names the subgraph nodes enclosing `ran` and `next`, outermost first, and `state`
     is the subgraph's state.
+
+    Three fields carry `graph.interrupt()` and `graph.Send`, all empty otherwise:
+    `interrupts` the questions a paused run waits on (each `{"id", "node_id", "task",
+    "index", "value"}`); `answers` the answers already given, by task, replayed in order when
+    the task runs again; `sends` the `(node, input)` tasks of `next` started by a `Send`, run
+    after its plain nodes.
     """
 
     id: str
@@ -59,6 +67,9 @@ class Checkpoint:
     error: str = ""
     pending: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     path: tuple[str, ...] = ()
+    interrupts: tuple[Mapping[str, Any], ...] = ()
+    answers: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    sends: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,3 +186,40 @@ def decode_state(data: bytes | bytearray | memoryview | str) -> dict[str, Any]:
     """The state from `encode_state`'s bytes."""
     state: dict[str, Any] = orjson.loads(data if not isinstance(data, memoryview) else bytes(data))
     return state
+
+
+def encode_position(checkpoint: Checkpoint) -> bytes:
+    """Where a checkpoint stands (`next`, `path`, `interrupts`, `answers`, `sends`) as JSON.
+
+    A plain list of node ids when only `next` is set, as checkpoints were first written, so
+    older rows read back unchanged; an object otherwise.
+
+    Raises:
+        StateNotSerializable: an interrupt value, an answer or a `Send` input cannot be
+            encoded (named "interrupts", "answers" or "sends").
+    """
+    c = checkpoint
+    if not (c.path or c.interrupts or c.answers or c.sends):
+        return orjson.dumps(c.next)
+    position: dict[str, Any] = {"next": c.next, "path": c.path}
+    if c.interrupts:
+        position["interrupts"] = c.interrupts
+    if c.answers:
+        position["answers"] = c.answers
+    if c.sends:
+        position["sends"] = c.sends
+    return encode_state(position)
+
+
+def decode_position(data: bytes | str) -> dict[str, Any]:
+    """The keyword arguments of `Checkpoint` that `encode_position` encoded."""
+    value = orjson.loads(data)
+    if not isinstance(value, dict):
+        return {"next": tuple(value), "path": ()}
+    return {
+        "next": tuple(value["next"]),
+        "path": tuple(value["path"]),
+        "interrupts": tuple(value.get("interrupts", ())),
+        "answers": {k: tuple(v) for k, v in value.get("answers", {}).items()},
+        "sends": tuple((node, arg) for node, arg in value.get("sends", ())),
+    }

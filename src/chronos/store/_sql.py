@@ -17,8 +17,10 @@ from chronos.errors import ConfigurationError
 from chronos.store._protocol import (
     Checkpoint,
     SessionInfo,
+    decode_position,
     decode_state,
     encode_pending,
+    encode_position,
     encode_state,
 )
 
@@ -98,35 +100,19 @@ def checkpoint_row(checkpoint: Checkpoint) -> tuple[Any, ...]:
     """The INSERT parameters; encoding the state first, so a bad value writes nothing."""
     c = checkpoint
     return (c.id, c.session_id, c.run_id, c.graph_id, c.step, c.status,
-            orjson.dumps(c.ran).decode(), _encode_next(c.next, c.path), encode_state(c.state),
+            orjson.dumps(c.ran).decode(), encode_position(c).decode(), encode_state(c.state),
             c.parent_id, c.created_at, c.error, encode_pending(c.pending))
-
-
-# A checkpoint inside a subgraph keeps its subgraph path in the `next` column, as
-# {"path": [...], "next": [...]}; every other one stores the plain list it always has, so
-# tables written before paths existed read back unchanged and need no new column.
-def _encode_next(nxt: tuple[str, ...], path: tuple[str, ...]) -> str:
-    return orjson.dumps({"path": path, "next": nxt} if path else nxt).decode()
-
-
-def _decode_next(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """`next` and `path` from the `next` column."""
-    value = orjson.loads(text)
-    if isinstance(value, dict):
-        return tuple(value["next"]), tuple(value["path"])
-    return tuple(value), ()
 
 
 def row_checkpoint(row: tuple[Any, ...]) -> Checkpoint:
     """A checkpoint from a row selected with the store's column list."""
     (id, session_id, run_id, graph_id, step, status, ran, nxt, state, parent_id, created_at,
      error, pending) = row
-    next_nodes, path = _decode_next(nxt)
     return Checkpoint(
         id=id, session_id=session_id, run_id=run_id, graph_id=graph_id, step=step,
-        status=status, ran=tuple(orjson.loads(ran)), next=next_nodes,
-        state=decode_state(state), parent_id=parent_id, created_at=created_at, error=error,
-        pending=decode_state(pending), path=path,
+        status=status, ran=tuple(orjson.loads(ran)), state=decode_state(state),
+        parent_id=parent_id, created_at=created_at, error=error, pending=decode_state(pending),
+        **decode_position(nxt),
     )
 
 
@@ -135,7 +121,7 @@ def row_session(row: tuple[Any, ...]) -> SessionInfo:
     session_id, graph_id, status, ran, nxt, count, started_at, updated_at, latest_id = row
     return SessionInfo(
         session_id=session_id, graph_id=graph_id, status=status, ran=tuple(orjson.loads(ran)),
-        next=_decode_next(nxt)[0], checkpoints=int(count), started_at=started_at,
+        next=decode_position(nxt)["next"], checkpoints=int(count), started_at=started_at,
         updated_at=updated_at, latest_id=latest_id,
     )
 

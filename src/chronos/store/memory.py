@@ -8,8 +8,10 @@ from chronos.errors import CheckpointNotFound, StoreError
 from chronos.store._protocol import (
     Checkpoint,
     SessionInfo,
+    decode_position,
     decode_state,
     encode_pending,
+    encode_position,
     encode_state,
 )
 
@@ -34,14 +36,15 @@ class MemoryStore:
 
     async def put(self, checkpoint: Checkpoint) -> None:
         """Store a checkpoint."""
-        data = encode_state(checkpoint.state), encode_pending(checkpoint.pending)
+        data = (encode_state(checkpoint.state), encode_pending(checkpoint.pending),
+                encode_position(checkpoint))
         if checkpoint.id in self._by_id:
             raise StoreError(f"checkpoint id {checkpoint.id!r} exists already")
         c = checkpoint  # every field but the state, which is kept encoded
         self._by_id[c.id] = (
             (c.id, c.session_id, c.run_id, c.graph_id, c.step, c.status, c.ran, c.next),
             (c.parent_id, c.created_at, c.error),
-            (*data, c.path),
+            data,
         )
         ids = self._by_session.pop(checkpoint.session_id, [])
         ids.append(checkpoint.id)
@@ -91,11 +94,12 @@ class MemoryStore:
         )
 
     def _load(self, checkpoint_id: str) -> Checkpoint:
-        head, tail, (data, pending, path) = self._by_id[checkpoint_id]
-        id, session_id, run_id, graph_id, step, status, ran, nxt = head
+        head, tail, (data, pending, position) = self._by_id[checkpoint_id]
+        id, session_id, run_id, graph_id, step, status, ran, _ = head
         parent_id, created_at, error = tail
         return Checkpoint(
             id=id, session_id=session_id, run_id=run_id, graph_id=graph_id, step=step,
-            status=status, ran=ran, next=nxt, state=decode_state(data), parent_id=parent_id,
-            created_at=created_at, error=error, pending=decode_state(pending), path=path,
+            status=status, ran=ran, state=decode_state(data), parent_id=parent_id,
+            created_at=created_at, error=error, pending=decode_state(pending),
+            **decode_position(position),
         )

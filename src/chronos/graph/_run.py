@@ -1,0 +1,130 @@
+"""A run's context (`Run`, what the loop passes around) and its snapshot (`RunState`)."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from itertools import count
+from types import MappingProxyType
+from typing import Any, Literal
+
+from chronos.graph._builder import CompiledGraph
+from chronos.graph._command import Send
+from chronos.graph._events import EventHub
+from chronos.graph._interrupt import Interrupt
+from chronos.graph._plan import Step, node_ids
+from chronos.graph._types import State
+from chronos.store import Checkpoint, CheckpointStore
+
+__all__ = ["Run", "RunState", "RunStatus", "new_id", "step_of"]
+
+RunStatus = Literal["running", "paused", "completed", "failed", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True)
+class RunState:
+    """Where a run stands: what `run` and `resume` return, and `Runner.get_state` reports.
+
+    `status` is "completed", or "paused": before an interrupt node (`node_id`; resume with
+    `runner.resume(session_id, update)`), or inside nodes that called `graph.interrupt()`
+    (`interrupts` lists each question with its id; answer with
+    `runner.resume(session_id, resume=answer)`). `next` lists the nodes a resume would run
+    (a node once per `Send`); `seq` is the number of the run's last event; times are seconds
+    since the epoch. `path` names the subgraph nodes enclosing `node_id` and `next` (a pause
+    inside a subgraph), outermost first.
+    """
+
+    run_id: str
+    session_id: str
+    graph_id: str
+    node_id: str
+    status: RunStatus
+    state: Mapping[str, Any]
+    seq: int
+    started_at: float
+    updated_at: float
+    next: tuple[str, ...] = ()
+    checkpoint_id: str | None = None
+    path: tuple[str, ...] = ()
+    interrupts: tuple[Interrupt, ...] = ()
+
+
+_ids = count()
+_prefix = uuid.uuid4().hex[:16]
+
+
+def _new_prefix() -> None:
+    global _prefix
+    _prefix = uuid.uuid4().hex[:16]
+
+
+os.register_at_fork(after_in_child=_new_prefix)  # a forked child must not repeat our ids
+
+
+def new_id() -> str:
+    """A process-unique id that no other process picks: 64 random bits and a counter."""
+    return f"{_prefix}{next(_ids):08x}"
+
+
+def step_of(checkpoint: Checkpoint) -> Step:
+    """The step a checkpoint names as next: its nodes, then its `Send`s."""
+    if not checkpoint.sends:
+        return checkpoint.next
+    return (*checkpoint.next, *(Send(node, arg) for node, arg in checkpoint.sends))
+
+
+class Run:
+    """Everything one run needs, passed explicitly instead of through a config dict."""
+
+    __slots__ = ("answers", "asked", "checkpoint_id", "current", "gotos", "graph", "hub",
+                 "node_id", "path", "pending", "run_id", "session_id", "stable", "started_at",
+                 "state", "step_limit", "step_no", "steps", "store")
+
+    def __init__(
+        self,
+        graph: CompiledGraph,
+        hub: EventHub,
+        store: CheckpointStore | None,
+        state: State,
+        *,
+        step_limit: int,
+        parent: Checkpoint | None,
+    ) -> None:
+        self.graph = graph
+        self.hub = hub
+        self.store = store
+        self.run_id = hub.run_id
+        self.session_id = hub.session_id
+        self.state = state
+        self.stable = state  # the state as last checkpointed (or given): what a failure keeps
+        self.current: Step = ()  # the step in flight: what a resume runs again
+        self.path = parent.path if parent is not None else ()  # the subgraph `current` is in
+        # Updates of the current step's tasks that already finished (and were recorded).
+        self.pending: dict[str, Mapping[str, Any]] = dict(parent.pending) if parent else {}
+        # Answers to the current step's interrupts, by task, and the questions last asked
+        # (whose ids a task asking again keeps).
+        self.answers: dict[str, tuple[Any, ...]] = dict(parent.answers) if parent else {}
+        self.asked: tuple[Interrupt, ...] = (
+            tuple(Interrupt.from_record(r) for r in parent.interrupts) if parent else ()
+        )
+        self.gotos: list[tuple[str, Step]] = []  # `Command(goto=...)`s of the step just run
+        self.step_limit = step_limit
+        self.steps = 0
+        self.node_id = ""
+        self.checkpoint_id = parent.id if parent is not None else None
+        self.step_no = parent.step + 1 if parent is not None else 0
+        self.started_at = time.time()
+
+    def result(
+        self, status: RunStatus, next: Step = (), interrupts: tuple[Interrupt, ...] = ()
+    ) -> RunState:
+        return RunState(
+            run_id=self.run_id, session_id=self.session_id, graph_id=self.graph.id,
+            node_id=self.node_id, status=status, state=MappingProxyType(self.state),
+            seq=self.hub.seq, started_at=self.started_at, updated_at=time.time(),
+            next=node_ids(next), checkpoint_id=self.checkpoint_id, path=self.path,
+            interrupts=interrupts,
+        )
