@@ -47,3 +47,15 @@ agent = _build("agent", approval=False)
 
 approval = _build("approval", approval=True)
 """The same, pausing before `review` until resumed."""
+
+
+def _ask(state: dict[str, Any]) -> dict[str, Any]:
+    answer = graph.interrupt({"question": f"publish {state.get('topic', '')}?"})
+    return {"steps": ["ask"], "answer": answer}
+
+
+asking = graph.StateGraph("asking", reducers={"steps": graph.append})
+"""plan -> ask (calls `graph.interrupt()` and keeps the answer) -> review."""
+asking.add_node("plan", _plan).add_node("ask", _ask).add_node("review", _review)
+asking.set_entry_point("plan").add_edge("plan", "ask").add_edge("ask", "review")
+asking.set_finish_point("review")

@@ -24,7 +24,8 @@ def anyio_backend() -> str:
 
 @pytest.fixture(scope="module")
 def served() -> Iterator[Served]:
-    with serving("tests.server.api_graphs:agent", "tests.server.api_graphs:approval") as s:
+    with serving("tests.server.api_graphs:agent", "tests.server.api_graphs:approval",
+                 "tests.server.api_graphs:asking") as s:
         yield s
 
 
@@ -170,3 +171,35 @@ async def test_time_travel_from_a_checkpoint(served: Served) -> None:
     values = await client.runs.wait(thread, "agent", input=None,
                                     checkpoint_id=after_plan["checkpoint"]["checkpoint_id"])
     assert values["steps"] == ["plan", "write", "review"]
+
+
+async def test_interrupt_carries_its_payload_and_command_resume_answers_it(
+    served: Served,
+) -> None:
+    client = get_client(url=served.url)
+    thread = (await client.threads.create())["thread_id"]
+    parts = [(p.event, p.data) async for p in client.runs.stream(
+        thread, "asking", input={"topic": "tea"}, stream_mode=["updates", "values"])]
+    asked = [{"value": {"question": "publish tea?"}, "id": parts[-2][1]["__interrupt__"][0]["id"]}]
+    assert parts[-2] == ("updates", {"__interrupt__": asked})
+    assert parts[-1] == ("values", {"topic": "tea", "steps": ["plan"], "__interrupt__": asked})
+    state = await client.threads.get_state(thread)
+    assert state["next"] == ["ask"]
+    assert state["tasks"][0]["interrupts"] == asked
+    assert state["interrupts"] == asked
+    described = await client.threads.get(thread)
+    assert described["status"] == "interrupted"
+    assert list(described["interrupts"].values()) == [asked]
+    values = await client.runs.wait(thread, "asking", command={"resume": "yes"})
+    assert values["answer"] == "yes"
+    assert values["steps"] == ["plan", "ask", "review"]
+
+
+async def test_command_goto_runs_the_named_node(served: Served) -> None:
+    client = get_client(url=served.url)
+    thread = (await client.threads.create())["thread_id"]
+    await client.runs.wait(thread, "asking", input={"topic": "tea"})  # paused at ask
+    values = await client.runs.wait(thread, "asking",
+                                    command={"goto": "review", "update": {"topic": "jam"}})
+    assert values["steps"] == ["plan", "review"]
+    assert values["topic"] == "jam"

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from chronos.graph import Send
 from chronos.server._errors import ApiError
 from chronos.server._fields import choice, field, optional_mapping, string_list
 from chronos.server._stream_modes import STREAM_MODES
@@ -19,8 +20,10 @@ MULTITASK_STRATEGIES = ("reject", "interrupt", "rollback", "enqueue")
 class RunRequest:
     assistant_id: str
     input: dict[str, Any] | None
-    resume: Any  # `command.resume`; None when not resuming
+    has_resume: bool  # whether `command.resume` was given (None is an answer too)
+    resume: Any  # `command.resume`: the answer(s) to the pending `interrupt()` calls
     update: dict[str, Any]  # `command.update`, merged into the state before the run goes on
+    goto: tuple[str | Send, ...]  # `command.goto`: the step to run instead
     stream_modes: tuple[str, ...]
     stream_subgraphs: bool
     interrupt_before: tuple[str, ...]
@@ -35,13 +38,33 @@ class RunRequest:
 
     def kwargs(self) -> dict[str, Any]:
         """What the API echoes back as a run's `kwargs`."""
-        return {"input": self.input, "command": None if self.resume is None and not self.update
-                else {"resume": self.resume, "update": self.update or None},
+        command = {"resume": self.resume, "update": self.update or None,
+                   "goto": [g if isinstance(g, str) else {"node": g.node, "arg": g.arg}
+                            for g in self.goto] or None}
+        return {"input": self.input,
+                "command": command if self.has_resume or self.update or self.goto else None,
                 "config": self.config, "context": self.context,
                 "stream_mode": list(self.stream_modes), "interrupt_before": list(
                     self.interrupt_before) or None, "interrupt_after": None,
                 "subgraphs": self.stream_subgraphs, "resumable": self.stream_resumable,
                 "on_disconnect": self.on_disconnect}
+
+
+def _goto(value: Any) -> tuple[str | Send, ...]:
+    """`command.goto`: a node id, a Send (`{"node", "arg"}`), or a list of them."""
+    if value is None:
+        return ()
+    targets: list[str | Send] = []
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, str):
+            targets.append(item)
+        elif (isinstance(item, dict) and isinstance(item.get("node"), str)
+              and isinstance(item.get("arg"), dict)):
+            targets.append(Send(item["node"], item["arg"]))
+        else:
+            raise ApiError(422, "field 'command.goto' must be a node name, a Send "
+                                '({"node": ..., "arg": {...}}) or a list of them')
+    return tuple(targets)
 
 
 def parse_run_request(body: Mapping[str, Any], *, default_disconnect: str) -> RunRequest:
@@ -53,8 +76,6 @@ def parse_run_request(body: Mapping[str, Any], *, default_disconnect: str) -> Ru
     if input_ is not None and not isinstance(input_, dict):
         raise ApiError(422, "field 'input' must be an object or null")
     command = optional_mapping(body, "command")
-    if command.get("goto") is not None:
-        raise ApiError(422, "field 'command.goto' is not supported by this server")
     update = command.get("update")
     if update is not None and not isinstance(update, dict):
         raise ApiError(422, "field 'command.update' must be an object")
@@ -71,8 +92,10 @@ def parse_run_request(body: Mapping[str, Any], *, default_disconnect: str) -> Ru
     return RunRequest(
         assistant_id=assistant_id,
         input=input_,
+        has_resume="resume" in command,
         resume=command.get("resume"),
         update=dict(update or {}),
+        goto=_goto(command.get("goto")),
         stream_modes=tuple(dict.fromkeys(modes)),
         stream_subgraphs=field(body, "stream_subgraphs", bool, False),
         interrupt_before=string_list(body, "interrupt_before"),

@@ -20,8 +20,8 @@ from typing import Any, Final
 import orjson
 
 from chronos.errors import CheckpointNotFound
-from chronos.graph import CompiledGraph, Runner, RunState, append, merge
-from chronos.graph._plan import apply_updates, entry_nodes
+from chronos.graph import Command, CompiledGraph, Runner, RunState, append, merge
+from chronos.graph._plan import apply_updates, entry_nodes, node_ids
 from chronos.server._assistants import Assistants, ServedGraph
 from chronos.server._errors import ApiError
 from chronos.server._run_request import RunRequest
@@ -208,8 +208,14 @@ class Runs:
             base = await store.latest(thread_id)
         record.base = base
         update = dict(request.update)
-        if isinstance(request.resume, dict):
-            update.update(request.resume)
+        resume: dict[str, Any] = {}
+        if request.has_resume and base is not None and not base.interrupts:
+            # Paused before an interrupt node, which asked nothing: an object answer is
+            # merged into the state, as `runner.resume(session, update)` does.
+            if isinstance(request.resume, dict):
+                update.update(request.resume)
+        elif request.has_resume:
+            resume = {"resume": request.resume}
         if request.input is not None:
             before = dict(base.state) if base is not None else _empty_channels(graph)
             state = apply_updates(graph, before, [request.input, update])
@@ -222,7 +228,8 @@ class Runs:
                                           "values": apply_updates(graph, base.state, [update])})
         if rollback is not None or request.checkpoint_id is not None:
             return await runner.resume_from_checkpoint(base.id, update or None)
-        return await runner.resume(thread_id, update or None)
+        command = Command(goto=request.goto, update=update or None, **resume)
+        return await runner.resume(thread_id, command)
 
     def _publish(self, type: str, record: RunRecord, data: dict[str, Any]) -> None:
         payload = _plain({"run_id": record.run_id, **data})
@@ -245,7 +252,7 @@ def _empty_channels(graph: CompiledGraph) -> dict[str, Any]:
 def _entry_or_none(graph: CompiledGraph, state: Mapping[str, Any]) -> tuple[str, ...]:
     """The first step, for the stream; a router that fails here fails the run itself later."""
     try:
-        return entry_nodes(graph, state)
+        return node_ids(entry_nodes(graph, state))
     except Exception:
         return ()
 

@@ -30,14 +30,20 @@ def _source(checkpoint: Checkpoint) -> str:
 def thread_state(thread_id: str, checkpoint: Checkpoint | None) -> dict[str, Any]:
     """`threads.get_state`'s answer for the thread at `checkpoint` (None: nothing run yet).
 
-    A paused checkpoint lists its interrupt nodes as tasks; a static interrupt (an interrupt
-    node, or `interrupt_before`) carries no payload, so their `interrupts` are empty.
+    A paused checkpoint lists the tasks it waits on; those that called `graph.interrupt()`
+    carry its questions (`{"value", "id"}`) in `interrupts`. A static interrupt (an
+    interrupt node, or `interrupt_before`) asks nothing, so its `interrupts` are empty.
     """
     if checkpoint is None:
         return {"values": {}, "next": [], "checkpoint": checkpoint_ref(thread_id, None),
                 "metadata": {}, "created_at": None, "parent_checkpoint": None, "tasks": [],
                 "interrupts": []}
     parent = checkpoint.parent_id
+    asked: dict[str, list[dict[str, Any]]] = {}
+    for record in checkpoint.interrupts:
+        asked.setdefault(str(record.get("task")), []).append(
+            {"value": record.get("value"), "id": record.get("id")})
+    tasks = [*checkpoint.next, *(f"{node}[{i}]" for i, (node, _) in enumerate(checkpoint.sends))]
     return {
         "values": dict(checkpoint.state),
         "next": list(checkpoint.next),
@@ -47,8 +53,9 @@ def thread_state(thread_id: str, checkpoint: Checkpoint | None) -> dict[str, Any
                      "thread_id": thread_id, "parents": {}},
         "created_at": iso(checkpoint.created_at),
         "parent_checkpoint": checkpoint_ref(thread_id, parent) if parent else None,
-        "tasks": [{"id": f"{checkpoint.id}:{name}", "name": name, "path": ["__pregel_pull", name],
-                   "error": checkpoint.error or None, "interrupts": [], "checkpoint": None,
-                   "state": None, "result": None} for name in checkpoint.next],
-        "interrupts": [],
+        "tasks": [{"id": f"{checkpoint.id}:{task}", "name": task.split("[")[0],
+                   "path": ["__pregel_pull", task.split("[")[0]],
+                   "error": checkpoint.error or None, "interrupts": asked.get(task, []),
+                   "checkpoint": None, "state": None, "result": None} for task in tasks],
+        "interrupts": [i for task in tasks for i in asked.get(task, [])],
     }

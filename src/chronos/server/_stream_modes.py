@@ -24,10 +24,13 @@ import time
 from collections.abc import Mapping
 from typing import Any, Final
 
+import orjson
+
 from chronos.graph import END
 from chronos.server._state import iso
 
-__all__ = ["RUN_END", "RUN_START", "STREAM_MODES", "RunTranslator", "message_chunk"]
+__all__ = ["RUN_END", "RUN_START", "STREAM_MODES", "RunTranslator", "api_interrupts",
+           "message_chunk"]
 
 RUN_START: Final = "run_start"
 RUN_END: Final = "run_end"
@@ -95,9 +98,18 @@ class RunTranslator:
         elif type == "checkpoint" and payload.get("name") != "replay":
             self._step += 1
             self._checkpoint(out, suffix, str(payload.get("data")))
-        elif type == "interrupt" and "updates" in self.modes:
-            out.append(("updates" + suffix, {"__interrupt__": []}))
+        elif type == "interrupt":
+            self._interrupt(out, suffix, payload)
         return out
+
+    def _interrupt(self, out: list[Frame], suffix: str, payload: Mapping[str, Any]) -> None:
+        """A pause: `interrupt()` questions go to updates and, with the state, to values; a
+        static interrupt (an interrupt node) is an empty `__interrupt__` in updates only."""
+        asked = api_interrupts(payload.get("data"))
+        if "updates" in self.modes:
+            out.append(("updates" + suffix, {"__interrupt__": asked}))
+        if asked and "values" in self.modes and isinstance(payload.get("state"), Mapping):
+            out.append(("values" + suffix, {**payload["state"], "__interrupt__": asked}))
 
     def _marker(self, type: str, payload: Any) -> list[Frame]:
         if not isinstance(payload, Mapping) or payload.get("run_id") != self.run_id:
@@ -173,6 +185,14 @@ class RunTranslator:
 
 def _record(kind: str, step: int, payload: dict[str, Any]) -> dict[str, Any]:
     return {"type": kind, "timestamp": iso(time.time()), "step": step, "payload": payload}
+
+
+def api_interrupts(data: Any) -> list[dict[str, Any]]:
+    """`graph.interrupt()` questions (objects in process, dicts from Redis) as the API shows
+    them, `{"value", "id"}`; node ids (a pause before an interrupt node) give none."""
+    records = orjson.loads(orjson.dumps(data, default=repr)) if data else []
+    return [{"value": r.get("value"), "id": r.get("id")} for r in records
+            if isinstance(r, dict)]
 
 
 def _task_id(payload: Mapping[str, Any]) -> str:

@@ -17,8 +17,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from chronos.errors import CheckpointNotFound
-from chronos.graph import CompiledGraph
-from chronos.graph._plan import apply_updates, interrupts_in, next_nodes
+from chronos.graph import CompiledGraph, Send
+from chronos.graph._plan import apply_updates, interrupts_in, next_nodes, node_ids
 from chronos.server._assistants import Assistants
 from chronos.server._body import read_json_object
 from chronos.server._errors import ApiError
@@ -74,12 +74,13 @@ class Threads:
 
     async def describe(self, record: ThreadRecord) -> dict[str, Any]:
         latest = await self.store.latest(record.thread_id)
+        tasks = thread_state(record.thread_id, latest)["tasks"]
         return {
             "thread_id": record.thread_id, "created_at": iso(record.created_at),
             "updated_at": iso(record.updated_at), "metadata": record.metadata,
             "status": await self.status(record, latest),
             "values": dict(latest.state) if latest is not None else None,
-            "interrupts": {},
+            "interrupts": {t["id"]: t["interrupts"] for t in tasks if t["interrupts"]},
         }
 
     def graph_of(self, record: ThreadRecord) -> CompiledGraph:
@@ -112,18 +113,18 @@ class Threads:
         if as_node is not None and as_node not in graph.nodes:
             raise ApiError(422, f"field 'as_node' names unknown node {as_node!r}")
         state = apply_updates(graph, base.state if base is not None else {}, [values])
-        if as_node is not None:
-            nxt = next_nodes(graph, state, (as_node,))
-        else:
-            nxt = base.next if base is not None else ()
+        step = next_nodes(graph, state, (as_node,)) if as_node is not None else ()
+        nxt = node_ids(step) if as_node is not None else base.next if base is not None else ()
+        sends = tuple((t.node, t.arg) for t in step if isinstance(t, Send))
         status: CheckpointStatus = "completed"
-        if nxt:
+        if nxt or sends:
             status = "paused" if interrupts_in(graph, nxt) else "running"
         checkpoint = Checkpoint(
             id=uuid.uuid4().hex, session_id=record.thread_id, run_id=f"update-{uuid.uuid4().hex}",
             graph_id=graph.id, step=base.step + 1 if base is not None else 0, status=status,
             ran=(as_node,) if as_node else (), next=nxt, state=state,
             parent_id=base.id if base is not None else None, created_at=time.time(),
+            sends=sends,
         )
         await self.store.put(checkpoint)
         record.updated_at = time.time()
