@@ -18,7 +18,7 @@ from chronos.server._assistants import Assistants, assistant_routes
 from chronos.server._errors import error_response, exception_handlers
 from chronos.server._run_routes import run_routes
 from chronos.server._runs import Runs
-from chronos.server._threads import Threads, thread_routes
+from chronos.server._threads import Authorize, Threads, thread_routes
 from chronos.store import CheckpointStore
 from chronos.stream import BrokerProtocol
 
@@ -49,6 +49,8 @@ def create_app(
     graphs: Mapping[str, StateGraph | CompiledGraph],
     store: CheckpointStore | None = None,
     broker: BrokerProtocol | None = None,
+    *,
+    authorize: Authorize | None = None,
 ) -> AgentServerApp:
     """An ASGI app serving `graphs` (by graph id) through the LangGraph Agent Server API.
 
@@ -64,6 +66,7 @@ def create_app(
         store: where checkpoints go; default `CHRONOS_STORE_URL` (SQLite in the current folder).
         broker: where run events go; default `CHRONOS_BROKER_URL` (in-process).
             What the app creates itself it closes on shutdown; what it is given, it leaves open.
+        authorize: who may see or act on which thread (see `Authorize`); None: everyone.
     """
     compiled = {gid: g.compile() if isinstance(g, StateGraph) else g for gid, g in graphs.items()}
     owned: list[Any] = []  # what this app opened, and so closes
@@ -73,7 +76,7 @@ def create_app(
         broker = broker or defaults.broker
         owned = [defaults.store, defaults.broker]
     assistants = Assistants(compiled, store, broker)
-    threads = Threads(store, assistants)
+    threads = Threads(store, assistants, authorize)
     runs = Runs(assistants, threads, broker)
 
     @contextlib.asynccontextmanager

@@ -12,7 +12,7 @@ from chronos.server._run_request import RunRequest, parse_run_request
 from chronos.server._runs import RunRecord, Runs
 from chronos.server._stream import open_subscription, run_stream_response
 from chronos.server._stream_modes import STREAM_MODES
-from chronos.server._threads import ThreadRecord
+from chronos.server._threads import Action, ThreadRecord
 
 __all__ = ["run_routes"]
 
@@ -36,10 +36,10 @@ def run_routes(runs: Runs) -> list[Route]:
         run_request = parse_run_request(body, default_disconnect=default_disconnect)
         thread_id = request.path_params.get("thread_id")
         if thread_id is None:
-            return run_request, threads.create(temporary=True), True
+            return run_request, await threads.create(request, temporary=True), True
         if thread_id not in threads.records and run_request.if_not_exists == "create":
-            return run_request, threads.create(thread_id), False
-        return run_request, threads.get(thread_id), False
+            return run_request, await threads.create(request, thread_id), False
+        return run_request, await threads.get(request, thread_id, "run"), False
 
     async def stream(request: Request) -> Response:
         run_request, thread, stateless = await request_and_thread(
@@ -83,7 +83,7 @@ def run_routes(runs: Runs) -> list[Route]:
             raise
 
     async def list_runs(request: Request) -> Response:
-        thread = threads.get(request.path_params["thread_id"])
+        thread = await threads.get(request, request.path_params["thread_id"])
         status = request.query_params.get("status")
         if status is not None and status not in _RUN_STATUSES:
             raise ApiError(422, f"parameter 'status' must be one of {list(_RUN_STATUSES)}")
@@ -93,21 +93,21 @@ def run_routes(runs: Runs) -> list[Route]:
                  if status is None or r.status == status]
         return JSONResponse(found[offset:offset + limit])
 
-    def find(request: Request) -> RunRecord:
+    async def find(request: Request, action: Action = "read") -> RunRecord:
         thread_id = request.path_params["thread_id"]
-        threads.get(thread_id)
+        await threads.get(request, thread_id, action)
         return runs.get(thread_id, request.path_params["run_id"])
 
     async def get(request: Request) -> Response:
-        return JSONResponse(find(request).describe())
+        return JSONResponse((await find(request)).describe())
 
     async def delete(request: Request) -> Response:
-        record = find(request)
+        record = await find(request, "cancel")
         await runs.cancel(record, action="rollback")
         return Response(status_code=204)
 
     async def cancel(request: Request) -> Response:
-        record = find(request)
+        record = await find(request, "cancel")
         action = request.query_params.get("action", "interrupt")
         if action not in ("interrupt", "rollback"):
             raise ApiError(422, "parameter 'action' must be 'interrupt' or 'rollback'")
@@ -119,12 +119,12 @@ def run_routes(runs: Runs) -> list[Route]:
         return Response(status_code=202 if not wait_flag else 200)
 
     async def join(request: Request) -> Response:
-        record = find(request)
+        record = await find(request)
         await record.done.wait()
         return JSONResponse(record.result())
 
     async def join_stream(request: Request) -> Response:
-        record = find(request)
+        record = await find(request)
         # The SDK sends `stream_mode=` (empty) when it has none to ask for.
         modes = (tuple(m for m in request.query_params.getlist("stream_mode") if m)
                  or record.request.stream_modes)
@@ -157,7 +157,8 @@ def run_routes(runs: Runs) -> list[Route]:
                   and (not run_ids or r.run_id in run_ids)
                   and (thread_id is None or r.thread.thread_id == thread_id)]
         for record in chosen:
-            runs.start_cancel(record, action=action)
+            if await threads.allows(request, record.thread, "cancel"):
+                runs.start_cancel(record, action=action)
         return Response(status_code=204)
 
     return [

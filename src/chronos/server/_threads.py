@@ -6,11 +6,12 @@ and publishes. The records (metadata, times) live in this process.
 
 from __future__ import annotations
 
+import inspect
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -27,13 +28,28 @@ from chronos.server._fields import field as body_field
 from chronos.server._state import checkpoint_ref, iso, thread_state
 from chronos.store import Checkpoint, CheckpointStatus, CheckpointStore
 
-__all__ = ["ThreadRecord", "Threads", "thread_routes"]
+__all__ = ["Action", "Authorize", "ThreadRecord", "Threads", "thread_routes"]
+
+Authorize = Callable[[Request, "ThreadRecord", "Action"], "bool | Awaitable[bool]"]
+"""`authorize(request, thread, action)`: may this request do `action` on `thread`?
+
+Called on every route that touches a thread, streams and joins included, and for each
+thread a search would return; a stateless run asks `create` for its temporary thread.
+Return False to refuse: a thread the request may not `read` answers 404 like an unknown one.
+"""
 
 THREAD_STATUSES: Final = ("idle", "busy", "interrupted", "error")
 
 
+Action = Literal["create", "read", "update", "delete", "run", "cancel"]
+"""What a request does to a thread: `read` covers state, history, runs, streams and joins;
+`run` starts runs; `cancel` cancels or deletes them; `update` changes metadata or state."""
+
+
 @dataclass
 class ThreadRecord:
+    """A thread as `authorize` sees it: its id and metadata (which it may tag on `create`)."""
+
     thread_id: str
     created_at: float
     updated_at: float
@@ -45,25 +61,49 @@ class ThreadRecord:
 class Threads:
     """The threads this server knows, and reads of their state from the store."""
 
-    def __init__(self, store: CheckpointStore, assistants: Assistants) -> None:
+    def __init__(self, store: CheckpointStore, assistants: Assistants,
+                 authorize: Authorize | None = None) -> None:
         self.store = store
         self.assistants = assistants
+        self.authorize = authorize
         self.records: dict[str, ThreadRecord] = {}
 
-    def create(self, thread_id: str | None = None, metadata: Mapping[str, Any] | None = None, *,
-               temporary: bool = False) -> ThreadRecord:
+    async def create(self, request: Request, thread_id: str | None = None,
+                     metadata: Mapping[str, Any] | None = None, *,
+                     temporary: bool = False) -> ThreadRecord:
+        """A new thread, once `authorize` has allowed it (and perhaps tagged its metadata).
+
+        Raises:
+            ApiError: 403, `authorize` refused.
+        """
         now = time.time()
         record = ThreadRecord(thread_id or str(uuid.uuid4()), now, now, dict(metadata or {}),
                               temporary=temporary)
+        if not await self.allows(request, record, "create"):
+            raise ApiError(403, "Not allowed to create a thread")
         self.records[record.thread_id] = record
         return record
 
-    def get(self, thread_id: str) -> ThreadRecord:
-        """Raises: ApiError 404, no such thread."""
+    async def get(self, request: Request, thread_id: str, action: Action = "read"
+                  ) -> ThreadRecord:
+        """The thread, if it exists and `authorize` lets this request do `action` on it.
+
+        Raises:
+            ApiError: 404, no such thread or one this request may not even read (so that no
+                one learns which ids exist); 403, one it may read but not act on so.
+        """
         record = self.records.get(thread_id)
-        if record is None:
+        if record is None or not await self.allows(request, record, "read"):
             raise ApiError(404, f"Thread with ID {thread_id} not found")
+        if action != "read" and not await self.allows(request, record, action):
+            raise ApiError(403, f"Not allowed to {action} thread {thread_id}")
         return record
+
+    async def allows(self, request: Request, record: ThreadRecord, action: Action) -> bool:
+        if self.authorize is None:
+            return True
+        verdict = self.authorize(request, record, action)
+        return bool(await verdict if inspect.isawaitable(verdict) else verdict)
 
     async def status(self, record: ThreadRecord, latest: Checkpoint | None) -> str:
         if record.active_run is not None:
@@ -148,22 +188,24 @@ def thread_routes(threads: Threads, cancel_runs: Any) -> list[Route]:
         if thread_id is not None and thread_id in threads.records:
             if if_exists == "raise":
                 raise ApiError(409, f"Thread with ID {thread_id} already exists")
-            return JSONResponse(await threads.describe(threads.records[thread_id]))
-        record = threads.create(thread_id, metadata)
+            return JSONResponse(await threads.describe(
+                await threads.get(request, thread_id)))
+        record = await threads.create(request, thread_id, metadata)
         return JSONResponse(await threads.describe(record))
 
     async def get(request: Request) -> Response:
-        return JSONResponse(await threads.describe(threads.get(request.path_params["thread_id"])))
+        return JSONResponse(await threads.describe(
+            await threads.get(request, request.path_params["thread_id"])))
 
     async def patch(request: Request) -> Response:
-        record = threads.get(request.path_params["thread_id"])
+        record = await threads.get(request, request.path_params["thread_id"], "update")
         body = await read_json_object(request)
         record.metadata.update(optional_mapping(body, "metadata"))
         record.updated_at = time.time()
         return JSONResponse(await threads.describe(record))
 
     async def delete(request: Request) -> Response:
-        record = threads.get(request.path_params["thread_id"])
+        record = await threads.get(request, request.path_params["thread_id"], "delete")
         await cancel_runs(record.thread_id)
         threads.records.pop(record.thread_id, None)
         return Response(status_code=204)
@@ -181,6 +223,8 @@ def thread_routes(threads: Threads, cancel_runs: Any) -> list[Route]:
         for record in sorted(threads.records.values(), key=lambda r: -r.created_at):
             if record.temporary or (ids and record.thread_id not in ids):
                 continue
+            if not await threads.allows(request, record, "read"):
+                continue
             if any(record.metadata.get(k) != v for k, v in metadata.items()):
                 continue
             described = await threads.describe(record)
@@ -189,14 +233,14 @@ def thread_routes(threads: Threads, cancel_runs: Any) -> list[Route]:
         return JSONResponse(found[offset:offset + limit])
 
     async def get_state(request: Request) -> Response:
-        record = threads.get(request.path_params["thread_id"])
+        record = await threads.get(request, request.path_params["thread_id"])
         checkpoint_id = request.path_params.get("checkpoint_id")
         checkpoint = (await threads.checkpoint(record.thread_id, checkpoint_id) if checkpoint_id
                       else await threads.store.latest(record.thread_id))
         return JSONResponse(thread_state(record.thread_id, checkpoint))
 
     async def get_state_at(request: Request) -> Response:
-        record = threads.get(request.path_params["thread_id"])
+        record = await threads.get(request, request.path_params["thread_id"])
         checkpoint_id = _checkpoint_id(await read_json_object(request))
         if checkpoint_id is None:
             raise ApiError(422, "field 'checkpoint' must name a checkpoint_id")
@@ -204,7 +248,7 @@ def thread_routes(threads: Threads, cancel_runs: Any) -> list[Route]:
         return JSONResponse(thread_state(record.thread_id, checkpoint))
 
     async def update_state(request: Request) -> Response:
-        record = threads.get(request.path_params["thread_id"])
+        record = await threads.get(request, request.path_params["thread_id"], "update")
         body = await read_json_object(request)
         values = body.get("values")
         if values is not None and not isinstance(values, dict):
@@ -219,7 +263,7 @@ def thread_routes(threads: Threads, cancel_runs: Any) -> list[Route]:
         return JSONResponse({"checkpoint": checkpoint_ref(record.thread_id, written.id)})
 
     async def history(request: Request) -> Response:
-        record = threads.get(request.path_params["thread_id"])
+        record = await threads.get(request, request.path_params["thread_id"])
         body = await read_json_object(request) if request.method == "POST" else {}
         limit = body_field(body, "limit", int, 10)
         if request.method == "GET" and request.query_params.get("limit", "").isdigit():
