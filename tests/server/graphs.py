@@ -5,8 +5,7 @@
 from a model (a provider that streams a fixed text, as the reference's chat model does).
 Serve it with `chronos serve tests.server.graphs:agent`.
 
-`review` does not pause yet: `interrupt(value)` inside a node comes with the graph-semantics
-work, and the interrupt scenario is listed as an expected difference until then.
+`review` pauses with `interrupt(payload)` when the input asks for a review (`ask_review`).
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from typing import Any
 
 from chronos import graph, model
 from chronos.stream import emit
-from tests.server.reference_graphs import draft_tokens
+from tests.server.reference_graphs import TOKEN_COUNT, draft_tokens
 
 
 class _ScriptedProvider(model.BaseProvider):
@@ -52,7 +51,10 @@ async def write(state: dict[str, Any]) -> dict[str, Any]:
 
 async def review(state: dict[str, Any]) -> dict[str, Any]:
     emit("custom", {"node": "review"})
-    return {"steps": ["review"], "verdict": "ok"}
+    verdict = "ok"
+    if state.get("ask_review"):
+        verdict = str(graph.interrupt({"question": "approve?", "draft_tokens": TOKEN_COUNT}))
+    return {"steps": ["review"], "verdict": verdict}
 
 
 _builder = graph.StateGraph("agent", reducers={"steps": graph.append})

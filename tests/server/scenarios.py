@@ -360,6 +360,29 @@ async def bad_input(url: str) -> Trace:
     return trace
 
 
+async def limits(url: str) -> Trace:
+    """An 11 MB body and a malformed `Last-Event-ID` are refused, and the thread they named
+    still runs normally afterwards (nothing lost, nothing left busy)."""
+    client = get_client(url=url)
+    thread_id = await _thread(client)
+    done = await client.runs.create(thread_id, GRAPH_ID, input={"topic": "l"})
+    await client.runs.join(thread_id, done["run_id"])
+    oversized = (b'{"assistant_id": "agent", "input": {"topic": "l"}, "metadata": {"pad": "'
+                 + b"x" * (11 << 20) + b'"}}')
+    async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+        big = await http.post(
+            "/runs/wait", content=oversized,
+            headers={"content-type": "application/json"},
+        )
+        bad_id = await http.get(
+            f"/threads/{thread_id}/runs/{done['run_id']}/stream",
+            headers={"Last-Event-ID": "not an id"},
+        )
+    final = await client.runs.wait(thread_id, GRAPH_ID, input={"topic": "m"})
+    return [("11 MB body", big.status_code), ("malformed Last-Event-ID", bad_id.status_code),
+            ("then a run", normalise(final))]
+
+
 SCENARIOS: dict[str, Scenario] = {
     scenario.__name__: scenario
     for scenario in (
@@ -367,6 +390,6 @@ SCENARIOS: dict[str, Scenario] = {
         stream_several_modes, stateless_run, sync_client_stream_and_wait, interrupt_and_resume,
         background_run_joined_by_second_client, reconnect_with_last_event_id,
         cancel_running_run, multitask_reject, multitask_interrupt, multitask_rollback,
-        multitask_enqueue, disconnect_cancels_run, bad_input,
+        multitask_enqueue, disconnect_cancels_run, bad_input, limits,
     )
 }

@@ -87,3 +87,14 @@ def test_reference_runs_lifecycle(
     assert _events(joined).count("custom") == 3
     resumed = trace("reconnect_with_last_event_id")
     assert _events(resumed).count("custom") == 3  # nothing lost, nothing repeated
+
+
+def test_chronos_refuses_what_the_reference_lets_through(
+    reference: ServedAPI, chronos: ServedAPI, reference_traces: dict[str, Trace]
+) -> None:
+    """The deliberate differences of `limits`: 413 and 400, and the thread runs on as on the
+    reference."""
+    expected = _reference_trace("limits", reference, reference_traces)
+    assert expected[:2] == [("11 MB body", 200), ("malformed Last-Event-ID", 200)]
+    actual = asyncio.run(SCENARIOS["limits"](chronos.url))
+    assert actual == [("11 MB body", 413), ("malformed Last-Event-ID", 400), expected[2]]
