@@ -97,7 +97,7 @@ async def test_rollback_forgets_the_running_run_and_its_state(served: Served) ->
 async def test_enqueue_runs_one_after_the_other(served: Served) -> None:
     client = get_client(url=served.url)
     thread = (await client.threads.create())["thread_id"]
-    first = await client.runs.create(thread, "agent", input={"steps": [], "delay": 0.3})
+    first = await client.runs.create(thread, "agent", input={"steps": [], "delay": 2})
     second = await client.runs.create(thread, "agent", input={"steps": ["next"]},
                                       multitask_strategy="enqueue")
     assert await _status(client, thread, second["run_id"]) == "pending"
@@ -181,8 +181,9 @@ async def test_interrupt_carries_its_payload_and_command_resume_answers_it(
     parts = [(p.event, p.data) async for p in client.runs.stream(
         thread, "asking", input={"topic": "tea"}, stream_mode=["updates", "values"])]
     asked = [{"value": {"question": "publish tea?"}, "id": parts[-2][1]["__interrupt__"][0]["id"]}]
-    assert parts[-2] == ("updates", {"__interrupt__": asked})
-    assert parts[-1] == ("values", {"topic": "tea", "steps": ["plan"], "__interrupt__": asked})
+    streamed = [{**asked[0], "response_schema": None}]
+    assert parts[-2] == ("updates", {"__interrupt__": streamed})
+    assert parts[-1] == ("values", {"topic": "tea", "steps": ["plan"], "__interrupt__": streamed})
     state = await client.threads.get_state(thread)
     assert state["next"] == ["ask"]
     assert state["tasks"][0]["interrupts"] == asked

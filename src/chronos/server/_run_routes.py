@@ -146,7 +146,7 @@ def run_routes(runs: Runs) -> list[Route]:
         started = not from_start and (record.status != "pending" or last_event_id is not None)
         return run_stream_response(
             record, subscription, modes=modes, started=started,
-            send_metadata=False, cancel_on_disconnect=cancel_on_disconnect)
+            send_metadata=from_start, cancel_on_disconnect=cancel_on_disconnect)
 
     async def cancel_many(request: Request) -> Response:
         body = await read_json_object(request)

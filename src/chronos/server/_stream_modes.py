@@ -105,7 +105,7 @@ class RunTranslator:
     def _interrupt(self, out: list[Frame], suffix: str, payload: Mapping[str, Any]) -> None:
         """A pause: `interrupt()` questions go to updates and, with the state, to values; a
         static interrupt (an interrupt node) is an empty `__interrupt__` in updates only."""
-        asked = api_interrupts(payload.get("data"))
+        asked = [{**i, "response_schema": None} for i in api_interrupts(payload.get("data"))]
         if "updates" in self.modes:
             out.append(("updates" + suffix, {"__interrupt__": asked}))
         if asked and "values" in self.modes and isinstance(payload.get("state"), Mapping):
