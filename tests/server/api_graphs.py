@@ -18,7 +18,7 @@ async def _plan(state: dict[str, Any]) -> dict[str, Any]:
 
 async def _write(state: dict[str, Any]) -> dict[str, Any]:
     emit("progress", {"node": "write"})
-    for word in WORDS:
+    for word in WORDS * int(state.get("repeat", 1)):
         emit("token", {"message_id": "msg-1", "content": word})
     await asyncio.sleep(float(state.get("delay", 0)))
     return {"steps": ["write"], "text": "".join(WORDS)}
@@ -43,7 +43,8 @@ def _build(graph_id: str, *, approval: bool) -> graph.StateGraph:
 
 
 agent = _build("agent", approval=False)
-"""plan -> write (four tokens, then sleeps `delay` seconds) -> review (fails if `fail`)."""
+"""plan -> write (four tokens, `repeat` times; then sleeps `delay` seconds) -> review (fails
+if `fail`)."""
 
 approval = _build("approval", approval=True)
 """The same, pausing before `review` until resumed."""

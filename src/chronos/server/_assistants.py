@@ -21,6 +21,7 @@ from chronos.graph import END, START, CompiledGraph, Runner
 from chronos.server._body import read_json_object
 from chronos.server._errors import ApiError
 from chronos.server._fields import field
+from chronos.server._retention import TokenTopics
 from chronos.store import CheckpointStore
 from chronos.stream import BrokerProtocol
 
@@ -95,7 +96,7 @@ class Assistants:
         runner = self._runners.get(key)
         if runner is None:
             runner = Runner(_pausing_before(served.graph, wanted), self._store,
-                            broker=self._broker)
+                            broker=TokenTopics(self._broker))
             self._runners[key] = runner
         return runner
 

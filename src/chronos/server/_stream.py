@@ -15,6 +15,7 @@ from typing import Any, Final
 import orjson
 from starlette.responses import StreamingResponse
 
+from chronos.server._retention import run_topics
 from chronos.server._runs import RunRecord
 from chronos.server._stream_modes import RunTranslator
 from chronos.stream import GAP, BrokerProtocol, Subscription
@@ -33,7 +34,7 @@ def open_subscription(broker: BrokerProtocol, thread_id: str,
     Raises:
         InvalidLastEventID: a malformed `last_event_id` (answered with 400).
     """
-    return broker.subscribe(f"run-stream-{uuid.uuid4().hex}", [thread_id],
+    return broker.subscribe(f"run-stream-{uuid.uuid4().hex}", run_topics(thread_id),
                             last_event_id=last_event_id, max_pending=_MAX_PENDING)
 
 
