@@ -204,3 +204,30 @@ async def test_command_goto_runs_the_named_node(served: Served) -> None:
                                     command={"goto": "review", "update": {"topic": "jam"}})
     assert values["steps"] == ["plan", "review"]
     assert values["topic"] == "jam"
+
+
+async def test_a_stateless_run_keeps_its_thread_only_when_asked(served: Served) -> None:
+    client = get_client(url=served.url)
+    kept = await client.runs.create(None, "agent", input={"steps": []}, on_completion="keep")
+    assert (await client.runs.join(kept["thread_id"], kept["run_id"]))["steps"] == [
+        "plan", "write", "review"]
+    assert (await client.threads.get(kept["thread_id"]))["status"] == "idle"
+    dropped = await client.runs.create(None, "agent", input={"steps": []})
+    remaining = [t["thread_id"] for t in await client.threads.search(limit=1000)]
+    assert dropped["thread_id"] not in remaining  # a stateless run's thread is never listed
+    for _ in range(500):  # once the run has ended, its thread goes
+        try:
+            await client.threads.get(dropped["thread_id"])
+        except NotFoundError:
+            break
+        await asyncio.sleep(0.02)
+    with pytest.raises(NotFoundError):
+        await client.threads.get(dropped["thread_id"])
+
+
+async def test_after_seconds_keeps_a_run_pending_first(served: Served) -> None:
+    client = get_client(url=served.url)
+    thread = (await client.threads.create())["thread_id"]
+    run = await client.runs.create(thread, "agent", input={"steps": []}, after_seconds=1)
+    assert await _status(client, thread, run["run_id"]) == "pending"
+    assert (await client.runs.join(thread, run["run_id"]))["steps"] == ["plan", "write", "review"]

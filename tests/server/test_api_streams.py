@@ -161,3 +161,14 @@ async def test_a_new_thread_starts_with_empty_lists_for_append_keys(served: Serv
     parts = [(p.event, p.data) async for p in client.runs.stream(
         None, "agent", input={"topic": "t"}, stream_mode="values")]
     assert parts[1] == ("values", {"topic": "t", "steps": []})
+
+
+async def test_tasks_and_checkpoints_modes_carry_the_bare_payloads(served: Served) -> None:
+    parts = await _parts(served, ["tasks", "checkpoints"])
+    tasks = [d for e, d in parts[1:] if e == "tasks"]
+    assert [(t["name"], "result" in t) for t in tasks] == [
+        ("plan", False), ("plan", True), ("write", False), ("write", True),
+        ("review", False), ("review", True)]
+    checkpoints = [d for e, d in parts[1:] if e == "checkpoints"]
+    assert [c["next"] for c in checkpoints] == [
+        ["__start__"], ["plan"], ["write"], ["review"], []]

@@ -35,6 +35,8 @@ class RunRequest:
     if_not_exists: str
     stream_resumable: bool
     checkpoint_id: str | None
+    on_completion: str  # a stateless run's thread: "delete" when the run ends, or "keep"
+    after_seconds: float  # wait this long (as a pending run) before starting
 
     def kwargs(self) -> dict[str, Any]:
         """What the API echoes back as a run's `kwargs`."""
@@ -107,4 +109,15 @@ def parse_run_request(body: Mapping[str, Any], *, default_disconnect: str) -> Ru
         if_not_exists=choice(body, "if_not_exists", ("reject", "create"), "reject"),
         stream_resumable=field(body, "stream_resumable", bool, False),
         checkpoint_id=checkpoint_id or (nested if isinstance(nested, str) else None),
+        on_completion=choice(body, "on_completion", ("delete", "keep"), "delete"),
+        after_seconds=_after_seconds(body),
     )
+
+
+def _after_seconds(body: Mapping[str, Any]) -> float:
+    value = body.get("after_seconds")
+    if value is None:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ApiError(422, "field 'after_seconds' must be a non-negative number")
+    return float(value)

@@ -36,7 +36,8 @@ def run_routes(runs: Runs) -> list[Route]:
         run_request = parse_run_request(body, default_disconnect=default_disconnect)
         thread_id = request.path_params.get("thread_id")
         if thread_id is None:
-            return run_request, await threads.create(request, temporary=True), True
+            temporary = run_request.on_completion == "delete"
+            return run_request, await threads.create(request, temporary=temporary), True
         if thread_id not in threads.records and run_request.if_not_exists == "create":
             return run_request, await threads.create(request, thread_id), False
         return run_request, await threads.get(request, thread_id, "run"), False

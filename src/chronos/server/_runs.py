@@ -165,6 +165,8 @@ class Runs:
                        rollback: _Rollback | None) -> None:
         thread = record.thread
         try:
+            if record.request.after_seconds:
+                await asyncio.sleep(record.request.after_seconds)
             if waits_for is not None:
                 await waits_for.done.wait()
             record.status = "running"

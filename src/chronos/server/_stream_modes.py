@@ -11,7 +11,8 @@ as topic; the run manager brackets each run with `run_start` and `run_end` marke
 - messages: `messages/metadata` once per message, `messages/partial` with the message so far,
   `messages/complete` when its node ends;
 - custom: the data given to `chronos.stream.emit`;
-- debug: `task` / `task_result` / `checkpoint` records;
+- debug: `task` / `task_result` / `checkpoint` records; tasks: the task and task-result
+  payloads alone; checkpoints: the checkpoint payloads alone (values and next);
 - and `error` when the run fails.
 
 Subgraph events carry `event|namespace` names when the run asked for `stream_subgraphs`, and
@@ -34,7 +35,8 @@ __all__ = ["RUN_END", "RUN_START", "STREAM_MODES", "RunTranslator", "api_interru
 
 RUN_START: Final = "run_start"
 RUN_END: Final = "run_end"
-STREAM_MODES: Final = ("values", "updates", "messages", "messages-tuple", "custom", "debug")
+STREAM_MODES: Final = ("values", "updates", "messages", "messages-tuple", "custom", "debug",
+                       "tasks", "checkpoints")
 
 Frame = tuple[str, Any]
 
@@ -121,10 +123,10 @@ class RunTranslator:
             out: list[Frame] = []
             if "values" in self.modes:
                 out.append(("values", self._values))
-            if "debug" in self.modes:  # LangGraph's input checkpoint, before the first step
-                out.append(("debug", _record("checkpoint", -1, {
-                    "checkpoint_id": None, "values": payload.get("before"),
-                    "next": ["__start__"], "metadata": {"source": "input", "step": -1}})))
+            # LangGraph's input checkpoint, before the first step.
+            self._debug(out, "", "checkpoint", {
+                "checkpoint_id": None, "values": payload.get("before"), "next": ["__start__"],
+                "metadata": {"source": "input", "step": -1}}, -1)
             return out
         self.finished = True
         if payload.get("status") == "error":
@@ -179,8 +181,12 @@ class RunTranslator:
 
     def _debug(self, out: list[Frame], suffix: str, kind: str, body: dict[str, Any],
                step: int) -> None:
+        """A task, task result or checkpoint: for debug (wrapped) and tasks / checkpoints."""
         if "debug" in self.modes:
             out.append(("debug" + suffix, _record(kind, step, body)))
+        mode = "checkpoints" if kind == "checkpoint" else "tasks"
+        if mode in self.modes:
+            out.append((mode + suffix, body))
 
 
 def _record(kind: str, step: int, payload: dict[str, Any]) -> dict[str, Any]:
