@@ -16,6 +16,7 @@ from chronos import __version__, config
 from chronos.graph import CompiledGraph, StateGraph
 from chronos.server._assistants import Assistants, assistant_routes
 from chronos.server._errors import error_response, exception_handlers
+from chronos.server._records import MemoryRecords, Records
 from chronos.server._run_routes import run_routes
 from chronos.server._runs import Runs
 from chronos.server._threads import Authorize, Threads, thread_routes
@@ -51,6 +52,7 @@ def create_app(
     broker: BrokerProtocol | None = None,
     *,
     authorize: Authorize | None = None,
+    records: Records | None = None,
 ) -> AgentServerApp:
     """An ASGI app serving `graphs` (by graph id) through the LangGraph Agent Server API.
 
@@ -67,6 +69,9 @@ def create_app(
         broker: where run events go; default `CHRONOS_BROKER_URL` (in-process).
             What the app creates itself it closes on shutdown; what it is given, it leaves open.
         authorize: who may see or act on which thread (see `Authorize`); None: everyone.
+        records: where thread and run records live; default: in this process. Server
+            processes that share a broker and a store must share these too
+            (`RedisRecords`, as `chronos serve --broker redis://...` does).
     """
     compiled = {gid: g.compile() if isinstance(g, StateGraph) else g for gid, g in graphs.items()}
     owned: list[Any] = []  # what this app opened, and so closes
@@ -76,11 +81,13 @@ def create_app(
         broker = broker or defaults.broker
         owned = [defaults.store, defaults.broker]
     assistants = Assistants(compiled, store, broker)
-    threads = Threads(store, assistants, authorize)
-    runs = Runs(assistants, threads, broker)
+    records = records if records is not None else MemoryRecords()
+    threads = Threads(store, assistants, records, authorize)
+    runs = Runs(assistants, threads, broker, records)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: AgentServerApp) -> AsyncIterator[None]:
+        await runs.open()
         try:
             yield
         finally:

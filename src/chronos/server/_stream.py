@@ -9,14 +9,13 @@ to (`on_disconnect="cancel"`), cancels the run.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final
 
 import orjson
 from starlette.responses import StreamingResponse
 
 from chronos.server._retention import run_topics
-from chronos.server._runs import RunRecord
 from chronos.server._stream_modes import RunTranslator
 from chronos.stream import GAP, BrokerProtocol, Subscription
 
@@ -44,29 +43,33 @@ def frame(event: str, data: Any, id: str | None = None) -> bytes:
 
 
 def run_stream_response(
-    record: RunRecord,
+    run_id: str,
     subscription: Subscription,
     *,
     modes: tuple[str, ...],
+    subgraphs: bool,
     started: bool,
     send_metadata: bool,
-    cancel_on_disconnect: bool,
+    on_disconnect: Callable[[], None] | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> StreamingResponse:
-    """The SSE response streaming `record` from `subscription` (which it closes)."""
-    translator = RunTranslator(record.run_id, modes,
-                               subgraphs=record.request.stream_subgraphs, started=started)
-    body = _frames(record, subscription, translator, send_metadata=send_metadata,
-                   cancel_on_disconnect=cancel_on_disconnect)
+    """The SSE response streaming run `run_id` from `subscription` (which it closes).
+
+    `on_disconnect` is called if the client leaves before the run's end.
+    """
+    translator = RunTranslator(run_id, modes, subgraphs=subgraphs, started=started)
+    body = _frames(run_id, subscription, translator, send_metadata=send_metadata,
+                   on_disconnect=on_disconnect)
     return StreamingResponse(body, media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", **(headers or {})})
 
 
-async def _frames(record: RunRecord, subscription: Subscription, translator: RunTranslator, *,
-                  send_metadata: bool, cancel_on_disconnect: bool) -> AsyncIterator[bytes]:
+async def _frames(run_id: str, subscription: Subscription, translator: RunTranslator, *,
+                  send_metadata: bool, on_disconnect: Callable[[], None] | None
+                  ) -> AsyncIterator[bytes]:
     try:
         if send_metadata:
-            yield frame("metadata", {"run_id": record.run_id, "attempt": 1})
+            yield frame("metadata", {"run_id": run_id, "attempt": 1})
         while not translator.finished:
             batch = await subscription.receive_batch(timeout=HEARTBEAT_SECONDS)
             if not batch:
@@ -88,5 +91,5 @@ async def _frames(record: RunRecord, subscription: Subscription, translator: Run
                 yield b"".join(out)
     finally:
         await subscription.aclose()
-        if cancel_on_disconnect and not translator.finished and record.task is not None:
-            record.task.cancel()
+        if on_disconnect is not None and not translator.finished:
+            on_disconnect()

@@ -6,6 +6,7 @@ and publishes. The records (metadata, times) live in this process.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import time
 import uuid
@@ -25,6 +26,7 @@ from chronos.server._body import read_json_object
 from chronos.server._errors import ApiError
 from chronos.server._fields import choice, optional_mapping, string_list
 from chronos.server._fields import field as body_field
+from chronos.server._records import Records
 from chronos.server._state import checkpoint_ref, iso, thread_state
 from chronos.store import Checkpoint, CheckpointStatus, CheckpointStore
 
@@ -57,16 +59,23 @@ class ThreadRecord:
     active_run: str | None = None  # the run executing on it now, if any
     temporary: bool = False  # a stateless run's thread, deleted when the run ends
 
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> ThreadRecord:
+        return cls(**value)
+
 
 class Threads:
-    """The threads this server knows, and reads of their state from the store."""
+    """The threads the server knows (in its `Records`), and reads of their state."""
 
-    def __init__(self, store: CheckpointStore, assistants: Assistants,
+    def __init__(self, store: CheckpointStore, assistants: Assistants, records: Records,
                  authorize: Authorize | None = None) -> None:
         self.store = store
         self.assistants = assistants
+        self.records = records
         self.authorize = authorize
-        self.records: dict[str, ThreadRecord] = {}
 
     async def create(self, request: Request, thread_id: str | None = None,
                      metadata: Mapping[str, Any] | None = None, *,
@@ -81,8 +90,32 @@ class Threads:
                               temporary=temporary)
         if not await self.allows(request, record, "create"):
             raise ApiError(403, "Not allowed to create a thread")
-        self.records[record.thread_id] = record
+        await self.save(record)
         return record
+
+    async def find(self, thread_id: str) -> ThreadRecord | None:
+        """The thread's record, without asking `authorize` (for the server's own use)."""
+        value = await self.records.get("thread", thread_id)
+        return None if value is None else ThreadRecord.from_json(value)
+
+    async def save(self, record: ThreadRecord) -> None:
+        await self.records.put("thread", record.thread_id, record.to_json())
+
+    async def remove(self, thread_id: str) -> None:
+        await self.records.delete("thread", thread_id)
+
+    async def all(self) -> list[ThreadRecord]:
+        return [ThreadRecord.from_json(v) for v in await self.records.values("thread")]
+
+    async def set_active(self, thread_id: str, run_id: str | None, *,
+                         unless: str | None = None) -> None:
+        """Mark the run executing on a thread (None: none), reading the record afresh."""
+        record = await self.find(thread_id)
+        if record is None or (unless is not None and record.active_run != unless):
+            return
+        record.active_run = run_id
+        record.updated_at = time.time()
+        await self.save(record)
 
     async def get(self, request: Request, thread_id: str, action: Action = "read"
                   ) -> ThreadRecord:
@@ -92,7 +125,7 @@ class Threads:
             ApiError: 404, no such thread or one this request may not even read (so that no
                 one learns which ids exist); 403, one it may read but not act on so.
         """
-        record = self.records.get(thread_id)
+        record = await self.find(thread_id)
         if record is None or not await self.allows(request, record, "read"):
             raise ApiError(404, f"Thread with ID {thread_id} not found")
         if action != "read" and not await self.allows(request, record, action):
@@ -168,6 +201,7 @@ class Threads:
         )
         await self.store.put(checkpoint)
         record.updated_at = time.time()
+        await self.save(record)
         return checkpoint
 
 
@@ -185,7 +219,7 @@ def thread_routes(threads: Threads, cancel_runs: Any) -> list[Route]:
         thread_id = body_field(body, "thread_id", str, "") or None
         metadata = optional_mapping(body, "metadata")
         if_exists = choice(body, "if_exists", ("raise", "do_nothing"), "raise")
-        if thread_id is not None and thread_id in threads.records:
+        if thread_id is not None and await threads.find(thread_id) is not None:
             if if_exists == "raise":
                 raise ApiError(409, f"Thread with ID {thread_id} already exists")
             return JSONResponse(await threads.describe(
@@ -202,12 +236,13 @@ def thread_routes(threads: Threads, cancel_runs: Any) -> list[Route]:
         body = await read_json_object(request)
         record.metadata.update(optional_mapping(body, "metadata"))
         record.updated_at = time.time()
+        await threads.save(record)
         return JSONResponse(await threads.describe(record))
 
     async def delete(request: Request) -> Response:
         record = await threads.get(request, request.path_params["thread_id"], "delete")
         await cancel_runs(record.thread_id)
-        threads.records.pop(record.thread_id, None)
+        await threads.remove(record.thread_id)
         return Response(status_code=204)
 
     async def search(request: Request) -> Response:
@@ -220,7 +255,7 @@ def thread_routes(threads: Threads, cancel_runs: Any) -> list[Route]:
         limit = body_field(body, "limit", int, 10)
         offset = body_field(body, "offset", int, 0)
         found = []
-        for record in sorted(threads.records.values(), key=lambda r: -r.created_at):
+        for record in sorted(await threads.all(), key=lambda r: -r.created_at):
             if record.temporary or (ids and record.thread_id not in ids):
                 continue
             if not await threads.allows(request, record, "read"):

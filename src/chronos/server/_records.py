@@ -1,0 +1,92 @@
+"""Thread and run records: in this process, or in Redis so that every server process shares
+them (`chronos serve --broker redis://...`: a run started through one process is found,
+joined, streamed and cancelled through any other).
+
+Records are small JSON objects (a thread's metadata, a run's status and result) kept by kind
+and id; states stay in the checkpoint store and events in the broker.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Protocol
+
+import orjson
+
+__all__ = ["Kind", "MemoryRecords", "Records", "RedisRecords", "records_for"]
+
+Kind = Literal["thread", "run"]
+
+
+class Records(Protocol):
+    async def put(self, kind: Kind, key: str, value: dict[str, Any]) -> None: ...
+
+    async def get(self, kind: Kind, key: str) -> dict[str, Any] | None: ...
+
+    async def delete(self, kind: Kind, key: str) -> None: ...
+
+    async def values(self, kind: Kind) -> list[dict[str, Any]]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class MemoryRecords:
+    """Records of this process only. Values are stored as JSON, as Redis would, so that no
+    caller can change a stored record by keeping a reference to it."""
+
+    def __init__(self) -> None:
+        self._data: dict[str, dict[str, bytes]] = {"thread": {}, "run": {}}
+
+    async def put(self, kind: Kind, key: str, value: dict[str, Any]) -> None:
+        self._data[kind][key] = orjson.dumps(value, default=repr)
+
+    async def get(self, kind: Kind, key: str) -> dict[str, Any] | None:
+        raw = self._data[kind].get(key)
+        return None if raw is None else _object(raw)
+
+    async def delete(self, kind: Kind, key: str) -> None:
+        self._data[kind].pop(key, None)
+
+    async def values(self, kind: Kind) -> list[dict[str, Any]]:
+        return [_object(raw) for raw in self._data[kind].values()]
+
+    async def aclose(self) -> None:
+        return None
+
+
+class RedisRecords:
+    """Records in Redis: one hash per kind under `key_prefix`."""
+
+    def __init__(self, url: str, *, key_prefix: str = "chronos:server:") -> None:
+        from redis import asyncio as aioredis
+
+        self._redis = aioredis.Redis.from_url(url)
+        self._prefix = key_prefix
+
+    async def put(self, kind: Kind, key: str, value: dict[str, Any]) -> None:
+        await self._redis.hset(self._prefix + kind, key, orjson.dumps(value, default=repr))
+
+    async def get(self, kind: Kind, key: str) -> dict[str, Any] | None:
+        raw = await self._redis.hget(self._prefix + kind, key)
+        return None if raw is None else _object(raw)
+
+    async def delete(self, kind: Kind, key: str) -> None:
+        await self._redis.hdel(self._prefix + kind, key)
+
+    async def values(self, kind: Kind) -> list[dict[str, Any]]:
+        return [_object(raw) for raw in await self._redis.hvals(self._prefix + kind)]
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+
+
+def records_for(broker_url: str | None) -> Records:
+    """Redis records beside a Redis broker (so that processes share them), else in memory."""
+    if broker_url is not None and broker_url.partition("://")[0].lower() in (
+            "redis", "rediss", "unix"):
+        return RedisRecords(broker_url)
+    return MemoryRecords()
+
+
+def _object(raw: bytes | str) -> dict[str, Any]:
+    value: dict[str, Any] = orjson.loads(raw)
+    return value
