@@ -26,9 +26,24 @@ DELIBERATE_DIFFERENCES: dict[str, str] = {
         "frame); Chronos answers 400, so a client that would silently miss or repeat events "
         "learns its id is wrong."
     ),
+    "events stream mode": (
+        "`events` is LangChain's callback event stream (`astream_events`: on_chain_start, "
+        "on_chat_model_stream, ... for every runnable inside the graph). Chronos nodes are plain "
+        "functions with no runnables inside them to report on, so Chronos answers 422 naming "
+        "the modes it streams rather than invent a partial imitation."
+    ),
+    "end of a streamed message in messages mode": (
+        "The reference's last `messages/partial` repeats the whole message (langchain-core "
+        "closes every streamed message with an empty chunk, merged in) and no "
+        "`messages/complete` follows when the message is not in the graph's state; Chronos "
+        "sends `messages/complete` with the whole message once the model call ends, so a "
+        "client knows the message is final."
+    ),
 }
 
 EXPECTED_DIFFERENCES: dict[str, str] = {
+    "stream_events": DELIBERATE_DIFFERENCES["events stream mode"],
+    "stream_messages": DELIBERATE_DIFFERENCES["end of a streamed message in messages mode"],
     "limits": DELIBERATE_DIFFERENCES["request body over 10 MB"]
     + " "
     + DELIBERATE_DIFFERENCES["malformed Last-Event-ID"],

@@ -8,8 +8,9 @@ conformance test runs every scenario on the reference server (`langgraph dev`) a
 `chronos serve` and asserts that the traces are equal.
 
 Two parts of the protocol carry LangGraph's internals rather than the user's data, and are
-compared on the fields the SDK clients and `useStream` read (`_project`): the `messages`
-tuple (the chunk's type, content and id; the metadata's `langgraph_node`) and `debug` events
+compared on the fields the SDK clients and `useStream` read (`_project`): messages (in
+`messages-tuple` the chunk's type, content and id and the metadata's `langgraph_node`; in
+`messages` mode the same of each message and of `messages/metadata`) and `debug` events
 (type, step, task name, checkpoint values and next nodes). `events` mode is compared on
 `(event, name)`.
 """
@@ -59,13 +60,19 @@ def normalise(value: Any) -> Any:
     return value
 
 
+def _message(message: dict[str, Any]) -> dict[str, Any]:
+    return {key: message.get(key) for key in ("type", "content", "id")}
+
+
 def _project(event: str, data: Any) -> Any:
-    if event.startswith("messages") and isinstance(data, list) and len(data) == 2:
+    if event == "messages/metadata" and isinstance(data, dict):
+        return [{"langgraph_node": entry["metadata"].get("langgraph_node")}
+                for entry in data.values()]
+    if event in ("messages/partial", "messages/complete") and isinstance(data, list):
+        return [_message(message) for message in data]
+    if event == "messages" and isinstance(data, list) and len(data) == 2:
         chunk, metadata = data
-        return [
-            {key: chunk.get(key) for key in ("type", "content", "id")},
-            {"langgraph_node": metadata.get("langgraph_node")},
-        ]
+        return [_message(chunk), {"langgraph_node": metadata.get("langgraph_node")}]
     if event.startswith("debug") and isinstance(data, dict):
         payload = data.get("payload") or {}
         if data.get("type") == "checkpoint":
@@ -135,6 +142,14 @@ async def stream_custom(url: str) -> Trace:
 
 async def stream_messages_tuple(url: str) -> Trace:
     return await _stream(url, "messages-tuple")
+
+
+async def stream_messages(url: str) -> Trace:
+    return await _stream(url, "messages")
+
+
+async def stream_events(url: str) -> Trace:
+    return await _stream(url, "events")
 
 
 async def stream_debug(url: str) -> Trace:
@@ -386,7 +401,8 @@ async def limits(url: str) -> Trace:
 SCENARIOS: dict[str, Scenario] = {
     scenario.__name__: scenario
     for scenario in (
-        stream_values, stream_updates, stream_custom, stream_messages_tuple, stream_debug,
+        stream_values, stream_updates, stream_custom, stream_messages_tuple, stream_messages,
+        stream_events, stream_debug,
         stream_several_modes, stateless_run, sync_client_stream_and_wait, interrupt_and_resume,
         background_run_joined_by_second_client, reconnect_with_last_event_id,
         cancel_running_run, multitask_reject, multitask_interrupt, multitask_rollback,
