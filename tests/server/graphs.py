@@ -2,7 +2,9 @@
 
 `agent` is the twin of `reference_graphs.agent` (served by `langgraph dev`), written with
 `chronos.graph`: three nodes, a custom event from each, and the middle node's tokens streamed
-from a model (a provider that streams a fixed text, as the reference's chat model does).
+from a model (a provider that streams a fixed text, as the reference's chat model does; with
+`model_url` in the input, `OpenAIProvider` streaming from that server, the tests' replay
+server).
 Serve it with `chronos serve tests.server.graphs:agent`.
 
 `review` pauses with `interrupt(payload)` when the input asks for a review (`ask_review`).
@@ -15,6 +17,7 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from chronos import graph, model
+from chronos.model.openai import OpenAIProvider
 from chronos.stream import emit
 from tests.server.reference_graphs import TOKEN_COUNT, draft_tokens
 
@@ -44,8 +47,11 @@ async def plan(state: dict[str, Any]) -> dict[str, Any]:
 async def write(state: dict[str, Any]) -> dict[str, Any]:
     emit("custom", {"node": "write"})
     request = model.ChatRequest(messages=[model.Message(role="user", content=state["topic"])])
-    provider = _ScriptedProvider(state.get("token_delay", 0.0))
-    response = await graph.stream_chat(provider, request)
+    provider: model.Provider = _ScriptedProvider(state.get("token_delay", 0.0))
+    if "model_url" in state:
+        provider = OpenAIProvider("gpt-x", base_url=state["model_url"], api_key="test")
+    async with provider:
+        response = await graph.stream_chat(provider, request)
     return {"steps": ["write"], "draft": response.content}
 
 

@@ -3,7 +3,8 @@
 `reference/langgraph.json` points at `agent`. The graph is written as a LangGraph user would:
 a custom event per node through `get_stream_writer()`, and the tokens of the middle node from
 a chat model streaming inside it (a LangChain model that streams a fixed text, so LangGraph's
-`messages` mode sees a real model call). `interrupt()` in `review` pauses the run when the
+`messages` mode sees a real model call; with `model_url` in the input, a model streaming
+from that OpenAI-compatible server instead). `interrupt()` in `review` pauses the run when the
 input asks for it. Keep both files in step: the conformance test compares what the SDK sees.
 """
 
@@ -14,6 +15,7 @@ import operator
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any, TypedDict
 
+import openai
 from langchain_core.callbacks import (
     AsyncCallbackManagerForLLMRun,
     CallbackManagerForLLMRun,
@@ -79,6 +81,46 @@ class _ScriptedChatModel(BaseChatModel):
             await asyncio.sleep(self.token_delay)
 
 
+class _OpenAIChatModel(BaseChatModel):
+    """Streams a chat completion from an OpenAI-compatible server (the replay server of the
+    tests) through the official `openai` client, as `langchain-openai` would."""
+
+    base_url: str
+
+    @property
+    def _llm_type(self) -> str:
+        return "openai-compatible"
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        raise NotImplementedError("this model only streams, from async code")
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        async with openai.AsyncOpenAI(base_url=self.base_url, api_key="test") as client:
+            stream = await client.chat.completions.create(
+                model="gpt-x", stream=True,
+                messages=[{"role": "user", "content": str(messages[-1].content)}],
+            )
+            async for completion in stream:
+                text = completion.choices[0].delta.content if completion.choices else None
+                if text:
+                    chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
+                    if run_manager is not None:
+                        await run_manager.on_llm_new_token(text, chunk=chunk)
+                    yield chunk
+
+
 class State(TypedDict, total=False):
     topic: str
     steps: Annotated[list[str], operator.add]
@@ -86,6 +128,7 @@ class State(TypedDict, total=False):
     verdict: str
     ask_review: bool
     token_delay: float
+    model_url: str
 
 
 async def plan(state: State) -> dict[str, Any]:
@@ -98,7 +141,11 @@ async def write(state: State) -> dict[str, Any]:
     # `streaming=True` (set explicitly, as langchain-core requires) streams even when no
     # handler listens (a run without `messages` mode), so `token_delay` applies to every run,
     # as it does in the Chronos twin.
-    model = _ScriptedChatModel(token_delay=state.get("token_delay", 0.0), streaming=True)
+    model: BaseChatModel = _ScriptedChatModel(
+        token_delay=state.get("token_delay", 0.0), streaming=True
+    )
+    if "model_url" in state:
+        model = _OpenAIChatModel(base_url=state["model_url"], streaming=True)
     message = await model.ainvoke(state["topic"])
     return {"steps": ["write"], "draft": str(message.content)}
 

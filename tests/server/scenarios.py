@@ -29,7 +29,7 @@ from langgraph_sdk.client import LangGraphClient
 from langgraph_sdk.errors import APIStatusError
 from langgraph_sdk.schema import StreamPart
 
-__all__ = ["GRAPH_ID", "SCENARIOS", "Trace", "normalise"]
+__all__ = ["GRAPH_ID", "SCENARIOS", "Trace", "normalise", "tokens_from_a_model_over_http"]
 
 GRAPH_ID = "agent"
 Trace = list[tuple[str, Any]]
@@ -396,6 +396,24 @@ async def limits(url: str) -> Trace:
     final = await client.runs.wait(thread_id, GRAPH_ID, input={"topic": "m"})
     return [("11 MB body", big.status_code), ("malformed Last-Event-ID", bad_id.status_code),
             ("then a run", normalise(final))]
+
+
+def tokens_from_a_model_over_http(model_url: str) -> Scenario:
+    """The scenario where `write` streams from an OpenAI-compatible server at `model_url`
+    (the replay server, replaying `openai_stream_body()`), in `messages-tuple` and `updates`."""
+
+    async def scenario(url: str) -> Trace:
+        client = get_client(url=url)
+        thread_id = await _thread(client)
+        parts = [
+            part async for part in client.runs.stream(
+                thread_id, GRAPH_ID, input={"topic": "h", "model_url": model_url},
+                stream_mode=["messages-tuple", "updates"],
+            )
+        ]
+        return _trace(parts)
+
+    return scenario
 
 
 SCENARIOS: dict[str, Scenario] = {

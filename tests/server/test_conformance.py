@@ -10,14 +10,16 @@ nothing.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 
 import pytest
 
+from tests.model.replay import ReplayServer, Reply
 from tests.server.conformance_differences import EXPECTED_DIFFERENCES
 from tests.server.conformance_servers import ServedAPI, chronos_server, reference_server
-from tests.server.reference_graphs import TOKEN_COUNT
-from tests.server.scenarios import SCENARIOS, Trace
+from tests.server.reference_graphs import TOKEN_COUNT, draft_tokens
+from tests.server.scenarios import SCENARIOS, Trace, tokens_from_a_model_over_http
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +100,30 @@ def test_chronos_refuses_what_the_reference_lets_through(
     assert expected[:2] == [("11 MB body", 200), ("malformed Last-Event-ID", 200)]
     actual = asyncio.run(SCENARIOS["limits"](chronos.url))
     assert actual == [("11 MB body", 413), ("malformed Last-Event-ID", 400), expected[2]]
+
+
+def _openai_stream_body(tokens: list[str]) -> bytes:
+    def line(delta: dict[str, str], finish: str | None = None) -> bytes:
+        chunk = {"id": "chatcmpl-c", "object": "chat.completion.chunk", "model": "gpt-x",
+                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+    body = line({"role": "assistant", "content": ""})
+    body += b"".join(line({"content": token}) for token in tokens)
+    return body + line({}, "stop") + b"data: [DONE]\n\n"
+
+
+def test_tokens_from_a_model_over_http_match(
+    reference: ServedAPI, chronos: ServedAPI, replay_server: ReplayServer
+) -> None:
+    """Both servers stream a model's tokens from the replay server (the same OpenAI stream,
+    cut at random byte positions) into `messages-tuple`, in order, then the node's update."""
+    tokens = draft_tokens("h")
+    traces = []
+    for api in (reference, chronos):
+        script = replay_server.script(Reply(body=_openai_stream_body(tokens), seed=len(traces)))
+        traces.append(asyncio.run(tokens_from_a_model_over_http(script.base_url)(api.url)))
+        assert [json.loads(e.body)["stream"] for e in script.exchanges] == [True]
+    expected, actual = traces
+    assert [data[0]["content"] for event, data in expected if event == "messages"] == tokens
+    assert actual == expected
