@@ -25,13 +25,20 @@ _ROOT = Path(__file__).resolve().parents[2]
 class Served:
     url: str
     log: Path
+    pid: int
+
+    def children(self) -> list[int]:
+        """The server's child processes (its workers beyond the first)."""
+        text = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text()
+        return [int(pid) for pid in text.split()]
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
 
 
 @contextlib.contextmanager
-def serving(*targets: str, store: str = "memory://") -> Iterator[Served]:
+def serving(*targets: str, store: str = "memory://", options: tuple[str, ...] = ()
+            ) -> Iterator[Served]:
     """`chronos serve TARGETS` until the block ends (SIGTERM; it must exit by itself, as
     uvicorn does: by re-raising the signal once shut down)."""
     with socket.socket() as probe:
@@ -43,7 +50,7 @@ def serving(*targets: str, store: str = "memory://") -> Iterator[Served]:
         with log.open("wb") as out:
             process = subprocess.Popen(
                 [str(Path(sys.executable).parent / "chronos"), "serve", *targets, "--store",
-                 store, "--host", "127.0.0.1", "--port", str(port)],
+                 store, *options, "--host", "127.0.0.1", "--port", str(port)],
                 cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         try:
@@ -55,7 +62,7 @@ def serving(*targets: str, store: str = "memory://") -> Iterator[Served]:
                         break
                 assert time.monotonic() < deadline, log.read_text()
                 time.sleep(0.05)
-            yield Served(url, log)
+            yield Served(url, log, process.pid)
         finally:
             process.send_signal(signal.SIGTERM)
             try:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import signal
 
 from chronos.cli._common import Commands, Terminal, add_store_option, store_url
 from chronos.cli._run import _load_graph
@@ -30,9 +32,10 @@ def add_serve(commands: Commands) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     parser.add_argument("--port", type=int, default=8123, help="port to listen on (8123)")
     parser.add_argument("--broker", help=f"broker URL (env: {BROKER_URL_ENV}; default "
-                                         f"{DEFAULT_BROKER_URL})")
+                                         f"{DEFAULT_BROKER_URL}); with redis://, thread and "
+                                         "run records are kept there too")
     parser.add_argument("--workers", type=int, default=1,
-                        help="server processes (only 1 for now: threads live in the process)")
+                        help="server processes on the port (above 1 needs --broker redis://)")
     add_store_option(parser)
     parser.set_defaults(run=_serve)
 
@@ -52,13 +55,16 @@ def _served(args: argparse.Namespace) -> dict[str, CompiledGraph]:
 
 def _serve(args: argparse.Namespace, terminal: Terminal) -> int:
     from chronos import config, server  # the web stack loads for this command only
+    from chronos.server._records import records_for, shares_records
     from chronos.server._serve import bind, serve
 
-    if args.workers != 1:
-        raise ConfigurationError("--workers other than 1 is not supported yet: thread and "
-                                 "run records live in the serving process")
     graphs = _served(args)
     broker_url = args.broker or os.environ.get(BROKER_URL_ENV) or DEFAULT_BROKER_URL
+    if args.workers < 1:
+        raise ConfigurationError("--workers must be at least 1")
+    if args.workers > 1 and not shares_records(broker_url):
+        raise ConfigurationError("--workers above 1 needs a shared broker: --broker "
+                                 "redis://... (and a store every process reaches)")
     sock = bind(args.host, args.port)
     host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{host}:{sock.getsockname()[1]}"
@@ -69,16 +75,53 @@ def _serve(args: argparse.Namespace, terminal: Terminal) -> int:
 
     async def run() -> None:
         broker, checkpoints = config.from_urls(broker_url, store_url(args))
-        app = server.create_app(graphs, store=checkpoints, broker=broker)
+        records = records_for(broker_url)
+        app = server.create_app(graphs, store=checkpoints, broker=broker, records=records)
         try:
             await serve(app, sock, on_ready=ready)
         finally:
             await app.aclose()
+            await records.aclose()
             await broker.aclose()
             await checkpoints.aclose()
 
     try:
-        asyncio.run(run())
+        children = _fork_workers(args.workers - 1)
+        if children is None:  # a worker: serve, then leave without running the parent's code
+            asyncio.run(run())
+            os._exit(0)
+        if children:
+            # uvicorn re-raises the SIGTERM it handled once it has shut down; here that
+            # must not end the process before its workers are stopped.
+            signal.signal(signal.SIGTERM, lambda signum, frame: None)
+        try:
+            asyncio.run(run())
+        finally:
+            _stop_workers(children)
     finally:
         sock.close()
     return 0
+
+
+def _fork_workers(count: int) -> list[int] | None:
+    """Fork `count` more processes serving the same listening socket (None in a child).
+
+    They share nothing else: runs and threads meet through the broker, the store and the
+    records in Redis.
+    """
+    children: list[int] = []
+    for _ in range(count):
+        pid = os.fork()
+        if pid == 0:
+            return None
+        children.append(pid)
+    return children
+
+
+def _stop_workers(children: list[int]) -> None:
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    for pid in children:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)

@@ -12,7 +12,7 @@ from typing import Any, Literal, Protocol
 
 import orjson
 
-__all__ = ["Kind", "MemoryRecords", "Records", "RedisRecords", "records_for"]
+__all__ = ["Kind", "MemoryRecords", "Records", "RedisRecords", "records_for", "shares_records"]
 
 Kind = Literal["thread", "run"]
 
@@ -79,12 +79,14 @@ class RedisRecords:
         await self._redis.aclose()
 
 
-def records_for(broker_url: str | None) -> Records:
+def shares_records(broker_url: str) -> bool:
+    """Whether a broker URL is Redis, beside which server processes share their records."""
+    return broker_url.partition("://")[0].lower() in ("redis", "rediss", "unix")
+
+
+def records_for(broker_url: str) -> Records:
     """Redis records beside a Redis broker (so that processes share them), else in memory."""
-    if broker_url is not None and broker_url.partition("://")[0].lower() in (
-            "redis", "rediss", "unix"):
-        return RedisRecords(broker_url)
-    return MemoryRecords()
+    return RedisRecords(broker_url) if shares_records(broker_url) else MemoryRecords()
 
 
 def _object(raw: bytes | str) -> dict[str, Any]:
