@@ -106,7 +106,7 @@ def create_app(
 
     handlers: dict[Any, Any] = {**exception_handlers, HTTPException: http_error}
     routes = [Route("/ok", ok, methods=["GET"]), Route("/info", info, methods=["GET"]),
-              *assistant_routes(assistants), *thread_routes(threads, runs.cancel_thread),
+              *assistant_routes(assistants), *thread_routes(threads, runs.delete_thread),
               *run_routes(runs)]
     return AgentServerApp(runs, owned, routes=routes, lifespan=lifespan,
                           exception_handlers=handlers)

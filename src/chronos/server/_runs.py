@@ -177,10 +177,13 @@ class Runs:
         if action == "rollback":
             await self.records.delete("run", run.run_id)
 
-    async def cancel_thread(self, thread_id: str) -> None:
+    async def delete_thread(self, thread_id: str) -> None:
+        """Cancel a thread's runs, then forget them and the thread (records do not pile up)."""
         for run in await self.of_thread(thread_id):
             if not run.finished:
                 await self.cancel(run)
+            await self.records.delete("run", run.run_id)
+        await self.threads.remove(thread_id)
 
     async def aclose(self) -> None:
         """Stop following the control topic; cancel every run here and wait for them."""
@@ -239,8 +242,9 @@ class Runs:
                                             "error_type": record.error_type})
             self._local.pop(record.run_id, None)
             record.done.set()
-            if record.temporary:
+            if record.temporary:  # a stateless run's thread and record go with it
                 with contextlib.suppress(Exception):
+                    await self.records.delete("run", record.run_id)
                     await self.threads.remove(thread_id)
 
     def _publish(self, type: str, record: RunRecord, data: dict[str, Any]) -> None:

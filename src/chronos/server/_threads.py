@@ -211,8 +211,10 @@ def _checkpoint_id(body: Mapping[str, Any]) -> str | None:
     return given or (nested if isinstance(nested, str) else None)
 
 
-def thread_routes(threads: Threads, cancel_runs: Any) -> list[Route]:
-    """The `/threads` routes; `cancel_runs(thread_id)` ends a deleted thread's runs."""
+def thread_routes(threads: Threads,
+                  delete_thread: Callable[[str], Awaitable[None]]) -> list[Route]:
+    """The `/threads` routes; `delete_thread(thread_id)` cancels and forgets a thread's runs,
+    then the thread."""
 
     async def create(request: Request) -> Response:
         body = await read_json_object(request)
@@ -241,8 +243,7 @@ def thread_routes(threads: Threads, cancel_runs: Any) -> list[Route]:
 
     async def delete(request: Request) -> Response:
         record = await threads.get(request, request.path_params["thread_id"], "delete")
-        await cancel_runs(record.thread_id)
-        await threads.remove(record.thread_id)
+        await delete_thread(record.thread_id)
         return Response(status_code=204)
 
     async def search(request: Request) -> Response:
