@@ -120,11 +120,14 @@ async def _thread(client: LangGraphClient) -> str:
 async def _stream(url: str, stream_mode: str | list[str], **kwargs: Any) -> Trace:
     client = get_client(url=url)
     thread_id = await _thread(client)
-    parts = [
-        part async for part in client.runs.stream(
+    parts: list[StreamPart] = []
+    try:
+        async for part in client.runs.stream(
             thread_id, GRAPH_ID, input={"topic": "t"}, stream_mode=stream_mode, **kwargs
-        )
-    ]
+        ):
+            parts.append(part)
+    except APIStatusError as exc:  # a refused stream is an outcome to compare too
+        return [*_trace(parts), _error(exc)]
     return _trace(parts)
 
 
