@@ -231,3 +231,15 @@ async def test_after_seconds_keeps_a_run_pending_first(served: Served) -> None:
     run = await client.runs.create(thread, "agent", input={"steps": []}, after_seconds=1)
     assert await _status(client, thread, run["run_id"]) == "pending"
     assert (await client.runs.join(thread, run["run_id"]))["steps"] == ["plan", "write", "review"]
+
+
+async def test_interrupt_after_pauses_once_the_node_has_run(served: Served) -> None:
+    client = get_client(url=served.url)
+    thread = (await client.threads.create())["thread_id"]
+    values = await client.runs.wait(thread, "agent", input={"steps": []},
+                                    interrupt_after=["plan"])
+    assert values["steps"] == ["plan"]
+    assert (await client.threads.get_state(thread))["next"] == ["write"]
+    everywhere = await client.runs.wait(thread, "agent", input=None, interrupt_after="*")
+    assert everywhere["steps"] == ["plan", "write"]
+    assert (await client.threads.get_state(thread))["next"] == ["review"]

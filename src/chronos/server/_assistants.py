@@ -81,21 +81,38 @@ class Assistants:
             raise ApiError(404, f"Assistant '{assistant_id}' not found")
         return served
 
-    def runner(self, served: ServedGraph, interrupt_before: tuple[str, ...] = ()) -> Runner:
-        """The runner of `served`, pausing before `interrupt_before` too ("*": every node).
+    def runner(self, served: ServedGraph, interrupt_before: tuple[str, ...] = (),
+               interrupt_after: tuple[str, ...] = ()) -> Runner:
+        """The runner of `served`, pausing before `interrupt_before` and after
+        `interrupt_after` too ("*": every node).
+
+        A pause after a node is a pause before the nodes its edges lead to, so it needs a node
+        whose edges are static; after its last node a run simply completes.
 
         Raises:
-            ApiError: 422, an interrupt names a node the graph does not have.
+            ApiError: 422, a node the graph does not have, or an `interrupt_after` node with a
+                conditional edge.
         """
-        nodes = served.graph.nodes
-        wanted = frozenset(nodes) if "*" in interrupt_before else frozenset(interrupt_before)
-        unknown = sorted(wanted - set(nodes))
-        if unknown:
-            raise ApiError(422, f"field 'interrupt_before' names unknown nodes {unknown}")
-        key = (served.graph_id, wanted)
+        graph = served.graph
+        nodes = graph.nodes
+        before = frozenset(nodes) if "*" in interrupt_before else frozenset(interrupt_before)
+        after = frozenset(nodes) if "*" in interrupt_after else frozenset(interrupt_after)
+        for name, wanted in (("interrupt_before", before), ("interrupt_after", after)):
+            unknown = sorted(wanted - set(nodes))
+            if unknown:
+                raise ApiError(422, f"field {name!r} names unknown nodes {unknown}")
+        routed = sorted(n for n in after if n in graph.branches)
+        if routed and "*" not in interrupt_after:
+            raise ApiError(422, f"field 'interrupt_after' names nodes with a conditional edge "
+                                f"{routed}; pause before the nodes they route to instead")
+        if "*" in interrupt_after:  # after every node: before every node but the entry
+            pausing = before | (frozenset(nodes) - frozenset(graph.entry))
+        else:
+            pausing = before.union(*(graph.edges.get(n, ()) for n in after))
+        key = (served.graph_id, pausing)
         runner = self._runners.get(key)
         if runner is None:
-            runner = Runner(_pausing_before(served.graph, wanted), self._store,
+            runner = Runner(_pausing_before(graph, pausing), self._store,
                             broker=TokenTopics(self._broker))
             self._runners[key] = runner
         return runner

@@ -27,6 +27,7 @@ class RunRequest:
     stream_modes: tuple[str, ...]
     stream_subgraphs: bool
     interrupt_before: tuple[str, ...]
+    interrupt_after: tuple[str, ...]
     metadata: dict[str, Any]
     config: dict[str, Any]
     context: dict[str, Any]
@@ -46,8 +47,9 @@ class RunRequest:
         return {"input": self.input,
                 "command": command if self.has_resume or self.update or self.goto else None,
                 "config": self.config, "context": self.context,
-                "stream_mode": list(self.stream_modes), "interrupt_before": list(
-                    self.interrupt_before) or None, "interrupt_after": None,
+                "stream_mode": list(self.stream_modes),
+                "interrupt_before": list(self.interrupt_before) or None,
+                "interrupt_after": list(self.interrupt_after) or None,
                 "subgraphs": self.stream_subgraphs, "resumable": self.stream_resumable,
                 "on_disconnect": self.on_disconnect}
 
@@ -86,9 +88,6 @@ def parse_run_request(body: Mapping[str, Any], *, default_disconnect: str) -> Ru
     if unknown:
         raise ApiError(422, f"field 'stream_mode' has unsupported modes {unknown}; "
                             f"use {list(STREAM_MODES)}")
-    if string_list(body, "interrupt_after"):
-        raise ApiError(422, "field 'interrupt_after' is not supported by this server; "
-                            "use interrupt_before on the next node")
     checkpoint_id = field(body, "checkpoint_id", str, "")
     nested = optional_mapping(body, "checkpoint").get("checkpoint_id")
     return RunRequest(
@@ -101,6 +100,7 @@ def parse_run_request(body: Mapping[str, Any], *, default_disconnect: str) -> Ru
         stream_modes=tuple(dict.fromkeys(modes)),
         stream_subgraphs=field(body, "stream_subgraphs", bool, False),
         interrupt_before=string_list(body, "interrupt_before"),
+        interrupt_after=string_list(body, "interrupt_after"),
         metadata=optional_mapping(body, "metadata"),
         config=optional_mapping(body, "config"),
         context=optional_mapping(body, "context"),

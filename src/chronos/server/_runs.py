@@ -93,7 +93,8 @@ class Runs:
                 (or a full queue), 422 a bad interrupt node.
         """
         served = self.assistants.find(request.assistant_id)
-        runner = self.assistants.runner(served, request.interrupt_before)
+        runner = self.assistants.runner(served, request.interrupt_before,
+                                        request.interrupt_after)
         if request.checkpoint_id is not None:
             await self.threads.checkpoint(thread.thread_id, request.checkpoint_id)
         busy = [r for r in await self.of_thread(thread.thread_id) if not r.finished]
