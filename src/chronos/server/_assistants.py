@@ -17,9 +17,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from chronos.errors import RequestRefused
 from chronos.graph import END, START, CompiledGraph, Runner
 from chronos.server._body import read_json_object
-from chronos.server._errors import ApiError
 from chronos.server._fields import field
 from chronos.server._retention import TokenTopics
 from chronos.store import CheckpointStore
@@ -74,11 +74,11 @@ class Assistants:
         """The graph an assistant id (or a graph id) names.
 
         Raises:
-            ApiError: 404, no such assistant.
+            RequestRefused: 404, no such assistant.
         """
         served = self._by_assistant.get(assistant_id) or self.served.get(assistant_id)
         if served is None:
-            raise ApiError(404, f"Assistant '{assistant_id}' not found")
+            raise RequestRefused(404, f"Assistant '{assistant_id}' not found")
         return served
 
     def runner(self, served: ServedGraph, interrupt_before: tuple[str, ...] = (),
@@ -90,7 +90,7 @@ class Assistants:
         whose edges are static; after its last node a run simply completes.
 
         Raises:
-            ApiError: 422, a node the graph does not have, or an `interrupt_after` node with a
+            RequestRefused: 422, a node the graph does not have, or an `interrupt_after` node with a
                 conditional edge.
         """
         graph = served.graph
@@ -100,11 +100,11 @@ class Assistants:
         for name, wanted in (("interrupt_before", before), ("interrupt_after", after)):
             unknown = sorted(wanted - set(nodes))
             if unknown:
-                raise ApiError(422, f"field {name!r} names unknown nodes {unknown}")
+                raise RequestRefused(422, f"field {name!r} names unknown nodes {unknown}")
         routed = sorted(n for n in after if n in graph.branches)
         if routed and "*" not in interrupt_after:
-            raise ApiError(422, f"field 'interrupt_after' names nodes with a conditional edge "
-                                f"{routed}; pause before the nodes they route to instead")
+            raise RequestRefused(422, f"field 'interrupt_after' names nodes with a conditional "
+                                      f"edge {routed}; pause before the nodes they route to")
         if "*" in interrupt_after:  # after every node: before every node but the entry
             pausing = before | (frozenset(nodes) - frozenset(graph.entry))
         else:

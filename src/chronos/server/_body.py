@@ -12,7 +12,7 @@ from typing import Any, Final
 import orjson
 from starlette.requests import ClientDisconnect, Request
 
-from chronos.server._errors import ApiError, ClientGone
+from chronos.errors import ClientGone, RequestRefused
 
 __all__ = ["MAX_BODY_BYTES", "read_body", "read_json_object"]
 
@@ -20,25 +20,25 @@ MAX_BODY_BYTES: Final = 10 * 1024 * 1024
 
 
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The whole body, or `ApiError(413)` once more than `limit` bytes are announced or sent.
+    """The whole body, or `RequestRefused(413)` once more than `limit` bytes are announced or sent.
 
     Raises:
-        ApiError: 413, the body is too large.
+        RequestRefused: 413, the body is too large.
         ClientGone: the client disconnected before sending all of it.
     """
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, f"request body larger than {limit} bytes")
+        raise RequestRefused(413, f"request body larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0
     try:
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
-                raise ApiError(413, f"request body larger than {limit} bytes")
+                raise RequestRefused(413, f"request body larger than {limit} bytes")
             chunks.append(chunk)
     except ClientDisconnect as exc:
-        raise ClientGone("the client disconnected while sending its request") from exc
+        raise ClientGone() from exc
     return b"".join(chunks)
 
 
@@ -46,7 +46,7 @@ async def read_json_object(request: Request, limit: int = MAX_BODY_BYTES) -> dic
     """The body as a JSON object; an empty body is `{}`.
 
     Raises:
-        ApiError: 413 too large, 422 not JSON or not an object.
+        RequestRefused: 413 too large, 422 not JSON or not an object.
         ClientGone: the client disconnected mid-body.
     """
     body = await read_body(request, limit)
@@ -55,7 +55,7 @@ async def read_json_object(request: Request, limit: int = MAX_BODY_BYTES) -> dic
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise ApiError(422, f"request body is not valid JSON: {exc}") from exc
+        raise RequestRefused(422, f"request body is not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
-        raise ApiError(422, "request body must be a JSON object")
+        raise RequestRefused(422, "request body must be a JSON object")
     return value

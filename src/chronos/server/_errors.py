@@ -1,8 +1,8 @@
 """Errors as the Agent Server API answers them: a status code and `{"detail": "..."}`.
 
-Route code raises `ApiError`; the app turns it (and the chronos errors that mean bad input)
-into that shape, which the LangGraph SDKs read into their typed exceptions (`NotFoundError`,
-`ConflictError`, `UnprocessableEntityError`...).
+Route code raises `chronos.errors.RequestRefused`; the app turns it (and the chronos errors
+that mean bad input) into that shape, which the LangGraph SDKs read into their typed
+exceptions (`NotFoundError`, `ConflictError`, `UnprocessableEntityError`...).
 """
 
 from __future__ import annotations
@@ -10,30 +10,17 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from chronos.errors import ChronosError, InvalidLastEventID
+from chronos.errors import ClientGone, InvalidLastEventID, RequestRefused
 
-__all__ = ["ApiError", "ClientGone", "error_response", "exception_handlers"]
-
-
-class ApiError(ChronosError):
-    """A request the API refuses: `status_code` and a `detail` safe to show the client."""
-
-    def __init__(self, status_code: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status_code = status_code
-        self.detail = detail
-
-
-class ClientGone(ChronosError):
-    """The client disconnected while sending its request: nothing to answer, not an error."""
+__all__ = ["error_response", "exception_handlers"]
 
 
 def error_response(status_code: int, detail: str) -> Response:
     return JSONResponse({"detail": detail}, status_code=status_code)
 
 
-async def _api_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ApiError)
+async def _refused(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestRefused)
     return error_response(exc.status_code, exc.detail)
 
 
@@ -48,7 +35,7 @@ async def _bad_last_event_id(request: Request, exc: Exception) -> Response:
 
 
 exception_handlers = {
-    ApiError: _api_error,
+    RequestRefused: _refused,
     ClientGone: _client_gone,
     InvalidLastEventID: _bad_last_event_id,
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any, TypeVar
 
-from chronos.server._errors import ApiError
+from chronos.errors import RequestRefused
 
 __all__ = ["choice", "field", "optional_mapping", "string_list"]
 
@@ -21,7 +21,7 @@ def field(body: Mapping[str, Any], name: str, kind: type[_T], default: _T) -> _T
     if value is None:
         return default
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ApiError(422, f"field {name!r} must be {_TYPE_NAMES.get(kind, kind.__name__)}")
+        raise RequestRefused(422, f"field {name!r} must be {_TYPE_NAMES.get(kind, kind.__name__)}")
     return value
 
 
@@ -34,7 +34,7 @@ def choice(body: Mapping[str, Any], name: str, allowed: Collection[str], default
     """A string field that must be one of `allowed`."""
     value = field(body, name, str, default)
     if value not in allowed:
-        raise ApiError(422, f"field {name!r} must be one of {sorted(allowed)}, not {value!r}")
+        raise RequestRefused(422, f"field {name!r} must be one of {sorted(allowed)}, not {value!r}")
     return value
 
 
@@ -47,4 +47,4 @@ def string_list(body: Mapping[str, Any], name: str) -> tuple[str, ...]:
         return (value,)
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return tuple(value)
-    raise ApiError(422, f"field {name!r} must be a string or an array of strings")
+    raise RequestRefused(422, f"field {name!r} must be a string or an array of strings")

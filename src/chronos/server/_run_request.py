@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from chronos.errors import RequestRefused
 from chronos.graph import Send
-from chronos.server._errors import ApiError
 from chronos.server._fields import choice, field, optional_mapping, string_list
 from chronos.server._stream_modes import STREAM_MODES
 
@@ -66,27 +66,27 @@ def _goto(value: Any) -> tuple[str | Send, ...]:
               and isinstance(item.get("arg"), dict)):
             targets.append(Send(item["node"], item["arg"]))
         else:
-            raise ApiError(422, "field 'command.goto' must be a node name, a Send "
+            raise RequestRefused(422, "field 'command.goto' must be a node name, a Send "
                                 '({"node": ..., "arg": {...}}) or a list of them')
     return tuple(targets)
 
 
 def parse_run_request(body: Mapping[str, Any], *, default_disconnect: str) -> RunRequest:
-    """Raises: ApiError 422 naming the first field that is wrong."""
+    """Raises: RequestRefused 422 naming the first field that is wrong."""
     assistant_id = field(body, "assistant_id", str, "")
     if not assistant_id:
-        raise ApiError(422, "field 'assistant_id' is required")
+        raise RequestRefused(422, "field 'assistant_id' is required")
     input_ = body.get("input")
     if input_ is not None and not isinstance(input_, dict):
-        raise ApiError(422, "field 'input' must be an object or null")
+        raise RequestRefused(422, "field 'input' must be an object or null")
     command = optional_mapping(body, "command")
     update = command.get("update")
     if update is not None and not isinstance(update, dict):
-        raise ApiError(422, "field 'command.update' must be an object")
+        raise RequestRefused(422, "field 'command.update' must be an object")
     modes = string_list(body, "stream_mode") or ("values",)
     unknown = [m for m in modes if m not in STREAM_MODES]
     if unknown:
-        raise ApiError(422, f"field 'stream_mode' has unsupported modes {unknown}; "
+        raise RequestRefused(422, f"field 'stream_mode' has unsupported modes {unknown}; "
                             f"use {list(STREAM_MODES)}")
     checkpoint_id = field(body, "checkpoint_id", str, "")
     nested = optional_mapping(body, "checkpoint").get("checkpoint_id")
@@ -119,5 +119,5 @@ def _after_seconds(body: Mapping[str, Any]) -> float:
     if value is None:
         return 0.0
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ApiError(422, "field 'after_seconds' must be a non-negative number")
+        raise RequestRefused(422, "field 'after_seconds' must be a non-negative number")
     return float(value)

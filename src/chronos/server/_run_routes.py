@@ -6,8 +6,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from chronos.errors import RequestRefused
 from chronos.server._body import read_json_object
-from chronos.server._errors import ApiError
 from chronos.server._run_record import RunInfo, RunRecord
 from chronos.server._run_request import RunRequest, parse_run_request
 from chronos.server._runs import Runs
@@ -83,7 +83,7 @@ def run_routes(runs: Runs) -> list[Route]:
         thread = await threads.get(request, request.path_params["thread_id"])
         status = request.query_params.get("status")
         if status is not None and status not in _RUN_STATUSES:
-            raise ApiError(422, f"parameter 'status' must be one of {list(_RUN_STATUSES)}")
+            raise RequestRefused(422, f"parameter 'status' must be one of {list(_RUN_STATUSES)}")
         limit = _int_param(request, "limit", 10)
         offset = _int_param(request, "offset", 0)
         found = [r.describe() for r in await runs.of_thread(thread.thread_id)
@@ -106,7 +106,7 @@ def run_routes(runs: Runs) -> list[Route]:
         run = await find(request, "cancel")
         action = request.query_params.get("action", "interrupt")
         if action not in ("interrupt", "rollback"):
-            raise ApiError(422, "parameter 'action' must be 'interrupt' or 'rollback'")
+            raise RequestRefused(422, "parameter 'action' must be 'interrupt' or 'rollback'")
         if request.query_params.get("wait", "0").lower() in ("1", "true"):
             await runs.cancel(run, action=action)
             return Response(status_code=200)
@@ -124,7 +124,7 @@ def run_routes(runs: Runs) -> list[Route]:
         modes = tuple(m for m in request.query_params.getlist("stream_mode") if m) or run.modes
         unknown = [m for m in modes if m not in STREAM_MODES]
         if unknown:
-            raise ApiError(422, f"parameter 'stream_mode' has unsupported modes {unknown}")
+            raise RequestRefused(422, f"parameter 'stream_mode' has unsupported modes {unknown}")
         last_event_id = (request.headers.get("last-event-id")
                          or request.query_params.get("last_event_id") or None)
         # "-1" (what useStream sends first) asks for the run from its start: the thread's
@@ -149,7 +149,7 @@ def run_routes(runs: Runs) -> list[Route]:
         body = await read_json_object(request)
         action = request.query_params.get("action", "interrupt")
         if action not in ("interrupt", "rollback"):
-            raise ApiError(422, "parameter 'action' must be 'interrupt' or 'rollback'")
+            raise RequestRefused(422, "parameter 'action' must be 'interrupt' or 'rollback'")
         run_ids = body.get("run_ids") or []
         thread_id = body.get("thread_id")
         for thread in await threads.all():
@@ -183,5 +183,5 @@ def _int_param(request: Request, name: str, default: int) -> int:
     if value is None:
         return default
     if not value.isdigit():
-        raise ApiError(422, f"parameter {name!r} must be a non-negative integer")
+        raise RequestRefused(422, f"parameter {name!r} must be a non-negative integer")
     return int(value)

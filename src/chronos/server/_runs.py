@@ -21,9 +21,9 @@ from typing import Any, Final
 
 import orjson
 
+from chronos.errors import RequestRefused
 from chronos.graph import Runner
 from chronos.server._assistants import Assistants
-from chronos.server._errors import ApiError
 from chronos.server._records import Records
 from chronos.server._run_record import RunInfo, RunRecord
 from chronos.server._run_request import RunRequest
@@ -76,7 +76,7 @@ class Runs:
     async def get(self, thread_id: str, run_id: str) -> RunInfo:
         value = await self.records.get("run", run_id)
         if value is None or value["thread_id"] != thread_id:
-            raise ApiError(404, f"Run with ID {run_id} not found")
+            raise RequestRefused(404, f"Run with ID {run_id} not found")
         return RunInfo.from_json(value)
 
     async def of_thread(self, thread_id: str) -> list[RunInfo]:
@@ -89,7 +89,7 @@ class Runs:
         """Start (or enqueue) a run on `thread`, applying its multitask strategy.
 
         Raises:
-            ApiError: 404 unknown assistant or checkpoint, 409 a busy thread under "reject"
+            RequestRefused: 404 unknown assistant or checkpoint, 409 a busy thread under "reject"
                 (or a full queue), 422 a bad interrupt node.
         """
         served = self.assistants.find(request.assistant_id)
@@ -102,10 +102,10 @@ class Runs:
         if busy:
             strategy = request.multitask_strategy
             if strategy == "reject":
-                raise ApiError(409, "Thread is already running a task. Wait for it to finish "
+                raise RequestRefused(409, "Thread is already running a task. Wait for it to finish "
                                     "or choose a different multitask strategy.")
             if strategy == "enqueue" and len(busy) >= _MAX_QUEUED:
-                raise ApiError(409, f"Thread has {_MAX_QUEUED} runs queued already")
+                raise RequestRefused(409, f"Thread has {_MAX_QUEUED} runs queued already")
             if strategy in ("interrupt", "rollback"):
                 if strategy == "rollback":
                     rollback = await self._rollback_point(busy[-1])

@@ -18,12 +18,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from chronos.errors import CheckpointNotFound
+from chronos.errors import CheckpointNotFound, RequestRefused
 from chronos.graph import CompiledGraph, Send
 from chronos.graph._plan import apply_updates, interrupts_in, next_nodes, node_ids
 from chronos.server._assistants import Assistants
 from chronos.server._body import read_json_object
-from chronos.server._errors import ApiError
 from chronos.server._fields import choice, optional_mapping, string_list
 from chronos.server._fields import field as body_field
 from chronos.server._records import Records
@@ -83,13 +82,13 @@ class Threads:
         """A new thread, once `authorize` has allowed it (and perhaps tagged its metadata).
 
         Raises:
-            ApiError: 403, `authorize` refused.
+            RequestRefused: 403, `authorize` refused.
         """
         now = time.time()
         record = ThreadRecord(thread_id or str(uuid.uuid4()), now, now, dict(metadata or {}),
                               temporary=temporary)
         if not await self.allows(request, record, "create"):
-            raise ApiError(403, "Not allowed to create a thread")
+            raise RequestRefused(403, "Not allowed to create a thread")
         await self.save(record)
         return record
 
@@ -122,14 +121,14 @@ class Threads:
         """The thread, if it exists and `authorize` lets this request do `action` on it.
 
         Raises:
-            ApiError: 404, no such thread or one this request may not even read (so that no
+            RequestRefused: 404, no such thread or one this request may not even read (so that no
                 one learns which ids exist); 403, one it may read but not act on so.
         """
         record = await self.find(thread_id)
         if record is None or not await self.allows(request, record, "read"):
-            raise ApiError(404, f"Thread with ID {thread_id} not found")
+            raise RequestRefused(404, f"Thread with ID {thread_id} not found")
         if action != "read" and not await self.allows(request, record, action):
-            raise ApiError(403, f"Not allowed to {action} thread {thread_id}")
+            raise RequestRefused(403, f"Not allowed to {action} thread {thread_id}")
         return record
 
     async def allows(self, request: Request, record: ThreadRecord, action: Action) -> bool:
@@ -160,7 +159,7 @@ class Threads:
         """The graph the thread's runs use (the only one served, if it has had none).
 
         Raises:
-            ApiError: 400, the thread has no graph yet and several are served.
+            RequestRefused: 400, the thread has no graph yet and several are served.
         """
         graph_id = record.metadata.get("graph_id")
         served = self.assistants.served
@@ -168,15 +167,15 @@ class Threads:
             return served[graph_id].graph
         if len(served) == 1:
             return next(iter(served.values())).graph
-        raise ApiError(400, f"Thread {record.thread_id} has no graph yet; run it first")
+        raise RequestRefused(400, f"Thread {record.thread_id} has no graph yet; run it first")
 
     async def checkpoint(self, thread_id: str, checkpoint_id: str) -> Checkpoint:
         try:
             checkpoint = await self.store.get(checkpoint_id)
         except CheckpointNotFound as exc:
-            raise ApiError(404, f"Checkpoint {checkpoint_id} not found") from exc
+            raise RequestRefused(404, f"Checkpoint {checkpoint_id} not found") from exc
         if checkpoint.session_id != thread_id:
-            raise ApiError(404, f"Checkpoint {checkpoint_id} not found")
+            raise RequestRefused(404, f"Checkpoint {checkpoint_id} not found")
         return checkpoint
 
     async def update_state(self, record: ThreadRecord, values: Mapping[str, Any],
@@ -184,7 +183,7 @@ class Threads:
         """Write a checkpoint with `values` applied as if `as_node` had returned them."""
         graph = self.graph_of(record)
         if as_node is not None and as_node not in graph.nodes:
-            raise ApiError(422, f"field 'as_node' names unknown node {as_node!r}")
+            raise RequestRefused(422, f"field 'as_node' names unknown node {as_node!r}")
         state = apply_updates(graph, base.state if base is not None else {}, [values])
         step = next_nodes(graph, state, (as_node,)) if as_node is not None else ()
         nxt = node_ids(step) if as_node is not None else base.next if base is not None else ()
@@ -223,7 +222,7 @@ def thread_routes(threads: Threads,
         if_exists = choice(body, "if_exists", ("raise", "do_nothing"), "raise")
         if thread_id is not None and await threads.find(thread_id) is not None:
             if if_exists == "raise":
-                raise ApiError(409, f"Thread with ID {thread_id} already exists")
+                raise RequestRefused(409, f"Thread with ID {thread_id} already exists")
             return JSONResponse(await threads.describe(
                 await threads.get(request, thread_id)))
         record = await threads.create(request, thread_id, metadata)
@@ -252,7 +251,7 @@ def thread_routes(threads: Threads,
         ids = set(string_list(body, "ids"))
         status = body_field(body, "status", str, "")
         if status and status not in THREAD_STATUSES:
-            raise ApiError(422, f"field 'status' must be one of {list(THREAD_STATUSES)}")
+            raise RequestRefused(422, f"field 'status' must be one of {list(THREAD_STATUSES)}")
         limit = body_field(body, "limit", int, 10)
         offset = body_field(body, "offset", int, 0)
         found = []
@@ -279,7 +278,7 @@ def thread_routes(threads: Threads,
         record = await threads.get(request, request.path_params["thread_id"])
         checkpoint_id = _checkpoint_id(await read_json_object(request))
         if checkpoint_id is None:
-            raise ApiError(422, "field 'checkpoint' must name a checkpoint_id")
+            raise RequestRefused(422, "field 'checkpoint' must name a checkpoint_id")
         checkpoint = await threads.checkpoint(record.thread_id, checkpoint_id)
         return JSONResponse(thread_state(record.thread_id, checkpoint))
 
@@ -288,10 +287,10 @@ def thread_routes(threads: Threads,
         body = await read_json_object(request)
         values = body.get("values")
         if values is not None and not isinstance(values, dict):
-            raise ApiError(422, "field 'values' must be an object")
+            raise RequestRefused(422, "field 'values' must be an object")
         as_node = body_field(body, "as_node", str, "") or None
         if record.active_run is not None:
-            raise ApiError(409, f"Thread {record.thread_id} is busy with a run")
+            raise RequestRefused(409, f"Thread {record.thread_id} is busy with a run")
         checkpoint_id = _checkpoint_id(body)
         base = (await threads.checkpoint(record.thread_id, checkpoint_id) if checkpoint_id
                 else await threads.store.latest(record.thread_id))
@@ -332,5 +331,5 @@ def _before(body: Mapping[str, Any]) -> str | None:
     if isinstance(before, dict) and isinstance(before.get("checkpoint_id"), str):
         return str(before["checkpoint_id"])
     if before is not None:
-        raise ApiError(422, "field 'before' must be a checkpoint id or a checkpoint")
+        raise RequestRefused(422, "field 'before' must be a checkpoint id or a checkpoint")
     return None
