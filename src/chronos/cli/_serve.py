@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import signal
+from collections.abc import Callable
 
 from chronos.cli._common import Commands, Terminal, add_store_option, store_url
 from chronos.cli._run import _load_graph
@@ -73,12 +74,12 @@ def _serve(args: argparse.Namespace, terminal: Terminal) -> int:
         terminal.out.print(f"chronos serve: {', '.join(graphs)} on {url}  (Ctrl-C to stop)",
                            highlight=False)
 
-    async def run() -> None:
+    async def run(on_ready: Callable[[], None]) -> None:
         broker, checkpoints = config.from_urls(broker_url, store_url(args))
         records = records_for(broker_url)
         app = server.create_app(graphs, store=checkpoints, broker=broker, records=records)
         try:
-            await serve(app, sock, on_ready=ready)
+            await serve(app, sock, on_ready=on_ready)
         finally:
             await app.aclose()
             await records.aclose()
@@ -88,14 +89,14 @@ def _serve(args: argparse.Namespace, terminal: Terminal) -> int:
     try:
         children = _fork_workers(args.workers - 1)
         if children is None:  # a worker: serve, then leave without running the parent's code
-            asyncio.run(run())
+            asyncio.run(run(lambda: None))
             os._exit(0)
         if children:
             # uvicorn re-raises the SIGTERM it handled once it has shut down; here that
             # must not end the process before its workers are stopped.
             signal.signal(signal.SIGTERM, lambda signum, frame: None)
         try:
-            asyncio.run(run())
+            asyncio.run(run(ready))
         finally:
             _stop_workers(children)
     finally:
