@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from chronos import graph
+from chronos import graph, model
 from chronos.stream import emit
 
 WORDS = ["Once", " upon", " a", " time"]
@@ -60,3 +60,20 @@ asking = graph.StateGraph("asking", reducers={"steps": graph.append})
 asking.add_node("plan", _plan).add_node("ask", _ask).add_node("review", _review)
 asking.set_entry_point("plan").add_edge("plan", "ask").add_edge("ask", "review")
 asking.set_finish_point("review")
+
+
+def _call_tool(state: dict[str, Any]) -> dict[str, Any]:
+    # What `graph.stream_chat` emits for a model that thinks, then calls a tool.
+    emit("token", graph.MessageDelta("msg-t", reasoning="look it up"))
+    emit("token", graph.MessageDelta("msg-t", tool_call_deltas=(
+        model.ToolCallDelta(0, "call-1", "search", '{"q": '),)))
+    emit("token", graph.MessageDelta("msg-t", tool_call_deltas=(
+        model.ToolCallDelta(0, arguments='"tea"}'),), tool_calls=(
+        model.ToolCall("call-1", "search", '{"q": "tea"}'),)))
+    return {"steps": ["call_tool"]}
+
+
+tools = graph.StateGraph("tools", reducers={"steps": graph.append})
+"""One node streaming reasoning and a tool call, as a model calling a tool does."""
+tools.add_node("call_tool", _call_tool).set_entry_point("call_tool")
+tools.set_finish_point("call_tool")

@@ -23,7 +23,8 @@ def anyio_backend() -> str:
 
 @pytest.fixture(scope="module")
 def served() -> Iterator[Served]:
-    with serving("tests.server.api_graphs:agent", "tests.server.api_graphs:approval") as s:
+    with serving("tests.server.api_graphs:agent", "tests.server.api_graphs:approval",
+                 "tests.server.api_graphs:tools") as s:
         yield s
 
 
@@ -172,3 +173,14 @@ async def test_tasks_and_checkpoints_modes_carry_the_bare_payloads(served: Serve
     checkpoints = [d for e, d in parts[1:] if e == "checkpoints"]
     assert [c["next"] for c in checkpoints] == [
         ["__start__"], ["plan"], ["write"], ["review"], []]
+
+
+async def test_reasoning_and_tool_calls_reach_the_message_chunks(served: Served) -> None:
+    client = get_client(url=served.url)
+    chunks = [p.data[0] async for p in client.runs.stream(
+        None, "tools", input={}, stream_mode="messages-tuple") if p.event == "messages"]
+    assert chunks[0]["additional_kwargs"] == {"reasoning_content": "look it up"}
+    assert [c["tool_call_chunks"][0]["args"] for c in chunks[1:]] == ['{"q": ', '"tea"}']
+    assert chunks[1]["tool_call_chunks"][0]["name"] == "search"
+    assert chunks[2]["tool_calls"] == [
+        {"name": "search", "args": {"q": "tea"}, "id": "call-1", "type": "tool_call"}]
