@@ -35,7 +35,7 @@ from starlette.types import Receive, Scope, Send
 from chronos.demo._graph import build_graph, graph_layout
 from chronos.graph import Runner, RunState
 from chronos.model import Provider
-from chronos.server._body import read_body
+from chronos.server import read_body
 from chronos.server._errors import exception_handlers
 from chronos.store import CheckpointStore, MemoryStore
 from chronos.stream import Broker, Event

@@ -31,7 +31,7 @@ from chronos.server._run_start import call_runner
 from chronos.server._stream_modes import RUN_END, RUN_START
 from chronos.server._threads import ThreadRecord, Threads
 from chronos.store import Checkpoint
-from chronos.stream import BrokerProtocol, Event
+from chronos.stream import BrokerProtocol, Event, Subscription
 
 __all__ = ["Runs"]
 
@@ -65,7 +65,7 @@ class Runs:
                                              [_CONTROL_TOPIC])
         self._control = asyncio.create_task(self._follow_control(subscription))
 
-    async def _follow_control(self, subscription: Any) -> None:
+    async def _follow_control(self, subscription: Subscription) -> None:
         async with subscription:
             async for event in subscription:
                 data = event.data if isinstance(event.data, dict) else {}

@@ -137,7 +137,8 @@ class Threads:
         verdict = self.authorize(request, record, action)
         return bool(await verdict if inspect.isawaitable(verdict) else verdict)
 
-    async def status(self, record: ThreadRecord, latest: Checkpoint | None) -> str:
+    @staticmethod
+    def status(record: ThreadRecord, latest: Checkpoint | None) -> str:
         if record.active_run is not None:
             return "busy"
         if latest is None:
@@ -150,7 +151,7 @@ class Threads:
         return {
             "thread_id": record.thread_id, "created_at": iso(record.created_at),
             "updated_at": iso(record.updated_at), "metadata": record.metadata,
-            "status": await self.status(record, latest),
+            "status": self.status(record, latest),
             "values": dict(latest.state) if latest is not None else None,
             "interrupts": {t["id"]: t["interrupts"] for t in tasks if t["interrupts"]},
         }
