@@ -2,29 +2,32 @@
 them (`chronos serve --broker redis://...`: a run started through one process is found,
 joined, streamed and cancelled through any other).
 
-Records are small JSON objects (a thread's metadata, a run's status and result) kept by kind
-and id; states stay in the checkpoint store and events in the broker.
+Records are small JSON objects (a thread's metadata, a run's status and result) kept by
+collection and id; states stay in the checkpoint store and events in the broker.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import orjson
 
-__all__ = ["Kind", "MemoryRecords", "Records", "RedisRecords", "records_for", "shares_records"]
-
-Kind = Literal["thread", "run"]
+__all__ = ["MemoryRecords", "Records", "RedisRecords", "records_for", "shares_records"]
 
 
 class Records(Protocol):
-    async def put(self, kind: Kind, key: str, value: dict[str, Any]) -> None: ...
+    """JSON objects by collection and key: the server keeps its threads in `threads` and each
+    thread's runs in `runs:<thread id>`, so that no lookup reads more than one thread's runs."""
 
-    async def get(self, kind: Kind, key: str) -> dict[str, Any] | None: ...
+    async def put(self, collection: str, key: str, value: dict[str, Any]) -> None: ...
 
-    async def delete(self, kind: Kind, key: str) -> None: ...
+    async def get(self, collection: str, key: str) -> dict[str, Any] | None: ...
 
-    async def values(self, kind: Kind) -> list[dict[str, Any]]: ...
+    async def delete(self, collection: str, key: str) -> None: ...
+
+    async def values(self, collection: str) -> list[dict[str, Any]]: ...
+
+    async def drop(self, collection: str) -> None: ...
 
     async def aclose(self) -> None: ...
 
@@ -34,27 +37,34 @@ class MemoryRecords:
     caller can change a stored record by keeping a reference to it."""
 
     def __init__(self) -> None:
-        self._data: dict[str, dict[str, bytes]] = {"thread": {}, "run": {}}
+        self._data: dict[str, dict[str, bytes]] = {}
 
-    async def put(self, kind: Kind, key: str, value: dict[str, Any]) -> None:
-        self._data[kind][key] = orjson.dumps(value, default=repr)
+    async def put(self, collection: str, key: str, value: dict[str, Any]) -> None:
+        self._data.setdefault(collection, {})[key] = orjson.dumps(value, default=repr)
 
-    async def get(self, kind: Kind, key: str) -> dict[str, Any] | None:
-        raw = self._data[kind].get(key)
+    async def get(self, collection: str, key: str) -> dict[str, Any] | None:
+        raw = self._data.get(collection, {}).get(key)
         return None if raw is None else _object(raw)
 
-    async def delete(self, kind: Kind, key: str) -> None:
-        self._data[kind].pop(key, None)
+    async def delete(self, collection: str, key: str) -> None:
+        found = self._data.get(collection)
+        if found is not None:
+            found.pop(key, None)
+            if not found:
+                del self._data[collection]
 
-    async def values(self, kind: Kind) -> list[dict[str, Any]]:
-        return [_object(raw) for raw in self._data[kind].values()]
+    async def values(self, collection: str) -> list[dict[str, Any]]:
+        return [_object(raw) for raw in self._data.get(collection, {}).values()]
+
+    async def drop(self, collection: str) -> None:
+        self._data.pop(collection, None)
 
     async def aclose(self) -> None:
         return None
 
 
 class RedisRecords:
-    """Records in Redis: one hash per kind under `key_prefix`."""
+    """Records in Redis: one hash per collection under `key_prefix`."""
 
     def __init__(self, url: str, *, key_prefix: str = "chronos:server:") -> None:
         from redis import asyncio as aioredis
@@ -62,18 +72,21 @@ class RedisRecords:
         self._redis = aioredis.Redis.from_url(url)
         self._prefix = key_prefix
 
-    async def put(self, kind: Kind, key: str, value: dict[str, Any]) -> None:
-        await self._redis.hset(self._prefix + kind, key, orjson.dumps(value, default=repr))
+    async def put(self, collection: str, key: str, value: dict[str, Any]) -> None:
+        await self._redis.hset(self._prefix + collection, key, orjson.dumps(value, default=repr))
 
-    async def get(self, kind: Kind, key: str) -> dict[str, Any] | None:
-        raw = await self._redis.hget(self._prefix + kind, key)
+    async def get(self, collection: str, key: str) -> dict[str, Any] | None:
+        raw = await self._redis.hget(self._prefix + collection, key)
         return None if raw is None else _object(raw)
 
-    async def delete(self, kind: Kind, key: str) -> None:
-        await self._redis.hdel(self._prefix + kind, key)
+    async def delete(self, collection: str, key: str) -> None:
+        await self._redis.hdel(self._prefix + collection, key)
 
-    async def values(self, kind: Kind) -> list[dict[str, Any]]:
-        return [_object(raw) for raw in await self._redis.hvals(self._prefix + kind)]
+    async def values(self, collection: str) -> list[dict[str, Any]]:
+        return [_object(raw) for raw in await self._redis.hvals(self._prefix + collection)]
+
+    async def drop(self, collection: str) -> None:
+        await self._redis.delete(self._prefix + collection)
 
     async def aclose(self) -> None:
         await self._redis.aclose()

@@ -74,15 +74,14 @@ class Runs:
                     self._cancel_local(local, str(data.get("action")))
 
     async def get(self, thread_id: str, run_id: str) -> RunInfo:
-        value = await self.records.get("run", run_id)
-        if value is None or value["thread_id"] != thread_id:
+        value = await self.records.get(_runs_of(thread_id), run_id)
+        if value is None:
             raise RequestRefused(404, f"Run with ID {run_id} not found")
         return RunInfo.from_json(value)
 
     async def of_thread(self, thread_id: str) -> list[RunInfo]:
         """The thread's runs, newest first."""
-        found = [RunInfo.from_json(v) for v in await self.records.values("run")
-                 if v["thread_id"] == thread_id]
+        found = [RunInfo.from_json(v) for v in await self.records.values(_runs_of(thread_id))]
         return sorted(found, key=lambda r: -r.created_at)
 
     async def start(self, thread: ThreadRecord, request: RunRequest) -> RunRecord:
@@ -142,7 +141,7 @@ class Runs:
         topic = run.thread_id
         async with self.broker.subscribe(f"run-wait-{uuid.uuid4().hex}", [topic]) as waiting:
             while True:
-                current = await self.records.get("run", run.run_id)
+                current = await self.records.get(_runs_of(run.thread_id), run.run_id)
                 if current is None or RunInfo.from_json(current).finished:
                     return
                 batch = await waiting.receive_batch(timeout=_RECHECK_SECONDS)
@@ -176,14 +175,14 @@ class Runs:
         self.request_cancel(run, action=action)
         await self.finished(run)
         if action == "rollback":
-            await self.records.delete("run", run.run_id)
+            await self.records.delete(_runs_of(run.thread_id), run.run_id)
 
     async def delete_thread(self, thread_id: str) -> None:
         """Cancel a thread's runs, then forget them and the thread (records do not pile up)."""
         for run in await self.of_thread(thread_id):
             if not run.finished:
                 await self.cancel(run)
-            await self.records.delete("run", run.run_id)
+        await self.records.drop(_runs_of(thread_id))
         await self.threads.remove(thread_id)
 
     async def aclose(self) -> None:
@@ -197,7 +196,7 @@ class Runs:
 
     async def _save(self, record: RunRecord) -> None:
         if not record.forgotten:
-            await self.records.put("run", record.run_id, record.to_json())
+            await self.records.put(_runs_of(record.thread_id), record.run_id, record.to_json())
 
     async def _execute(self, record: RunRecord, runner: Runner, waits_for: RunInfo | None,
                        rollback: _Rollback | None) -> None:
@@ -245,13 +244,18 @@ class Runs:
             record.done.set()
             if record.temporary:  # a stateless run's thread and record go with it
                 with contextlib.suppress(Exception):
-                    await self.records.delete("run", record.run_id)
+                    await self.records.drop(_runs_of(thread_id))
                     await self.threads.remove(thread_id)
 
     def _publish(self, type: str, record: RunRecord, data: dict[str, Any]) -> None:
         payload = _plain({"run_id": record.run_id, **data})
         with contextlib.suppress(Exception):  # a broker failure must not lose the run's outcome
             self.broker.publish(Event(type, payload), record.thread_id)
+
+
+def _runs_of(thread_id: str) -> str:
+    """The collection of a thread's run records."""
+    return f"runs:{thread_id}"
 
 
 def _plain(value: Any) -> Any:

@@ -39,6 +39,8 @@ thread a search would return; a stateless run asks `create` for its temporary th
 Return False to refuse: a thread the request may not `read` answers 404 like an unknown one.
 """
 
+_THREADS: Final = "threads"  # the collection of thread records
+
 THREAD_STATUSES: Final = ("idle", "busy", "interrupted", "error")
 
 
@@ -94,17 +96,17 @@ class Threads:
 
     async def find(self, thread_id: str) -> ThreadRecord | None:
         """The thread's record, without asking `authorize` (for the server's own use)."""
-        value = await self.records.get("thread", thread_id)
+        value = await self.records.get(_THREADS, thread_id)
         return None if value is None else ThreadRecord.from_json(value)
 
     async def save(self, record: ThreadRecord) -> None:
-        await self.records.put("thread", record.thread_id, record.to_json())
+        await self.records.put(_THREADS, record.thread_id, record.to_json())
 
     async def remove(self, thread_id: str) -> None:
-        await self.records.delete("thread", thread_id)
+        await self.records.delete(_THREADS, thread_id)
 
     async def all(self) -> list[ThreadRecord]:
-        return [ThreadRecord.from_json(v) for v in await self.records.values("thread")]
+        return [ThreadRecord.from_json(v) for v in await self.records.values(_THREADS)]
 
     async def set_active(self, thread_id: str, run_id: str | None, *,
                          unless: str | None = None) -> None:
