@@ -18,6 +18,7 @@ PACKAGES = [
     "chronos.stream",
     "chronos.store",
     "chronos.demo",
+    "chronos.server",
 ]
 
 _SURFACE = """

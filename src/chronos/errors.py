@@ -28,12 +28,14 @@ ChronosError
 ├── StoreError
 │   ├── CheckpointNotFound       .session_id .checkpoint_id
 │   └── StateNotSerializable     .key
-└── BrokerError
-    ├── InvalidLastEventID       .value: also a ValueError
-    ├── SubscriptionExists       .subscription_id
-    ├── SubscriptionOverflow     .subscription_id .last_event_id: closed for reading too slowly
-    ├── EventNotSerializable     .reason: event data JSON cannot carry; also a TypeError
-    └── BrokerUnavailable        the backing service (Redis) cannot be reached
+├── BrokerError
+│   ├── InvalidLastEventID       .value: also a ValueError
+│   ├── SubscriptionExists       .subscription_id
+│   ├── SubscriptionOverflow     .subscription_id .last_event_id: closed for reading too slowly
+│   ├── EventNotSerializable     .reason: event data JSON cannot carry; also a TypeError
+│   └── BrokerUnavailable        the backing service (Redis) cannot be reached
+└── RequestRefused               .status_code .detail: the server refuses a request (404, 422...)
+    └── ClientGone               the client disconnected while sending its request
 ```
 
 An interrupt is not an error: it is a graph event and a run status.
@@ -50,6 +52,7 @@ __all__ = [
     "BrokerUnavailable",
     "CheckpointNotFound",
     "ChronosError",
+    "ClientGone",
     "ConfigurationError",
     "EmitOutsideRunError",
     "EventNotSerializable",
@@ -66,6 +69,7 @@ __all__ = [
     "ProviderStreamError",
     "ProviderTimeoutError",
     "RateLimitError",
+    "RequestRefused",
     "RouterError",
     "RunConflictError",
     "ServerError",
@@ -354,3 +358,25 @@ class EventNotSerializable(BrokerError, TypeError):
 
 class BrokerUnavailable(BrokerError):
     """The service behind the broker (e.g. Redis) cannot be reached."""
+
+
+# --- the HTTP server ---------------------------------------------------------------------------
+
+
+class RequestRefused(ChronosError):
+    """`chronos.server` refuses a request: answered with `status_code` and `{"detail": ...}`.
+
+    `detail` is safe to show the client: it names the field or id at fault, nothing else.
+    """
+
+    def __init__(self, status_code: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status_code = status_code
+        self.detail = detail
+
+
+class ClientGone(RequestRefused):
+    """The client disconnected while sending its request: nothing to answer, not an error."""
+
+    def __init__(self) -> None:
+        super().__init__(499, "the client disconnected while sending its request")

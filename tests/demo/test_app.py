@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -193,3 +194,20 @@ async def test_sessions_are_forgotten_once_their_events_have_left_the_replay(
         assert list(app._runs.sessions) == [second]
         assert (await client.get(f"/runs/{first}")).status_code == 404
         assert (await client.get(f"/runs/{second}")).status_code == 200
+
+
+async def test_a_body_over_the_limit_is_refused_while_read(replay_server: ReplayServer) -> None:
+    app = create_app(model_saying(replay_server, *drafts(["unused"])))
+
+    async def huge() -> AsyncIterator[bytes]:  # no Content-Length: refused mid-body
+        yield b'{"prompt": "'
+        for _ in range(100):
+            yield b"x" * 65_536
+        yield b'"}'
+
+    async with running(app) as server, httpx.AsyncClient(base_url=server.url) as client:
+        refused = await client.post("/runs", content=huge())
+        assert refused.status_code == 413
+        declared = await client.post("/runs", content=b"x" * 100_000)
+        assert declared.status_code == 413
+        assert app._runs.sessions == {}  # nothing started

@@ -8,6 +8,7 @@ chronos sessions                                             # the runs in the s
 chronos checkpoints SESSION                                  # one run's checkpoints
 chronos resume SESSION myapp.agents:graph --update '{"approved": true}'   # continue it
 chronos demo                                                 # the live demo, in a browser
+chronos serve myapp.agents:graph --port 8123                 # graphs behind the Agent Server API
 ```
 
 This is the only package that talks to the terminal (with rich); the library never prints.
@@ -26,7 +27,7 @@ from collections.abc import Callable, Sequence
 from rich.console import Console
 
 from chronos import __version__
-from chronos.cli import _chat, _common, _demo, _run, _sessions
+from chronos.cli import _chat, _common, _demo, _run, _serve, _sessions
 from chronos.cli._common import Terminal
 from chronos.errors import ChronosError, ConfigurationError
 
@@ -42,6 +43,7 @@ _SUBCOMMANDS: Sequence[Callable[[_common.Commands], None]] = (
     _sessions.add_checkpoints,
     _run.add_resume,
     _demo.add_demo,
+    _serve.add_serve,
 )
 
 

@@ -35,6 +35,8 @@ from starlette.types import Receive, Scope, Send
 from chronos.demo._graph import build_graph, graph_layout
 from chronos.graph import Runner, RunState
 from chronos.model import Provider
+from chronos.server import read_body
+from chronos.server._errors import exception_handlers
 from chronos.store import CheckpointStore, MemoryStore
 from chronos.stream import Broker, Event
 
@@ -43,6 +45,7 @@ __all__ = ["DemoApp", "create_app"]
 _log = logging.getLogger("chronos.demo")
 
 _MAX_PROMPT: Final = 4000  # characters; the local model's context is 2048 tokens
+_MAX_BODY: Final = 64 * 1024  # bytes: a longest prompt, escaped, fits many times over
 # A session's events stay replayable for an hour, so that a tab reloaded while the run
 # waits for a review still shows it all.
 _REPLAY_EVENTS: Final = 20_000
@@ -213,6 +216,7 @@ class DemoApp:
                 Route("/runs/{session_id}/events", _SessionEvents(self._runs)),
             ],
             lifespan=self._lifespan,
+            exception_handlers=exception_handlers,  # 413, and a client gone mid-body
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -305,8 +309,9 @@ def _error(status: int, detail: str) -> Response:
 
 
 async def _json_object(request: Request) -> dict[str, Any] | None:
+    """The body as a JSON object, None if it is not one; limited while it is read (413)."""
     try:
-        body = orjson.loads(await request.body())
+        body = orjson.loads(await read_body(request, _MAX_BODY))
     except orjson.JSONDecodeError:
         return None
     return body if isinstance(body, dict) else None

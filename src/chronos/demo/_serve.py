@@ -1,75 +1,7 @@
-"""`serve`: run the demo app under uvicorn, as `chronos demo` does."""
+"""`serve`: run the demo app under uvicorn, as `chronos demo` does (`chronos.server.serve`)."""
 
 from __future__ import annotations
 
-import errno
-import socket
-from collections.abc import Callable
+from chronos.server._serve import bind, serve
 
-import uvicorn
-
-from chronos.demo._app import DemoApp
-from chronos.errors import ConfigurationError
-
-__all__ = ["serve"]
-
-
-class _Server(uvicorn.Server):
-    """uvicorn, telling the app when shutdown begins and the caller when it is listening."""
-
-    def __init__(self, config: uvicorn.Config, app: DemoApp, on_ready: Callable[[], None]) -> None:
-        super().__init__(config)
-        self._demo = app
-        self._on_ready = on_ready
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        if self.started:
-            self._on_ready()
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        # uvicorn waits for open responses before it stops, and event streams never end by
-        # themselves: closing the app's broker ends them.
-        await self._demo.aclose()
-        await super().shutdown(sockets)
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A listening socket on `host`:`port`.
-
-    Raises:
-        ConfigurationError: the port is in use, or the address cannot be bound.
-    """
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise ConfigurationError(f"cannot resolve host {host!r}: {exc.strerror}") from exc
-    family, kind, protocol, _, address = infos[0]
-    sock = socket.socket(family, kind, protocol)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(2048)
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise ConfigurationError(
-                f"port {port} on {host} is in use; stop what uses it or pass --port"
-            ) from exc
-        raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
-    return sock
-
-
-async def serve(
-    app: DemoApp,
-    sock: socket.socket,
-    *,
-    on_ready: Callable[[], None] = lambda: None,
-    log_level: str = "warning",
-) -> None:
-    """Serve `app` on the listening socket `sock` (see `bind`) until Ctrl-C or SIGTERM.
-
-    `on_ready` is called once the server accepts requests.
-    """
-    config = uvicorn.Config(app, log_level=log_level, lifespan="on")
-    await _Server(config, app, on_ready).serve(sockets=[sock])
+__all__ = ["bind", "serve"]

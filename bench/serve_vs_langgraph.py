@@ -1,0 +1,263 @@
+"""`chronos serve` against the reference LangGraph Agent Server (`langgraph dev`), in one run.
+
+    .venv/bin/python bench/serve_vs_langgraph.py
+    .venv/bin/python bench/serve_vs_langgraph.py --servers chronos reference-best --streams 200
+
+Same graph (three nodes, a custom event from each, 200 streamed tokens: `tests/server/graphs.py`
+and its LangGraph twin `tests/server/reference_graphs.py`), same client (the official Python
+`langgraph-sdk`, one `get_client` per simulated user, in this process), each server a fresh
+process on 127.0.0.1:
+
+- runs/s through `runs.wait` (a new thread, then `runs.wait` on it) with 1 and 50 users,
+  each user looping for `--duration` seconds;
+- time from the `runs.stream` call to the first event the SDK yields (the `metadata` event)
+  and to the first graph event (`plan`'s custom event), p50/p99, with 1 user streaming one
+  run after another and with 50 users streaming at once; modes `custom` + `messages-tuple`;
+- `--streams` threads (1,000) with a stream open each, all at once, tokens `--token-delay`
+  apart so the runs overlap: the server's RSS (its process tree) over its RSS before, per open
+  stream, at its peak and when every stream has had its first event; and the events/s the
+  SDK clients received from all of them together.
+
+Servers: `chronos` (`chronos serve`, defaults: SQLite store in its directory, in-process
+broker); `reference-defaults` (`langgraph dev --no-browser --no-reload`, 10 runs at once per
+worker, its queue polling every 0.5 s when idle); `reference-best`: the same with
+`--n-jobs-per-worker 1000` (a run for every user at once; the in-memory runtime has no
+setting for its poll interval: `langgraph_runtime_inmem.ops.Runs.next` sleeps 0.5 s). The
+open streams are measured on `reference-best` and `chronos`; on the reference only up to
+`--reference-streams-max` (200) at once: in a trial on this shared 2-core machine it
+delivered 177 events/s to 50 open streams, so 1,000 (204,000 events) would take 20 minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx
+from langgraph_sdk import get_client
+from tests.server.conformance_servers import ServedAPI, chronos_server, reference_server
+
+GRAPH_ID = "agent"
+STREAM_MODES = ["custom", "messages-tuple"]
+
+SERVERS: dict[str, Callable[[], AbstractContextManager[ServedAPI]]] = {
+    "chronos": chronos_server,
+    "reference-defaults": reference_server,
+    "reference-best": lambda: reference_server(jobs_per_worker=1000),
+}
+
+
+def _rss_kib(pid: int) -> int:
+    """Resident memory of `pid` and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                parent = int(stat.rsplit(")", 1)[1].split()[1])
+                children.setdefault(parent, []).append(int(entry))
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        todo.extend(children.get(current, []))
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total
+
+
+def _percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+async def _wait_loop(url: str, deadline: float) -> int:
+    client = get_client(url=url)
+    done = 0
+    while time.monotonic() < deadline:
+        thread = await client.threads.create()
+        await client.runs.wait(thread["thread_id"], GRAPH_ID, input={"topic": "w"})
+        done += 1
+    await client.http.client.aclose()
+    return done
+
+
+async def runs_per_second(url: str, users: int, duration: float) -> float:
+    start = time.monotonic()
+    counts = await asyncio.gather(*(_wait_loop(url, start + duration) for _ in range(users)))
+    # The last runs may end after the deadline: divide by the time they took.
+    return sum(counts) / (time.monotonic() - start)
+
+
+async def _stream_once(client: Any) -> tuple[float, float]:
+    """Seconds from the `runs.stream` call to its first event, and to `plan`'s custom event."""
+    thread = await client.threads.create()
+    start = time.perf_counter()
+    first = graph_first = 0.0
+    async for part in client.runs.stream(
+        thread["thread_id"], GRAPH_ID, input={"topic": "f"}, stream_mode=STREAM_MODES
+    ):
+        if not first:
+            first = time.perf_counter() - start
+        if part.event == "custom" and not graph_first:
+            graph_first = time.perf_counter() - start
+    return first, graph_first
+
+
+async def first_event_latency(url: str, users: int, per_user: int) -> dict[str, float]:
+    samples: list[tuple[float, float]] = []
+
+    async def user() -> None:
+        client = get_client(url=url)
+        for _ in range(per_user):
+            samples.append(await _stream_once(client))
+        await client.http.client.aclose()
+
+    await asyncio.gather(*(user() for _ in range(users)))
+    first = [sample[0] for sample in samples]
+    graph_first = [sample[1] for sample in samples]
+    return {
+        "samples": len(samples),
+        "first p50 ms": 1000 * statistics.median(first),
+        "first p99 ms": 1000 * _percentile(first, 0.99),
+        "graph p50 ms": 1000 * statistics.median(graph_first),
+        "graph p99 ms": 1000 * _percentile(graph_first, 0.99),
+    }
+
+
+async def open_streams(api: ServedAPI, count: int, token_delay: float) -> dict[str, float]:
+    # Threads made through one client, so that no stream starts on a kept-alive connection
+    # that the server may have closed meanwhile (a race every HTTP client has).
+    setup = get_client(url=api.url)
+    threads = [(await setup.threads.create())["thread_id"] for _ in range(count)]
+    await setup.http.client.aclose()
+    clients = [get_client(url=api.url) for _ in range(count)]
+    await asyncio.sleep(1.0)
+    idle_kib = _rss_kib(api.pid)
+    received = 0
+    started = 0
+    all_open = asyncio.Event()
+    peak_kib = idle_kib
+    open_kib = idle_kib
+
+    async def watch_memory() -> None:
+        nonlocal peak_kib, open_kib
+        while True:
+            rss = _rss_kib(api.pid)
+            peak_kib = max(peak_kib, rss)
+            if all_open.is_set() and open_kib == idle_kib:
+                open_kib = rss
+            await asyncio.sleep(0.1)
+
+    failed = 0
+
+    async def stream(client: Any, thread_id: str) -> None:
+        nonlocal received, started, failed
+        first = True
+        try:
+            async for _part in client.runs.stream(
+                thread_id, GRAPH_ID, input={"topic": "o", "token_delay": token_delay},
+                stream_mode=STREAM_MODES,
+            ):
+                received += 1
+                if first:
+                    first = False
+                    started += 1
+                    if started == count:
+                        all_open.set()
+        except httpx.HTTPError as exc:
+            failed += 1
+            print(f"  a stream failed: {exc!r}", flush=True)
+
+    watcher = asyncio.create_task(watch_memory())
+    start = time.monotonic()
+    try:
+        await asyncio.gather(*(stream(c, t) for c, t in zip(clients, threads, strict=True)))
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+    elapsed = time.monotonic() - start
+    for client in clients:
+        await client.http.client.aclose()
+    return {
+        "idle MiB": idle_kib / 1024,
+        "KiB/stream when all open": (open_kib - idle_kib) / count,
+        "KiB/stream at peak": (peak_kib - idle_kib) / count,
+        "events": received,
+        "failed streams": failed,
+        "events/s": received / elapsed,
+        "seconds": elapsed,
+    }
+
+
+@contextlib.contextmanager
+def _server(name: str) -> Iterator[ServedAPI]:
+    with SERVERS[name]() as api:
+        # One run first, so that imports and first-call caches are not measured.
+        async def warm_up() -> None:
+            client = get_client(url=api.url)
+            thread = await client.threads.create()
+            await client.runs.wait(thread["thread_id"], GRAPH_ID, input={"topic": "warm"})
+            await client.http.client.aclose()
+
+        asyncio.run(warm_up())
+        yield api
+
+
+def _print(server: str, measure: str, figures: dict[str, float]) -> None:
+    shown = "  ".join(
+        f"{key} {value:.1f}" if isinstance(value, float) else f"{key} {value}"
+        for key, value in figures.items()
+    )
+    print(f"{server:<20} {measure:<28} {shown}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--servers", nargs="+", choices=list(SERVERS), default=list(SERVERS))
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per runs/s")
+    parser.add_argument("--latency-runs", type=int, default=100,
+                        help="streams of the single user (each of the 50 does 2)")
+    parser.add_argument("--streams", type=int, nargs="+", default=[200, 1000],
+                        help="open streams at once, one measure per count")
+    parser.add_argument("--reference-streams-max", type=int, default=200,
+                        help="the largest count measured on the reference")
+    parser.add_argument("--token-delay", type=float, default=0.02)
+    parser.add_argument("--concurrency", type=int, default=50)
+    args = parser.parse_args()
+    print(f"load average before: {os.getloadavg()}", flush=True)
+    for name in args.servers:
+        with _server(name) as api:
+            for users in (1, args.concurrency):
+                rate = asyncio.run(runs_per_second(api.url, users, args.duration))
+                _print(name, f"runs.wait, {users} users", {"runs/s": rate})
+            single = asyncio.run(first_event_latency(api.url, 1, args.latency_runs))
+            _print(name, "first event, 1 user", single)
+            crowd = asyncio.run(first_event_latency(api.url, args.concurrency, 2))
+            _print(name, f"first event, {args.concurrency} users", crowd)
+        if name == "reference-defaults":
+            continue
+        for count in args.streams:
+            if name.startswith("reference") and count > args.reference_streams_max:
+                continue
+            with _server(name) as api:
+                figures = asyncio.run(open_streams(api, count, args.token_delay))
+                _print(name, f"{count} open streams", figures)
+    print(f"load average after: {os.getloadavg()}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""A run's record: `RunRecord` in the process executing it, `RunInfo` as every process reads it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
+
+from chronos.server._assistants import ServedGraph
+from chronos.server._run_request import RunRequest
+from chronos.server._state import iso
+
+__all__ = ["TERMINAL", "RunInfo", "RunRecord"]
+
+TERMINAL: Final = frozenset({"success", "error", "interrupted", "timeout"})
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """A run as stored: what `runs.get`, `list`, `join` and `join_stream` read, anywhere."""
+
+    run_id: str
+    thread_id: str
+    status: str
+    described: Mapping[str, Any]
+    result: Any
+    modes: tuple[str, ...]
+    subgraphs: bool
+    base_checkpoint_id: str | None  # what it started from: where a rollback returns
+    created_at: float
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL
+
+    def describe(self) -> dict[str, Any]:
+        return dict(self.described)
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> RunInfo:
+        return cls(run_id=value["run_id"], thread_id=value["thread_id"], status=value["status"],
+                   described=value["described"], result=value["result"],
+                   modes=tuple(value["modes"]), subgraphs=value["subgraphs"],
+                   base_checkpoint_id=value["base_checkpoint_id"],
+                   created_at=value["created_at"])
+
+
+@dataclass
+class RunRecord:
+    """A run in the process executing it: its request, its task, and its outcome so far."""
+
+    run_id: str
+    thread_id: str
+    temporary: bool  # its thread is a stateless run's, deleted when the run ends
+    served: ServedGraph
+    request: RunRequest
+    created_at: float
+    status: str = "pending"  # running, success, error, interrupted
+    updated_at: float = 0.0
+    values: Any = None  # the thread's values when the run ended
+    error: str = ""
+    error_type: str = ""
+    base_checkpoint_id: str | None = None
+    forgotten: bool = False  # rolled back or deleted: its record is gone for good
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "thread_id": self.thread_id,
+                "assistant_id": self.served.assistant_id, "created_at": iso(self.created_at),
+                "updated_at": iso(self.updated_at or self.created_at), "status": self.status,
+                "metadata": self.request.metadata,
+                "multitask_strategy": self.request.multitask_strategy,
+                "kwargs": self.request.kwargs()}
+
+    def result(self) -> Any:
+        """What `runs.wait` and `runs.join` answer: the final values, or the error."""
+        if self.status == "error":
+            return {"__error__": {"error": self.error_type, "message": self.error}}
+        return self.values
+
+    def to_json(self) -> dict[str, Any]:
+        value = {"run_id": self.run_id, "thread_id": self.thread_id, "status": self.status,
+                 "described": self.describe(), "result": self.result(),
+                 "modes": list(self.request.stream_modes),
+                 "subgraphs": self.request.stream_subgraphs,
+                 "base_checkpoint_id": self.base_checkpoint_id, "created_at": self.created_at}
+        plain: dict[str, Any] = orjson.loads(orjson.dumps(value, default=repr))
+        return plain
+
+    def info(self) -> RunInfo:
+        return RunInfo.from_json(self.to_json())

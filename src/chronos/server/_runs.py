@@ -1,0 +1,263 @@
+"""Runs: start them on a thread (by multitask strategy), execute them, wait for them, cancel
+them, from any server process.
+
+Each run executes in a task of the process that started it (`aclose` cancels and awaits
+them all, so none outlives the app) through the assistant's `graph.Runner`, whose events go
+to the broker with the thread id as topic. Before and after the runner, the manager publishes
+`run_start` and `run_end` markers to the same topic, and it keeps the run's record (status,
+result) in the shared `Records`. So any process can find a run, wait for its `run_end`, and
+stream it; a cancel for a run executing elsewhere travels as a message on the broker's
+control topic, which every process follows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+
+from chronos.errors import RequestRefused
+from chronos.graph import Runner
+from chronos.server._assistants import Assistants
+from chronos.server._records import Records
+from chronos.server._run_record import RunInfo, RunRecord
+from chronos.server._run_request import RunRequest
+from chronos.server._run_start import call_runner
+from chronos.server._stream_modes import RUN_END, RUN_START
+from chronos.server._threads import ThreadRecord, Threads
+from chronos.store import Checkpoint
+from chronos.stream import BrokerProtocol, Event, Subscription
+
+__all__ = ["Runs"]
+
+_MAX_QUEUED: Final = 100  # runs enqueued on one thread; more are refused (409)
+_CONTROL_TOPIC: Final = "chronos-server-control"
+_CANCEL: Final = "cancel_run"
+_RECHECK_SECONDS: Final = 5.0  # how often a wait re-reads a run executing elsewhere
+
+
+@dataclass(frozen=True, slots=True)
+class _Rollback:
+    """Runs were rolled back: the next one starts from `to` (None: from nothing)."""
+
+    to: Checkpoint | None
+
+
+class Runs:
+    def __init__(self, assistants: Assistants, threads: Threads, broker: BrokerProtocol,
+                 records: Records) -> None:
+        self.assistants = assistants
+        self.threads = threads
+        self.broker = broker
+        self.records = records
+        self._local: dict[str, RunRecord] = {}  # the unfinished runs this process executes
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._control: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        """Follow the control topic, to cancel runs of this process asked for elsewhere."""
+        subscription = self.broker.subscribe(f"run-control-{uuid.uuid4().hex}",
+                                             [_CONTROL_TOPIC])
+        self._control = asyncio.create_task(self._follow_control(subscription))
+
+    async def _follow_control(self, subscription: Subscription) -> None:
+        async with subscription:
+            async for event in subscription:
+                data = event.data if isinstance(event.data, dict) else {}
+                local = self._local.get(str(data.get("run_id")))
+                if event.type == _CANCEL and local is not None:
+                    self._cancel_local(local, str(data.get("action")))
+
+    async def get(self, thread_id: str, run_id: str) -> RunInfo:
+        value = await self.records.get(_runs_of(thread_id), run_id)
+        if value is None:
+            raise RequestRefused(404, f"Run with ID {run_id} not found")
+        return RunInfo.from_json(value)
+
+    async def of_thread(self, thread_id: str) -> list[RunInfo]:
+        """The thread's runs, newest first."""
+        found = [RunInfo.from_json(v) for v in await self.records.values(_runs_of(thread_id))]
+        return sorted(found, key=lambda r: -r.created_at)
+
+    async def start(self, thread: ThreadRecord, request: RunRequest) -> RunRecord:
+        """Start (or enqueue) a run on `thread`, applying its multitask strategy.
+
+        Raises:
+            RequestRefused: 404 unknown assistant or checkpoint, 409 a busy thread under "reject"
+                (or a full queue), 422 a bad interrupt node.
+        """
+        served = self.assistants.find(request.assistant_id)
+        runner = self.assistants.runner(served, request.interrupt_before,
+                                        request.interrupt_after)
+        if request.checkpoint_id is not None:
+            await self.threads.checkpoint(thread.thread_id, request.checkpoint_id)
+        busy = [r for r in await self.of_thread(thread.thread_id) if not r.finished]
+        rollback: _Rollback | None = None
+        if busy:
+            strategy = request.multitask_strategy
+            if strategy == "reject":
+                raise RequestRefused(409, "Thread is already running a task. Wait for it to finish "
+                                    "or choose a different multitask strategy.")
+            if strategy == "enqueue" and len(busy) >= _MAX_QUEUED:
+                raise RequestRefused(409, f"Thread has {_MAX_QUEUED} runs queued already")
+            if strategy in ("interrupt", "rollback"):
+                if strategy == "rollback":
+                    rollback = await self._rollback_point(busy[-1])
+                for old in busy:
+                    await self.cancel(old, action=strategy)
+                busy = []
+        if "graph_id" not in thread.metadata:
+            thread.metadata.update(graph_id=served.graph_id, assistant_id=served.assistant_id)
+            await self.threads.save(thread)
+        record = RunRecord(str(uuid.uuid4()), thread.thread_id, thread.temporary, served,
+                           request, time.time())
+        self._local[record.run_id] = record
+        await self._save(record)
+        waits_for = busy[0] if busy else None  # the newest: it waits for the older ones
+        task = asyncio.create_task(self._execute(record, runner, waits_for, rollback))
+        record.task = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return record
+
+    async def _rollback_point(self, oldest: RunInfo) -> _Rollback | None:
+        if oldest.status == "pending":  # never started: the thread is as it was
+            return None
+        if oldest.base_checkpoint_id is None:
+            return _Rollback(None)
+        return _Rollback(await self.threads.store.get(oldest.base_checkpoint_id))
+
+    async def finished(self, run: RunInfo) -> None:
+        """Wait until the run has ended, wherever it executes."""
+        local = self._local.get(run.run_id)
+        if local is not None:
+            await local.done.wait()
+            return
+        topic = run.thread_id
+        async with self.broker.subscribe(f"run-wait-{uuid.uuid4().hex}", [topic]) as waiting:
+            while True:
+                current = await self.records.get(_runs_of(run.thread_id), run.run_id)
+                if current is None or RunInfo.from_json(current).finished:
+                    return
+                batch = await waiting.receive_batch(timeout=_RECHECK_SECONDS)
+                if waiting.closed:
+                    return
+                for event in batch:
+                    if event.type == RUN_END and isinstance(event.data, dict) and \
+                            event.data.get("run_id") == run.run_id:
+                        return
+
+    def request_cancel(self, run: RunInfo, *, action: str = "interrupt") -> None:
+        """Begin cancelling a run, here or through the control topic; "rollback" also
+        forgets it."""
+        local = self._local.get(run.run_id)
+        if local is not None:
+            self._cancel_local(local, action)
+            return
+        with contextlib.suppress(Exception):
+            self.broker.publish(Event(_CANCEL, {"run_id": run.run_id, "action": action}),
+                                _CONTROL_TOPIC)
+
+    def _cancel_local(self, record: RunRecord, action: str) -> None:
+        if action == "rollback":
+            record.forgotten = True
+        if record.task is not None and not record.done.is_set():
+            record.task.cancel()
+
+    async def cancel(self, run: RunInfo, *, action: str = "interrupt") -> None:
+        """Cancel a run and wait until it has ended (a finished one is only forgotten on
+        "rollback")."""
+        self.request_cancel(run, action=action)
+        await self.finished(run)
+        if action == "rollback":
+            await self.records.delete(_runs_of(run.thread_id), run.run_id)
+
+    async def delete_thread(self, thread_id: str) -> None:
+        """Cancel a thread's runs, then forget them and the thread (records do not pile up)."""
+        for run in await self.of_thread(thread_id):
+            if not run.finished:
+                await self.cancel(run)
+        await self.records.drop(_runs_of(thread_id))
+        await self.threads.remove(thread_id)
+
+    async def aclose(self) -> None:
+        """Stop following the control topic; cancel every run here and wait for them."""
+        tasks = list(self._tasks)
+        if self._control is not None:
+            tasks.append(self._control)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _save(self, record: RunRecord) -> None:
+        if not record.forgotten:
+            await self.records.put(_runs_of(record.thread_id), record.run_id, record.to_json())
+
+    async def _execute(self, record: RunRecord, runner: Runner, waits_for: RunInfo | None,
+                       rollback: _Rollback | None) -> None:
+        thread_id = record.thread_id
+        try:
+            if record.request.after_seconds:
+                await asyncio.sleep(record.request.after_seconds)
+            if waits_for is not None:
+                await self.finished(waits_for)
+            record.status = "running"
+            await self._save(record)
+            await self.threads.set_active(thread_id, record.run_id)
+            request = record.request
+            base: Checkpoint | None
+            if request.checkpoint_id is not None:
+                base = await self.threads.store.get(request.checkpoint_id)
+            elif rollback is not None:
+                base = rollback.to
+            else:
+                base = await self.threads.store.latest(thread_id)
+            record.base_checkpoint_id = base.id if base is not None else None
+            result = await call_runner(
+                runner, thread_id, request, base,
+                from_base=rollback is not None or request.checkpoint_id is not None,
+                announce=lambda data: self._publish(RUN_START, record, data))
+            record.values = _plain(dict(result.state))
+            record.status = "success"
+        except asyncio.CancelledError:
+            record.status = "interrupted"
+            with contextlib.suppress(Exception):
+                latest = await self.threads.store.latest(thread_id)
+                record.values = _plain(dict(latest.state)) if latest is not None else None
+        except Exception as exc:
+            record.status = "error"
+            record.error_type = type(exc).__name__
+            record.error = str(exc)
+        finally:
+            record.updated_at = time.time()
+            with contextlib.suppress(Exception):  # the end marker must go out regardless
+                await self.threads.set_active(thread_id, None, unless=record.run_id)
+                await self._save(record)
+            self._publish(RUN_END, record, {"status": record.status, "error": record.error,
+                                            "error_type": record.error_type})
+            self._local.pop(record.run_id, None)
+            record.done.set()
+            if record.temporary:  # a stateless run's thread and record go with it
+                with contextlib.suppress(Exception):
+                    await self.records.drop(_runs_of(thread_id))
+                    await self.threads.remove(thread_id)
+
+    def _publish(self, type: str, record: RunRecord, data: dict[str, Any]) -> None:
+        payload = _plain({"run_id": record.run_id, **data})
+        with contextlib.suppress(Exception):  # a broker failure must not lose the run's outcome
+            self.broker.publish(Event(type, payload), record.thread_id)
+
+
+def _runs_of(thread_id: str) -> str:
+    """The collection of a thread's run records."""
+    return f"runs:{thread_id}"
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready: what JSON cannot carry is shown by its repr, as the runner's events do."""
+    return orjson.loads(orjson.dumps(value, default=repr))

@@ -1,0 +1,95 @@
+"""A run's stream over SSE: `event: <mode>` / `data: <json>` / `id: <broker id>` frames.
+
+Fed by a broker subscription to the run's thread, so a run executing in another process
+streams the same way, and `Last-Event-ID` resumes through the broker's replay. The stream ends
+with the run's `run_end` marker; a client that leaves ends it early and, if the run was asked
+to (`on_disconnect="cancel"`), cancels the run.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, Final
+
+import orjson
+from starlette.responses import StreamingResponse
+
+from chronos.server._retention import run_topics
+from chronos.server._stream_modes import RunTranslator
+from chronos.stream import GAP, BrokerProtocol, Subscription
+
+__all__ = ["HEARTBEAT_SECONDS", "open_subscription", "run_stream_response"]
+
+HEARTBEAT_SECONDS: Final = 10.0
+_MAX_PENDING: Final = 100_000  # events held for a slow client before it gets a gap
+_HEARTBEAT: Final = b": heartbeat\n\n"
+
+
+def open_subscription(broker: BrokerProtocol, thread_id: str,
+                      last_event_id: str | None = None) -> Subscription:
+    """Subscribe to a thread's events: before a run starts, to miss none of them.
+
+    Raises:
+        InvalidLastEventID: a malformed `last_event_id` (answered with 400).
+    """
+    return broker.subscribe(f"run-stream-{uuid.uuid4().hex}", run_topics(thread_id),
+                            last_event_id=last_event_id, max_pending=_MAX_PENDING)
+
+
+def frame(event: str, data: Any, id: str | None = None) -> bytes:
+    head = b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data, default=repr)
+    return head + (b"\nid: " + id.encode() if id else b"") + b"\n\n"
+
+
+def run_stream_response(
+    run_id: str,
+    subscription: Subscription,
+    *,
+    modes: tuple[str, ...],
+    subgraphs: bool,
+    started: bool,
+    send_metadata: bool,
+    on_disconnect: Callable[[], None] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> StreamingResponse:
+    """The SSE response streaming run `run_id` from `subscription` (which it closes).
+
+    `on_disconnect` is called if the client leaves before the run's end.
+    """
+    translator = RunTranslator(run_id, modes, subgraphs=subgraphs, started=started)
+    body = _frames(run_id, subscription, translator, send_metadata=send_metadata,
+                   on_disconnect=on_disconnect)
+    return StreamingResponse(body, media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", **(headers or {})})
+
+
+async def _frames(run_id: str, subscription: Subscription, translator: RunTranslator, *,
+                  send_metadata: bool, on_disconnect: Callable[[], None] | None
+                  ) -> AsyncIterator[bytes]:
+    try:
+        if send_metadata:
+            yield frame("metadata", {"run_id": run_id, "attempt": 1})
+        while not translator.finished:
+            batch = await subscription.receive_batch(timeout=HEARTBEAT_SECONDS)
+            if not batch:
+                if subscription.closed:
+                    break
+                yield _HEARTBEAT
+                continue
+            out: list[bytes] = []
+            for event in batch:
+                if event.type == GAP:
+                    # Too slow a reader: say so (SDKs ignore comments; a browser sees the gap).
+                    out.append(b": gap " + orjson.dumps(event.data) + b"\n\n")
+                    continue
+                for name, data in translator.frames(event.type, event.data):
+                    out.append(frame(name, data, event.id))
+                if translator.finished:
+                    break
+            if out:
+                yield b"".join(out)
+    finally:
+        await subscription.aclose()
+        if on_disconnect is not None and not translator.finished:
+            on_disconnect()

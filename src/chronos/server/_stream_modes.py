@@ -1,0 +1,230 @@
+"""A run's broker events translated into the Agent Server's stream modes (pure, no I/O).
+
+The runner publishes chronos graph events (`node_end`, `token`, `custom`...) with the thread id
+as topic; the run manager brackets each run with `run_start` and `run_end` markers. One
+`RunTranslator` per SSE connection turns the events of its run into `(event, data)` pairs:
+
+- values: the state when the run starts, then after every node (so once per node of a
+  parallel step, where LangGraph sends one per step);
+- updates: `{node: update}` after every node, `{"__interrupt__": [...]}` when the run pauses;
+- messages-tuple: `messages` events `[message chunk, metadata]` for every model token;
+- messages: `messages/metadata` once per message, `messages/partial` with the message so far,
+  `messages/complete` when its node ends;
+- custom: the data given to `chronos.stream.emit`;
+- debug: `task` / `task_result` / `checkpoint` records; tasks: the task and task-result
+  payloads alone; checkpoints: the checkpoint payloads alone (values and next);
+- and `error` when the run fails.
+
+Subgraph events carry `event|namespace` names when the run asked for `stream_subgraphs`, and
+are left out otherwise.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any, Final
+
+import orjson
+
+from chronos.graph import END
+from chronos.server._state import iso
+
+__all__ = ["RUN_END", "RUN_START", "STREAM_MODES", "RunTranslator", "api_interrupts",
+           "message_chunk"]
+
+RUN_START: Final = "run_start"
+RUN_END: Final = "run_end"
+STREAM_MODES: Final = ("values", "updates", "messages", "messages-tuple", "custom", "debug",
+                       "tasks", "checkpoints")
+
+Frame = tuple[str, Any]
+
+
+def message_chunk(message_id: str, content: str, *, complete: bool = False,
+                  delta: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A LangChain AI message (chunk) as the SDKs receive it.
+
+    From a token's `graph.MessageDelta` (`delta`): its reasoning goes to
+    `additional_kwargs.reasoning_content`, its tool-call fragments to `tool_call_chunks` and
+    its complete tool calls (arguments parsed) to `tool_calls`, as LangChain's chat models put
+    them.
+    """
+    delta = delta or {}
+    reasoning = delta.get("reasoning") or ""
+    chunks = [{"name": d.get("name"), "args": d.get("arguments") or "", "id": d.get("id"),
+               "index": d.get("index"), "type": "tool_call_chunk"}
+              for d in delta.get("tool_call_deltas") or () if isinstance(d, Mapping)]
+    calls = [{"name": c.get("name"), "args": _arguments(c.get("arguments")), "id": c.get("id"),
+              "type": "tool_call"}
+             for c in delta.get("tool_calls") or () if isinstance(c, Mapping)]
+    return {"content": content,
+            "additional_kwargs": {"reasoning_content": reasoning} if reasoning else {},
+            "response_metadata": {}, "type": "ai" if complete else "AIMessageChunk",
+            "name": None, "id": message_id, "example": False, "tool_calls": calls,
+            "invalid_tool_calls": [], "usage_metadata": None,
+            **({} if complete else {"tool_call_chunks": chunks})}
+
+
+def _arguments(text: Any) -> Any:
+    try:
+        return orjson.loads(text) if isinstance(text, str) else {}
+    except orjson.JSONDecodeError:
+        return {}
+
+
+class RunTranslator:
+    """Follows one run's events on its thread's topic and yields its frames.
+
+    Args:
+        run_id: the API run id, as in the `run_start` / `run_end` markers.
+        modes: the stream modes asked for.
+        subgraphs: whether subgraph events are wanted.
+        started: whether the run had started when the subscription began (a join), so that
+            its events count before any `run_start` is seen.
+    """
+
+    def __init__(self, run_id: str, modes: tuple[str, ...], *, subgraphs: bool,
+                 started: bool) -> None:
+        self.run_id = run_id
+        self.modes = frozenset(modes)
+        self.subgraphs = subgraphs
+        self.inside = started
+        self.finished = False
+        self._messages: dict[str, str] = {}  # text so far per message id ("messages" mode)
+        self._message_nodes: dict[str, str] = {}
+        self._step = -1  # of the last checkpoint; a task belongs to the step after it
+        self._values: Any = None  # the state as last seen, for debug checkpoints
+        self._next: list[str] = []  # where the edges since the last checkpoint lead
+
+    def frames(self, type: str, payload: Any) -> list[Frame]:
+        """The frames one broker event gives (most give none or one)."""
+        if type in (RUN_START, RUN_END):
+            return self._marker(type, payload)
+        if not self.inside or self.finished or not isinstance(payload, Mapping):
+            return []
+        path = payload.get("path") or []
+        if path and not self.subgraphs:
+            return []
+        suffix = "|" + "|".join(path) if path else ""
+        out: list[Frame] = []
+        if type == "node_start":
+            self._debug(out, suffix, "task", {"id": _task_id(payload), "name": payload["node_id"],
+                                              "input": None, "triggers": []}, self._step + 1)
+        elif type == "edge_transition":
+            target = (payload.get("data") or {}).get("to")
+            if isinstance(target, str) and target != END and target not in self._next:
+                self._next.append(target)
+        elif type == "node_end":
+            self._node_end(out, suffix, payload)
+        elif type == "token":
+            self._token(out, suffix, payload)
+        elif type == "custom" and "custom" in self.modes:
+            out.append(("custom" + suffix, payload.get("data")))
+        elif type == "checkpoint" and payload.get("name") != "replay":
+            self._step += 1
+            self._checkpoint(out, suffix, str(payload.get("data")))
+        elif type == "interrupt":
+            self._interrupt(out, suffix, payload)
+        return out
+
+    def _interrupt(self, out: list[Frame], suffix: str, payload: Mapping[str, Any]) -> None:
+        """A pause: `interrupt()` questions go to updates and, with the state, to values; a
+        static interrupt (an interrupt node) is an empty `__interrupt__` in updates only."""
+        asked = [{**i, "response_schema": None} for i in api_interrupts(payload.get("data"))]
+        if "updates" in self.modes:
+            out.append(("updates" + suffix, {"__interrupt__": asked}))
+        if asked and "values" in self.modes and isinstance(payload.get("state"), Mapping):
+            out.append(("values" + suffix, {**payload["state"], "__interrupt__": asked}))
+
+    def _marker(self, type: str, payload: Any) -> list[Frame]:
+        if not isinstance(payload, Mapping) or payload.get("run_id") != self.run_id:
+            return []
+        if type == RUN_START:
+            self.inside = True
+            self._values = payload.get("values")
+            self._next = list(payload.get("next") or [])
+            out: list[Frame] = []
+            if "values" in self.modes:
+                out.append(("values", self._values))
+            # LangGraph's input checkpoint, before the first step.
+            self._debug(out, "", "checkpoint", {
+                "checkpoint_id": None, "values": payload.get("before"), "next": ["__start__"],
+                "metadata": {"source": "input", "step": -1}}, -1)
+            return out
+        self.finished = True
+        if payload.get("status") == "error":
+            return [("error", {"error": payload.get("error_type") or "Error",
+                               "message": payload.get("error") or ""})]
+        return []
+
+    def _node_end(self, out: list[Frame], suffix: str, payload: Mapping[str, Any]) -> None:
+        node_id = payload["node_id"]
+        update = payload.get("data")
+        self._values = payload.get("state")
+        self._next = []
+        if "updates" in self.modes:
+            out.append(("updates" + suffix, {node_id: update}))
+        if "values" in self.modes:
+            out.append(("values" + suffix, payload.get("state")))
+        self._debug(out, suffix, "task_result", {
+            "id": _task_id(payload), "name": node_id, "error": None, "interrupts": [],
+            "result": list((update or {}).items()) if isinstance(update, Mapping) else [],
+        }, self._step + 1)
+        if "messages" in self.modes:
+            for message_id in [m for m, n in self._message_nodes.items() if n == node_id]:
+                text = self._messages.pop(message_id)
+                del self._message_nodes[message_id]
+                out.append(("messages/complete" + suffix,
+                            [message_chunk(message_id, text, complete=True)]))
+
+    def _token(self, out: list[Frame], suffix: str, payload: Mapping[str, Any]) -> None:
+        delta = payload.get("data")
+        if not isinstance(delta, Mapping):
+            return
+        message_id = str(delta.get("message_id", ""))
+        content = str(delta.get("content") or "")
+        metadata = {"langgraph_node": payload.get("node_id"), "langgraph_step": self._step + 1,
+                    "langgraph_path": ["__pregel_pull", payload.get("node_id")],
+                    "run_id": self.run_id}
+        if "messages-tuple" in self.modes:
+            out.append(("messages" + suffix,
+                        [message_chunk(message_id, content, delta=delta), metadata]))
+        if "messages" in self.modes:
+            if message_id not in self._messages:
+                self._messages[message_id] = ""
+                self._message_nodes[message_id] = str(payload.get("node_id"))
+                out.append(("messages/metadata" + suffix, {message_id: {"metadata": metadata}}))
+            self._messages[message_id] += content
+            out.append(("messages/partial" + suffix,
+                        [message_chunk(message_id, self._messages[message_id], complete=True)]))
+
+    def _checkpoint(self, out: list[Frame], suffix: str, checkpoint_id: str) -> None:
+        self._debug(out, suffix, "checkpoint", {
+            "checkpoint_id": checkpoint_id, "values": self._values, "next": list(self._next),
+            "metadata": {"source": "loop", "step": self._step}}, self._step)
+
+    def _debug(self, out: list[Frame], suffix: str, kind: str, body: dict[str, Any],
+               step: int) -> None:
+        """A task, task result or checkpoint: for debug (wrapped) and tasks / checkpoints."""
+        if "debug" in self.modes:
+            out.append(("debug" + suffix, _record(kind, step, body)))
+        mode = "checkpoints" if kind == "checkpoint" else "tasks"
+        if mode in self.modes:
+            out.append((mode + suffix, body))
+
+
+def _record(kind: str, step: int, payload: dict[str, Any]) -> dict[str, Any]:
+    return {"type": kind, "timestamp": iso(time.time()), "step": step, "payload": payload}
+
+
+def api_interrupts(data: Any) -> list[dict[str, Any]]:
+    """`graph.interrupt()` questions (objects in process, dicts from Redis) as the API shows
+    them, `{"value", "id"}`; node ids (a pause before an interrupt node) give none."""
+    records = orjson.loads(orjson.dumps(data, default=repr)) if data else []
+    return [{"value": r.get("value"), "id": r.get("id")} for r in records
+            if isinstance(r, dict)]
+
+
+def _task_id(payload: Mapping[str, Any]) -> str:
+    return f"{payload.get('run_id')}:{payload.get('node_id')}:{'/'.join(payload.get('path') or [])}"

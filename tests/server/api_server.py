@@ -1,0 +1,73 @@
+"""A real `chronos serve` process on 127.0.0.1 for the HTTP behaviour tests (test_api_*)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+__all__ = ["Served", "serving"]
+
+_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Served:
+    url: str
+    log: Path
+    pid: int
+
+    def children(self) -> list[int]:
+        """The server's child processes (its workers beyond the first)."""
+        text = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text()
+        return [int(pid) for pid in text.split()]
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@contextlib.contextmanager
+def serving(*targets: str, store: str = "memory://", options: tuple[str, ...] = ()
+            ) -> Iterator[Served]:
+    """`chronos serve TARGETS` until the block ends (SIGTERM; it must exit by itself, as
+    uvicorn does: by re-raising the signal once shut down)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with tempfile.TemporaryDirectory(prefix="chronos-api-") as workdir:
+        log = Path(workdir) / "server.log"
+        env = {**os.environ, "PYTHONPATH": str(_ROOT)}
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [str(Path(sys.executable).parent / "chronos"), "serve", *targets, "--store",
+                 store, *options, "--host", "127.0.0.1", "--port", str(port)],
+                cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                assert process.poll() is None, log.read_text()
+                with contextlib.suppress(httpx.TransportError):
+                    if httpx.get(f"{url}/ok", timeout=1).status_code == 200:
+                        break
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+            yield Served(url, log, process.pid)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                assert process.wait(timeout=15) in (0, -signal.SIGTERM), log.read_text()
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
