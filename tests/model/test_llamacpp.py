@@ -55,6 +55,11 @@ def provider() -> Iterator[LlamaCppProvider]:
     local._unload()
 
 
+# Decodes llama.cpp may still run after the reader leaves: it stops at its next step, which
+# on a loaded machine can come several tokens late; far below the 200 an unstopped run makes.
+STOP_SLACK = 50
+
+
 def workers_alive() -> bool:
     return any(thread.name == WORKER for thread in threading.enumerate())
 
@@ -203,7 +208,7 @@ async def test_a_dropped_stream_stops_generation(provider: LlamaCppProvider) -> 
             break  # no aclose(): the stream is garbage now
     gc.collect()
     await wait_for_workers()
-    assert await decodes_since(provider, before) <= read + 10
+    assert await decodes_since(provider, before) <= read + STOP_SLACK
 
 
 @pytest.mark.anyio
@@ -217,7 +222,7 @@ async def test_cancelling_the_reader_stops_generation(provider: LlamaCppProvider
             if read == 3:
                 scope.cancel()
     assert scope.cancelled_caught
-    assert await decodes_since(provider, before) <= read + 10
+    assert await decodes_since(provider, before) <= read + STOP_SLACK
 
 
 @pytest.mark.anyio
@@ -386,6 +391,7 @@ async def test_a_prompt_longer_than_the_context_is_a_provider_error(
 async def test_what_a_local_model_cannot_do_is_refused_before_generating(
     provider: LlamaCppProvider,
 ) -> None:
+    await wait_for_workers()  # an earlier test's worker may still be finishing its last step
     with pytest.raises(ProviderError, match="response_format"):
         await provider.chat(request(response_format={"type": "json_object"}))
     assert not workers_alive()
