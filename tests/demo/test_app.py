@@ -11,6 +11,7 @@ import pytest
 
 from chronos.demo import create_app
 from chronos.model.openai import OpenAIProvider
+from chronos.store import MemoryStore
 from tests.demo.conftest import (
     WORDS,
     drafts,
@@ -194,6 +195,26 @@ async def test_sessions_are_forgotten_once_their_events_have_left_the_replay(
         assert list(app._runs.sessions) == [second]
         assert (await client.get(f"/runs/{first}")).status_code == 404
         assert (await client.get(f"/runs/{second}")).status_code == 200
+        # The app's own store forgets the session's checkpoints with it.
+        store = app.runner.store
+        assert store is not None
+        assert await store.latest(first) is None
+        assert await store.latest(second) is not None
+
+
+async def test_a_store_the_user_passed_keeps_forgotten_sessions(
+    replay_server: ReplayServer,
+) -> None:
+    store = MemoryStore()
+    app = create_app(model_saying(replay_server, *drafts(["One."], ["Two."])), store)
+    async with running(app) as server, httpx.AsyncClient(base_url=server.url) as client:
+        first = (await client.post("/runs", json={"prompt": "hi"})).json()["session_id"]
+        await read_events(client, first, until={"interrupt"})
+        await wait_until(lambda: app._runs.sessions[first].ended is not None)
+        app._runs.forget_after = 0.0
+        await client.post("/runs", json={"prompt": "hi"})
+        assert first not in app._runs.sessions
+        assert (await store.latest(first)) is not None
 
 
 async def test_a_body_over_the_limit_is_refused_while_read(replay_server: ReplayServer) -> None:

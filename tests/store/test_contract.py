@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from chronos.errors import CheckpointNotFound, StateNotSerializable, StoreError
+from chronos.errors import CheckpointNotFound, RunConflictError, StateNotSerializable, StoreError
 from chronos.store import Checkpoint, CheckpointStore, SessionInfo
+from chronos.store._protocol import SessionLeasing
 
 pytestmark = pytest.mark.anyio
 
@@ -81,6 +82,36 @@ async def test_unknown_checkpoint_raises_checkpoint_not_found(store: CheckpointS
     with pytest.raises(CheckpointNotFound) as caught:
         await store.get("missing")
     assert caught.value.checkpoint_id == "missing"
+
+
+async def test_delete_session_removes_its_checkpoints_and_no_others(
+    store: CheckpointStore,
+) -> None:
+    await store.put(make("a1", session="a"))
+    await store.put(make("a2", session="a", step=1, parent_id="a1"))
+    await store.put(make("b1", session="b"))
+    assert await store.delete_session("a") == 2
+    assert await store.latest("a") is None
+    assert await store.history("a") == []
+    with pytest.raises(CheckpointNotFound):
+        await store.get("a1")
+    assert [s.session_id for s in await store.sessions()] == ["b"]
+    assert (await store.get("b1")).session_id == "b"
+    assert await store.delete_session("a") == 0
+    assert await store.delete_session("never") == 0
+    # The session can start again from nothing.
+    await store.put(make("a1", session="a"))
+    assert [c.id for c in await store.history("a")] == ["a1"]
+
+
+async def test_delete_session_refuses_a_session_a_run_holds(store: CheckpointStore) -> None:
+    await store.put(make("h1", session="held"))
+    assert isinstance(store, SessionLeasing)
+    async with store.lease("held"):
+        with pytest.raises(RunConflictError):
+            await store.delete_session("held")
+    assert [c.id for c in await store.history("held")] == ["h1"]
+    assert await store.delete_session("held") == 1
 
 
 async def test_duplicate_id_is_rejected_and_the_first_kept(store: CheckpointStore) -> None:

@@ -68,15 +68,17 @@ class _Session:
 class _Runs:
     """The sessions this app started, and the tasks that run them."""
 
-    def __init__(self, runner: Runner, broker: Broker) -> None:
+    def __init__(self, runner: Runner, broker: Broker, *, owns_store: bool) -> None:
         self.runner = runner
         self.broker = broker
         self.sessions: dict[str, _Session] = {}
         # A session is forgotten once its task has been over this long: its events have left
         # the broker's replay, so no page could show it again (a review left waiting that
         # long goes too). Checked when a run starts, so the table is bounded by the runs of
-        # one window.
+        # one window; so are the checkpoints, when the store is the app's own (a store the
+        # user passed keeps its history).
         self.forget_after = _REPLAY_SECONDS
+        self.owns_store = owns_store
         self.group: anyio.abc.TaskGroup | None = None
         self.closed = False
         self._scopes: set[anyio.CancelScope] = set()
@@ -88,7 +90,7 @@ class _Runs:
         return self.group is not None and not self.closed
 
     async def start(self, prompt: str) -> _Session:
-        self._forget_ended()
+        await self._forget_ended()
         session_id = f"demo-{uuid.uuid4().hex[:12]}"
         async with self.broker.subscribe(f"{session_id}-cursor", [session_id]) as probe:
             self.broker.publish(Event("session", {"session_id": session_id}), session_id)
@@ -99,11 +101,13 @@ class _Runs:
         self._launch(session, lambda: self.runner.run(session_id, {"prompt": prompt}))
         return session
 
-    def _forget_ended(self) -> None:
+    async def _forget_ended(self) -> None:
         horizon = anyio.current_time() - self.forget_after
         for session in list(self.sessions.values()):
             if session.ended is not None and session.ended <= horizon:
                 del self.sessions[session.id]
+                if self.owns_store and self.runner.store is not None:
+                    await self.runner.store.delete_session(session.id)
 
     def resume(self, session: _Session, approved: bool) -> None:
         session.status = "running"  # before any await: a second press is refused (409)
@@ -203,7 +207,7 @@ class DemoApp:
                              replay_seconds=_REPLAY_SECONDS)
         self.runner = Runner(self.graph, store if store is not None else MemoryStore(),
                              self.broker)
-        self._runs = _Runs(self.runner, self.broker)
+        self._runs = _Runs(self.runner, self.broker, owns_store=store is None)
         self._layout = orjson.dumps(graph_layout(self.graph))
         self._page = importlib.resources.files("chronos.demo").joinpath("page.html").read_bytes()
         self._app = Starlette(

@@ -129,6 +129,16 @@ class CheckpointStore(Protocol):
         Reads no state, so listing stays cheap however large the states are.
         """
 
+    async def delete_session(self, session_id: str) -> int:
+        """Remove every checkpoint of the session; how many there were (0 for an unknown one).
+
+        A store that has `lease` deletes under the session's lease, so a session a run is
+        executing is never half-deleted under it.
+
+        Raises:
+            RunConflictError: a run holds the session; nothing was deleted.
+        """
+
     async def aclose(self) -> None:
         """Release connections and threads. Idempotent."""
 

@@ -93,6 +93,7 @@ class Queries:
             f"ON c.seq = s.last ORDER BY c.seq DESC"
         )
         self.sessions_limit = f"{self.sessions} LIMIT {p}"
+        self.delete_session = f"DELETE FROM {table} WHERE session_id = {p}"
         self.drop = f"DROP TABLE IF EXISTS {table}"
 
 

@@ -82,6 +82,14 @@ class MemoryStore:
             newest_first = newest_first[: max(limit, 0)]
         return [self._session(session_id, ids) for session_id, ids in newest_first]
 
+    async def delete_session(self, session_id: str) -> int:
+        """Forget the session's checkpoints; `RunConflictError` if a run holds it."""
+        async with self.lease(session_id):
+            ids = self._by_session.pop(session_id, [])
+            for checkpoint_id in ids:
+                del self._by_id[checkpoint_id]
+            return len(ids)
+
     def lease(self, session_id: str) -> AbstractAsyncContextManager[None]:
         """Hold the session while the block runs; `RunConflictError` at once if it is held."""
         return self._claims.lease(session_id)

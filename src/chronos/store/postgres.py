@@ -110,6 +110,17 @@ class PostgresStore:
             rows = await cursor.fetchall()
         return [row_session(r) for r in rows]
 
+    async def delete_session(self, session_id: str) -> int:
+        """Delete the session's checkpoints; `RunConflictError` if a run holds it."""
+        import psycopg
+
+        async with self._leased_connection(session_id) as conn:
+            try:
+                cursor = await conn.execute(self._sql.delete_session, (session_id,))
+            except psycopg.Error as exc:
+                raise StoreError(f"PostgreSQL store: {exc}") from exc
+            return cursor.rowcount
+
     @asynccontextmanager
     async def lease(self, session_id: str) -> AsyncIterator[None]:
         """Hold the session, across processes and machines, while the block runs.
@@ -122,6 +133,12 @@ class PostgresStore:
             RunConflictError: another connection holds the session; never waits for it.
             StoreError: PostgreSQL failed.
         """
+        async with self._leased_connection(session_id):
+            yield
+
+    @asynccontextmanager
+    async def _leased_connection(self, session_id: str) -> AsyncIterator[AsyncConnection[Any]]:
+        """A connection out of the pool holding the session's advisory lock."""
         import psycopg
 
         key = lease_key(self._table, session_id)
@@ -138,7 +155,7 @@ class PostgresStore:
             if row is None or not row[0]:
                 raise RunConflictError(session_id)
             try:
-                yield
+                yield conn
             finally:
                 await self._release(conn, key)
         finally:

@@ -167,6 +167,12 @@ class SQLiteStore:
         rows = await self._call(lambda c: c.execute(query, params).fetchall())
         return [row_session(r) for r in rows]
 
+    async def delete_session(self, session_id: str) -> int:
+        """Delete the session's checkpoints; `RunConflictError` if a run holds it."""
+        async with self.lease(session_id):
+            return await self._call(
+                lambda c: c.execute(self._sql.delete_session, (session_id,)).rowcount)
+
     @contextlib.asynccontextmanager
     async def lease(self, session_id: str) -> AsyncIterator[None]:
         """Hold the session, across the processes that share the file, while the block runs.
