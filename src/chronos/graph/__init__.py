@@ -22,7 +22,7 @@ from chronos.graph._builder import Branch, CompiledGraph, NodeSpec, StateGraph
 from chronos.graph._command import Command, Send
 from chronos.graph._events import EventStream, StreamEvent, event_payload
 from chronos.graph._interrupt import Interrupt, interrupt
-from chronos.graph._model import MessageDelta, stream_chat, stream_chat_sync
+from chronos.graph._model_tokens import MessageDelta, stream_chat, stream_chat_sync
 from chronos.graph._reducers import append, merge, replace
 from chronos.graph._retry import RetryPolicy
 from chronos.graph._run import RunState, RunStatus
