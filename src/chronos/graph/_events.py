@@ -11,7 +11,7 @@ memory however slow the reader. A reader that asked for `buffer=N` never holds a
 delivered, so every stream ends, even when the broker fails to take the terminal event.
 
 Every event is numbered and buffered on the run's event-loop thread, so the hot path takes no
-lock. `chronos.stream.emit` from a sync node in a worker thread appends to a hand-off queue
+lock. `chronos.graph.emit` from a sync node in a worker thread appends to a hand-off queue
 and schedules one drain on the loop per burst; every other event the loop publishes drains
 that queue first, so a node's events still precede its `node_end`. A reader on another thread
 or loop is safe too: it publishes its waiter before re-checking its buffer, and the loop thread
@@ -332,13 +332,13 @@ class EventHub:
     """Numbers a run's events and hands each to the subscribers that want it and the broker.
 
     Created on the run's event loop; `publish` and `end` are called there. `sink` (what
-    `chronos.stream.emit` calls) works from any thread. The lock only guards the subscriber
+    `chronos.graph.emit` calls) works from any thread. The lock only guards the subscriber
     list, which readers on other threads may change by closing their stream.
     """
 
-    __slots__ = ("_broker", "_broker_failure", "_custom_route", "_drain_scheduled", "_ended",
-                 "_handoff", "_lock", "_loop", "_loop_thread", "_lossless", "_retry", "_room",
-                 "_routes", "_subscribers", "_token_route", "active", "run_id", "seq", "session_id")
+    __slots__ = ("_active", "_broker", "_broker_failure", "_custom_route", "_drain_scheduled",
+                 "_ended", "_handoff", "_lock", "_loop", "_loop_thread", "_lossless", "_retry",
+                 "_room", "_routes", "_subscribers", "_token_route", "run_id", "seq", "session_id")
 
     def __init__(
         self,
@@ -374,7 +374,7 @@ class EventHub:
         self._token_route = routes["token"]
         self._custom_route = routes["custom"]
         self._lossless = tuple(s for s in subs if s.lossless)
-        self.active = bool(subs) or self._broker is not None
+        self._active = bool(subs) or self._broker is not None
 
     def add(self, subscriber: EventStream) -> None:
         with self._lock:
@@ -412,10 +412,22 @@ class EventHub:
         for sub in self._routes[type]:
             sub._offer(event)
 
-    def skip(self, count: int = 1) -> None:
-        """Number `count` events that nobody listens to, unbuilt: `seq` never depends on who
-        listens, so a reader that joins mid-run sees the numbers every other reader sees."""
+    def observed(self, count: int = 1) -> bool:
+        """Whether anyone will receive the next `count` events; if not, they are numbered now.
+
+        ```python
+        if hub.observed():
+            hub.publish("node_end", node_id, data=MappingProxyType(dict(update)))
+        ```
+
+        Lets a caller skip building events nobody reads, and must then not publish them:
+        `seq` never depends on who listens, so a reader that joins mid-run sees the numbers
+        every other reader sees.
+        """
+        if self._active:
+            return True
         self.seq += count
+        return False
 
     def publish(
         self,
@@ -464,7 +476,7 @@ class EventHub:
             publish_to_broker(broker, event)
 
     def sink(self, type: str, data: Any) -> None:
-        """Receive `chronos.stream.emit()`: tokens stay `token` events, the rest are custom."""
+        """Receive `chronos.graph.emit()`: tokens stay `token` events, the rest are custom."""
         node_id, path = _current_node()
         if _thread_id() != self._loop_thread:
             self._hand_off(type, node_id, data, path)

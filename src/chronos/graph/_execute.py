@@ -2,7 +2,7 @@
 
 Per step: run the step's nodes (one inline; several as sibling tasks), merge their updates
 through the reducers, ask `_plan` what runs next, write a checkpoint naming it, then move on.
-Events are only built when someone listens (`hub.active`), so an unobserved run without a
+Events are only built when someone listens (`hub.observed()`), so an unobserved run without a
 store pays for little more than the node calls themselves; they are numbered all the same.
 
 A subgraph that is the only node of its step is "tracked": its steps are checkpointed like the
@@ -26,6 +26,7 @@ from typing import Any, cast
 from chronos.errors import GraphError, NodeError, StepLimitError
 from chronos.graph._builder import CompiledGraph
 from chronos.graph._command import Send
+from chronos.graph._emit import event_sink
 from chronos.graph._events import CURRENT_NODE, EventHub
 from chronos.graph._interrupt import Interrupt, new_interrupt_id
 from chronos.graph._node import Interrupted, call_function
@@ -52,7 +53,6 @@ from chronos.graph._plan import (
 from chronos.graph._run import Run, RunState
 from chronos.graph._types import END, State
 from chronos.store import CheckpointStatus
-from chronos.stream._emit import event_sink
 
 __all__ = ["execute", "run_step"]
 
@@ -103,11 +103,9 @@ async def _loop(run: Run, step: Step, *, resumed: bool, write_first: bool) -> Ru
             path, node_id = path[:-1], path[-1]
             graph = graph_at(run.graph, path)
             update = normalize_update(node_id, state, base, state)
-            if run.hub.active:
+            if run.hub.observed():
                 run.hub.publish("node_end", node_id, state=MappingProxyType(state),
                                 data=MappingProxyType(dict(update)), path=path)
-            else:
-                run.hub.skip()
             nxt = await _advance(run, graph, path, (node_id,), state, tracked=True)
             state = await _drive(run, graph, path, nxt, state, skip_interrupt=True, tracked=True)
     except _Paused as paused:
@@ -275,8 +273,7 @@ def _finish(
 
 
 def _transitions(hub: EventHub, routes: Mapping[str, Step], path: tuple[str, ...]) -> None:
-    if not hub.active:
-        hub.skip(sum(len(targets) or 1 for targets in routes.values()))
+    if not hub.observed(sum(len(targets) or 1 for targets in routes.values())):
         return
     for source, targets in routes.items():
         for target in targets or (END,):
@@ -330,14 +327,12 @@ async def run_step(
         raise NodeError(f"merging the updates of {list(names)} failed: {exc!r}",
                         node_id=run.node_id, run_id=run.run_id) from exc
     hub = run.hub
-    if hub.active:
+    if hub.observed(len(step)):
         snapshot = MappingProxyType(new)
         for node_id, update in zip(names, updates, strict=True):
             hub.publish("node_end", node_id, state=snapshot,
                         data=MappingProxyType(dict(update)), path=path)
         _values(hub, names[-1], new, path)
-    else:
-        hub.skip(len(step))
     return new
 
 
@@ -392,10 +387,8 @@ async def _run_node(
         send = cast(Send, task)
         spec, arg = graph.nodes[send.node], send.arg
     node_id = spec.id
-    if hub.active:
+    if hub.observed():
         hub.publish("node_start", node_id, path=path)
-    else:
-        hub.skip()
     token = CURRENT_NODE.set((node_id, path))
     try:
         if spec.subgraph is None:

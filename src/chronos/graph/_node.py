@@ -68,12 +68,10 @@ async def call_function(
             raise NodeError(f"node {spec.id!r} failed: {failure!r}", node_id=spec.id,
                             run_id=hub.run_id) from failure
         delay = policy.delay(attempt)
-        if hub.active:
+        if hub.observed():
             hub.publish("retry", spec.id, error=repr(failure), path=path,
                         data={"attempt": attempt, "max_attempts": policy.max_attempts,
                               "delay": delay})
-        else:
-            hub.skip()
         await asyncio.sleep(delay)
         attempt += 1
 

@@ -64,10 +64,8 @@ async def checkpoint(
         await store.put(written)
     run.checkpoint_id = written.id
     run.step_no += 1
-    if run.hub.active:
+    if run.hub.observed():
         run.hub.publish("checkpoint", ran[-1] if ran else "", data=written.id, path=path)
-    else:
-        run.hub.skip()
 
 
 async def settle(run: Run, *, raise_errors: bool = False) -> None:
