@@ -80,7 +80,7 @@ async def _attempt(spec: NodeSpec, given: dict[str, Any]) -> Any:
     function = spec.function
     if function is None:
         return None
-    if spec.inline:  # on the loop: a timeout cannot stop it, so none is applied
+    if spec.inline:  # on the loop, and untimed: compile() refuses a timeout here
         result = function(given)
         return await result if inspect.isawaitable(result) else result
     if spec.timeout is None:
