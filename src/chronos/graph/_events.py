@@ -26,7 +26,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Collection, Mapping, Sequence
 from contextvars import ContextVar
-from dataclasses import is_dataclass
 from types import MappingProxyType
 from typing import Any, Final, NamedTuple
 
@@ -112,17 +111,10 @@ _thread_id = threading.get_ident
 _current_node = CURRENT_NODE.get
 
 
-def _plain(data: Any) -> Any:
-    if isinstance(data, MappingProxyType):
-        return dict(data)
-    if is_dataclass(data) and not isinstance(data, type):
-        # e.g. a MessageDelta: in-process subscribers get the same JSON object as SSE clients.
-        return orjson.loads(orjson.dumps(data))
-    return data
-
-
 def event_payload(event: StreamEvent) -> dict[str, Any]:
-    """A plain, JSON-ready dict of the event, as a broker publishes it."""
+    """The event as a dict, as a broker publishes it: JSON-ready for `orjson` (a token's
+    `MessageDelta` stays a dataclass, which the broker encodes once, with the rest)."""
+    data = event.data
     return {
         "type": event.type,
         "node_id": event.node_id,
@@ -132,7 +124,7 @@ def event_payload(event: StreamEvent) -> dict[str, Any]:
         "session_id": event.session_id,
         "state": None if event.state is None else dict(event.state),
         "error": event.error,
-        "data": _plain(event.data),
+        "data": dict(data) if type(data) is MappingProxyType else data,
         "name": event.name,
         "path": list(event.path),
     }
