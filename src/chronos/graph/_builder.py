@@ -156,7 +156,9 @@ class StateGraph:
         When it is the only node of its step, its steps are checkpointed too, and an interrupt
         node or a `graph.interrupt()` inside it pauses the whole run (`result.path` names the
         subgraph); `resume` continues inside it. Beside other nodes in a parallel step it runs
-        as one unit, and reaching an interrupt there fails the run with a `GraphError`.
+        as one unit: its nodes' `graph.interrupt()` questions pause the run with the step's
+        others (`task` "sub/node"), and on resume it runs again from its entry with their
+        answers replayed; reaching an interrupt node there fails the run with a `GraphError`.
         """
         return self._add(node_id, None, inline=False, interrupt=False, subgraph=subgraph)
 

@@ -14,12 +14,16 @@ record, so it runs as one unit of its parent's step and may not reach an interru
 A node that calls `graph.interrupt()` without an answer ends its task early: the other tasks
 of the step still finish (their updates kept in `pending`), then the run pauses with every
 question of the step in one "paused" checkpoint, to run the unanswered tasks again on resume.
+A subgraph running beside other nodes is one such task: its questions (`task` named
+`"sub/inner"`, the subgraph's task then the asking node's) are reported with the step's
+others, and on resume it runs again from its entry, its nodes' answers replayed.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
 from types import MappingProxyType
 from typing import Any, cast
 
@@ -56,7 +60,29 @@ from chronos.store import CheckpointStatus
 
 __all__ = ["execute", "run_step"]
 
-_Result = Mapping[str, Any] | Interrupted  # what a task ends with
+# The task keys of the untracked subgraphs enclosing this context, each ending in "/": how
+# their nodes' questions and answers are named in the parent's step.
+_TASK_PREFIX: ContextVar[str] = ContextVar("chronos_graph_task_prefix", default="")
+
+
+class _Asked:
+    """A subgraph task beside others whose nodes asked questions: the task's result."""
+
+    __slots__ = ("interrupts",)
+
+    def __init__(self, interrupts: tuple[Interrupt, ...]) -> None:
+        self.interrupts = interrupts
+
+
+class _SubgraphAsked(Exception):
+    """Nodes of an untracked subgraph asked questions: it ends, and its task with `_Asked`."""
+
+    def __init__(self, interrupts: tuple[Interrupt, ...]) -> None:
+        super().__init__(interrupts)
+        self.interrupts = interrupts
+
+
+_Result = Mapping[str, Any] | Interrupted | _Asked  # what a task ends with
 
 
 class _Paused(Exception):
@@ -167,12 +193,12 @@ async def _advance(
         run.gotos = []
         nxt = merge_targets(routes.values())
         _transitions(hub, routes, path)
-    if run.answers:  # answered tasks finished with the step
-        run.answers = {}
     if not tracked:
         if graph.has_interrupts and interrupts_in(graph, nxt):
             await _pause_before(run, graph, path, nxt, state, tracked=False)
         return nxt
+    if run.answers:  # answered tasks finished with the tracked step (untracked ones inside it)
+        run.answers = {}
     run.state = state
     status = _status(graph, nxt, skip_interrupt=False)
     # A subgraph's last step needs no checkpoint of its own: its parent's step ends with one.
@@ -212,33 +238,36 @@ async def _pause_inside(
     run: Run,
     step: Step,
     keys: tuple[str, ...],
-    results: Sequence[Mapping[str, Any] | Interrupted],
+    results: Sequence[_Result],
     state: State,
     path: tuple[str, ...],
     *,
     tracked: bool,
 ) -> None:
-    """Tasks of `step` called `interrupt()`: checkpoint their questions, raise `_Paused`."""
+    """Tasks of `step` called `interrupt()`: checkpoint their questions, raise `_Paused`.
+
+    In an untracked subgraph, raise `_SubgraphAsked` with them instead: the step of the
+    tracked graph above pauses on them, beside its own tasks' questions.
+    """
     names = node_ids(step)
-    if not tracked:
-        asker = names[next(i for i, r in enumerate(results) if type(r) is Interrupted)]
-        raise GraphError(
-            f"node {asker!r} of subgraph {path[-1]!r} called interrupt() while the subgraph ran "
-            f"beside other nodes of its parent's step; a subgraph that interrupts must be the "
-            f"only node of its step"
-        )
+    prefix = _TASK_PREFIX.get()
     earlier = {(i.task, i.index): i.id for i in run.asked}
     asked: list[Interrupt] = []
     pending = dict(run.pending)
     for key, node_id, result in zip(keys, names, results, strict=True):
         if type(result) is Interrupted:
+            task = prefix + key
             asked.append(Interrupt(
-                id=earlier.get((key, result.index)) or new_interrupt_id(), value=result.value,
-                node_id=node_id, task=key, index=result.index, path=path,
+                id=earlier.get((task, result.index)) or new_interrupt_id(), value=result.value,
+                node_id=node_id, task=task, index=result.index, path=path,
             ))
+        elif type(result) is _Asked:
+            asked.extend(result.interrupts)
         else:
             pending[key] = result  # type: ignore[assignment]
     interrupts = tuple(asked)
+    if not tracked:
+        raise _SubgraphAsked(interrupts)
     run.state, run.stable, run.current, run.path, run.pending = state, state, step, path, pending
     run.asked = interrupts
     run.node_id = interrupts[0].node_id
@@ -312,7 +341,7 @@ async def run_step(
     if len(step) == 1 and type(step[0]) is str and not (record and run.pending):
         names: tuple[str, ...] = step  # type: ignore[assignment]
         result = await _run_node(run, graph, names[0], names[0], state, path, tracked=tracked)
-        if type(result) is Interrupted:
+        if type(result) is Interrupted or type(result) is _Asked:
             await _pause_inside(run, step, names, (result,), state, path, tracked=tracked)
         updates = (result,)  # type: ignore[assignment]
         if type(result) is Routed:
@@ -355,7 +384,7 @@ async def _run_tasks(
     async def finished(batch: list[tuple[int, _Result]]) -> None:
         ran = []
         for index, result in batch:
-            if type(result) is not Interrupted:
+            if type(result) is not Interrupted and type(result) is not _Asked:
                 done[keys[todo[index]]] = result  # type: ignore[assignment]
                 ran.append(names[todo[index]])
         if ran:
@@ -367,7 +396,7 @@ async def _run_tasks(
     )
     by_key = dict(zip((keys[i] for i in todo), fresh, strict=True))
     results = [by_key[key] if key in by_key else done[key] for key in keys]
-    if any(type(r) is Interrupted for r in results):
+    if any(type(r) is Interrupted or type(r) is _Asked for r in results):
         await _pause_inside(run, step, keys, results, state, path, tracked=tracked)
     for node_id, update in zip(names, results, strict=True):
         if type(update) is Routed:
@@ -378,7 +407,7 @@ async def _run_tasks(
 async def _run_node(
     run: Run, graph: CompiledGraph, task: Task, key: str, state: State,
     path: tuple[str, ...], *, tracked: bool,
-) -> Mapping[str, Any] | Interrupted:
+) -> _Result:
     hub = run.hub
     arg: Mapping[str, Any]
     if type(task) is str:
@@ -392,12 +421,20 @@ async def _run_node(
     token = CURRENT_NODE.set((node_id, path))
     try:
         if spec.subgraph is None:
-            return await call_function(hub, spec, arg, run.answers.get(key, ()), path)
+            answers = run.answers.get(_TASK_PREFIX.get() + key, ()) if run.answers else ()
+            return await call_function(hub, spec, arg, answers, path)
         sub = spec.subgraph
         given = dict(arg)
-        final = await _drive(run, sub, (*path, node_id), entry_nodes(sub, given), given,
-                             skip_interrupt=False, tracked=tracked)
+        inner = None if tracked else _TASK_PREFIX.set(f"{_TASK_PREFIX.get()}{key}/")
+        try:
+            final = await _drive(run, sub, (*path, node_id), entry_nodes(sub, given), given,
+                                 skip_interrupt=False, tracked=tracked)
+        finally:
+            if inner is not None:
+                _TASK_PREFIX.reset(inner)
         return Replace(normalize_update(node_id, final, arg, final))
+    except _SubgraphAsked as asked:
+        return _Asked(asked.interrupts)
     except (GraphError, _Paused):
         raise
     except Exception as exc:
