@@ -309,6 +309,12 @@ class EventStream:
             waiter.get_loop().call_soon_threadsafe(_resolve, waiter)
 
 
+# A dict, not a read-only view, so the compiled delivery path indexes it as a dict; shared,
+# so never changed.
+_NOBODY: Final[tuple[EventStream, ...]] = ()
+_NO_ROUTES: Final[dict[str, tuple[EventStream, ...]]] = {t: _NOBODY for t in EVENT_TYPES}
+
+
 def _read_only(state: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
     if state is None or isinstance(state, MappingProxyType):
         return state
@@ -352,7 +358,8 @@ class EventHub:
         self._handoff: deque[tuple[str, str, Any, tuple[str, ...]]] = deque()
         self._drain_scheduled = False
         self._retry: asyncio.TimerHandle | None = None  # the one drain armed on a timer
-        self._room = threading.Event()  # set by the loop when a held-back worker may go on
+        # Set by the loop when a held-back worker may go on; made by the first worker held.
+        self._room: threading.Event | None = None
         # What the broker raised in a drain, which has no caller: the run's next event raises it.
         self._broker_failure: Exception | None = None
         for sub in self._subscribers:
@@ -362,11 +369,15 @@ class EventHub:
     def _reroute(self) -> None:
         """Recompute who wants each event type; swapped in whole, so delivery needs no lock."""
         subs = self._subscribers
+        self._active = bool(subs) or self._broker is not None
+        if not subs:  # most runs: no local reader, and one shared table instead of their own
+            self._routes = _NO_ROUTES
+            self._token_route = self._custom_route = self._lossless = _NOBODY
+            return
         self._routes = routes = {t: tuple(s for s in subs if t in s._types) for t in EVENT_TYPES}
         self._token_route = routes["token"]
         self._custom_route = routes["custom"]
         self._lossless = tuple(s for s in subs if s.lossless)
-        self._active = bool(subs) or self._broker is not None
 
     def add(self, subscriber: EventStream) -> None:
         with self._lock:
@@ -522,6 +533,13 @@ class EventHub:
         costs the loop a wait for the OS scheduler, which starved the readers we wait for.
         """
         room = self._room
+        if room is None:
+            with self._lock:
+                if self._room is None:
+                    # The loop sets it only once it exists; the length is re-checked after
+                    # each clear below, so a drain before this cannot be missed.
+                    self._room = threading.Event()
+                room = self._room
         while len(self._handoff) >= _HANDOFF_LIMIT and not self._ended:
             room.clear()
             if len(self._handoff) < _HANDOFF_LIMIT:  # the loop made room before the clear
@@ -576,7 +594,9 @@ class EventHub:
                 if failure is None:
                     failure = exc
             limit -= 1
-        self._room.set()  # whoever drained, a held-back worker thread may go on
+        room = self._room
+        if room is not None:  # whoever drained, a held-back worker thread may go on
+            room.set()
         if failure is not None:
             raise failure
 
@@ -610,7 +630,9 @@ class EventHub:
     def _end_streams(self) -> None:
         with self._lock:
             self._ended = True
-            self._room.set()
+            room = self._room
+            if room is not None:
+                room.set()
             for sub in self._subscribers:
                 sub._end()
             self._subscribers.clear()

@@ -22,7 +22,7 @@ others, and on resume it runs again from its entry, its nodes' answers replayed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextvars import ContextVar
 from types import MappingProxyType
 from typing import Any, cast
@@ -445,7 +445,7 @@ async def _run_node(
 
 
 async def _all(
-    awaitables: Sequence[Awaitable[_Result]],
+    coroutines: Sequence[Coroutine[Any, Any, _Result]],
     on_done: Callable[[list[tuple[int, _Result]]], Awaitable[None]] | None = None,
 ) -> list[_Result]:
     """Await sibling nodes; the first failure cancels the others and is raised once they end.
@@ -454,25 +454,34 @@ async def _all(
     finish together, in schedule order: one checkpoint per batch, not one per branch, keeps
     a wide fan-out from writing its growing list of finished branches once per branch.
     """
-    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    loop = asyncio.get_running_loop()
+    tasks = [loop.create_task(c) for c in coroutines]
     index_of = {task: index for index, task in enumerate(tasks)}
+    # Without `on_done` nothing needs the batches: one wait, woken by a failure or the end.
+    when = asyncio.FIRST_COMPLETED if on_done is not None else asyncio.FIRST_EXCEPTION
     try:
-        remaining = set(tasks)
+        remaining: set[asyncio.Task[_Result]] = set(tasks)
         failed = False
         while remaining and not failed:
-            done, remaining = await asyncio.wait(remaining, return_when=asyncio.FIRST_COMPLETED)
+            done, remaining = await asyncio.wait(remaining, return_when=when)
+            if on_done is None:
+                failed = any(task.exception() is not None for task in done)
+                continue
             batch: list[tuple[int, _Result]] = []
             for task in sorted(done, key=index_of.__getitem__):
                 if task.exception() is not None:
                     failed = True
                 else:
                     batch.append((index_of[task], task.result()))
-            if batch and on_done is not None:
+            if batch:
                 await on_done(batch)
     finally:
-        for task in tasks:
-            task.cancel()  # a no-op for finished tasks; ends the others when we are cancelled
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # Ends the unfinished ones after a failure, or when we are cancelled.
+        unfinished = [task for task in tasks if not task.done()]
+        for task in unfinished:
+            task.cancel()
+        if unfinished:
+            await asyncio.gather(*unfinished, return_exceptions=True)
     for task in tasks:
         if not task.cancelled() and task.exception() is not None:
             raise task.exception()  # type: ignore[misc]
