@@ -52,8 +52,7 @@ from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 
 from chronos import graph, store
-from chronos.graph import _events
-from chronos.stream import emit
+from chronos.graph import _events, emit
 
 NODES = 50
 YIELD_EVERY = 100

@@ -13,7 +13,7 @@ import os
 import tempfile
 
 from chronos import graph, store
-from chronos.stream import emit
+from chronos.graph import emit
 
 
 async def extract(state):

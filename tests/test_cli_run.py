@@ -17,7 +17,7 @@ PROMPT = "Tell me a story about a robot"
 AGENT = '''
 import asyncio
 from chronos import graph
-from chronos.stream import emit
+from chronos.graph import emit
 
 async def plan(state):
     emit("progress", {"step": 1})

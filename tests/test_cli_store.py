@@ -22,7 +22,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 AGENT = '''
 import os
 from chronos import graph
-from chronos.stream import emit
+from chronos.graph import emit
 
 async def plan(state):
     return {"plan": "answer " + state["query"]}

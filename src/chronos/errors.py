@@ -3,7 +3,7 @@
 ```
 ChronosError
 ├── ConfigurationError           bad URL, unknown provider, missing extra or key
-├── EmitOutsideRunError          `stream.emit()` called where no run receives it
+├── EmitOutsideRunError          `graph.emit()` called where no run receives it
 ├── ProviderError                .provider .model
 │   ├── ProviderHTTPError        .status_code .request_id .retry_after .body (redacted)
 │   │   ├── BadRequestError      400, 413, 422 (e.g. context length)
@@ -96,7 +96,7 @@ class ConfigurationError(ChronosError):
 
 
 class EmitOutsideRunError(ChronosError, RuntimeError):
-    """`chronos.stream.emit()` was called outside a running node, so no stream would get it."""
+    """`chronos.graph.emit()` was called outside a running node, so no stream would get it."""
 
 
 # --- model providers -------------------------------------------------------------------------

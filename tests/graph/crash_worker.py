@@ -1,11 +1,14 @@
 """A process that runs (or resumes) a graph, for the SIGKILL and cross-process tests.
 
-    python -m tests.graph.crash_worker run|resume|pause|approve sqlite|postgres LOCATION WORKDIR
+    python -m tests.graph.crash_worker run|resume|pause|approve|branch|resume-branch \
+        sqlite|postgres LOCATION WORKDIR
 
 Each node appends its name to WORKDIR/calls when it starts. Node "slow" blocks forever while
 WORKDIR/hang exists, so the test can kill the process in the middle of it. "pause" runs a graph
-that stops before its interrupt node, "approve" resumes it with an answer. A run refused
-because another process holds the session prints {"conflict": session_id} and exits with 3.
+that stops before its interrupt node, "approve" resumes it with an answer. "branch" runs a
+graph whose "router" returns a `Command(goto=...)` beside "slow" in one parallel step. A run
+refused because another process holds the session prints {"conflict": session_id} and exits
+with 3.
 """
 
 from __future__ import annotations
@@ -73,17 +76,52 @@ def build_pausing(workdir: Path) -> graph.CompiledGraph:
     )
 
 
+def build_branching(workdir: Path) -> graph.CompiledGraph:
+    """"router" (whose Command sends the run on to "extra") and "slow", side by side."""
+    def record(name: str) -> None:
+        with open(workdir / "calls", "a") as f:
+            f.write(name + "\n")
+
+    async def router(state: dict[str, Any]) -> graph.Command:
+        record("router")
+        return graph.Command(update={"log": ["router"]}, goto="extra")
+
+    def slow(state: dict[str, Any]) -> dict[str, Any]:
+        record("slow")
+        while (workdir / "hang").exists():
+            time.sleep(0.01)
+        return {"log": ["slow"]}
+
+    async def extra(state: dict[str, Any]) -> dict[str, Any]:
+        record("extra")
+        return {"log": ["extra"]}
+
+    return (
+        graph.StateGraph("branching", reducers={"log": graph.append})
+        .add_node("router", router, destinations=["extra"]).add_node("slow", slow)
+        .add_node("extra", extra).add_edge(graph.START, ["router", "slow"])
+        .add_edge("slow", graph.END).set_finish_point("extra").compile()
+    )
+
+
 async def main(command: str, kind: str, location: str, workdir: Path) -> None:
     store: CheckpointStore
     if kind == "sqlite":
         store = SQLiteStore(location)
     else:
         store = PostgresStore(POSTGRES_URL, table=location)
-    pausing = command in ("pause", "approve")
-    runner = graph.Runner(build_pausing(workdir) if pausing else build(workdir), store)
+    if command in ("pause", "approve"):
+        compiled = build_pausing(workdir)
+    elif command in ("branch", "resume-branch"):
+        compiled = build_branching(workdir)
+    else:
+        compiled = build(workdir)
+    runner = graph.Runner(compiled, store)
     try:
         if command == "run":
             result = await runner.run("crash-session", {"query": "ab", "log": []})
+        elif command == "branch":
+            result = await runner.run("crash-session", {"log": []})
         elif command == "pause":
             result = await runner.run("crash-session", {"query": "hello world", "log": []})
         elif command == "approve":

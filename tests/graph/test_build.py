@@ -161,8 +161,22 @@ def test_async_callables_are_detected() -> None:
     assert [compiled.nodes[n].is_async for n in "abc"] == [True, True, False]
 
 
-def long_chain(length: int, *, routed: bool) -> graph.StateGraph:
-    ids = [f"n{i}" for i in range(length)]
+class CountingId(str):
+    """A node id that counts how often it is hashed or compared: the work done with ids."""
+
+    used = 0
+
+    def __hash__(self) -> int:
+        CountingId.used += 1
+        return str.__hash__(self)
+
+    def __eq__(self, other: object) -> bool:
+        CountingId.used += 1
+        return str.__eq__(self, other)
+
+
+def long_chain(length: int, *, routed: bool, ids_as: type[str] = str) -> graph.StateGraph:
+    ids = [ids_as(f"n{i}") for i in range(length)]
     g = graph.StateGraph("long")
     for node_id in ids:
         g.add_node(node_id, step, inline=True)
@@ -191,4 +205,28 @@ def test_ten_thousand_nodes_compile_and_validate(routed: bool) -> None:
     assert problems_of(broken) == [
         "duplicate node id 'n5'",
         *([] if routed else ["node 'island' is unreachable from the entry point"]),
+    ]
+
+
+@pytest.mark.parametrize("routed", [False, True])
+def test_validation_work_grows_linearly_with_the_graph(routed: bool) -> None:
+    # Work counted, not timed: a set or dict operation on a node id hashes it, a list search
+    # compares it, so ten times the nodes must cost about ten times the uses of ids (a walk
+    # or a search per node would cost a hundred times).
+    work = {}
+    for length in (1_000, 10_000):
+        g = long_chain(length, routed=routed, ids_as=CountingId)
+        CountingId.used = 0
+        g.compile()
+        work[length] = CountingId.used
+    assert work[1_000] > 1_000
+    assert work[10_000] < 12 * work[1_000]
+
+
+def test_an_inline_node_with_a_timeout_is_refused() -> None:
+    g = graph.StateGraph("t").add_node("a", step, inline=True, timeout=1.0).set_entry_point("a")
+    g.set_finish_point("a")
+    assert problems_of(g) == [
+        "node 'a' is inline and has a timeout: nothing can stop a node running on the event "
+        "loop; drop inline=True to time it"
     ]

@@ -97,6 +97,49 @@ def test_sigkill_mid_node_then_resume_in_a_new_process(kind: str, tmp_path: Path
             drop(location)
 
 
+def latest_pending(kind: str, location: str) -> dict[str, Any]:
+    """The finished branches the session's newest checkpoint records, by task."""
+    async def go() -> dict[str, Any]:
+        store = SQLiteStore(location) if kind == "sqlite" else PostgresStore(POSTGRES_URL,
+                                                                             table=location)
+        async with store:
+            latest = await store.latest("crash-session")
+        return {} if latest is None else dict(latest.pending)
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_a_goto_from_a_branch_that_finished_before_sigkill_is_taken_on_resume(
+    kind: str, tmp_path: Path
+) -> None:
+    location = str(tmp_path / "runs.db") if kind == "sqlite" else unique_table()
+    (tmp_path / "hang").touch()
+    calls = tmp_path / "calls"
+    victim = worker("branch", kind, location, tmp_path)
+    try:
+        wait_until_in_slow(victim, calls)
+        deadline = time.monotonic() + 30
+        while "router" not in latest_pending(kind, location):  # recorded beside slow running
+            assert time.monotonic() < deadline, "router's update was never checkpointed"
+            time.sleep(0.01)
+        victim.send_signal(signal.SIGKILL)
+        assert victim.wait(10) == -signal.SIGKILL
+        (tmp_path / "hang").unlink()
+
+        code, result = finish(worker("resume-branch", kind, location, tmp_path))
+        assert code == 0
+        assert result == {"status": "completed",
+                          "state": {"log": ["router", "slow", "extra"]}}
+        # router ran once: its update and its goto came from the checkpoint.
+        assert calls.read_text().split() == ["router", "slow", "slow", "extra"]
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+        if kind == "postgres":
+            drop(location)
+
+
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])
 def test_refused_while_another_process_runs_then_resumes_after_it_ends(
     kind: str, tmp_path: Path

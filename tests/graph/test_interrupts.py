@@ -203,6 +203,61 @@ async def test_an_interrupt_inside_a_subgraph_pauses_the_whole_run(
                                 "receipt": True}
 
 
+def subgraph_beside_graph(calls: Counter[str]) -> graph.CompiledGraph:
+    """A subgraph (prep, then x and y asking in parallel) beside an asking and a quiet node."""
+
+    def asker(name: str) -> Any:
+        async def ask(state: dict[str, Any]) -> dict[str, Any]:
+            calls[name] += 1
+            return {"answers": [f"{name}={graph.interrupt(f'{name}?')}"]}
+
+        return ask
+
+    def prep(state: dict[str, Any]) -> dict[str, Any]:
+        calls["prep"] += 1
+        return {"answers": ["prep"]}
+
+    inner = (
+        graph.StateGraph("inner", reducers={"answers": graph.append})
+        .add_node("prep", prep, inline=True).add_node("x", asker("x")).add_node("y", asker("y"))
+        .set_entry_point("prep").add_edge("prep", ["x", "y"]).set_finish_point("x")
+        .set_finish_point("y").compile()
+    )
+    return (
+        graph.StateGraph("outer", reducers={"answers": graph.append})
+        .add_subgraph("sub", inner).add_node("a", asker("a"))
+        .add_node("quiet", lambda s: {"answers": ["quiet"]}, inline=True)
+        .add_edge(graph.START, ["sub", "a", "quiet"]).add_edge(["sub", "a", "quiet"], graph.END)
+        .compile()
+    )
+
+
+async def test_a_subgraph_beside_other_nodes_reports_its_interrupts_with_theirs(
+    store: CheckpointStore,
+) -> None:
+    calls: Counter[str] = Counter()
+    runner = graph.Runner(subgraph_beside_graph(calls), store)
+    events = runner.stream()
+    seen, paused = await asyncio.gather(collect(events), runner.run("sb", {"answers": []}))
+    assert paused.status == "paused"
+    by_task = {i.task: i for i in paused.interrupts}
+    assert sorted(by_task) == ["a", "sub/x", "sub/y"]
+    assert [(by_task[t].node_id, by_task[t].path, by_task[t].value)
+            for t in ("a", "sub/x", "sub/y")] == [("a", (), "a?"), ("x", ("sub",), "x?"),
+                                                  ("y", ("sub",), "y?")]
+    assert seen[-1].type == "interrupt"
+    assert {i.id for i in seen[-1].data} == {i.id for i in paused.interrupts}
+
+    half = await runner.resume("sb", resume={by_task["sub/x"].id: "X", by_task["a"].id: "A"})
+    assert [(i.task, i.id) for i in half.interrupts] == [("sub/y", by_task["sub/y"].id)]
+    done = await runner.resume("sb", resume={by_task["sub/y"].id: "Y"})
+    assert done.status == "completed"
+    # The subgraph ran again from its entry each time, its answers replayed; "a" was kept
+    # from the first resume, and "quiet" finished before the first pause.
+    assert done.state["answers"] == ["prep", "x=X", "y=Y", "a=A", "quiet"]
+    assert calls == Counter({"prep": 3, "x": 3, "y": 3, "a": 2})
+
+
 async def test_interrupt_outside_a_run_is_an_error() -> None:
     with pytest.raises(GraphError, match="outside a node"):
         graph.interrupt("hello?")

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from chronos import graph, store, stream
-from chronos.stream import emit
+from chronos.graph import emit
 
 pytestmark = pytest.mark.anyio
 

@@ -13,7 +13,7 @@ import pytest
 
 from chronos import graph, stream
 from chronos.errors import BrokerError, ChronosError
-from chronos.stream import emit
+from chronos.graph import emit
 from chronos.stream.redis import RedisBroker
 from tests.stream.redis_helpers import redis_server
 

@@ -14,9 +14,8 @@ from typing import Any
 import pytest
 
 from chronos import graph
-from chronos.graph import _events
-from chronos.stream import emit
-from chronos.stream._emit import current_sink
+from chronos.graph import _events, emit
+from chronos.graph._emit import current_sink
 
 pytestmark = pytest.mark.anyio
 

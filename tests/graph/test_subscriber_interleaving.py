@@ -20,29 +20,29 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chronos import graph, stream
+from chronos import graph
 from chronos.graph import StreamEvent
 from chronos.store.memory import MemoryStore
 
 
 def _graph() -> graph.CompiledGraph:
     async def plan(state: dict[str, Any]) -> dict[str, Any]:
-        stream.emit("token", "plan")
+        graph.emit("token", "plan")
         await asyncio.sleep(0)
-        stream.emit("progress", {"round": state.get("round", 0)})
+        graph.emit("progress", {"round": state.get("round", 0)})
         return {"log": ["plan"], "round": state.get("round", 0) + 1}
 
     def branch(name: str, yields: int) -> Any:
         async def run(state: dict[str, Any]) -> dict[str, Any]:
             for i in range(yields):
-                stream.emit("token", f"{name}{i}")
+                graph.emit("token", f"{name}{i}")
                 await asyncio.sleep(0)
             return {"log": [name]}
         return run
 
     def summarize(state: dict[str, Any]) -> dict[str, Any]:  # runs in a worker thread
         for i in range(3):
-            stream.emit("progress", {"summary": i})
+            graph.emit("progress", {"summary": i})
         return {"summary": ",".join(state["log"])}
 
     return (

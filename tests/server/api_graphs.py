@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from chronos import graph, model
-from chronos.stream import emit
+from chronos.graph import emit
 
 WORDS = ["Once", " upon", " a", " time"]
 

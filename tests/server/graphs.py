@@ -17,8 +17,8 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from chronos import graph, model
+from chronos.graph import emit
 from chronos.model.openai import OpenAIProvider
-from chronos.stream import emit
 from tests.server.reference_graphs import TOKEN_COUNT, draft_tokens
 
 

@@ -30,6 +30,17 @@ async def test_put_then_get_round_trips_every_field(store: CheckpointStore) -> N
     assert await store.get("c1") == original
 
 
+async def test_the_position_fields_round_trip_too(store: CheckpointStore) -> None:
+    original = make(
+        "c1", path=("sub",), pending={"web": {"hits": [1]}, "route": {"n": 1}},
+        interrupts=({"id": "i1", "node_id": "ask", "task": "ask", "index": 0, "value": "ok?"},),
+        answers={"ask": ("yes",)}, sends=(("map", {"item": 1}),),
+        gotos={"route": ("b", ("map", {"item": 2}))},
+    )
+    await store.put(original)
+    assert await store.get("c1") == original
+
+
 async def test_latest_is_the_last_written_of_the_session(store: CheckpointStore) -> None:
     assert await store.latest("s1") is None
     await store.put(make("c1", step=0))

@@ -24,8 +24,9 @@ from starlette.routing import Route
 
 from chronos import graph
 from chronos.errors import RunConflictError
+from chronos.graph import emit
 from chronos.store import PostgresStore
-from chronos.stream import Event, broker_from_url, emit
+from chronos.stream import Event, broker_from_url
 
 broker = broker_from_url(
     os.environ["CHRONOS_BROKER_URL"], key_prefix=os.environ["CHRONOS_TEST_PREFIX"]

@@ -10,8 +10,9 @@ import pytest
 
 from chronos import config, graph
 from chronos.errors import BrokerUnavailable, ConfigurationError
+from chronos.graph import emit
 from chronos.store.memory import MemoryStore
-from chronos.stream import GAP, Broker, Event, Subscription, broker_from_url, emit
+from chronos.stream import GAP, Broker, Event, Subscription, broker_from_url
 from chronos.stream._ids import parse_id
 from chronos.stream.redis import RedisBroker
 from tests.stream.redis_helpers import (

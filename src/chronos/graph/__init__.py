@@ -20,9 +20,10 @@ from __future__ import annotations
 
 from chronos.graph._builder import Branch, CompiledGraph, NodeSpec, StateGraph
 from chronos.graph._command import Command, Send
+from chronos.graph._emit import emit
 from chronos.graph._events import EventStream, StreamEvent, event_payload
 from chronos.graph._interrupt import Interrupt, interrupt
-from chronos.graph._model import MessageDelta, stream_chat, stream_chat_sync
+from chronos.graph._model_tokens import MessageDelta, stream_chat, stream_chat_sync
 from chronos.graph._reducers import append, merge, replace
 from chronos.graph._retry import RetryPolicy
 from chronos.graph._run import RunState, RunStatus
@@ -64,6 +65,7 @@ __all__ = [
     "StreamMode",
     "Update",
     "append",
+    "emit",
     "event_payload",
     "interrupt",
     "merge",
@@ -73,6 +75,6 @@ __all__ = [
 ]
 
 for _obj in (Branch, Command, CompiledGraph, EventStream, Interrupt, MessageDelta, NodeSpec,
-             RetryPolicy, RunState, Runner, Send, StateGraph, StreamEvent, append, event_payload,
-             interrupt, merge, replace, stream_chat, stream_chat_sync):
+             RetryPolicy, RunState, Runner, Send, StateGraph, StreamEvent, append, emit,
+             event_payload, interrupt, merge, replace, stream_chat, stream_chat_sync):
     _obj.__module__ = __name__

@@ -132,7 +132,7 @@ class StateGraph:
                 event); the step's checkpoint is written once, after the attempt that works.
             timeout: seconds one attempt may take (an async node is cancelled; a sync one is
                 abandoned in its thread), failing with `NodeTimeoutError`. An `inline` node
-                runs on the loop, where nothing can interrupt it, so it is not timed.
+                runs on the loop, where nothing can interrupt it: `compile()` refuses both.
             destinations: the nodes its `Command(goto=...)` may lead to; a node that routes
                 only that way needs no edge, and `draw_mermaid()` shows them.
         """
@@ -156,7 +156,9 @@ class StateGraph:
         When it is the only node of its step, its steps are checkpointed too, and an interrupt
         node or a `graph.interrupt()` inside it pauses the whole run (`result.path` names the
         subgraph); `resume` continues inside it. Beside other nodes in a parallel step it runs
-        as one unit, and reaching an interrupt there fails the run with a `GraphError`.
+        as one unit: its nodes' `graph.interrupt()` questions pause the run with the step's
+        others (`task` "sub/node"), and on resume it runs again from its entry with their
+        answers replayed; reaching an interrupt node there fails the run with a `GraphError`.
         """
         return self._add(node_id, None, inline=False, interrupt=False, subgraph=subgraph)
 
@@ -299,6 +301,9 @@ def _validate(g: StateGraph) -> list[str]:
             problems.append(f"node {node_id!r} has no function")
         if spec.timeout is not None and not spec.timeout > 0:
             problems.append(f"node {node_id!r} has a timeout of {spec.timeout!r}; give seconds > 0")
+        elif spec.timeout is not None and spec.inline:
+            problems.append(f"node {node_id!r} is inline and has a timeout: nothing can stop a "
+                            f"node running on the event loop; drop inline=True to time it")
         problems.extend(f"node {node_id!r} names unknown destination {target!r}"
                         for target in spec.destinations if target != END and target not in known)
 

@@ -11,7 +11,7 @@ memory however slow the reader. A reader that asked for `buffer=N` never holds a
 delivered, so every stream ends, even when the broker fails to take the terminal event.
 
 Every event is numbered and buffered on the run's event-loop thread, so the hot path takes no
-lock. `chronos.stream.emit` from a sync node in a worker thread appends to a hand-off queue
+lock. `chronos.graph.emit` from a sync node in a worker thread appends to a hand-off queue
 and schedules one drain on the loop per burst; every other event the loop publishes drains
 that queue first, so a node's events still precede its `node_end`. A reader on another thread
 or loop is safe too: it publishes its waiter before re-checking its buffer, and the loop thread
@@ -26,7 +26,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Collection, Mapping, Sequence
 from contextvars import ContextVar
-from dataclasses import is_dataclass
 from types import MappingProxyType
 from typing import Any, Final, NamedTuple
 
@@ -112,17 +111,10 @@ _thread_id = threading.get_ident
 _current_node = CURRENT_NODE.get
 
 
-def _plain(data: Any) -> Any:
-    if isinstance(data, MappingProxyType):
-        return dict(data)
-    if is_dataclass(data) and not isinstance(data, type):
-        # e.g. a MessageDelta: in-process subscribers get the same JSON object as SSE clients.
-        return orjson.loads(orjson.dumps(data))
-    return data
-
-
 def event_payload(event: StreamEvent) -> dict[str, Any]:
-    """A plain, JSON-ready dict of the event, as a broker publishes it."""
+    """The event as a dict, as a broker publishes it: JSON-ready for `orjson` (a token's
+    `MessageDelta` stays a dataclass, which the broker encodes once, with the rest)."""
+    data = event.data
     return {
         "type": event.type,
         "node_id": event.node_id,
@@ -132,7 +124,7 @@ def event_payload(event: StreamEvent) -> dict[str, Any]:
         "session_id": event.session_id,
         "state": None if event.state is None else dict(event.state),
         "error": event.error,
-        "data": _plain(event.data),
+        "data": dict(data) if type(data) is MappingProxyType else data,
         "name": event.name,
         "path": list(event.path),
     }
@@ -317,6 +309,12 @@ class EventStream:
             waiter.get_loop().call_soon_threadsafe(_resolve, waiter)
 
 
+# A dict, not a read-only view, so the compiled delivery path indexes it as a dict; shared,
+# so never changed.
+_NOBODY: Final[tuple[EventStream, ...]] = ()
+_NO_ROUTES: Final[dict[str, tuple[EventStream, ...]]] = {t: _NOBODY for t in EVENT_TYPES}
+
+
 def _read_only(state: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
     if state is None or isinstance(state, MappingProxyType):
         return state
@@ -332,13 +330,13 @@ class EventHub:
     """Numbers a run's events and hands each to the subscribers that want it and the broker.
 
     Created on the run's event loop; `publish` and `end` are called there. `sink` (what
-    `chronos.stream.emit` calls) works from any thread. The lock only guards the subscriber
+    `chronos.graph.emit` calls) works from any thread. The lock only guards the subscriber
     list, which readers on other threads may change by closing their stream.
     """
 
-    __slots__ = ("_broker", "_broker_failure", "_custom_route", "_drain_scheduled", "_ended",
-                 "_handoff", "_lock", "_loop", "_loop_thread", "_lossless", "_retry", "_room",
-                 "_routes", "_subscribers", "_token_route", "active", "run_id", "seq", "session_id")
+    __slots__ = ("_active", "_broker", "_broker_failure", "_custom_route", "_drain_scheduled",
+                 "_ended", "_handoff", "_lock", "_loop", "_loop_thread", "_lossless", "_retry",
+                 "_room", "_routes", "_subscribers", "_token_route", "run_id", "seq", "session_id")
 
     def __init__(
         self,
@@ -360,7 +358,8 @@ class EventHub:
         self._handoff: deque[tuple[str, str, Any, tuple[str, ...]]] = deque()
         self._drain_scheduled = False
         self._retry: asyncio.TimerHandle | None = None  # the one drain armed on a timer
-        self._room = threading.Event()  # set by the loop when a held-back worker may go on
+        # Set by the loop when a held-back worker may go on; made by the first worker held.
+        self._room: threading.Event | None = None
         # What the broker raised in a drain, which has no caller: the run's next event raises it.
         self._broker_failure: Exception | None = None
         for sub in self._subscribers:
@@ -370,11 +369,15 @@ class EventHub:
     def _reroute(self) -> None:
         """Recompute who wants each event type; swapped in whole, so delivery needs no lock."""
         subs = self._subscribers
+        self._active = bool(subs) or self._broker is not None
+        if not subs:  # most runs: no local reader, and one shared table instead of their own
+            self._routes = _NO_ROUTES
+            self._token_route = self._custom_route = self._lossless = _NOBODY
+            return
         self._routes = routes = {t: tuple(s for s in subs if t in s._types) for t in EVENT_TYPES}
         self._token_route = routes["token"]
         self._custom_route = routes["custom"]
         self._lossless = tuple(s for s in subs if s.lossless)
-        self.active = bool(subs) or self._broker is not None
 
     def add(self, subscriber: EventStream) -> None:
         with self._lock:
@@ -412,10 +415,22 @@ class EventHub:
         for sub in self._routes[type]:
             sub._offer(event)
 
-    def skip(self, count: int = 1) -> None:
-        """Number `count` events that nobody listens to, unbuilt: `seq` never depends on who
-        listens, so a reader that joins mid-run sees the numbers every other reader sees."""
+    def observed(self, count: int = 1) -> bool:
+        """Whether anyone will receive the next `count` events; if not, they are numbered now.
+
+        ```python
+        if hub.observed():
+            hub.publish("node_end", node_id, data=MappingProxyType(dict(update)))
+        ```
+
+        Lets a caller skip building events nobody reads, and must then not publish them:
+        `seq` never depends on who listens, so a reader that joins mid-run sees the numbers
+        every other reader sees.
+        """
+        if self._active:
+            return True
         self.seq += count
+        return False
 
     def publish(
         self,
@@ -464,7 +479,7 @@ class EventHub:
             publish_to_broker(broker, event)
 
     def sink(self, type: str, data: Any) -> None:
-        """Receive `chronos.stream.emit()`: tokens stay `token` events, the rest are custom."""
+        """Receive `chronos.graph.emit()`: tokens stay `token` events, the rest are custom."""
         node_id, path = _current_node()
         if _thread_id() != self._loop_thread:
             self._hand_off(type, node_id, data, path)
@@ -518,6 +533,13 @@ class EventHub:
         costs the loop a wait for the OS scheduler, which starved the readers we wait for.
         """
         room = self._room
+        if room is None:
+            with self._lock:
+                if self._room is None:
+                    # The loop sets it only once it exists; the length is re-checked after
+                    # each clear below, so a drain before this cannot be missed.
+                    self._room = threading.Event()
+                room = self._room
         while len(self._handoff) >= _HANDOFF_LIMIT and not self._ended:
             room.clear()
             if len(self._handoff) < _HANDOFF_LIMIT:  # the loop made room before the clear
@@ -572,7 +594,9 @@ class EventHub:
                 if failure is None:
                     failure = exc
             limit -= 1
-        self._room.set()  # whoever drained, a held-back worker thread may go on
+        room = self._room
+        if room is not None:  # whoever drained, a held-back worker thread may go on
+            room.set()
         if failure is not None:
             raise failure
 
@@ -606,7 +630,9 @@ class EventHub:
     def _end_streams(self) -> None:
         with self._lock:
             self._ended = True
-            self._room.set()
+            room = self._room
+            if room is not None:
+                room.set()
             for sub in self._subscribers:
                 sub._end()
             self._subscribers.clear()

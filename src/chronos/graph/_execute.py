@@ -2,7 +2,7 @@
 
 Per step: run the step's nodes (one inline; several as sibling tasks), merge their updates
 through the reducers, ask `_plan` what runs next, write a checkpoint naming it, then move on.
-Events are only built when someone listens (`hub.active`), so an unobserved run without a
+Events are only built when someone listens (`hub.observed()`), so an unobserved run without a
 store pays for little more than the node calls themselves; they are numbered all the same.
 
 A subgraph that is the only node of its step is "tracked": its steps are checkpointed like the
@@ -14,18 +14,23 @@ record, so it runs as one unit of its parent's step and may not reach an interru
 A node that calls `graph.interrupt()` without an answer ends its task early: the other tasks
 of the step still finish (their updates kept in `pending`), then the run pauses with every
 question of the step in one "paused" checkpoint, to run the unanswered tasks again on resume.
+A subgraph running beside other nodes is one such task: its questions (`task` named
+`"sub/inner"`, the subgraph's task then the asking node's) are reported with the step's
+others, and on resume it runs again from its entry, its nodes' answers replayed.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from contextvars import ContextVar
 from types import MappingProxyType
 from typing import Any, cast
 
 from chronos.errors import GraphError, NodeError, StepLimitError
 from chronos.graph._builder import CompiledGraph
 from chronos.graph._command import Send
+from chronos.graph._emit import event_sink
 from chronos.graph._events import CURRENT_NODE, EventHub
 from chronos.graph._interrupt import Interrupt, new_interrupt_id
 from chronos.graph._node import Interrupted, call_function
@@ -52,11 +57,32 @@ from chronos.graph._plan import (
 from chronos.graph._run import Run, RunState
 from chronos.graph._types import END, State
 from chronos.store import CheckpointStatus
-from chronos.stream._emit import event_sink
 
 __all__ = ["execute", "run_step"]
 
-_Result = Mapping[str, Any] | Interrupted  # what a task ends with
+# The task keys of the untracked subgraphs enclosing this context, each ending in "/": how
+# their nodes' questions and answers are named in the parent's step.
+_TASK_PREFIX: ContextVar[str] = ContextVar("chronos_graph_task_prefix", default="")
+
+
+class _Asked:
+    """A subgraph task beside others whose nodes asked questions: the task's result."""
+
+    __slots__ = ("interrupts",)
+
+    def __init__(self, interrupts: tuple[Interrupt, ...]) -> None:
+        self.interrupts = interrupts
+
+
+class _SubgraphAsked(Exception):
+    """Nodes of an untracked subgraph asked questions: it ends, and its task with `_Asked`."""
+
+    def __init__(self, interrupts: tuple[Interrupt, ...]) -> None:
+        super().__init__(interrupts)
+        self.interrupts = interrupts
+
+
+_Result = Mapping[str, Any] | Interrupted | _Asked  # what a task ends with
 
 
 class _Paused(Exception):
@@ -103,11 +129,9 @@ async def _loop(run: Run, step: Step, *, resumed: bool, write_first: bool) -> Ru
             path, node_id = path[:-1], path[-1]
             graph = graph_at(run.graph, path)
             update = normalize_update(node_id, state, base, state)
-            if run.hub.active:
+            if run.hub.observed():
                 run.hub.publish("node_end", node_id, state=MappingProxyType(state),
                                 data=MappingProxyType(dict(update)), path=path)
-            else:
-                run.hub.skip()
             nxt = await _advance(run, graph, path, (node_id,), state, tracked=True)
             state = await _drive(run, graph, path, nxt, state, skip_interrupt=True, tracked=True)
     except _Paused as paused:
@@ -169,12 +193,12 @@ async def _advance(
         run.gotos = []
         nxt = merge_targets(routes.values())
         _transitions(hub, routes, path)
-    if run.answers:  # answered tasks finished with the step
-        run.answers = {}
     if not tracked:
         if graph.has_interrupts and interrupts_in(graph, nxt):
             await _pause_before(run, graph, path, nxt, state, tracked=False)
         return nxt
+    if run.answers:  # answered tasks finished with the tracked step (untracked ones inside it)
+        run.answers = {}
     run.state = state
     status = _status(graph, nxt, skip_interrupt=False)
     # A subgraph's last step needs no checkpoint of its own: its parent's step ends with one.
@@ -214,33 +238,36 @@ async def _pause_inside(
     run: Run,
     step: Step,
     keys: tuple[str, ...],
-    results: Sequence[Mapping[str, Any] | Interrupted],
+    results: Sequence[_Result],
     state: State,
     path: tuple[str, ...],
     *,
     tracked: bool,
 ) -> None:
-    """Tasks of `step` called `interrupt()`: checkpoint their questions, raise `_Paused`."""
+    """Tasks of `step` called `interrupt()`: checkpoint their questions, raise `_Paused`.
+
+    In an untracked subgraph, raise `_SubgraphAsked` with them instead: the step of the
+    tracked graph above pauses on them, beside its own tasks' questions.
+    """
     names = node_ids(step)
-    if not tracked:
-        asker = names[next(i for i, r in enumerate(results) if type(r) is Interrupted)]
-        raise GraphError(
-            f"node {asker!r} of subgraph {path[-1]!r} called interrupt() while the subgraph ran "
-            f"beside other nodes of its parent's step; a subgraph that interrupts must be the "
-            f"only node of its step"
-        )
+    prefix = _TASK_PREFIX.get()
     earlier = {(i.task, i.index): i.id for i in run.asked}
     asked: list[Interrupt] = []
     pending = dict(run.pending)
     for key, node_id, result in zip(keys, names, results, strict=True):
         if type(result) is Interrupted:
+            task = prefix + key
             asked.append(Interrupt(
-                id=earlier.get((key, result.index)) or new_interrupt_id(), value=result.value,
-                node_id=node_id, task=key, index=result.index, path=path,
+                id=earlier.get((task, result.index)) or new_interrupt_id(), value=result.value,
+                node_id=node_id, task=task, index=result.index, path=path,
             ))
+        elif type(result) is _Asked:
+            asked.extend(result.interrupts)
         else:
             pending[key] = result  # type: ignore[assignment]
     interrupts = tuple(asked)
+    if not tracked:
+        raise _SubgraphAsked(interrupts)
     run.state, run.stable, run.current, run.path, run.pending = state, state, step, path, pending
     run.asked = interrupts
     run.node_id = interrupts[0].node_id
@@ -275,8 +302,7 @@ def _finish(
 
 
 def _transitions(hub: EventHub, routes: Mapping[str, Step], path: tuple[str, ...]) -> None:
-    if not hub.active:
-        hub.skip(sum(len(targets) or 1 for targets in routes.values()))
+    if not hub.observed(sum(len(targets) or 1 for targets in routes.values())):
         return
     for source, targets in routes.items():
         for target in targets or (END,):
@@ -315,7 +341,7 @@ async def run_step(
     if len(step) == 1 and type(step[0]) is str and not (record and run.pending):
         names: tuple[str, ...] = step  # type: ignore[assignment]
         result = await _run_node(run, graph, names[0], names[0], state, path, tracked=tracked)
-        if type(result) is Interrupted:
+        if type(result) is Interrupted or type(result) is _Asked:
             await _pause_inside(run, step, names, (result,), state, path, tracked=tracked)
         updates = (result,)  # type: ignore[assignment]
         if type(result) is Routed:
@@ -330,14 +356,12 @@ async def run_step(
         raise NodeError(f"merging the updates of {list(names)} failed: {exc!r}",
                         node_id=run.node_id, run_id=run.run_id) from exc
     hub = run.hub
-    if hub.active:
+    if hub.observed(len(step)):
         snapshot = MappingProxyType(new)
         for node_id, update in zip(names, updates, strict=True):
             hub.publish("node_end", node_id, state=snapshot,
                         data=MappingProxyType(dict(update)), path=path)
         _values(hub, names[-1], new, path)
-    else:
-        hub.skip(len(step))
     return new
 
 
@@ -360,7 +384,7 @@ async def _run_tasks(
     async def finished(batch: list[tuple[int, _Result]]) -> None:
         ran = []
         for index, result in batch:
-            if type(result) is not Interrupted:
+            if type(result) is not Interrupted and type(result) is not _Asked:
                 done[keys[todo[index]]] = result  # type: ignore[assignment]
                 ran.append(names[todo[index]])
         if ran:
@@ -372,7 +396,7 @@ async def _run_tasks(
     )
     by_key = dict(zip((keys[i] for i in todo), fresh, strict=True))
     results = [by_key[key] if key in by_key else done[key] for key in keys]
-    if any(type(r) is Interrupted for r in results):
+    if any(type(r) is Interrupted or type(r) is _Asked for r in results):
         await _pause_inside(run, step, keys, results, state, path, tracked=tracked)
     for node_id, update in zip(names, results, strict=True):
         if type(update) is Routed:
@@ -383,7 +407,7 @@ async def _run_tasks(
 async def _run_node(
     run: Run, graph: CompiledGraph, task: Task, key: str, state: State,
     path: tuple[str, ...], *, tracked: bool,
-) -> Mapping[str, Any] | Interrupted:
+) -> _Result:
     hub = run.hub
     arg: Mapping[str, Any]
     if type(task) is str:
@@ -392,19 +416,25 @@ async def _run_node(
         send = cast(Send, task)
         spec, arg = graph.nodes[send.node], send.arg
     node_id = spec.id
-    if hub.active:
+    if hub.observed():
         hub.publish("node_start", node_id, path=path)
-    else:
-        hub.skip()
     token = CURRENT_NODE.set((node_id, path))
     try:
         if spec.subgraph is None:
-            return await call_function(hub, spec, arg, run.answers.get(key, ()), path)
+            answers = run.answers.get(_TASK_PREFIX.get() + key, ()) if run.answers else ()
+            return await call_function(hub, spec, arg, answers, path)
         sub = spec.subgraph
         given = dict(arg)
-        final = await _drive(run, sub, (*path, node_id), entry_nodes(sub, given), given,
-                             skip_interrupt=False, tracked=tracked)
+        inner = None if tracked else _TASK_PREFIX.set(f"{_TASK_PREFIX.get()}{key}/")
+        try:
+            final = await _drive(run, sub, (*path, node_id), entry_nodes(sub, given), given,
+                                 skip_interrupt=False, tracked=tracked)
+        finally:
+            if inner is not None:
+                _TASK_PREFIX.reset(inner)
         return Replace(normalize_update(node_id, final, arg, final))
+    except _SubgraphAsked as asked:
+        return _Asked(asked.interrupts)
     except (GraphError, _Paused):
         raise
     except Exception as exc:
@@ -415,7 +445,7 @@ async def _run_node(
 
 
 async def _all(
-    awaitables: Sequence[Awaitable[_Result]],
+    coroutines: Sequence[Coroutine[Any, Any, _Result]],
     on_done: Callable[[list[tuple[int, _Result]]], Awaitable[None]] | None = None,
 ) -> list[_Result]:
     """Await sibling nodes; the first failure cancels the others and is raised once they end.
@@ -424,25 +454,34 @@ async def _all(
     finish together, in schedule order: one checkpoint per batch, not one per branch, keeps
     a wide fan-out from writing its growing list of finished branches once per branch.
     """
-    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    loop = asyncio.get_running_loop()
+    tasks = [loop.create_task(c) for c in coroutines]
     index_of = {task: index for index, task in enumerate(tasks)}
+    # Without `on_done` nothing needs the batches: one wait, woken by a failure or the end.
+    when = asyncio.FIRST_COMPLETED if on_done is not None else asyncio.FIRST_EXCEPTION
     try:
-        remaining = set(tasks)
+        remaining: set[asyncio.Task[_Result]] = set(tasks)
         failed = False
         while remaining and not failed:
-            done, remaining = await asyncio.wait(remaining, return_when=asyncio.FIRST_COMPLETED)
+            done, remaining = await asyncio.wait(remaining, return_when=when)
+            if on_done is None:
+                failed = any(task.exception() is not None for task in done)
+                continue
             batch: list[tuple[int, _Result]] = []
             for task in sorted(done, key=index_of.__getitem__):
                 if task.exception() is not None:
                     failed = True
                 else:
                     batch.append((index_of[task], task.result()))
-            if batch and on_done is not None:
+            if batch:
                 await on_done(batch)
     finally:
-        for task in tasks:
-            task.cancel()  # a no-op for finished tasks; ends the others when we are cancelled
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # Ends the unfinished ones after a failure, or when we are cancelled.
+        unfinished = [task for task in tasks if not task.done()]
+        for task in unfinished:
+            task.cancel()
+        if unfinished:
+            await asyncio.gather(*unfinished, return_exceptions=True)
     for task in tasks:
         if not task.cancelled() and task.exception() is not None:
             raise task.exception()  # type: ignore[misc]

@@ -68,12 +68,10 @@ async def call_function(
             raise NodeError(f"node {spec.id!r} failed: {failure!r}", node_id=spec.id,
                             run_id=hub.run_id) from failure
         delay = policy.delay(attempt)
-        if hub.active:
+        if hub.observed():
             hub.publish("retry", spec.id, error=repr(failure), path=path,
                         data={"attempt": attempt, "max_attempts": policy.max_attempts,
                               "delay": delay})
-        else:
-            hub.skip()
         await asyncio.sleep(delay)
         attempt += 1
 
@@ -82,7 +80,7 @@ async def _attempt(spec: NodeSpec, given: dict[str, Any]) -> Any:
     function = spec.function
     if function is None:
         return None
-    if spec.inline:  # on the loop: a timeout cannot stop it, so none is applied
+    if spec.inline:  # on the loop, and untimed: compile() refuses a timeout here
         result = function(given)
         return await result if inspect.isawaitable(result) else result
     if spec.timeout is None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from chronos.graph._command import Send
 from chronos.graph._interrupt import Interrupt
-from chronos.graph._plan import Step
+from chronos.graph._plan import Routed, Step
 from chronos.graph._run import Run, new_id
 from chronos.graph._types import State
 from chronos.store import Checkpoint, CheckpointStatus
@@ -55,6 +55,7 @@ async def checkpoint(
         interrupts=tuple(i.record() for i in interrupts) if interrupts else (),
         answers=dict(run.answers) if run.answers and status != "completed" else _NOTHING,
         sends=sends,
+        gotos=_gotos(pending) if pending else _NOTHING,
     )
     if run.writing is not None:
         await settle(run, raise_errors=True)
@@ -64,10 +65,16 @@ async def checkpoint(
         await store.put(written)
     run.checkpoint_id = written.id
     run.step_no += 1
-    if run.hub.active:
+    if run.hub.observed():
         run.hub.publish("checkpoint", ran[-1] if ran else "", data=written.id, path=path)
-    else:
-        run.hub.skip()
+
+
+def _gotos(pending: Mapping[str, Mapping[str, Any]]) -> Mapping[str, tuple[Any, ...]]:
+    """Where finished branches' `Command(goto=...)`s lead: kept beside their updates, so a
+    resume after a crash still takes them."""
+    gotos = {task: tuple(t if isinstance(t, str) else (t.node, t.arg) for t in update.goto)
+             for task, update in pending.items() if type(update) is Routed}
+    return gotos or _NOTHING
 
 
 async def settle(run: Run, *, raise_errors: bool = False) -> None:

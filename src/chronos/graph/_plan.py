@@ -1,7 +1,9 @@
 """The step planner: pure functions from (graph, state, what just ran) to what happens next.
 
 No I/O and no clock here, so the rules of a run (how updates merge, where edges lead, when a
-run pauses) can be read and tested without an event loop. `_runner.py` is the loop around it.
+run pauses) can be read and tested without an event loop. `_execute.py` is the run loop that
+calls it step by step; `_runner.py` (the public `Runner`) only starts, resumes and inspects
+runs, and uses it to apply an update or a `goto` to a stored checkpoint.
 """
 
 from __future__ import annotations

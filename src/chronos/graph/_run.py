@@ -16,7 +16,7 @@ from chronos.graph._builder import CompiledGraph
 from chronos.graph._command import Send
 from chronos.graph._events import EventHub
 from chronos.graph._interrupt import Interrupt
-from chronos.graph._plan import Step, node_ids
+from chronos.graph._plan import Routed, Step, node_ids
 from chronos.graph._types import Durability, State
 from chronos.store import Checkpoint, CheckpointStore
 
@@ -77,6 +77,15 @@ def step_of(checkpoint: Checkpoint) -> Step:
     return (*checkpoint.next, *(Send(node, arg) for node, arg in checkpoint.sends))
 
 
+def _pending_of(checkpoint: Checkpoint) -> dict[str, Mapping[str, Any]]:
+    """The updates of a step's finished tasks, each with the `goto` it returned, if any."""
+    pending = dict(checkpoint.pending)
+    for task, targets in checkpoint.gotos.items():
+        goto = tuple(t if type(t) is str else Send(*t) for t in targets)
+        pending[task] = Routed(pending[task], goto)
+    return pending
+
+
 class Run:
     """Everything one run needs, passed explicitly instead of through a config dict."""
 
@@ -105,7 +114,7 @@ class Run:
         self.current: Step = ()  # the step in flight: what a resume runs again
         self.path = parent.path if parent is not None else ()  # the subgraph `current` is in
         # Updates of the current step's tasks that already finished (and were recorded).
-        self.pending: dict[str, Mapping[str, Any]] = dict(parent.pending) if parent else {}
+        self.pending: dict[str, Mapping[str, Any]] = _pending_of(parent) if parent else {}
         # Answers to the current step's interrupts, by task, and the questions last asked
         # (whose ids a task asking again keeps).
         self.answers: dict[str, tuple[Any, ...]] = dict(parent.answers) if parent else {}

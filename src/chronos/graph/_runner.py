@@ -90,6 +90,8 @@ class Runner:
         self._active: dict[str, Run] = {}
         self._claimed: set[str] = set()  # sessions held by a call of ours, running or about to
         self._outcomes: OrderedDict[str, RunState] = OrderedDict()
+        # Asked once: a Protocol isinstance check walks the protocol's members every time.
+        self._leases = store if isinstance(store, SessionLeasing) else None
 
     def stream(
         self,
@@ -421,8 +423,8 @@ class Runner:
                 raise RunConflictError(session_id)
             self._claimed.add(session_id)
         try:
-            if isinstance(self.store, SessionLeasing):
-                async with self.store.lease(session_id):
+            if self._leases is not None:
+                async with self._leases.lease(session_id):
                     yield
             else:
                 yield

@@ -10,7 +10,7 @@ as topic; the run manager brackets each run with `run_start` and `run_end` marke
 - messages-tuple: `messages` events `[message chunk, metadata]` for every model token;
 - messages: `messages/metadata` once per message, `messages/partial` with the message so far,
   `messages/complete` when its node ends;
-- custom: the data given to `chronos.stream.emit`;
+- custom: the data given to `chronos.graph.emit`;
 - debug: `task` / `task_result` / `checkpoint` records; tasks: the task and task-result
   payloads alone; checkpoints: the checkpoint payloads alone (values and next);
 - and `error` when the run fails.

@@ -47,11 +47,12 @@ class Checkpoint:
     say): it names the subgraph nodes enclosing `ran` and `next`, outermost first, and `state`
     is the subgraph's state.
 
-    Three fields carry `graph.interrupt()` and `graph.Send`, all empty otherwise:
-    `interrupts` the questions a paused run waits on (each `{"id", "node_id", "task",
-    "index", "value"}`); `answers` the answers already given, by task, replayed in order when
-    the task runs again; `sends` the `(node, input)` tasks of `next` started by a `Send`, run
-    after its plain nodes.
+    Four fields carry `graph.interrupt()`, `graph.Send` and `graph.Command`, all empty
+    otherwise: `interrupts` the questions a paused run waits on (each `{"id", "node_id",
+    "task", "index", "value"}`); `answers` the answers already given, by task, replayed in
+    order when the task runs again; `sends` the `(node, input)` tasks of `next` started by a
+    `Send`, run after its plain nodes; `gotos` where finished branches in `pending` sent the
+    run with `Command(goto=...)`, by task: node ids, and `(node, input)` pairs for `Send`s.
     """
 
     id: str
@@ -71,6 +72,7 @@ class Checkpoint:
     interrupts: tuple[Mapping[str, Any], ...] = ()
     answers: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
     sends: tuple[tuple[str, Any], ...] = ()
+    gotos: Mapping[str, tuple[str | tuple[str, Any], ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,17 +240,18 @@ def decode_state(data: bytes | bytearray | memoryview | str) -> dict[str, Any]:
 
 
 def encode_position(checkpoint: Checkpoint) -> bytes:
-    """Where a checkpoint stands (`next`, `path`, `interrupts`, `answers`, `sends`) as JSON.
+    """Where a checkpoint stands (`next`, `path`, `interrupts`, `answers`, `sends`, `gotos`)
+    as JSON.
 
     A plain list of node ids when only `next` is set, as checkpoints were first written, so
     older rows read back unchanged; an object otherwise.
 
     Raises:
         StateNotSerializable: an interrupt value, an answer or a `Send` input cannot be
-            encoded (named "interrupts", "answers" or "sends").
+            encoded (named "interrupts", "answers", "sends" or "gotos").
     """
     c = checkpoint
-    if not (c.path or c.interrupts or c.answers or c.sends):
+    if not (c.path or c.interrupts or c.answers or c.sends or c.gotos):
         return orjson.dumps(c.next)
     # Lists where the checkpoint holds tuples, as `decode_position` reads them back, so that
     # the round-trip check of `encode_state` judges only the values users put in.
@@ -259,6 +262,9 @@ def encode_position(checkpoint: Checkpoint) -> bytes:
         position["answers"] = {task: list(given) for task, given in c.answers.items()}
     if c.sends:
         position["sends"] = [[node, arg] for node, arg in c.sends]
+    if c.gotos:
+        position["gotos"] = {task: [t if type(t) is str else list(t) for t in targets]
+                             for task, targets in c.gotos.items()}
     return encode_state(position)
 
 
@@ -273,4 +279,6 @@ def decode_position(data: bytes | str) -> dict[str, Any]:
         "interrupts": tuple(value.get("interrupts", ())),
         "answers": {k: tuple(v) for k, v in value.get("answers", {}).items()},
         "sends": tuple((node, arg) for node, arg in value.get("sends", ())),
+        "gotos": {task: tuple(t if type(t) is str else tuple(t) for t in targets)
+                  for task, targets in value.get("gotos", {}).items()},
     }

@@ -14,7 +14,6 @@ Several server processes share events through Redis: `stream.broker_from_url("re
 
 from chronos.stream._asgi import Authorize, SSEHandler
 from chronos.stream._broker import Broker, BrokerStatistics
-from chronos.stream._emit import EventSink, emit, event_sink
 from chronos.stream._event import DEFAULT_TOPIC, GAP, Event
 from chronos.stream._protocol import (
     BrokerProtocol,
@@ -32,12 +31,9 @@ __all__ = [
     "BrokerProtocol",
     "BrokerStatistics",
     "Event",
-    "EventSink",
     "Overflow",
     "SSEHandler",
     "Subscription",
     "SubscriptionStatistics",
     "broker_from_url",
-    "emit",
-    "event_sink",
 ]

@@ -1,9 +1,9 @@
 """`emit()`: send a custom event from inside a running node into the run's stream.
 
-The runner installs a sink in a context variable for the duration of each node. Context
-variables follow `asyncio` tasks and `asyncio.to_thread`, so a sync node running in a worker
-thread reaches the same sink; the sink itself is responsible for being thread-safe. This module
-knows nothing of graphs: anything that installs a sink can receive events.
+The run loop installs its event hub's sink in a context variable for the duration of a run;
+only the graph sets and reads it. Context variables follow `asyncio` tasks and
+`asyncio.to_thread`, so a sync node running in a worker thread reaches the same sink, which
+is thread-safe (`EventHub.sink`).
 """
 
 from __future__ import annotations
@@ -33,13 +33,13 @@ def emit(type: str, data: Any = None) -> None:
 
     ```python
     def extract(state):
-        emit("progress", {"done": 3, "of": 10})
+        graph.emit("progress", {"done": 3, "of": 10})
         ...
     ```
 
     It never loses the event. From a node on the run's event loop it returns at once; from a
     sync node in a worker thread it may wait while a reader of the run is far behind (the
-    sink decides: see `chronos.graph.Runner.stream`).
+    hub decides: see `chronos.graph.Runner.stream`).
 
     Raises:
         EmitOutsideRunError: called outside a running node, where no stream would receive it.

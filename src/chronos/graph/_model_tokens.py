@@ -1,7 +1,7 @@
 """The glue between model streaming and graph streaming: a node's model call, token by token.
 
 This is the one place where `graph` meets `model`: it asks a `Provider` for a stream and turns
-each chunk into a `token` event of the running graph (through the sink `chronos.stream.emit`
+each chunk into a `token` event of the running graph (through the sink `chronos.graph.emit`
 would call, so the event gets the node id, run id and sequence number like any other and
 reaches the broker too).
 `model` knows nothing of this module, and the runner knows nothing of providers.
@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from chronos.graph._emit import EventSink, current_sink
 from chronos.model import (
     ChatRequest,
     ChatResponse,
@@ -28,8 +29,6 @@ from chronos.model import (
     ToolCall,
     ToolCallDelta,
 )
-from chronos.stream import EventSink
-from chronos.stream._emit import current_sink
 
 __all__ = ["MessageDelta", "stream_chat", "stream_chat_sync"]
 
