@@ -24,6 +24,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, cast
 
+from chronos.graph._events import CURRENT_NODE
+from chronos.graph._usage import current_ledger, node_key
 from chronos.model import (
     ChatRequest,
     ChatResponse,
@@ -139,7 +141,7 @@ async def stream_chat(
         async for chunk in chunks:
             _emit_chunk(sink, mid, chunk)
             add(chunk)
-    return acc.result()
+    return _counted(provider, request, acc.result())
 
 
 def stream_chat_sync(
@@ -166,4 +168,15 @@ def stream_chat_sync(
         close = getattr(chunks, "close", None)
         if close is not None:
             close()
-    return acc.result()
+    return _counted(provider, request, acc.result())
+
+
+def _counted(provider: Provider, request: ChatRequest, response: ChatResponse) -> ChatResponse:
+    """Add the call's usage to the running node's (once per call, never per token)."""
+    ledger = current_ledger()
+    if ledger is not None and response.usage is not None:
+        node_id, path = CURRENT_NODE.get()
+        # The name the caller chose, which their own `Prices` table is keyed by.
+        model = request.model or provider.model or response.model
+        ledger.add(node_key(node_id, path), provider.name, model, response.usage)
+    return response

@@ -18,6 +18,7 @@ from chronos.graph._interrupt import Interrupt
 from chronos.graph._plan import Step
 from chronos.graph._run import Run, new_id
 from chronos.graph._types import State
+from chronos.graph._usage import USAGE_KEY
 from chronos.store import Checkpoint, CheckpointStatus
 
 __all__ = ["checkpoint", "record_failure", "settle"]
@@ -54,7 +55,7 @@ async def checkpoint(
         pending=dict(pending) if pending else _NOTHING, path=path,
         interrupts=tuple(i.record() for i in interrupts) if interrupts else (),
         answers=dict(run.answers) if run.answers and status != "completed" else _NOTHING,
-        sends=sends,
+        sends=sends, metadata={USAGE_KEY: run.usage.record()} if run.usage else _NOTHING,
     )
     if run.writing is not None:
         await settle(run, raise_errors=True)
