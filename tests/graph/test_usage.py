@@ -19,6 +19,7 @@ from chronos.errors import NodeError
 from chronos.model import RetryPolicy
 from chronos.model.openai import OpenAIProvider
 from chronos.store import CheckpointStore, MemoryStore, PostgresStore
+from tests.demo.conftest import openai_stream as saying
 from tests.model.conftest import AWS_ENVIRONMENT
 from tests.model.recordings import PROVIDERS, Recording, load_all, recording_id
 from tests.model.replay import ReplayServer, Reply
@@ -104,18 +105,10 @@ def _at(raw: Any, path: tuple[str, ...]) -> Any:
 
 def openai_stream(prompt: int, completion: int, *, cached: int = 0, reasoning: int = 0) -> bytes:
     """An OpenAI Chat Completions stream saying "ok", its usage on the closing chunk."""
-    usage = {"prompt_tokens": prompt, "completion_tokens": completion,
-             "total_tokens": prompt + completion,
-             "prompt_tokens_details": {"cached_tokens": cached},
-             "completion_tokens_details": {"reasoning_tokens": reasoning}}
-    chunks = [
-        {"id": "c", "model": "gpt-4o-2024-08-06",
-         "choices": [{"index": 0, "delta": {"role": "assistant", "content": "ok"},
-                      "finish_reason": None}]},
-        {"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
-        {"id": "c", "choices": [], "usage": usage},
-    ]
-    return b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+    return saying(["ok"], {"prompt_tokens": prompt, "completion_tokens": completion,
+                           "total_tokens": prompt + completion,
+                           "prompt_tokens_details": {"cached_tokens": cached},
+                           "completion_tokens_details": {"reasoning_tokens": reasoning}})
 
 
 CALL = model.Usage(input_tokens=100, output_tokens=20, total_tokens=120, cached_tokens=40,
