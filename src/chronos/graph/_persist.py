@@ -55,7 +55,7 @@ async def checkpoint(
         pending=dict(pending) if pending else _NOTHING, path=path,
         interrupts=tuple(i.record() for i in interrupts) if interrupts else (),
         answers=dict(run.answers) if run.answers and status != "completed" else _NOTHING,
-        sends=sends, metadata={USAGE_KEY: run.usage.record()} if run.usage else _NOTHING,
+        sends=sends, metadata={USAGE_KEY: run.usage.record()} if run.usage.by_node else _NOTHING,
     )
     if run.writing is not None:
         await settle(run, raise_errors=True)
