@@ -18,6 +18,7 @@ from chronos.graph._interrupt import Interrupt
 from chronos.graph._plan import Routed, Step
 from chronos.graph._run import Run, new_id
 from chronos.graph._types import State
+from chronos.graph._usage import USAGE_KEY
 from chronos.store import Checkpoint, CheckpointStatus
 
 __all__ = ["checkpoint", "record_failure", "settle"]
@@ -56,6 +57,7 @@ async def checkpoint(
         answers=dict(run.answers) if run.answers and status != "completed" else _NOTHING,
         sends=sends,
         gotos=_gotos(pending) if pending else _NOTHING,
+        metadata={USAGE_KEY: run.usage.record()} if run.usage.by_node else _NOTHING,
     )
     if run.writing is not None:
         await settle(run, raise_errors=True)

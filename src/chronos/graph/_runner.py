@@ -24,6 +24,7 @@ from chronos.graph._command import Command, goto_targets
 from chronos.graph._events import EventHub, EventStream, resolve_modes
 from chronos.graph._execute import execute
 from chronos.graph._interrupt import Interrupt, resolve_resume
+from chronos.graph._log import log_end, log_start
 from chronos.graph._plan import (
     Step,
     apply_updates,
@@ -32,8 +33,10 @@ from chronos.graph._plan import (
     graph_at,
     interrupts_in,
 )
-from chronos.graph._run import Run, RunState, step_of
+from chronos.graph._run import Run, RunState, step_of, usage_fields
 from chronos.graph._types import Durability, StreamMode
+from chronos.graph._usage import USAGE_KEY, UsageLedger
+from chronos.model import Pricing, genai_prices
 from chronos.store import Checkpoint, CheckpointStore
 from chronos.store._protocol import SessionLeasing
 from chronos.stream import BrokerProtocol
@@ -69,6 +72,9 @@ class Runner:
             each step, before the next), "async" (after each step, while the next runs; a
             crash re-runs at most the steps whose write was under way), "exit" (only when
             the run pauses, fails or completes; a crash loses the whole run).
+        prices: what a model call costs (`RunState.cost`): by default `model.genai_prices`
+            (the `prices` extra; without it, no cost), or `model.Prices({...})` of your own,
+            or any `(provider, model, usage) -> dollars | None`; None prices nothing.
     """
 
     def __init__(
@@ -79,8 +85,10 @@ class Runner:
         *,
         step_limit: int = 1000,
         durability: Durability = "sync",
+        prices: Pricing | None = genai_prices,
     ) -> None:
         self.graph = graph
+        self.prices = prices
         self.store = store
         self.broker = broker
         self.step_limit = step_limit
@@ -350,31 +358,36 @@ class Runner:
             self._pending = [s for s in self._pending if s not in mine and not s.closed]
         hub = EventHub(uuid.uuid4().hex, session_id, mine, self.broker, self._lock)
         run = Run(self.graph, hub, self.store, state, step_limit=self.step_limit, parent=parent,
-                  durability=durability or self.durability)
+                  durability=durability or self.durability, pricing=self.prices)
         if answers is not None:
             run.answers = answers
         elif parent is not None:  # `goto` chose another step: the paused one's work is moot
             run.answers, run.pending = {}, {}
         self._active[session_id] = run
         self._outcomes.pop(session_id, None)
+        log_start(run, resumed=resumed)
         try:
             for old in replay:
                 hub.publish("checkpoint", old.ran[-1] if old.ran else "", state=old.state,
                             data=old.id, name="replay")
             if step is None:
                 step = entry_nodes(self.graph, state)
-            return await execute(run, step, resumed=resumed, write_first=write_first)
+            result = await execute(run, step, resumed=resumed, write_first=write_first)
         except asyncio.CancelledError:
             self._remember(run.result("cancelled", run.current))
+            log_end(run, "cancelled")
             # A no-op when the run ended its streams itself; here for a failure before it ran.
             hub.end("cancelled", run.node_id, state=run.stable, error="cancelled")
             raise
         except Exception as exc:
             self._remember(run.result("failed", run.current))
+            log_end(run, "failed", exc)
             hub.end("error", run.node_id, state=run.stable, error=str(exc))
             raise
         finally:
             del self._active[session_id]
+        log_end(run, result.status)
+        return result
 
     async def get_state(self, session_id: str) -> RunState | None:
         """Where the session stands: running here, or as its run ended, or as last checkpointed.
@@ -403,6 +416,7 @@ class Runner:
             seq=0, started_at=checkpoint.created_at, updated_at=checkpoint.created_at,
             next=(*checkpoint.next, *(n for n, _ in checkpoint.sends)),
             checkpoint_id=checkpoint.id, path=checkpoint.path, interrupts=interrupts,
+            **usage_fields(UsageLedger(None, checkpoint.metadata.get(USAGE_KEY))),
         )
 
     def _remember(self, outcome: RunState) -> None:

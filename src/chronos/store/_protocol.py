@@ -27,6 +27,7 @@ __all__ = [
     "encode_pending",
     "encode_position",
     "encode_state",
+    "has_position",
 ]
 
 CheckpointStatus = Literal["running", "paused", "completed", "failed"]
@@ -53,6 +54,9 @@ class Checkpoint:
     order when the task runs again; `sends` the `(node, input)` tasks of `next` started by a
     `Send`, run after its plain nodes; `gotos` where finished branches in `pending` sent the
     run with `Command(goto=...)`, by task: node ids, and `(node, input)` pairs for `Send`s.
+
+    `metadata` is what the run recorded beside its state, as JSON: under "usage", the model
+    usage and cost so far by node (`{node: {"input_tokens": ..., "cost": ...}}`), when any.
     """
 
     id: str
@@ -73,6 +77,7 @@ class Checkpoint:
     answers: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
     sends: tuple[tuple[str, Any], ...] = ()
     gotos: Mapping[str, tuple[str | tuple[str, Any], ...]] = field(default_factory=dict)
+    metadata: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +86,8 @@ class SessionInfo:
 
     Everything but `checkpoints` (how many the session has) and `started_at` (the time of its
     earliest) comes from the session's latest checkpoint, `latest_id`: a "running" status there
-    means a run still going, or one that crashed and can be resumed.
+    means a run still going, or one that crashed and can be resumed. `metadata` is the latest
+    checkpoint's (its usage totals).
     """
 
     session_id: str
@@ -93,6 +99,7 @@ class SessionInfo:
     started_at: float
     updated_at: float
     latest_id: str
+    metadata: Mapping[str, Any] = field(default_factory=dict)
 
 
 class CheckpointStore(Protocol):
@@ -241,7 +248,7 @@ def decode_state(data: bytes | bytearray | memoryview | str) -> dict[str, Any]:
 
 def encode_position(checkpoint: Checkpoint) -> bytes:
     """Where a checkpoint stands (`next`, `path`, `interrupts`, `answers`, `sends`, `gotos`)
-    as JSON.
+    as JSON, and its `metadata`.
 
     A plain list of node ids when only `next` is set, as checkpoints were first written, so
     older rows read back unchanged; an object otherwise.
@@ -251,7 +258,7 @@ def encode_position(checkpoint: Checkpoint) -> bytes:
             encoded (named "interrupts", "answers", "sends" or "gotos").
     """
     c = checkpoint
-    if not (c.path or c.interrupts or c.answers or c.sends or c.gotos):
+    if not has_position(c):
         return orjson.dumps(c.next)
     # Lists where the checkpoint holds tuples, as `decode_position` reads them back, so that
     # the round-trip check of `encode_state` judges only the values users put in.
@@ -265,7 +272,15 @@ def encode_position(checkpoint: Checkpoint) -> bytes:
     if c.gotos:
         position["gotos"] = {task: [t if type(t) is str else list(t) for t in targets]
                              for task, targets in c.gotos.items()}
+    if c.metadata:
+        position["metadata"] = c.metadata
     return encode_state(position)
+
+
+def has_position(checkpoint: Checkpoint) -> bool:
+    """Whether the checkpoint holds more than `next`, which `encode_position` then encodes."""
+    c = checkpoint
+    return bool(c.path or c.interrupts or c.answers or c.sends or c.gotos or c.metadata)
 
 
 def decode_position(data: bytes | str) -> dict[str, Any]:
@@ -281,4 +296,5 @@ def decode_position(data: bytes | str) -> dict[str, Any]:
         "sends": tuple((node, arg) for node, arg in value.get("sends", ())),
         "gotos": {task: tuple(t if type(t) is str else tuple(t) for t in targets)
                   for task, targets in value.get("gotos", {}).items()},
+        "metadata": value.get("metadata", {}),
     }
