@@ -399,12 +399,9 @@ async def _run_node(
     token = CURRENT_NODE.set((node_id, path))
     try:
         if spec.subgraph is None:
-            return await call_function(hub, spec, arg, run.answers.get(key, ()), path)
-        sub = spec.subgraph
-        given = dict(arg)
-        final = await _drive(run, sub, (*path, node_id), entry_nodes(sub, given), given,
-                             skip_interrupt=False, tracked=tracked)
-        return Replace(normalize_update(node_id, final, arg, final))
+            return await call_function(hub, spec, arg, run.answers.get(key, ()), path,
+                                       run.trace)
+        return await _run_subgraph(run, spec.subgraph, node_id, arg, path, tracked=tracked)
     except (GraphError, _Paused):
         raise
     except Exception as exc:
@@ -412,6 +409,28 @@ async def _run_node(
                         run_id=run.run_id) from exc
     finally:
         CURRENT_NODE.reset(token)
+
+
+async def _run_subgraph(
+    run: Run, sub: CompiledGraph, node_id: str, arg: Mapping[str, Any], path: tuple[str, ...],
+    *, tracked: bool,
+) -> Mapping[str, Any]:
+    """A subgraph node: its graph run to its end (or pause); one span holds its nodes' spans."""
+    span = None if run.trace is None else run.trace.attempt(node_id, 1, path)
+    error: BaseException | None = None
+    try:
+        given = dict(arg)
+        final = await _drive(run, sub, (*path, node_id), entry_nodes(sub, given), given,
+                             skip_interrupt=False, tracked=tracked)
+        return Replace(normalize_update(node_id, final, arg, final))
+    except _Paused:
+        raise
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        if span is not None:
+            span.end(error)
 
 
 async def _all(

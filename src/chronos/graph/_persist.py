@@ -54,7 +54,7 @@ async def checkpoint(
         pending=dict(pending) if pending else _NOTHING, path=path,
         interrupts=tuple(i.record() for i in interrupts) if interrupts else (),
         answers=dict(run.answers) if run.answers and status != "completed" else _NOTHING,
-        sends=sends,
+        sends=sends, trace=run.traceparent,
     )
     if run.writing is not None:
         await settle(run, raise_errors=True)

@@ -12,6 +12,7 @@ from itertools import count
 from types import MappingProxyType
 from typing import Any, Literal
 
+from chronos._telemetry import RunTrace
 from chronos.graph._builder import CompiledGraph
 from chronos.graph._command import Send
 from chronos.graph._events import EventHub
@@ -82,7 +83,8 @@ class Run:
 
     __slots__ = ("answers", "asked", "checkpoint_id", "current", "durability", "gotos", "graph",
                  "hub", "node_id", "path", "pending", "run_id", "session_id", "stable",
-                 "started_at", "state", "step_limit", "step_no", "steps", "store", "writing")
+                 "started_at", "state", "step_limit", "step_no", "steps", "store", "trace",
+                 "traceparent", "writing")
 
     def __init__(
         self,
@@ -121,6 +123,9 @@ class Run:
         self.checkpoint_id = parent.id if parent is not None else None
         self.step_no = parent.step + 1 if parent is not None else 0
         self.started_at = time.time()
+        self.trace: RunTrace | None = None  # the run's span, when tracing is on
+        # The trace context its checkpoints keep: a later resume continues that trace.
+        self.traceparent = parent.trace if parent is not None else ""
 
     def result(
         self, status: RunStatus, next: Step = (), interrupts: tuple[Interrupt, ...] = ()

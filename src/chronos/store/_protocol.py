@@ -52,6 +52,9 @@ class Checkpoint:
     "index", "value"}`); `answers` the answers already given, by task, replayed in order when
     the task runs again; `sends` the `(node, input)` tasks of `next` started by a `Send`, run
     after its plain nodes.
+
+    `trace` is the W3C `traceparent` of the run that wrote the checkpoint when it was traced
+    (OpenTelemetry), so that a resume in any process continues the same trace; else empty.
     """
 
     id: str
@@ -71,6 +74,7 @@ class Checkpoint:
     interrupts: tuple[Mapping[str, Any], ...] = ()
     answers: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
     sends: tuple[tuple[str, Any], ...] = ()
+    trace: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +234,9 @@ def decode_state(data: bytes | bytearray | memoryview | str) -> dict[str, Any]:
 def encode_position(checkpoint: Checkpoint) -> bytes:
     """Where a checkpoint stands (`next`, `path`, `interrupts`, `answers`, `sends`) as JSON.
 
+    The run's `trace` context travels with it: it is needed exactly where a resume reads
+    the position, and every store keeps it without a column of its own.
+
     A plain list of node ids when only `next` is set, as checkpoints were first written, so
     older rows read back unchanged; an object otherwise.
 
@@ -238,7 +245,7 @@ def encode_position(checkpoint: Checkpoint) -> bytes:
             encoded (named "interrupts", "answers" or "sends").
     """
     c = checkpoint
-    if not (c.path or c.interrupts or c.answers or c.sends):
+    if not (c.path or c.interrupts or c.answers or c.sends or c.trace):
         return orjson.dumps(c.next)
     # Lists where the checkpoint holds tuples, as `decode_position` reads them back, so that
     # the round-trip check of `encode_state` judges only the values users put in.
@@ -249,6 +256,8 @@ def encode_position(checkpoint: Checkpoint) -> bytes:
         position["answers"] = {task: list(given) for task, given in c.answers.items()}
     if c.sends:
         position["sends"] = [[node, arg] for node, arg in c.sends]
+    if c.trace:
+        position["trace"] = c.trace
     return encode_state(position)
 
 
@@ -263,4 +272,5 @@ def decode_position(data: bytes | str) -> dict[str, Any]:
         "interrupts": tuple(value.get("interrupts", ())),
         "answers": {k: tuple(v) for k, v in value.get("answers", {}).items()},
         "sends": tuple((node, arg) for node, arg in value.get("sends", ())),
+        "trace": value.get("trace", ""),
     }

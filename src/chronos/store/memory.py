@@ -42,7 +42,8 @@ class MemoryStore:
         """Store a checkpoint."""
         c = checkpoint
         # Only a checkpoint that needs more than `next` pays for encoding its position.
-        position = encode_position(c) if c.path or c.interrupts or c.answers or c.sends else None
+        extra = c.path or c.interrupts or c.answers or c.sends or c.trace
+        position = encode_position(c) if extra else None
         data = encode_state(c.state), encode_pending(c.pending), position
         if checkpoint.id in self._by_id:
             raise StoreError(f"checkpoint id {checkpoint.id!r} exists already")
