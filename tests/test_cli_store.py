@@ -14,7 +14,10 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from chronos import model
 from chronos.store import Checkpoint, SQLiteStore
+from tests.graph.test_usage import openai_stream
+from tests.model.replay import ReplayServer, Reply
 
 CHRONOS = Path(sys.executable).with_name("chronos")
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -328,3 +331,53 @@ def test_mistakes_are_one_line_errors(tmp_path: Path) -> None:
     # None of these touched the paused run.
     [row] = rows(chronos(tmp_path, "sessions", store).stdout)
     assert row[:3] == ["p", "approval", "paused"]
+
+
+SPENDER = '''
+import os
+from chronos import graph, model
+from chronos.model.openai import OpenAIProvider
+
+REQUEST = model.ChatRequest(messages=[model.Message(role="user", content="Hi")])
+
+def caller(name):
+    async def node(state):
+        async with OpenAIProvider(name, base_url=os.environ["MODEL_URL"], api_key="k") as p:
+            await graph.stream_chat(p, REQUEST)
+        return {}
+    return node
+
+spender = graph.StateGraph("spender").add_node("known", caller("gpt-4o"))
+spender.add_node("unknown", caller("my-finetune")).set_entry_point("known")
+spender.add_edge("known", "unknown").set_finish_point("unknown")
+'''
+
+
+def test_run_and_sessions_show_tokens_and_cost_per_node_and_in_total(
+    tmp_path: Path, replay_server: ReplayServer
+) -> None:
+    (tmp_path / "agent.py").write_text(SPENDER)
+    store = f"--store=sqlite:///{tmp_path / 'runs.db'}"
+    script = replay_server.script(*(Reply(body=openai_stream(100, 20, cached=40, reasoning=5))
+                                    for _ in range(2)))
+    ran = chronos(tmp_path, "run", "agent:spender", "--session", "s-1", store,
+                  MODEL_URL=script.base_url + "/v1")
+    assert ran.returncode == 0, ran.stderr
+    known = model.genai_prices("openai", "gpt-4o", model.Usage(
+        input_tokens=100, output_tokens=20, cached_tokens=40))
+    assert known is not None
+    table = {line.split()[0]: line.split()[1:] for line in ran.stderr.splitlines()
+             if line.split()[:1] in (["known"], ["unknown"], ["total"], ["NODE"])}
+    assert table["NODE"] == ["INPUT", "OUTPUT", "CACHED", "REASONING", "COST"]
+    assert table["known"] == ["100", "20", "40", "5", f"${known:.6f}"]
+    assert table["unknown"] == ["100", "20", "40", "5", "unknown"]
+    assert table["total"] == ["200", "40", "80", "10", "unknown"]
+
+    listed = rows(chronos(tmp_path, "sessions", store).stdout)
+    assert listed[0][0] == "s-1"
+    assert listed[0][-2:] == ["200/40", "unknown"]
+    by_node = chronos(tmp_path, "sessions", "--usage", store)
+    assert by_node.returncode == 0, by_node.stderr
+    assert rows(by_node.stdout) == [["s-1", "known", "100", "20", "40", "5", f"${known:.6f}"],
+                                    ["s-1", "unknown", "100", "20", "40", "5", "unknown"],
+                                    ["s-1", "total", "200", "40", "80", "10", "unknown"]]

@@ -20,7 +20,7 @@ the span's status with the typed error, recorded as an exception event. Message 
 recorded only when `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true` (it may hold
 personal data).
 
-A run's trace context (its `traceparent`) is kept in its checkpoints, so that a resume in
+A run's trace context (its `traceparent`) is kept in its checkpoints' metadata, so that a resume in
 any process continues the same trace, and travels in every event the run publishes to a
 broker, so that an SSE client can join its own spans to the run's.
 """
@@ -40,13 +40,17 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
 
     from chronos.model import ChatRequest, ChatResponse, ChatStream, Provider
+    from chronos.store import Checkpoint
     from chronos.stream import BrokerProtocol, Event
 
-__all__ = ["CAPTURE_CONTENT_ENV", "ChatSpan", "NodeSpan", "RunTrace", "start_chat", "start_run",
-           "tracer"]
+__all__ = ["CAPTURE_CONTENT_ENV", "TRACE_KEY", "ChatSpan", "NodeSpan", "RunTrace", "start_chat",
+           "start_run", "stored_trace", "tracer"]
 
 CAPTURE_CONTENT_ENV: Final = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 """Set to "true" to record prompts and responses on model-call spans (off by default)."""
+
+TRACE_KEY: Final = "trace"
+"""Where a checkpoint's `metadata` keeps the W3C `traceparent` of the run that wrote it."""
 
 _SCOPE: Final = "chronos"
 # chronos's provider names as the conventions' `gen_ai.provider.name` values.
@@ -71,6 +75,13 @@ def tracer() -> Tracer | None:
 
         _cached = provider, provider.get_tracer(_SCOPE, __version__)
     return _cached[1]
+
+
+def stored_trace(checkpoint: Checkpoint | None) -> str:
+    """The `traceparent` a checkpoint kept, or "" (none, or written untraced)."""
+    if checkpoint is None:
+        return ""
+    return str(checkpoint.metadata.get(TRACE_KEY, ""))
 
 
 def _fail(span: Span, error: BaseException) -> None:

@@ -6,7 +6,7 @@ import contextlib
 import re
 import signal
 import subprocess
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -33,14 +33,17 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def openai_stream(words: Iterable[str]) -> bytes:
-    """An OpenAI-compatible chat completion stream saying `words`, one chunk each."""
+def openai_stream(words: Iterable[str], usage: Mapping[str, Any] | None = None) -> bytes:
+    """An OpenAI-compatible chat completion stream saying `words`, one chunk each; `usage`
+    comes on a closing chunk of its own, as with `stream_options.include_usage`."""
     chunks = [{"content": word} for word in words]
-    events = [
+    events: list[dict[str, Any]] = [
         {"id": "r1", "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
         for delta in [{"role": "assistant"}, *chunks]
     ]
     events.append({"id": "r1", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    if usage is not None:
+        events.append({"id": "r1", "choices": [], "usage": usage})
     body = b"".join(b"data: " + orjson.dumps(event) + b"\n\n" for event in events)
     return body + b"data: [DONE]\n\n"
 
@@ -51,9 +54,12 @@ def model_saying(replay_server: ReplayServer, *replies: Reply) -> OpenAIProvider
     return OpenAIProvider("scripted", base_url=script.base_url + "/v1", api_key="test")
 
 
-def drafts(*texts: Sequence[str], pause: float = 0.0) -> list[Reply]:
+def drafts(
+    *texts: Sequence[str], pause: float = 0.0, usage: Mapping[str, Any] | None = None
+) -> list[Reply]:
     """One streamed reply per draft, each saying its words (in pieces `pause` s apart)."""
-    return [Reply(body=openai_stream(words), pause=pause, max_piece=96) for words in texts]
+    return [Reply(body=openai_stream(words, usage), pause=pause, max_piece=96)
+            for words in texts]
 
 
 @contextmanager

@@ -174,3 +174,35 @@ async def test_a_second_tab_follows_the_same_run(replay_server: ReplayServer) ->
         assert await logged_ids(first) == await logged_ids(other)
         assert await other.text_content("#answer .draft.old") == "Hello there."
         assert await other.text_content("#answer .draft:not(.old)") == "Bye."
+
+
+@pytest.mark.usefixtures("chromium")
+async def test_the_page_shows_the_models_tokens_and_cost_per_node_and_in_total(
+    replay_server: ReplayServer,
+) -> None:
+    usage = {"prompt_tokens": 31, "completion_tokens": 7, "total_tokens": 38}
+    app = create_app(model_saying(replay_server, *drafts(STORY[:3], STORY[:2], usage=usage)))
+    from playwright.async_api import async_playwright
+
+    async with running(app) as server, async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            tab = await browser.new_page()
+            await tab.goto(server.url + "/")
+            await send(tab, "Tell me a story about a robot")
+            await tab.wait_for_selector('#status[data-state="paused"]', timeout=WAIT)
+            await tab.wait_for_function(
+                "document.getElementById('usage').textContent.includes('total')", timeout=WAIT)
+            # The demo's model has no known price: its cost is unknown, never $0.
+            assert (await tab.text_content("#usage")).splitlines() == [
+                "draft: 31 in / 7 out tokens · cost unknown",
+                "total: 31 in / 7 out tokens · cost unknown",
+            ]
+            await tab.click("#reject")  # a second draft: the draft node's count doubles
+            await tab.wait_for_selector('#status[data-state="paused"]', timeout=WAIT)
+            await tab.wait_for_function(
+                "document.getElementById('usage').textContent.includes('62 in')", timeout=WAIT)
+            assert (await tab.text_content("#usage")).splitlines()[-1] == (
+                "total: 62 in / 14 out tokens · cost unknown")
+        finally:
+            await browser.close()

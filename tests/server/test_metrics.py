@@ -4,6 +4,7 @@ and after a load of concurrent streamed runs: the counts are what the clients sa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,11 +12,19 @@ from typing import Any
 import httpx
 import pytest
 from langgraph_sdk import get_client
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.util._once import Once
 from prometheus_client.parser import text_string_to_metric_families
+from starlette.testclient import TestClient
 
+from chronos.server import create_app
+from chronos.store import MemoryStore
+from chronos.stream import Broker
 from tests.server.api_server import Served, serving
+from tests.server.metrics_graphs import held
 
-pytestmark = pytest.mark.anyio
 RUNS = 12
 
 
@@ -40,6 +49,7 @@ def scrape(served: Served) -> dict[tuple[str, tuple[tuple[str, str], ...]], floa
             for s in family.samples}
 
 
+@pytest.mark.anyio
 async def test_metrics_count_what_concurrent_clients_got(served: Served, tmp_path: Path) -> None:
     gate = tmp_path / "gate"
     gate.touch()
@@ -87,6 +97,7 @@ async def test_metrics_count_what_concurrent_clients_got(served: Served, tmp_pat
     assert delta("chronos_sse_gaps_total", reason="overflow") == 0
 
 
+@pytest.mark.anyio
 async def test_a_resume_from_an_unknown_event_counts_a_gap(served: Served) -> None:
     client = get_client(url=served.url)
     thread = await client.threads.create()
@@ -102,3 +113,46 @@ async def test_a_resume_from_an_unknown_event_counts_a_gap(served: Served) -> No
                             for name, labels in after if name == "chronos_sse_gaps_total"}
     assert b": gap " in response.content
     assert sum(gaps.values()) == 1
+
+
+@contextlib.contextmanager
+def metered() -> Iterator[InMemoryMetricReader]:
+    """An SDK meter provider for one test (the API sets one once per process: reset here)."""
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    _reset_meter_provider()
+    metrics.set_meter_provider(provider)
+    try:
+        yield reader
+    finally:
+        provider.shutdown()
+        _reset_meter_provider()
+
+
+def _reset_meter_provider() -> None:
+    internal = metrics._internal  # type: ignore[attr-defined]
+    internal._METER_PROVIDER_SET_ONCE = Once()
+    internal._METER_PROVIDER = None
+
+
+def test_opentelemetry_metrics_when_a_meter_provider_is_set() -> None:
+    with metered() as reader, TestClient(create_app({"held": held}, MemoryStore(), Broker())
+                                         ) as client:  # the provider set before the app
+        for n in range(3):
+            done = client.post("/runs/wait", json={
+                "assistant_id": "held", "input": {"n": n, "gate": "/nonexistent", "fail": n == 0}})
+            assert done.status_code == 200
+        data = reader.get_metrics_data()
+    points: dict[str, list[Any]] = {}
+    for resource in data.resource_metrics:  # type: ignore[union-attr]
+        for scope in resource.scope_metrics:
+            assert scope.scope.name == "chronos"
+            for metric in scope.metrics:
+                points[metric.name] = list(metric.data.data_points)
+
+    runs = {p.attributes["status"]: p.value for p in points["chronos.runs"]}
+    assert runs == {"success": 2, "error": 1}
+    assert [p.value for p in points["chronos.runs.running"]] == [0]
+    nodes = {p.attributes["chronos.node"]: p.count for p in points["chronos.node.duration"]}
+    assert nodes == {"hold": 3, "finish": 2}
+    assert sum(p.count for p in points["chronos.run.duration"]) == 3

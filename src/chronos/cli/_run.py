@@ -15,7 +15,7 @@ import orjson
 
 from chronos.cli._common import Commands, Terminal, add_store_option, store_url
 from chronos.cli._live import RunView, watch
-from chronos.cli._sessions import read_history
+from chronos.cli._sessions import read_history, usage_table
 from chronos.errors import ConfigurationError, SessionCompletedError
 from chronos.graph import CompiledGraph, RunState, StateGraph
 from chronos.graph import Runner as GraphRunner
@@ -149,6 +149,8 @@ def _print_outcome(result: RunState, args: argparse.Namespace, terminal: Termina
     terminal.out.print_json(
         orjson.dumps(dict(result.state), default=repr).decode(), highlight=False
     )
+    if result.usage_by_node:  # on stderr with the live view: stdout stays the state's JSON
+        terminal.err.print(usage_table(result))
     if result.status != "paused":
         return
     paused = f"paused before {', '.join(result.next) or result.node_id}"

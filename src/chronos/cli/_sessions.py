@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+from collections.abc import Mapping
 from datetime import datetime
 
 from rich.console import Console
@@ -14,10 +15,13 @@ from rich.text import Text
 
 from chronos.cli._common import Commands, Terminal, add_store_option, store_url
 from chronos.errors import CheckpointNotFound
+from chronos.graph import RunState
+from chronos.graph._usage import USAGE_KEY, UsageLedger
+from chronos.model import Usage
 from chronos.store import Checkpoint, MemoryStore, PostgresStore, SessionInfo, SQLiteStore
 from chronos.store import from_url as store_from_url
 
-__all__ = ["add_checkpoints", "add_sessions", "read_history"]
+__all__ = ["add_checkpoints", "add_sessions", "read_history", "usage_table"]
 
 
 def add_sessions(commands: Commands) -> None:
@@ -25,10 +29,13 @@ def add_sessions(commands: Commands) -> None:
         "sessions",
         help="list the sessions in the checkpoint store",
         description="List the sessions in the checkpoint store, the most recently active "
-        "first: status, last node run, next node, checkpoints, time of the last one. "
-        '"running" is a run still going, or one that crashed: `chronos resume` continues it.',
+        "first: status, last node run, next node, checkpoints, time of the last one, model "
+        'tokens (input/output) and cost. "running" is a run still going, or one that crashed: '
+        "`chronos resume` continues it.",
     )
     parser.add_argument("--limit", type=int, help="only the N most recent sessions")
+    parser.add_argument("--usage", action="store_true",
+                        help="instead, each session's model tokens and cost per node and in total")
     add_store_option(parser)
     parser.set_defaults(run=_list_sessions)
 
@@ -83,13 +90,61 @@ def _list_sessions(args: argparse.Namespace, terminal: Terminal) -> int:
     if not sessions:
         terminal.err.print("no sessions in the store", style="dim", highlight=False)
         return 0
-    table = _table("session", "graph", "status", "last node", "next", "checkpoints", "updated")
+    if args.usage:
+        table = _table("session", *_USAGE_COLUMNS)
+        for s in sessions:
+            usage = UsageLedger(None, s.metadata.get(USAGE_KEY))
+            _add_usage_rows(table, usage.by_node, usage.cost_by_node, usage.total(),
+                            usage.total_cost(), s.session_id)
+        _print_table(terminal.out, table)
+        return 0
+    table = _table("session", "graph", "status", "last node", "next", "checkpoints", "updated",
+                   "tokens", "cost")
     for s in sessions:
+        usage = UsageLedger(None, s.metadata.get(USAGE_KEY))
+        total = usage.total()
+        tokens = f"{total.input_tokens or 0}/{total.output_tokens or 0}" if usage else ""
         table.add_row(Text(s.session_id), Text(s.graph_id), _status(s.status),
                       Text(s.ran[-1] if s.ran else ""), Text(", ".join(s.next)),
-                      str(s.checkpoints), _time(s.updated_at))
+                      str(s.checkpoints), _time(s.updated_at), tokens,
+                      _cost(usage.total_cost()) if usage else "")
     _print_table(terminal.out, table)
     return 0
+
+
+_USAGE_COLUMNS = ("node", "input", "output", "cached", "reasoning", "cost")
+
+
+def usage_table(result: RunState) -> Table:
+    """Model tokens and cost per node, then in total: what `chronos run` prints at the end."""
+    table = _table(*_USAGE_COLUMNS)
+    _add_usage_rows(table, result.usage_by_node, result.cost_by_node, result.usage, result.cost)
+    return table
+
+
+def _add_usage_rows(
+    table: Table, by_node: Mapping[str, Usage], cost_by_node: Mapping[str, float | None],
+    total: Usage, total_cost: float | None, *first: str,
+) -> None:
+    """A row per node that called a model, then the total (no rows without calls); each row
+    starts with the cells `first`."""
+    rows = [(node, usage, cost_by_node.get(node)) for node, usage in by_node.items()]
+    if rows:
+        rows.append(("total", total, total_cost))
+    for node, u, cost in rows:
+        table.add_row(*first, Text(node, style="bold" if node == "total" else ""),
+                      *(_count(n) for n in (u.input_tokens, u.output_tokens, u.cached_tokens,
+                                            u.reasoning_tokens)),
+                      _cost(cost))
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def _cost(dollars: float | None) -> str:
+    # "unknown", never "$0": a model without a known price may have cost anything.
+    return "unknown" if dollars is None else f"${dollars:.6f}"
 
 
 def _list_checkpoints(args: argparse.Namespace, terminal: Terminal) -> int:
@@ -111,7 +166,7 @@ _STATUS_STYLES = {"running": "yellow", "paused": "blue", "completed": "green", "
 def _table(*columns: str) -> Table:
     table = Table(box=None, padding=(0, 1), pad_edge=False, header_style="bold")
     for name in columns:
-        numeric = name in ("step", "checkpoints")
+        numeric = name in ("step", "checkpoints", "tokens", "cost", *_USAGE_COLUMNS[1:])
         table.add_column(name.upper(), no_wrap=True, justify="right" if numeric else "left")
     return table
 

@@ -63,6 +63,7 @@ class _Session:
     status: str = "running"  # then a RunState status: "paused", "completed", "failed", ...
     idle: anyio.Event | None = None  # set when the task running the session ends
     ended: float | None = None  # when that task ended (anyio's clock); None while it runs
+    usage: dict[str, Any] | None = None  # the model usage and cost as the last run ended
 
 
 class _Runs:
@@ -129,7 +130,8 @@ class _Runs:
     ) -> None:
         with scope:
             try:
-                session.status = (await call()).status
+                result = await call()
+                session.status, session.usage = result.status, _usage(result)
             except Exception as exc:
                 # The run's `error` event told the browsers; the server's log gets a line.
                 session.status = "failed"
@@ -213,6 +215,7 @@ class DemoApp:
                 Route("/runs", self._start, methods=["POST"]),
                 Route("/runs/{session_id}", self._status),
                 Route("/runs/{session_id}/resume", self._resume, methods=["POST"]),
+                Route("/runs/{session_id}/usage", self._usage),
                 Route("/runs/{session_id}/events", _SessionEvents(self._runs)),
             ],
             lifespan=self._lifespan,
@@ -261,6 +264,20 @@ class DemoApp:
             return _error(404, "unknown session")
         return JSONResponse(_describe(session))
 
+    async def _usage(self, request: Request) -> Response:
+        """The session's model tokens and cost per node and in total, as its last run ended.
+
+        Asked when the page sees the run pause or complete, which it may see before the task
+        running it has ended: so it waits for that, as a resume does.
+        """
+        session = self._runs.sessions.get(request.path_params["session_id"])
+        if session is None:
+            return _error(404, "unknown session")
+        if session.status == "running" and session.idle is not None:
+            with anyio.move_on_after(_SETTLE_SECONDS):
+                await session.idle.wait()
+        return JSONResponse(session.usage or {"nodes": {}, "total": None})
+
     async def _resume(self, request: Request) -> Response:
         session = self._runs.sessions.get(request.path_params["session_id"])
         if session is None:
@@ -302,6 +319,13 @@ def create_app(
 
 def _describe(session: _Session) -> dict[str, Any]:
     return {"session_id": session.id, "prompt": session.prompt, "status": session.status}
+
+
+def _usage(result: RunState) -> dict[str, Any]:
+    nodes = {node: {**usage.counts(), "cost": result.cost_by_node.get(node)}
+             for node, usage in result.usage_by_node.items()}
+    total = {**result.usage.counts(), "cost": result.cost} if nodes else None
+    return {"nodes": nodes, "total": total}
 
 
 def _error(status: int, detail: str) -> Response:

@@ -51,6 +51,7 @@ from chronos.graph._plan import (
 )
 from chronos.graph._run import Run, RunState
 from chronos.graph._types import END, State
+from chronos.graph._usage import recording
 from chronos.store import CheckpointStatus
 from chronos.stream._emit import event_sink
 
@@ -75,7 +76,8 @@ async def execute(run: Run, step: Step, *, resumed: bool, write_first: bool) -> 
     """Run from `step` until the graph completes or pauses; record a failure before raising."""
     run.current = step
     try:
-        with event_sink(run.hub.sink):  # one sink per run; CURRENT_NODE says who emits
+        # One sink and one usage ledger per run; CURRENT_NODE says who emits and who spends.
+        with event_sink(run.hub.sink), recording(run.usage):
             return await _loop(run, step, resumed=resumed, write_first=write_first)
     except asyncio.CancelledError:
         # No checkpoint here: the last one written stays the one to resume from.

@@ -13,11 +13,13 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from chronos._telemetry import TRACE_KEY
 from chronos.graph._command import Send
 from chronos.graph._interrupt import Interrupt
 from chronos.graph._plan import Step
 from chronos.graph._run import Run, new_id
 from chronos.graph._types import State
+from chronos.graph._usage import USAGE_KEY
 from chronos.store import Checkpoint, CheckpointStatus
 
 __all__ = ["checkpoint", "record_failure", "settle"]
@@ -54,7 +56,7 @@ async def checkpoint(
         pending=dict(pending) if pending else _NOTHING, path=path,
         interrupts=tuple(i.record() for i in interrupts) if interrupts else (),
         answers=dict(run.answers) if run.answers and status != "completed" else _NOTHING,
-        sends=sends, trace=run.traceparent,
+        sends=sends, metadata=_metadata(run),
     )
     if run.writing is not None:
         await settle(run, raise_errors=True)
@@ -68,6 +70,16 @@ async def checkpoint(
         run.hub.publish("checkpoint", ran[-1] if ran else "", data=written.id, path=path)
     else:
         run.hub.skip()
+
+
+def _metadata(run: Run) -> Mapping[str, Any]:
+    """What the run records beside its state: usage so far, and its trace context."""
+    if not (run.usage or run.traceparent):
+        return _NOTHING
+    metadata: dict[str, Any] = {USAGE_KEY: run.usage.record()} if run.usage else {}
+    if run.traceparent:
+        metadata[TRACE_KEY] = run.traceparent
+    return metadata
 
 
 async def settle(run: Run, *, raise_errors: bool = False) -> None:

@@ -7,11 +7,12 @@ import os
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import count
 from types import MappingProxyType
 from typing import Any, Literal
 
+from chronos import _telemetry
 from chronos._telemetry import RunTrace
 from chronos.graph._builder import CompiledGraph
 from chronos.graph._command import Send
@@ -19,9 +20,11 @@ from chronos.graph._events import EventHub
 from chronos.graph._interrupt import Interrupt
 from chronos.graph._plan import Step, node_ids
 from chronos.graph._types import Durability, State
+from chronos.graph._usage import USAGE_KEY, UsageLedger
+from chronos.model import Pricing, Usage
 from chronos.store import Checkpoint, CheckpointStore
 
-__all__ = ["Run", "RunState", "RunStatus", "new_id", "step_of"]
+__all__ = ["Run", "RunState", "RunStatus", "new_id", "step_of", "usage_fields"]
 
 RunStatus = Literal["running", "paused", "completed", "failed", "cancelled"]
 
@@ -37,6 +40,11 @@ class RunState:
     (a node once per `Send`); `seq` is the number of the run's last event; times are seconds
     since the epoch. `path` names the subgraph nodes enclosing `node_id` and `next` (a pause
     inside a subgraph), outermost first.
+
+    `usage` adds up the model calls made through `graph.stream_chat` (retried attempts
+    included: they were paid for), `usage_by_node` by node (`outer/inner` inside a subgraph);
+    `cost` and `cost_by_node` are in US dollars, None where a call's price is not known. A
+    resumed run's totals go on from its checkpoint's, so they cover the whole session.
     """
 
     run_id: str
@@ -52,6 +60,10 @@ class RunState:
     checkpoint_id: str | None = None
     path: tuple[str, ...] = ()
     interrupts: tuple[Interrupt, ...] = ()
+    usage: Usage = field(default_factory=Usage)
+    usage_by_node: Mapping[str, Usage] = field(default_factory=dict)
+    cost: float | None = None
+    cost_by_node: Mapping[str, float | None] = field(default_factory=dict)
 
 
 _ids = count()
@@ -84,7 +96,7 @@ class Run:
     __slots__ = ("answers", "asked", "checkpoint_id", "current", "durability", "gotos", "graph",
                  "hub", "node_id", "path", "pending", "run_id", "session_id", "stable",
                  "started_at", "state", "step_limit", "step_no", "steps", "store", "trace",
-                 "traceparent", "writing")
+                 "traceparent", "usage", "writing")
 
     def __init__(
         self,
@@ -96,6 +108,7 @@ class Run:
         step_limit: int,
         parent: Checkpoint | None,
         durability: Durability = "sync",
+        pricing: Pricing | None = None,
     ) -> None:
         self.graph = graph
         self.hub = hub
@@ -123,9 +136,11 @@ class Run:
         self.checkpoint_id = parent.id if parent is not None else None
         self.step_no = parent.step + 1 if parent is not None else 0
         self.started_at = time.time()
+        # The session's totals so far: a resume goes on counting from its checkpoint's.
+        self.usage = UsageLedger(pricing, parent.metadata.get(USAGE_KEY) if parent else None)
         self.trace: RunTrace | None = None  # the run's span, when tracing is on
         # The trace context its checkpoints keep: a later resume continues that trace.
-        self.traceparent = parent.trace if parent is not None else ""
+        self.traceparent = _telemetry.stored_trace(parent)
 
     def result(
         self, status: RunStatus, next: Step = (), interrupts: tuple[Interrupt, ...] = ()
@@ -135,5 +150,14 @@ class Run:
             node_id=self.node_id, status=status, state=MappingProxyType(self.state),
             seq=self.hub.seq, started_at=self.started_at, updated_at=time.time(),
             next=node_ids(next), checkpoint_id=self.checkpoint_id, path=self.path,
-            interrupts=interrupts,
+            interrupts=interrupts, **usage_fields(self.usage),
         )
+
+
+def usage_fields(ledger: UsageLedger) -> dict[str, Any]:
+    """`RunState`'s usage and cost fields, from a ledger."""
+    if not ledger:
+        return {}
+    return {"usage": ledger.total(), "usage_by_node": MappingProxyType(dict(ledger.by_node)),
+            "cost": ledger.total_cost(),
+            "cost_by_node": MappingProxyType(dict(ledger.cost_by_node))}

@@ -25,6 +25,7 @@ from chronos.graph._command import Command, goto_targets
 from chronos.graph._events import EventHub, EventStream, resolve_modes
 from chronos.graph._execute import execute
 from chronos.graph._interrupt import Interrupt, resolve_resume
+from chronos.graph._log import log_end, log_start
 from chronos.graph._plan import (
     Step,
     apply_updates,
@@ -33,8 +34,10 @@ from chronos.graph._plan import (
     graph_at,
     interrupts_in,
 )
-from chronos.graph._run import Run, RunState, step_of
+from chronos.graph._run import Run, RunState, step_of, usage_fields
 from chronos.graph._types import Durability, StreamMode
+from chronos.graph._usage import USAGE_KEY, UsageLedger
+from chronos.model import Pricing, genai_prices
 from chronos.store import Checkpoint, CheckpointStore
 from chronos.store._protocol import SessionLeasing
 from chronos.stream import BrokerProtocol
@@ -70,6 +73,9 @@ class Runner:
             each step, before the next), "async" (after each step, while the next runs; a
             crash re-runs at most the steps whose write was under way), "exit" (only when
             the run pauses, fails or completes; a crash loses the whole run).
+        prices: what a model call costs (`RunState.cost`): by default `model.genai_prices`
+            (the `prices` extra; without it, no cost), or `model.Prices({...})` of your own,
+            or any `(provider, model, usage) -> dollars | None`; None prices nothing.
     """
 
     def __init__(
@@ -80,8 +86,10 @@ class Runner:
         *,
         step_limit: int = 1000,
         durability: Durability = "sync",
+        prices: Pricing | None = genai_prices,
     ) -> None:
         self.graph = graph
+        self.prices = prices
         self.store = store
         self.broker = broker
         self.step_limit = step_limit
@@ -349,13 +357,13 @@ class Runner:
             self._pending = [s for s in self._pending if s not in mine and not s.closed]
         run_id = uuid.uuid4().hex
         trace = _telemetry.start_run(self.graph.id, session_id, run_id, resumed=resumed,
-                                     traceparent=parent.trace if parent is not None else "")
+                                     traceparent=_telemetry.stored_trace(parent))
         broker = self.broker
         if trace is not None and broker is not None:
             broker = trace.broker(broker)
         hub = EventHub(run_id, session_id, mine, broker, self._lock)
         run = Run(self.graph, hub, self.store, state, step_limit=self.step_limit, parent=parent,
-                  durability=durability or self.durability)
+                  durability=durability or self.durability, pricing=self.prices)
         if trace is not None:
             run.trace, run.traceparent = trace, trace.traceparent
         status = "failed"
@@ -365,6 +373,7 @@ class Runner:
             run.answers, run.pending = {}, {}
         self._active[session_id] = run
         self._outcomes.pop(session_id, None)
+        log_start(run, resumed=resumed)
         try:
             for old in replay:
                 hub.publish("checkpoint", old.ran[-1] if old.ran else "", state=old.state,
@@ -373,15 +382,18 @@ class Runner:
                 step = entry_nodes(self.graph, state)
             result = await execute(run, step, resumed=resumed, write_first=write_first)
             status = result.status
+            log_end(run, status)
             return result
         except asyncio.CancelledError:
             status = "cancelled"
             self._remember(run.result("cancelled", run.current))
+            log_end(run, "cancelled")
             # A no-op when the run ended its streams itself; here for a failure before it ran.
             hub.end("cancelled", run.node_id, state=run.stable, error="cancelled")
             raise
         except Exception as exc:
             self._remember(run.result("failed", run.current))
+            log_end(run, "failed", exc)
             hub.end("error", run.node_id, state=run.stable, error=str(exc))
             raise
         finally:
@@ -417,6 +429,7 @@ class Runner:
             seq=0, started_at=checkpoint.created_at, updated_at=checkpoint.created_at,
             next=(*checkpoint.next, *(n for n, _ in checkpoint.sends)),
             checkpoint_id=checkpoint.id, path=checkpoint.path, interrupts=interrupts,
+            **usage_fields(UsageLedger(None, checkpoint.metadata.get(USAGE_KEY))),
         )
 
     def _remember(self, outcome: RunState) -> None:

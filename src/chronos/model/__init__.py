@@ -30,6 +30,7 @@ from chronos.model import (
     openai_responses,
 )
 from chronos.model._assemble import StreamAccumulator, accumulate
+from chronos.model._prices import Price, Prices, Pricing, genai_prices
 from chronos.model._protocol import BaseProvider
 from chronos.model._provider import ChatStream, HTTPProvider, Provider, RetryPolicy
 from chronos.model._registry import available_providers, provider_from_name
@@ -72,6 +73,9 @@ __all__ = [
     "OllamaProvider",
     "OpenAIProvider",
     "OpenAIResponsesProvider",
+    "Price",
+    "Prices",
+    "Pricing",
     "Provider",
     "RetryPolicy",
     "Role",
@@ -88,6 +92,7 @@ __all__ = [
     "cohere",
     "fallback",
     "gemini",
+    "genai_prices",
     "llamacpp",
     "ollama",
     "openai",

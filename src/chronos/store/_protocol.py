@@ -27,6 +27,7 @@ __all__ = [
     "encode_pending",
     "encode_position",
     "encode_state",
+    "has_position",
 ]
 
 CheckpointStatus = Literal["running", "paused", "completed", "failed"]
@@ -53,8 +54,9 @@ class Checkpoint:
     the task runs again; `sends` the `(node, input)` tasks of `next` started by a `Send`, run
     after its plain nodes.
 
-    `trace` is the W3C `traceparent` of the run that wrote the checkpoint when it was traced
-    (OpenTelemetry), so that a resume in any process continues the same trace; else empty.
+    `metadata` is what the run recorded beside its state, as JSON: under "usage", the model
+    usage and cost so far by node (`{node: {"input_tokens": ..., "cost": ...}}`), when any;
+    under "trace", the W3C `traceparent` of a traced run, which a resume's trace continues.
     """
 
     id: str
@@ -74,7 +76,7 @@ class Checkpoint:
     interrupts: tuple[Mapping[str, Any], ...] = ()
     answers: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
     sends: tuple[tuple[str, Any], ...] = ()
-    trace: str = ""
+    metadata: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +85,8 @@ class SessionInfo:
 
     Everything but `checkpoints` (how many the session has) and `started_at` (the time of its
     earliest) comes from the session's latest checkpoint, `latest_id`: a "running" status there
-    means a run still going, or one that crashed and can be resumed.
+    means a run still going, or one that crashed and can be resumed. `metadata` is the latest
+    checkpoint's (its usage totals).
     """
 
     session_id: str
@@ -95,6 +98,7 @@ class SessionInfo:
     started_at: float
     updated_at: float
     latest_id: str
+    metadata: Mapping[str, Any] = field(default_factory=dict)
 
 
 class CheckpointStore(Protocol):
@@ -232,10 +236,8 @@ def decode_state(data: bytes | bytearray | memoryview | str) -> dict[str, Any]:
 
 
 def encode_position(checkpoint: Checkpoint) -> bytes:
-    """Where a checkpoint stands (`next`, `path`, `interrupts`, `answers`, `sends`) as JSON.
-
-    The run's `trace` context travels with it: it is needed exactly where a resume reads
-    the position, and every store keeps it without a column of its own.
+    """Where a checkpoint stands (`next`, `path`, `interrupts`, `answers`, `sends`) as JSON,
+    and its `metadata`.
 
     A plain list of node ids when only `next` is set, as checkpoints were first written, so
     older rows read back unchanged; an object otherwise.
@@ -245,7 +247,7 @@ def encode_position(checkpoint: Checkpoint) -> bytes:
             encoded (named "interrupts", "answers" or "sends").
     """
     c = checkpoint
-    if not (c.path or c.interrupts or c.answers or c.sends or c.trace):
+    if not has_position(c):
         return orjson.dumps(c.next)
     # Lists where the checkpoint holds tuples, as `decode_position` reads them back, so that
     # the round-trip check of `encode_state` judges only the values users put in.
@@ -256,9 +258,15 @@ def encode_position(checkpoint: Checkpoint) -> bytes:
         position["answers"] = {task: list(given) for task, given in c.answers.items()}
     if c.sends:
         position["sends"] = [[node, arg] for node, arg in c.sends]
-    if c.trace:
-        position["trace"] = c.trace
+    if c.metadata:
+        position["metadata"] = c.metadata
     return encode_state(position)
+
+
+def has_position(checkpoint: Checkpoint) -> bool:
+    """Whether the checkpoint holds more than `next`, which `encode_position` then encodes."""
+    c = checkpoint
+    return bool(c.path or c.interrupts or c.answers or c.sends or c.metadata)
 
 
 def decode_position(data: bytes | str) -> dict[str, Any]:
@@ -272,5 +280,5 @@ def decode_position(data: bytes | str) -> dict[str, Any]:
         "interrupts": tuple(value.get("interrupts", ())),
         "answers": {k: tuple(v) for k, v in value.get("answers", {}).items()},
         "sends": tuple((node, arg) for node, arg in value.get("sends", ())),
-        "trace": value.get("trace", ""),
+        "metadata": value.get("metadata", {}),
     }

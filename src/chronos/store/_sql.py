@@ -119,10 +119,11 @@ def row_checkpoint(row: tuple[Any, ...]) -> Checkpoint:
 def row_session(row: tuple[Any, ...]) -> SessionInfo:
     """A session from a row of the `sessions` query."""
     session_id, graph_id, status, ran, nxt, count, started_at, updated_at, latest_id = row
+    position = decode_position(nxt)
     return SessionInfo(
         session_id=session_id, graph_id=graph_id, status=status, ran=tuple(orjson.loads(ran)),
-        next=decode_position(nxt)["next"], checkpoints=int(count), started_at=started_at,
-        updated_at=updated_at, latest_id=latest_id,
+        next=position["next"], checkpoints=int(count), started_at=started_at,
+        updated_at=updated_at, latest_id=latest_id, metadata=position.get("metadata", {}),
     )
 
 

@@ -15,6 +15,7 @@ from chronos.store._protocol import (
     encode_pending,
     encode_position,
     encode_state,
+    has_position,
 )
 
 __all__ = ["MemoryStore"]
@@ -42,8 +43,7 @@ class MemoryStore:
         """Store a checkpoint."""
         c = checkpoint
         # Only a checkpoint that needs more than `next` pays for encoding its position.
-        extra = c.path or c.interrupts or c.answers or c.sends or c.trace
-        position = encode_position(c) if extra else None
+        position = encode_position(c) if has_position(c) else None
         data = encode_state(c.state), encode_pending(c.pending), position
         if checkpoint.id in self._by_id:
             raise StoreError(f"checkpoint id {checkpoint.id!r} exists already")
@@ -97,11 +97,13 @@ class MemoryStore:
         await self.aclose()
 
     def _session(self, session_id: str, ids: list[str]) -> SessionInfo:
-        (id, _, _, graph_id, _, status, ran, nxt), (_, updated_at, _), _ = self._by_id[ids[-1]]
+        head, (_, updated_at, _), (_, _, position) = self._by_id[ids[-1]]
+        id, _, _, graph_id, _, status, ran, nxt = head
         return SessionInfo(
             session_id=session_id, graph_id=graph_id, status=status, ran=ran, next=nxt,
             checkpoints=len(ids), started_at=min(self._by_id[i][1][1] for i in ids),
             updated_at=updated_at, latest_id=id,
+            metadata=decode_position(position)["metadata"] if position is not None else {},
         )
 
     def _load(self, checkpoint_id: str) -> Checkpoint:

@@ -1,0 +1,90 @@
+"""A run's model usage and cost, per node: added to once per model call, kept in checkpoints.
+
+`stream_chat` adds each call's `Usage` (and its cost, priced when it is added) to the ledger
+of the run it runs in, under the node that made it; a retried attempt's calls stay counted,
+since they were paid for. Each checkpoint records the totals so far in its metadata, and a
+run resumed from it (in any process) starts from them: the totals cover the session's line
+of history up to that point.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
+from typing import Any, Final
+
+from chronos.model import Pricing, Usage
+
+__all__ = ["USAGE_KEY", "UsageLedger", "current_ledger", "node_key", "recording"]
+
+USAGE_KEY: Final = "usage"  # the key of the totals in a checkpoint's metadata
+_COST: Final = "cost"
+
+_LEDGER: ContextVar[UsageLedger | None] = ContextVar("chronos_graph_usage", default=None)
+current_ledger: Final = _LEDGER.get
+
+
+def node_key(node_id: str, path: tuple[str, ...]) -> str:
+    """The breakdown's key of a node: inside a subgraph, its path first (`outer/inner`)."""
+    return "/".join((*path, node_id)) if path else node_id
+
+
+class UsageLedger:
+    """Usage and cost by node; sync nodes add from worker threads, hence the lock."""
+
+    __slots__ = ("_lock", "by_node", "cost_by_node", "pricing")
+
+    def __init__(self, pricing: Pricing | None, record: Mapping[str, Any] | None = None) -> None:
+        self.pricing = pricing
+        self._lock = threading.Lock()
+        self.by_node: dict[str, Usage] = {}
+        self.cost_by_node: dict[str, float | None] = {}
+        for node, counts in (record or {}).items():
+            self.by_node[node] = Usage.from_counts(counts)
+            cost = counts.get(_COST)
+            self.cost_by_node[node] = None if cost is None else float(cost)
+
+    def __bool__(self) -> bool:
+        return bool(self.by_node)
+
+    def add(self, node: str, provider: str, model: str, usage: Usage) -> None:
+        """Count one model call of `node`."""
+        cost = self.pricing(provider, model, usage) if self.pricing is not None else None
+        with self._lock:
+            known = node not in self.by_node
+            self.by_node[node] = usage if known else self.by_node[node] + usage
+            # One unpriced call makes the node's cost unknown: a partial sum would be a guess.
+            before = 0.0 if known else self.cost_by_node[node]
+            self.cost_by_node[node] = None if cost is None or before is None else before + cost
+
+    def total(self) -> Usage:
+        """The run's usage, all nodes added up."""
+        total = Usage()
+        for usage in self.by_node.values():
+            total = total + usage
+        return total
+
+    def total_cost(self) -> float | None:
+        """The run's cost: None when there was no call, or any could not be priced."""
+        costs = list(self.cost_by_node.values())
+        if not costs or any(cost is None for cost in costs):
+            return None
+        return sum(cost for cost in costs if cost is not None)
+
+    def record(self) -> dict[str, dict[str, Any]]:
+        """The totals as JSON for a checkpoint's metadata: `{node: {counts..., "cost"}}`."""
+        with self._lock:
+            return {node: {**usage.counts(), _COST: self.cost_by_node[node]}
+                    for node, usage in self.by_node.items()}
+
+
+@contextlib.contextmanager
+def recording(ledger: UsageLedger) -> Iterator[None]:
+    """Make `ledger` the one model calls add to, in this context (a run's)."""
+    token = _LEDGER.set(ledger)
+    try:
+        yield
+    finally:
+        _LEDGER.reset(token)
