@@ -345,10 +345,13 @@ def test_a_model_call_span_follows_the_genai_conventions(
     usage = response.usage
     assert usage is not None
     assert usage.raw
-    if usage.input_tokens is not None:
-        expected["gen_ai.usage.input_tokens"] = usage.input_tokens
-    if usage.output_tokens is not None:
-        expected["gen_ai.usage.output_tokens"] = usage.output_tokens
+    for name, count in (("input_tokens", usage.input_tokens),
+                        ("output_tokens", usage.output_tokens),
+                        ("cache_read.input_tokens", usage.cached_tokens),
+                        ("cache_creation.input_tokens", usage.cache_write_tokens),
+                        ("reasoning.output_tokens", usage.reasoning_tokens)):
+        if count is not None:
+            expected[f"gen_ai.usage.{name}"] = count
     assert attributes == expected
     if recording.expected.get("model"):
         assert attributes["gen_ai.response.model"] == recording.expected["model"]

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from opentelemetry.context import Context
     from opentelemetry.trace import Span, Tracer
 
-    from chronos.model import ChatRequest, ChatResponse, ChatStream, Provider
+    from chronos.model import ChatRequest, ChatResponse, ChatStream, Provider, Usage
     from chronos.store import Checkpoint
     from chronos.stream import BrokerProtocol, Event
 
@@ -249,10 +249,9 @@ class ChatSpan:
             span.set_attribute("gen_ai.response.finish_reasons", [str(reason)])
         usage = response.usage
         if usage is not None:
-            if usage.input_tokens is not None:
-                span.set_attribute("gen_ai.usage.input_tokens", usage.input_tokens)
-            if usage.output_tokens is not None:
-                span.set_attribute("gen_ai.usage.output_tokens", usage.output_tokens)
+            for name, count in _usage_attributes(usage):
+                if count is not None:
+                    span.set_attribute(name, count)
         if self._capture:
             parts = [{"type": "text", "content": response.content}] if response.content else []
             parts += [{"type": "tool_call", "id": c.id, "name": c.name, "arguments": c.arguments}
@@ -265,6 +264,14 @@ class ChatSpan:
         """End the span as failed with `error`."""
         _fail(self._span, error)
         self._span.end()
+
+
+def _usage_attributes(usage: Usage) -> tuple[tuple[str, int | None], ...]:
+    return (("gen_ai.usage.input_tokens", usage.input_tokens),
+            ("gen_ai.usage.output_tokens", usage.output_tokens),
+            ("gen_ai.usage.cache_read.input_tokens", usage.cached_tokens),
+            ("gen_ai.usage.cache_creation.input_tokens", usage.cache_write_tokens),
+            ("gen_ai.usage.reasoning.output_tokens", usage.reasoning_tokens))
 
 
 class _Watched:

@@ -1,13 +1,33 @@
-"""A graph the metrics test serves: each run holds in `hold` while a gate file exists."""
+"""A graph the metrics test serves: each run holds in `hold` while a gate file exists, then
+`finish` calls a canned model (whose usage the metrics count)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from chronos import graph
+from chronos.model import BaseProvider, ChatRequest, ChatResponse, Message, Usage
 from chronos.stream import emit
+
+USAGE = Usage(input_tokens=7, output_tokens=3, total_tokens=10)
+
+
+class Canned(BaseProvider):
+    """A model in the process: three words, then the usage a vendor reports last."""
+
+    name = "canned"
+    model = "canned-1"
+
+    async def _stream(self, req: ChatRequest) -> AsyncGenerator[ChatResponse, None]:
+        for word in ("a", " b", " c"):
+            yield ChatResponse(content=word, delta=True)
+        yield ChatResponse(delta=True, usage=USAGE)
+
+    async def aclose(self) -> None:
+        pass
 
 
 async def _hold(state: dict[str, Any]) -> dict[str, Any]:
@@ -24,7 +44,8 @@ async def _finish(state: dict[str, Any]) -> dict[str, Any]:
         raise RuntimeError("finish failed on purpose")
     for word in ("a", "b", "c"):
         emit("word", {"word": word})
-    return {"done": True}
+    said = await graph.stream_chat(Canned(), ChatRequest(messages=[Message("user", "hi")]))
+    return {"done": said.content}
 
 
 held = graph.StateGraph("held").add_node("hold", _hold).add_node("finish", _finish)

@@ -23,7 +23,7 @@ from chronos.server import create_app
 from chronos.store import MemoryStore
 from chronos.stream import Broker
 from tests.server.api_server import Served, serving
-from tests.server.metrics_graphs import held
+from tests.server.metrics_graphs import USAGE, held
 
 RUNS = 12
 
@@ -95,6 +95,9 @@ async def test_metrics_count_what_concurrent_clients_got(served: Served, tmp_pat
     assert delta("chronos_node_duration_seconds_count", graph="held", node="hold") == RUNS
     assert delta("chronos_node_duration_seconds_count", graph="held", node="finish") == RUNS - 1
     assert delta("chronos_sse_gaps_total", reason="overflow") == 0
+    # One model call per successful run, its usage as the model reported it.
+    assert delta("chronos_tokens_total", type="input") == (RUNS - 1) * USAGE.input_tokens
+    assert delta("chronos_tokens_total", type="output") == (RUNS - 1) * USAGE.output_tokens
 
 
 @pytest.mark.anyio
@@ -156,3 +159,5 @@ def test_opentelemetry_metrics_when_a_meter_provider_is_set() -> None:
     nodes = {p.attributes["chronos.node"]: p.count for p in points["chronos.node.duration"]}
     assert nodes == {"hold": 3, "finish": 2}
     assert sum(p.count for p in points["chronos.run.duration"]) == 3
+    tokens = {p.attributes["gen_ai.token.type"]: p.sum for p in points["gen_ai.client.token.usage"]}
+    assert tokens == {"input": 2 * USAGE.input_tokens, "output": 2 * USAGE.output_tokens}

@@ -100,10 +100,16 @@ class ServerMetrics:
             if output_tokens:
                 recorder.tokens("output", output_tokens)
 
-    async def time_nodes(self, graph_id: str, events: EventStream) -> None:
-        """Record each node's duration from a run's `tasks` stream, until it ends."""
+    async def follow(self, graph_id: str, events: EventStream) -> None:
+        """Record a run's node durations and model tokens from its `tasks` and `messages`
+        stream, until it ends: each model call's usage is on its last `MessageDelta`."""
         started: defaultdict[tuple[str, tuple[str, ...]], deque[float]] = defaultdict(deque)
         async for event in events:
+            if event.type == "token":
+                usage = getattr(event.data, "usage", None)  # a node may emit its own tokens
+                if usage is not None:
+                    self.tokens(usage.input_tokens, usage.output_tokens)
+                continue
             key = (event.node_id, event.path)
             if event.type == "node_start":
                 started[key].append(event.timestamp)

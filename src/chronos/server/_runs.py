@@ -214,9 +214,9 @@ class Runs:
             record.status = "running"
             started = time.monotonic()
             self.metrics.running(+1)
-            if self.metrics.enabled:  # bounded: a slow count never holds the run back
-                nodes = runner.stream("tasks", session_id=thread_id, buffer=4096)
-                timing = asyncio.create_task(self.metrics.time_nodes(runner.graph.id, nodes))
+            if self.metrics.enabled:  # lossless, to count every call's tokens; read at once
+                nodes = runner.stream(("tasks", "messages"), session_id=thread_id)
+                timing = asyncio.create_task(self.metrics.follow(runner.graph.id, nodes))
             await self._save(record)
             await self.threads.set_active(thread_id, record.run_id)
             request = record.request
