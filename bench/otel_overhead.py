@@ -4,7 +4,8 @@
     .venv/bin/python bench/otel_overhead.py --before-rev REV --repeat 7
 
 Three variants, each in a fresh interpreter, interleaved round by round so that a busy
-machine slows them alike (the medians' ratios are what count):
+machine slows them alike (the medians' ratios are what count; each is also timed in CPU time
+of the process, which other processes inflate far less on a shared machine):
   before  the source at `--before-rev` (extracted with `git archive`), no tracer provider;
   off     this source, no tracer provider: the instrumentation's cost when nobody traces;
   sdk     this source, the OpenTelemetry SDK's `TracerProvider` with a `BatchSpanProcessor`
@@ -96,15 +97,17 @@ def child(mode: str, runs: int) -> dict[str, float]:
         return (graph.StateGraph(f"t{count}").add_node("talk", talk).set_entry_point("talk")
                 .set_finish_point("talk").compile())
 
-    async def per_step() -> float:
+    async def per_step() -> tuple[float, float]:
         runner = graph.Runner(chain)
         await runner.run("warm", {"x": 0})
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for i in range(runs):
             await runner.run(f"s{i}", {"x": 0})
-        return (time.perf_counter() - start) / (runs * NODES) * 1e6
+        steps = runs * NODES
+        return ((time.perf_counter() - start) / steps * 1e6,
+                (time.process_time() - cpu) / steps * 1e6)
 
-    async def timed(compiled: graph.CompiledGraph) -> float:
+    async def timed(compiled: graph.CompiledGraph) -> tuple[float, float]:
         runner = graph.Runner(compiled)
         events = runner.stream("messages")
 
@@ -112,16 +115,20 @@ def child(mode: str, runs: int) -> dict[str, float]:
             async for _ in events:
                 pass
 
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(consume(), runner.run("s", {}))
-        return time.perf_counter() - start
+        return time.perf_counter() - start, time.process_time() - cpu
 
-    async def per_token() -> float:
+    async def per_token() -> tuple[float, float]:
         with_tokens, without = talker(TOKENS), talker(0)
         await timed(with_tokens)
-        return (await timed(with_tokens) - await timed(without)) / TOKENS * 1e6
+        (wall, cpu), (base_wall, base_cpu) = await timed(with_tokens), await timed(without)
+        return (wall - base_wall) / TOKENS * 1e6, (cpu - base_cpu) / TOKENS * 1e6
 
-    out = {"step_us": asyncio.run(per_step()), "token_us": asyncio.run(per_token())}
+    step_wall, step_cpu = asyncio.run(per_step())
+    token_wall, token_cpu = asyncio.run(per_token())
+    out = {"step_us": step_wall, "step_cpu_us": step_cpu, "token_us": token_wall,
+           "token_cpu_us": token_cpu}
     if mode == "sdk":
         trace.get_tracer_provider().shutdown()  # type: ignore[attr-defined]
     return out
@@ -166,13 +173,14 @@ def main() -> None:
                 results[name].append(run_child(src, mode, args.runs))
     print(f"python {sys.version.split()[0]}, load {os.getloadavg()[0]:.1f}, "
           f"{args.repeat} rounds, W1 {args.runs} runs x {NODES} steps, T {TOKENS} tokens")
-    medians = {name: {key: statistics.median(r[key] for r in rounds)
-                      for key in ("step_us", "token_us")}
+    keys = ("step_us", "step_cpu_us", "token_us", "token_cpu_us")
+    medians = {name: {key: statistics.median(r[key] for r in rounds) for key in keys}
                for name, rounds in results.items()}
     for name, values in medians.items():
-        print(f"{name:7} W1 {values['step_us']:7.2f} us/step   "
-              f"T {values['token_us']:6.3f} us/token")
-    for key, label in (("step_us", "W1 per step"), ("token_us", "per token")):
+        print(f"{name:7} W1 {values['step_us']:7.2f} us/step (cpu {values['step_cpu_us']:7.2f})"
+              f"   T {values['token_us']:6.3f} us/token (cpu {values['token_cpu_us']:6.3f})")
+    for key, label in (("step_us", "W1 per step"), ("step_cpu_us", "W1 per step, cpu"),
+                       ("token_us", "per token"), ("token_cpu_us", "per token, cpu")):
         base = medians["before"][key]
         print(f"{label}: off/before {medians['off'][key] / base:.3f}, "
               f"sdk/before {medians['sdk'][key] / base:.3f} "

@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING, Any, Final, cast
 import orjson
 
 if TYPE_CHECKING:
+    from contextvars import Token
+
     from opentelemetry.context import Context
     from opentelemetry.trace import Span, Tracer
 
@@ -137,17 +139,21 @@ class NodeSpan:
 
 
 class RunTrace:
-    """A run's span, current while the run executes; see the module docstring."""
+    """A run's span, current from `enter` to `end`; see the module docstring."""
 
     __slots__ = ("_span", "_token", "_tracer", "traceparent")
 
     def __init__(self, tracer: Tracer, span: Span) -> None:
-        from opentelemetry import context
-
         self._tracer = tracer
         self._span = span
-        self._token = context.attach(_with(span))
+        self._token: Token[Context] | None = None
         self.traceparent = _traceparent(span)
+
+    def enter(self) -> None:
+        """Make the run's span the current one (in this task), until `end`."""
+        from opentelemetry import context
+
+        self._token = context.attach(_with(self._span))
 
     def attempt(self, node_id: str, attempt: int, path: tuple[str, ...]) -> NodeSpan:
         """Start the span of a node's `attempt`-th try (from 1), in the current context."""
@@ -164,7 +170,8 @@ class RunTrace:
         self._span.set_attribute("chronos.run.steps", steps)
         if error is not None:
             _fail(self._span, error)
-        context.detach(self._token)
+        if self._token is not None:
+            context.detach(self._token)
         self._span.end()
 
     def broker(self, broker: BrokerProtocol) -> BrokerProtocol:

@@ -375,6 +375,8 @@ class Runner:
         self._outcomes.pop(session_id, None)
         log_start(run, resumed=resumed)
         try:
+            if trace is not None:
+                trace.enter()
             for old in replay:
                 hub.publish("checkpoint", old.ran[-1] if old.ran else "", state=old.state,
                             data=old.id, name="replay")
