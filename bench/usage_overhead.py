@@ -4,7 +4,7 @@
 
 Runs the same workloads on chronos from this tree and from `BASE_SRC` (a `src/` folder of
 another commit, e.g. `git archive main src | tar -x -C /tmp/base`), alternating between the
-two in fresh processes, and prints medians and the head/base ratio:
+two in fresh processes (ABBA order), and prints medians and the head/base ratio:
   1. W1: a chain of 50 trivial async nodes (as in `graph_vs_langgraph.py`), no store and an
      in-memory store: microseconds per node step;
   2. one node streaming 20,000 chunks through `graph.stream_chat` from an in-process provider
@@ -17,7 +17,6 @@ the medians over the processes.
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import statistics
 import subprocess
@@ -123,9 +122,11 @@ def main() -> None:
     args = parser.parse_args()
     head = str(Path(__file__).resolve().parents[1] / "src")
     results: dict[str, list[dict[str, float]]] = {"base": [], "head": []}
-    for _, (label, src) in itertools.product(range(args.rounds),
-                                             (("base", args.base), ("head", head))):
-        results[label].append(_measure(src, args.runs, args.tokens))
+    trees = [("base", args.base), ("head", head)]
+    for round_no in range(args.rounds):
+        # ABBA: neither tree always runs first, after the other has warmed the machine.
+        for label, src in trees if round_no % 2 == 0 else trees[::-1]:
+            results[label].append(_measure(src, args.runs, args.tokens))
     print(f"python {sys.version.split()[0]} · {os.cpu_count()} cpu · load "
           f"{os.getloadavg()[0]:.1f} · {args.rounds} rounds, alternating; CPU us, medians")
     for key in results["base"][0]:

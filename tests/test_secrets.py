@@ -11,10 +11,10 @@ OpenTelemetry (message content recorded too), and once more served by `chronos s
 Collected, and searched for the key: every log record of every logger at DEBUG (formatted,
 with tracebacks), str/repr/attributes/full tracebacks of every exception and of everything
 chained to it (with the request and headers httpx's errors keep), repr of providers
-and of the HTTP requests they build, every runner stream event, every event on the broker
-(in-process, and the raw entries in Redis), every checkpoint, the raw bytes of the SQLite
-files and of the Postgres rows, every span (as the SDK exports it to JSON), and the server's
-`/metrics`.
+and of the HTTP requests they build, every runner stream event (a model call's usage among
+them), every event on the broker (in-process, and the raw entries in Redis), every checkpoint
+(its usage metadata too), the raw bytes of the SQLite files and of the Postgres rows, every
+span (as the SDK exports it to JSON), and the server's `/metrics`.
 """
 
 from __future__ import annotations
@@ -414,6 +414,10 @@ async def test_a_failing_graph_run_never_records_the_key(
     assert on_broker[-1].type == "error"
     assert any(e.type == "token" for e in seen)
     assert "invalid_api_key" in str(info.value)  # the error is useful, just not the key
+    # The run's own log lines were among what was searched: its start, and its failed end.
+    run_lines = [text for where, text in evidence.items if where == "log chronos.graph"]
+    assert len(run_lines) == 2
+    assert "status=failed" in run_lines[-1]
     assert KEY in " ".join(script.exchanges[0].headers.values())
     await openai.aclose()
     assert not evidence.leaks(), "\n".join(evidence.leaks())

@@ -70,6 +70,8 @@ def _call_tool(state: dict[str, Any]) -> dict[str, Any]:
     emit("token", graph.MessageDelta("msg-t", tool_call_deltas=(
         model.ToolCallDelta(0, arguments='"tea"}'),), tool_calls=(
         model.ToolCall("call-1", "search", '{"q": "tea"}'),)))
+    emit("token", graph.MessageDelta("msg-t", usage=model.Usage(  # the vendor's closing usage
+        input_tokens=40, output_tokens=12, total_tokens=52, cached_tokens=32, reasoning_tokens=3)))
     return {"steps": ["call_tool"]}
 
 

@@ -180,7 +180,13 @@ async def test_reasoning_and_tool_calls_reach_the_message_chunks(served: Served)
     chunks = [p.data[0] async for p in client.runs.stream(
         None, "tools", input={}, stream_mode="messages-tuple") if p.event == "messages"]
     assert chunks[0]["additional_kwargs"] == {"reasoning_content": "look it up"}
-    assert [c["tool_call_chunks"][0]["args"] for c in chunks[1:]] == ['{"q": ', '"tea"}']
+    assert [c["tool_call_chunks"][0]["args"] for c in chunks[1:3]] == ['{"q": ', '"tea"}']
     assert chunks[1]["tool_call_chunks"][0]["name"] == "search"
     assert chunks[2]["tool_calls"] == [
         {"name": "search", "args": {"q": "tea"}, "id": "call-1", "type": "tool_call"}]
+    # The call's usage closes it, as LangChain's `usage_metadata` (on that chunk only).
+    assert [c["usage_metadata"] for c in chunks[:3]] == [None, None, None]
+    assert chunks[3]["content"] == ""
+    assert chunks[3]["usage_metadata"] == {
+        "input_tokens": 40, "output_tokens": 12, "total_tokens": 52,
+        "input_token_details": {"cache_read": 32}, "output_token_details": {"reasoning": 3}}

@@ -52,6 +52,7 @@ in the recording suite: `tests/model/recordings.py`, `PROVIDERS`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import (
     AsyncGenerator,
@@ -90,6 +91,18 @@ __all__ = [
     "StreamTranslator",
     "VendorRequest",
 ]
+
+_log: Final = logging.getLogger("chronos.model")
+
+
+def _log_retry(provider: str, model: str, attempt: int, delay: float, error: ProviderError) -> None:
+    # The error's type and status only: its message may quote what the vendor echoed back.
+    if _log.isEnabledFor(logging.INFO):
+        fields = {"provider": provider, "model": model, "retry": attempt,
+                  "delay": round(delay, 3), "error": type(error).__name__,
+                  "status": getattr(error, "status_code", None)}
+        _log.info("provider retry %s", " ".join(f"{k}={v}" for k, v in fields.items()),
+                  extra={"chronos": fields})
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,6 +407,7 @@ class HTTPProvider(BaseProvider):
             if delay is None:
                 raise error
             attempt += 1
+            _log_retry(self.name, self._model, attempt, delay, error)
             await self._sleep(delay)
 
     def _stream(self, req: ChatRequest) -> AsyncGenerator[ChatResponse, None]:
