@@ -20,9 +20,9 @@ the span's status with the typed error, recorded as an exception event. Message 
 recorded only when `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true` (it may hold
 personal data).
 
-A run's trace context (its `traceparent`) is kept in its checkpoints' metadata, so that a resume in
-any process continues the same trace, and travels in every event the run publishes to a
-broker, so that an SSE client can join its own spans to the run's.
+A run's trace context (its `traceparent`) is kept in its checkpoints' metadata, so that a
+resume in any process continues the same trace, and travels in every event the run
+publishes to a broker, so that an SSE client can join its own spans to the run's.
 """
 
 from __future__ import annotations
