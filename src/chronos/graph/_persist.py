@@ -74,9 +74,10 @@ async def checkpoint(
 
 def _metadata(run: Run) -> Mapping[str, Any]:
     """What the run records beside its state: usage so far, and its trace context."""
-    if not (run.usage or run.traceparent):
+    # The ledger's dict, not the ledger: its `__bool__` is a Python call, on every checkpoint.
+    if not (run.usage.by_node or run.traceparent):
         return _NOTHING
-    metadata: dict[str, Any] = {USAGE_KEY: run.usage.record()} if run.usage else {}
+    metadata: dict[str, Any] = {USAGE_KEY: run.usage.record()} if run.usage.by_node else {}
     if run.traceparent:
         metadata[TRACE_KEY] = run.traceparent
     return metadata

@@ -24,8 +24,9 @@ __all__ = ["Price", "Prices", "Pricing", "genai_prices"]
 Pricing = Callable[[str, str, Usage], float | None]
 """`(provider name, model, usage) -> US dollars`, None when the price is not known."""
 
-# chronos provider names -> genai-prices provider ids; any other provider has no known price
-# (an OpenAI-compatible server's models are priced by its vendor, not by OpenAI).
+# chronos provider names -> genai-prices provider ids; any other provider has no known price.
+# An OpenAI-compatible server behind `OpenAIProvider` is "openai" too: its models are found
+# only when OpenAI lists the same name (which the README tells users to override).
 _PROVIDER_IDS: Final[Mapping[str, str]] = {
     "openai": "openai",
     "openai_responses": "openai",
