@@ -184,12 +184,17 @@ def main() -> None:
     for name, values in medians.items():
         print(f"{name:7} W1 {values['step_us']:7.2f} us/step (cpu {values['step_cpu_us']:7.2f})"
               f"   T {values['token_us']:6.3f} us/token (cpu {values['token_cpu_us']:6.3f})")
+    # The fastest round is the one least disturbed by other processes: its ratios are shown
+    # beside the medians' (on a loaded machine they are the steadier of the two).
+    fastest = {name: {key: min(r[key] for r in rounds) for key in keys}
+               for name, rounds in results.items()}
     for key, label in (("step_us", "W1 per step"), ("step_cpu_us", "W1 per step, cpu"),
                        ("token_us", "per token"), ("token_cpu_us", "per token, cpu")):
-        base = medians["before"][key]
-        print(f"{label}: off/before {medians['off'][key] / base:.3f}, "
+        base, low = medians["before"][key], fastest["before"][key]
+        print(f"{label}: off/before {medians['off'][key] / base:.3f} "
+              f"(fastest {fastest['off'][key] / low:.3f}), "
               f"sdk/before {medians['sdk'][key] / base:.3f} "
-              f"(+{medians['sdk'][key] - base:.2f} us)")
+              f"(+{medians['sdk'][key] - base:.2f} us; fastest {fastest['sdk'][key] / low:.3f})")
 
 
 if __name__ == "__main__":
