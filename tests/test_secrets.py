@@ -5,14 +5,16 @@ variable), one that looks like no vendor's key format so only exact-secret redac
 it. Each is driven against the local replay server through failures that tempt a leak: a 401
 and a 429 whose bodies quote the key, a 500, a dropped connection, a stall, a vendor error
 event and a malformed chunk quoting the key, and an unreachable server. Then a graph whose
-node streams from a provider and fails on a 401 runs with a store and a broker.
+node streams from a provider and fails on a 401 runs with a store and a broker, traced with
+OpenTelemetry (message content recorded too), and once more served by `chronos serve`'s app.
 
 Collected, and searched for the key: every log record of every logger at DEBUG (formatted,
 with tracebacks), str/repr/attributes/full tracebacks of every exception and of everything
 chained to it (with the request and headers httpx's errors keep), repr of providers
 and of the HTTP requests they build, every runner stream event (a model call's usage among
 them), every event on the broker (in-process, and the raw entries in Redis), every checkpoint
-(its usage metadata too), and the raw bytes of the SQLite files and of the Postgres rows.
+(its usage metadata too), the raw bytes of the SQLite files and of the Postgres rows, every
+span (as the SDK exports it to JSON), and the server's `/metrics`.
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ import psycopg
 import pytest
 import redis.asyncio as aioredis
 from botocore.credentials import Credentials
+from opentelemetry.trace import StatusCode
+from starlette.testclient import TestClient
 
-from chronos import graph
+from chronos import _telemetry, graph
 from chronos.errors import ChronosError, NodeError
 from chronos.graph import event_payload
 from chronos.model import (
@@ -50,7 +54,8 @@ from chronos.model import (
 )
 from chronos.model._provider import HTTPProvider
 from chronos.model.bedrock import BedrockProvider
-from chronos.store import CheckpointStore, PostgresStore, SQLiteStore
+from chronos.server import create_app
+from chronos.store import CheckpointStore, MemoryStore, PostgresStore, SQLiteStore
 from chronos.stream import Broker, BrokerProtocol, Event
 from chronos.stream.redis import RedisBroker
 from tests.model.eventstream_frames import exception as aws_exception
@@ -58,6 +63,7 @@ from tests.model.eventstream_frames import frame
 from tests.model.replay import ReplayServer, Reply
 from tests.store.backends import POSTGRES_URL, unique_table
 from tests.stream.redis_helpers import REDIS_URL, delete_prefix, require_redis, unique_prefix
+from tests.tracing import traced
 
 KEY = "CHRONOS-FAKE-KEY-q7Zt3Wx9Lm2Vb8Np"  # matches none of the key-like patterns on purpose
 REQ = ChatRequest(messages=[Message(role="user", content="Tell me a story about a robot")])
@@ -341,8 +347,10 @@ async def postgres_and_redis(
 @pytest.mark.parametrize("backends", [sqlite_and_memory_broker, postgres_and_redis],
                          ids=["sqlite+memory", "postgres+redis"])
 async def test_a_failing_graph_run_never_records_the_key(
-    replay_server: ReplayServer, tmp_path: Path, backends: Callable[..., Any]
+    replay_server: ReplayServer, tmp_path: Path, backends: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv(_telemetry.CAPTURE_CONTENT_ENV, "true")
     evidence = Evidence()
     script = replay_server.script(
         Reply(body=_sse(_chunk("Once "), _chunk("upon a time")) + b"data: [DONE]\n\n"),
@@ -362,7 +370,7 @@ async def test_a_failing_graph_run_never_records_the_key(
 
     g = graph.StateGraph("secret").add_node("tell", tell).add_node("fail", fail)
     compiled = g.set_entry_point("tell").add_edge("tell", "fail").set_finish_point("fail")
-    with every_log_at_debug(evidence):
+    with every_log_at_debug(evidence), traced() as spans:
         async with backends(tmp_path, evidence) as (store, broker, reader):
             runner = graph.Runner(compiled.compile(), store, broker=broker)
             subscription = reader.subscribe("watch", ["s"])
@@ -398,6 +406,9 @@ async def test_a_failing_graph_run_never_records_the_key(
                 evidence.add("checkpoint", repr(checkpoint))
             evidence.add("get_state", repr(await runner.get_state("s")))
             evidence.add("runner", repr(runner))
+        for span in spans.get_finished_spans():
+            evidence.add(f"span {span.name}", span.to_json())
+    assert {s.name for s in spans.get_finished_spans()} >= {"chat m", "node fail"}
     assert [e.type for e in seen][-1] == "error"
     assert on_broker
     assert on_broker[-1].type == "error"
@@ -409,4 +420,30 @@ async def test_a_failing_graph_run_never_records_the_key(
     assert "status=failed" in run_lines[-1]
     assert KEY in " ".join(script.exchanges[0].headers.values())
     await openai.aclose()
+    assert not evidence.leaks(), "\n".join(evidence.leaks())
+
+
+def test_a_served_failing_run_never_shows_the_key_in_metrics_or_spans(
+    replay_server: ReplayServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(_telemetry.CAPTURE_CONTENT_ENV, "true")
+    evidence = Evidence()
+    script = replay_server.script(Reply(status=401, body=QUOTED.encode(), headers=JSON))
+    openai = OpenAIProvider("m", base_url=script.base_url, api_key=KEY, retry=FAST)
+
+    async def fail(state: dict[str, Any]) -> dict[str, Any]:
+        return {"story": (await graph.stream_chat(openai, REQ)).content}
+
+    served = graph.StateGraph("secret").add_node("fail", fail).set_entry_point("fail")
+    app = create_app({"secret": served.set_finish_point("fail")}, MemoryStore(), Broker())
+    with every_log_at_debug(evidence), traced() as spans, TestClient(app) as client:
+        answer = client.post("/runs/wait", json={"assistant_id": "secret", "input": {}})
+        evidence.add("answer", answer.text)
+        metrics = client.get("/metrics")
+        evidence.add("metrics", metrics.text)
+        for span in spans.get_finished_spans():
+            evidence.add(f"span {span.name}", span.to_json())
+    assert 'chronos_runs_total{status="error"} 1.0' in metrics.text
+    assert any(s.status.status_code is StatusCode.ERROR for s in spans.get_finished_spans())
+    assert KEY in " ".join(script.exchanges[0].headers.values())
     assert not evidence.leaks(), "\n".join(evidence.leaks())

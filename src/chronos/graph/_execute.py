@@ -424,17 +424,8 @@ async def _run_node(
     try:
         if spec.subgraph is None:
             answers = run.answers.get(_TASK_PREFIX.get() + key, ()) if run.answers else ()
-            return await call_function(hub, spec, arg, answers, path)
-        sub = spec.subgraph
-        given = dict(arg)
-        inner = None if tracked else _TASK_PREFIX.set(f"{_TASK_PREFIX.get()}{key}/")
-        try:
-            final = await _drive(run, sub, (*path, node_id), entry_nodes(sub, given), given,
-                                 skip_interrupt=False, tracked=tracked)
-        finally:
-            if inner is not None:
-                _TASK_PREFIX.reset(inner)
-        return Replace(normalize_update(node_id, final, arg, final))
+            return await call_function(hub, spec, arg, answers, path, run.trace)
+        return await _run_subgraph(run, spec.subgraph, node_id, key, arg, path, tracked=tracked)
     except _SubgraphAsked as asked:
         return _Asked(asked.interrupts)
     except (GraphError, _Paused):
@@ -444,6 +435,35 @@ async def _run_node(
                         run_id=run.run_id) from exc
     finally:
         CURRENT_NODE.reset(token)
+
+
+async def _run_subgraph(
+    run: Run, sub: CompiledGraph, node_id: str, key: str, arg: Mapping[str, Any],
+    path: tuple[str, ...], *, tracked: bool,
+) -> Mapping[str, Any]:
+    """A subgraph node: its graph run to its end (or pause); one span holds its nodes' spans.
+
+    Run beside other nodes (untracked), its tasks are keyed under this node's task, so that
+    its questions and their answers are told apart from its siblings'.
+    """
+    span = None if run.trace is None else run.trace.attempt(node_id, 1, path)
+    error: BaseException | None = None
+    given = dict(arg)
+    inner = None if tracked else _TASK_PREFIX.set(f"{_TASK_PREFIX.get()}{key}/")
+    try:
+        final = await _drive(run, sub, (*path, node_id), entry_nodes(sub, given), given,
+                             skip_interrupt=False, tracked=tracked)
+        return Replace(normalize_update(node_id, final, arg, final))
+    except (_Paused, _SubgraphAsked):
+        raise
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        if inner is not None:
+            _TASK_PREFIX.reset(inner)
+        if span is not None:
+            span.end(error)
 
 
 async def _all(

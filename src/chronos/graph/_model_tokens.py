@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, cast
 
+from chronos import _telemetry
 from chronos.graph._emit import EventSink, current_sink
 from chronos.graph._events import CURRENT_NODE
 from chronos.graph._usage import current_ledger, node_key
@@ -134,13 +135,22 @@ async def stream_chat(
     # What `emit` would call, looked up once: a run's sink cannot change during a model call
     # (it still asks which node emits), and each token is spared `emit`'s call and lookup.
     sink = current_sink()
-    # `async with` closes the provider's stream (an HTTP response, a llama.cpp worker) when
-    # the node is cancelled or an event cannot be delivered, not when the GC gets to it.
-    async with provider.stream_chat(request) as chunks:
-        async for chunk in chunks:
-            _emit_chunk(sink, mid, chunk)
-            add(chunk)
-    return _counted(provider, request, acc.result())
+    span = _telemetry.start_chat(provider, request)  # None unless tracing is on
+    try:
+        # `async with` closes the provider's stream (an HTTP response, a llama.cpp worker)
+        # when the node is cancelled or an event cannot be delivered, not when the GC does.
+        async with provider.stream_chat(request) as chunks:
+            async for chunk in chunks if span is None else span.watch(chunks):
+                _emit_chunk(sink, mid, chunk)
+                add(chunk)
+    except BaseException as exc:
+        if span is not None:
+            span.fail(exc)
+        raise
+    response = _counted(provider, request, acc.result())
+    if span is not None:
+        span.finish(response)
+    return response
 
 
 def stream_chat_sync(
@@ -157,17 +167,25 @@ def stream_chat_sync(
     mid = _message_id(message_id)
     acc = StreamAccumulator()
     sink = current_sink()
+    span = _telemetry.start_chat(provider, request)
     chunks = provider.stream_chat_sync(request)
     try:
-        for chunk in chunks:
+        for chunk in chunks if span is None else span.watch_sync(chunks):
             _emit_chunk(sink, mid, chunk)
             acc.add(chunk)
+    except BaseException as exc:
+        if span is not None:
+            span.fail(exc)
+        raise
     finally:
         # Leaving early (an error, EmitOutsideRunError) must stop generation at once.
         close = getattr(chunks, "close", None)
         if close is not None:
             close()
-    return _counted(provider, request, acc.result())
+    response = _counted(provider, request, acc.result())
+    if span is not None:
+        span.finish(response)
+    return response
 
 
 def _counted(provider: Provider, request: ChatRequest, response: ChatResponse) -> ChatResponse:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from chronos._telemetry import RunTrace
 from chronos.errors import GraphError, NodeError, NodeTimeoutError
 from chronos.graph._builder import NodeSpec
 from chronos.graph._events import EventHub
@@ -35,10 +36,12 @@ async def call_function(
     arg: Mapping[str, Any],
     answers: tuple[Any, ...],
     path: tuple[str, ...],
+    trace: RunTrace | None = None,
 ) -> Mapping[str, Any] | Interrupted:
     """Call the node on a copy of `arg` until an attempt succeeds or may not be retried.
 
-    `answers` are what its `interrupt()` calls return, in order, before one pauses it.
+    `answers` are what its `interrupt()` calls return, in order, before one pauses it. With
+    a `trace`, each attempt is a span of its own.
 
     Raises:
         NodeError: the last attempt failed (its exception is the cause).
@@ -47,6 +50,8 @@ async def call_function(
     while True:
         given = dict(arg)  # each attempt may change its copy freely
         token = answering(answers)
+        span = None if trace is None else trace.attempt(spec.id, attempt, path)
+        error: BaseException | None = None  # how the attempt ended, for its span
         try:
             if spec.is_async and spec.timeout is None:  # the common case, one frame less
                 result = await spec.function(given)  # type: ignore[misc]
@@ -57,12 +62,19 @@ async def call_function(
             return Interrupted(asked.value, asked.index)
         except NodeTimeoutError as exc:
             failure: Exception = exc
-        except GraphError:
+            error = exc
+        except GraphError as exc:
+            error = exc
             raise
         except Exception as exc:
-            failure = exc
+            error = failure = exc
+        except BaseException as exc:  # cancelled: the attempt's span says so
+            error = exc
+            raise
         finally:
             reset_answers(token)
+            if span is not None:
+                span.end(error)
         policy = spec.retry
         if policy is None or not policy.should_retry(failure, attempt):
             raise NodeError(f"node {spec.id!r} failed: {failure!r}", node_id=spec.id,

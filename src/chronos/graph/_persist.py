@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from chronos._telemetry import TRACE_KEY
 from chronos.graph._command import Send
 from chronos.graph._interrupt import Interrupt
 from chronos.graph._plan import Routed, Step
@@ -57,7 +58,7 @@ async def checkpoint(
         answers=dict(run.answers) if run.answers and status != "completed" else _NOTHING,
         sends=sends,
         gotos=_gotos(pending) if pending else _NOTHING,
-        metadata={USAGE_KEY: run.usage.record()} if run.usage.by_node else _NOTHING,
+        metadata=_metadata(run),
     )
     if run.writing is not None:
         await settle(run, raise_errors=True)
@@ -77,6 +78,17 @@ def _gotos(pending: Mapping[str, Mapping[str, Any]]) -> Mapping[str, tuple[Any, 
     gotos = {task: tuple(t if isinstance(t, str) else (t.node, t.arg) for t in update.goto)
              for task, update in pending.items() if type(update) is Routed}
     return gotos or _NOTHING
+
+
+def _metadata(run: Run) -> Mapping[str, Any]:
+    """What the run records beside its state: usage so far, and its trace context."""
+    # The ledger's dict, not the ledger: its `__bool__` is a Python call, on every checkpoint.
+    if not (run.usage.by_node or run.traceparent):
+        return _NOTHING
+    metadata: dict[str, Any] = {USAGE_KEY: run.usage.record()} if run.usage.by_node else {}
+    if run.traceparent:
+        metadata[TRACE_KEY] = run.traceparent
+    return metadata
 
 
 async def settle(run: Run, *, raise_errors: bool = False) -> None:

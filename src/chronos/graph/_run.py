@@ -12,6 +12,8 @@ from itertools import count
 from types import MappingProxyType
 from typing import Any, Literal
 
+from chronos import _telemetry
+from chronos._telemetry import RunTrace
 from chronos.graph._builder import CompiledGraph
 from chronos.graph._command import Send
 from chronos.graph._events import EventHub
@@ -102,8 +104,8 @@ class Run:
 
     __slots__ = ("answers", "asked", "checkpoint_id", "current", "durability", "gotos", "graph",
                  "hub", "node_id", "path", "pending", "run_id", "session_id", "stable",
-                 "started_at", "state", "step_limit", "step_no", "steps", "store", "usage",
-                 "writing")
+                 "started_at", "state", "step_limit", "step_no", "steps", "store", "trace",
+                 "traceparent", "usage", "writing")
 
     def __init__(
         self,
@@ -145,6 +147,9 @@ class Run:
         self.started_at = time.time()
         # The session's totals so far: a resume goes on counting from its checkpoint's.
         self.usage = UsageLedger(pricing, parent.metadata.get(USAGE_KEY) if parent else None)
+        self.trace: RunTrace | None = None  # the run's span, when tracing is on
+        # The trace context its checkpoints keep: a later resume continues that trace.
+        self.traceparent = _telemetry.stored_trace(parent)
 
     def result(
         self, status: RunStatus, next: Step = (), interrupts: tuple[Interrupt, ...] = ()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import threading
 import uuid
 from collections import OrderedDict
@@ -11,7 +12,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Final
 
-from chronos import _sync
+from chronos import _sync, _telemetry
 from chronos.errors import (
     CheckpointNotFound,
     ConfigurationError,
@@ -356,9 +357,18 @@ class Runner:
             mine = [s for s in self._pending
                     if s.session_id in (None, session_id) and not s.closed]
             self._pending = [s for s in self._pending if s not in mine and not s.closed]
-        hub = EventHub(uuid.uuid4().hex, session_id, mine, self.broker, self._lock)
+        run_id = uuid.uuid4().hex
+        trace = _telemetry.start_run(self.graph.id, session_id, run_id, resumed=resumed,
+                                     traceparent=_telemetry.stored_trace(parent))
+        broker = self.broker
+        if trace is not None and broker is not None:
+            broker = trace.broker(broker)
+        hub = EventHub(run_id, session_id, mine, broker, self._lock)
         run = Run(self.graph, hub, self.store, state, step_limit=self.step_limit, parent=parent,
                   durability=durability or self.durability, pricing=self.prices)
+        if trace is not None:
+            run.trace, run.traceparent = trace, trace.traceparent
+        status = "failed"
         if answers is not None:
             run.answers = answers
         elif parent is not None:  # `goto` chose another step: the paused one's work is moot
@@ -367,13 +377,19 @@ class Runner:
         self._outcomes.pop(session_id, None)
         log_start(run, resumed=resumed)
         try:
+            if trace is not None:
+                trace.enter()
             for old in replay:
                 hub.publish("checkpoint", old.ran[-1] if old.ran else "", state=old.state,
                             data=old.id, name="replay")
             if step is None:
                 step = entry_nodes(self.graph, state)
             result = await execute(run, step, resumed=resumed, write_first=write_first)
+            status = result.status
+            log_end(run, status)
+            return result
         except asyncio.CancelledError:
+            status = "cancelled"
             self._remember(run.result("cancelled", run.current))
             log_end(run, "cancelled")
             # A no-op when the run ended its streams itself; here for a failure before it ran.
@@ -386,8 +402,9 @@ class Runner:
             raise
         finally:
             del self._active[session_id]
-        log_end(run, result.status)
-        return result
+            if trace is not None:  # the run's own error, as it leaves: exc_info is in scope here
+                trace.end(status, run.steps, None if status == "completed" or status == "paused"
+                          else sys.exc_info()[1])
 
     async def get_state(self, session_id: str) -> RunState | None:
         """Where the session stands: running here, or as its run ended, or as last checkpointed.

@@ -16,6 +16,7 @@ from chronos import __version__, config
 from chronos.graph import CompiledGraph, StateGraph
 from chronos.server._assistants import Assistants, assistant_routes
 from chronos.server._errors import error_response, exception_handlers
+from chronos.server._metrics import ServerMetrics
 from chronos.server._records import MemoryRecords, Records
 from chronos.server._run_routes import run_routes
 from chronos.server._runs import Runs
@@ -83,7 +84,8 @@ def create_app(
     assistants = Assistants(compiled, store, broker)
     records = records if records is not None else MemoryRecords()
     threads = Threads(store, assistants, records, authorize)
-    runs = Runs(assistants, threads, broker, records)
+    metrics = ServerMetrics()
+    runs = Runs(assistants, threads, broker, records, metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: AgentServerApp) -> AsyncIterator[None]:
@@ -100,12 +102,21 @@ def create_app(
         return JSONResponse({"version": __version__, "server": "chronos",
                              "flags": {"assistants": True, "crons": False}})
 
+    async def prometheus(request: Request) -> Response:
+        if metrics.registry is None:
+            return error_response(501, "/metrics needs prometheus-client: "
+                                       "pip install 'chronos-stream[prometheus]'")
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         return error_response(exc.status_code, exc.detail)
 
     handlers: dict[Any, Any] = {**exception_handlers, HTTPException: http_error}
     routes = [Route("/ok", ok, methods=["GET"]), Route("/info", info, methods=["GET"]),
+              Route("/metrics", prometheus, methods=["GET"]),
               *assistant_routes(assistants), *thread_routes(threads, runs.delete_thread),
               *run_routes(runs)]
     return AgentServerApp(runs, owned, routes=routes, lifespan=lifespan,

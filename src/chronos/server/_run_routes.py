@@ -65,6 +65,7 @@ def run_routes(runs: Runs) -> list[Route]:
         return run_stream_response(
             record.run_id, subscription, modes=run_request.stream_modes,
             subgraphs=run_request.stream_subgraphs, started=False, send_metadata=True,
+            metrics=runs.metrics,
             on_disconnect=(lambda: runs.request_cancel(info))
             if run_request.on_disconnect == "cancel" else None, headers=headers)
 
@@ -142,7 +143,7 @@ def run_routes(runs: Runs) -> list[Route]:
         return run_stream_response(
             run.run_id, subscription, modes=modes, subgraphs=run.subgraphs,
             started=not from_start and (run.status != "pending" or last_event_id is not None),
-            send_metadata=from_start,
+            send_metadata=from_start, metrics=runs.metrics,
             on_disconnect=(lambda: runs.request_cancel(run)) if cancel_on_disconnect else None)
 
     async def cancel_many(request: Request) -> Response:

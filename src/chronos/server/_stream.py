@@ -15,6 +15,7 @@ from typing import Any, Final
 import orjson
 from starlette.responses import StreamingResponse
 
+from chronos.server._metrics import ServerMetrics
 from chronos.server._retention import run_topics
 from chronos.server._stream_modes import RunTranslator
 from chronos.stream import GAP, BrokerProtocol, Subscription
@@ -50,6 +51,7 @@ def run_stream_response(
     subgraphs: bool,
     started: bool,
     send_metadata: bool,
+    metrics: ServerMetrics,
     on_disconnect: Callable[[], None] | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> StreamingResponse:
@@ -59,16 +61,18 @@ def run_stream_response(
     """
     translator = RunTranslator(run_id, modes, subgraphs=subgraphs, started=started)
     body = _frames(run_id, subscription, translator, send_metadata=send_metadata,
-                   on_disconnect=on_disconnect)
+                   metrics=metrics, on_disconnect=on_disconnect)
     return StreamingResponse(body, media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", **(headers or {})})
 
 
 async def _frames(run_id: str, subscription: Subscription, translator: RunTranslator, *,
-                  send_metadata: bool, on_disconnect: Callable[[], None] | None
-                  ) -> AsyncIterator[bytes]:
+                  send_metadata: bool, metrics: ServerMetrics,
+                  on_disconnect: Callable[[], None] | None) -> AsyncIterator[bytes]:
+    metrics.streams(+1)
     try:
         if send_metadata:
+            metrics.delivered(1)
             yield frame("metadata", {"run_id": run_id, "attempt": 1})
         while not translator.finished:
             batch = await subscription.receive_batch(timeout=HEARTBEAT_SECONDS)
@@ -78,18 +82,23 @@ async def _frames(run_id: str, subscription: Subscription, translator: RunTransl
                 yield _HEARTBEAT
                 continue
             out: list[bytes] = []
+            gaps = 0
             for event in batch:
                 if event.type == GAP:
                     # Too slow a reader: say so (SDKs ignore comments; a browser sees the gap).
                     out.append(b": gap " + orjson.dumps(event.data) + b"\n\n")
+                    metrics.gap(str(event.data.get("reason")))
+                    gaps += 1
                     continue
                 for name, data in translator.frames(event.type, event.data):
                     out.append(frame(name, data, event.id))
                 if translator.finished:
                     break
             if out:
+                metrics.delivered(len(out) - gaps)
                 yield b"".join(out)
     finally:
+        metrics.streams(-1)
         await subscription.aclose()
         if on_disconnect is not None and not translator.finished:
             on_disconnect()

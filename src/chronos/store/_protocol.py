@@ -56,7 +56,8 @@ class Checkpoint:
     run with `Command(goto=...)`, by task: node ids, and `(node, input)` pairs for `Send`s.
 
     `metadata` is what the run recorded beside its state, as JSON: under "usage", the model
-    usage and cost so far by node (`{node: {"input_tokens": ..., "cost": ...}}`), when any.
+    usage and cost so far by node (`{node: {"input_tokens": ..., "cost": ...}}`), when any;
+    under "trace", the W3C `traceparent` of a traced run, which a resume's trace continues.
     """
 
     id: str

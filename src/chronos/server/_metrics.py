@@ -1,0 +1,213 @@
+"""What `chronos serve` counts: SSE streams, events, gaps, runs, run and node durations, tokens.
+
+```
+curl http://127.0.0.1:8123/metrics      # Prometheus text format
+```
+
+Recorded into `prometheus-client` metrics when that package is installed (the `prometheus`
+extra; `/metrics` serves them, each app its own registry), and into OpenTelemetry metrics
+when the application set a meter provider (`opentelemetry.metrics.set_meter_provider`).
+Without either, recording is a loop over nothing.
+
+| Prometheus | OpenTelemetry | what |
+| --- | --- | --- |
+| `chronos_sse_streams_open` | `chronos.sse.streams.open` | run streams open now |
+| `chronos_sse_events_delivered_total` | `chronos.sse.events.delivered` | events sent to clients |
+| `chronos_sse_gaps_total{reason}` | `chronos.sse.gaps` | gaps a client was told of (`overflow`: it read too slowly) |
+| `chronos_runs_total{status}` | `chronos.runs` | runs ended: success, error, interrupted |
+| `chronos_runs_running` | `chronos.runs.running` | runs executing in this process |
+| `chronos_run_duration_seconds{status}` | `chronos.run.duration` | from start to end |
+| `chronos_node_duration_seconds{graph,node}` | `chronos.node.duration` | a node's task, retries included |
+| `chronos_tokens_total{type}` | `gen_ai.client.token.usage` | model tokens, input and output |
+"""  # noqa: E501
+
+from __future__ import annotations
+
+import sys
+from collections import defaultdict, deque
+from typing import TYPE_CHECKING, Final, Protocol
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from prometheus_client import CollectorRegistry
+
+    from chronos.graph import EventStream
+
+__all__ = ["ServerMetrics"]
+
+# Seconds: a node or a run lasts from a millisecond (no model) to minutes (a long agent).
+_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                   120.0, 300.0, 600.0)
+
+
+class _Recorder(Protocol):
+    def streams(self, change: int) -> None: ...
+    def delivered(self, count: int) -> None: ...
+    def gap(self, reason: str) -> None: ...
+    def running(self, change: int) -> None: ...
+    def run_ended(self, status: str, seconds: float) -> None: ...
+    def node_ended(self, graph_id: str, node_id: str, seconds: float) -> None: ...
+    def tokens(self, kind: str, count: int) -> None: ...
+
+
+class ServerMetrics:
+    """The app's metrics; each method records into every configured backend."""
+
+    def __init__(self) -> None:
+        self.registry: CollectorRegistry | None = None
+        recorders: list[_Recorder] = []
+        try:
+            prometheus = _Prometheus()
+        except ImportError:  # the `prometheus` extra is not installed
+            pass
+        else:
+            self.registry = prometheus.registry
+            recorders.append(prometheus)
+        otel = _open_telemetry()
+        if otel is not None:
+            recorders.append(otel)
+        self._recorders = tuple(recorders)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._recorders)
+
+    def streams(self, change: int) -> None:
+        """A run stream opened (+1) or closed (-1)."""
+        for recorder in self._recorders:
+            recorder.streams(change)
+
+    def delivered(self, count: int) -> None:
+        for recorder in self._recorders:
+            recorder.delivered(count)
+
+    def gap(self, reason: str) -> None:
+        for recorder in self._recorders:
+            recorder.gap(reason)
+
+    def running(self, change: int) -> None:
+        for recorder in self._recorders:
+            recorder.running(change)
+
+    def run_ended(self, status: str, seconds: float) -> None:
+        for recorder in self._recorders:
+            recorder.run_ended(status, seconds)
+
+    def tokens(self, input_tokens: int | None, output_tokens: int | None) -> None:
+        for recorder in self._recorders:
+            if input_tokens:
+                recorder.tokens("input", input_tokens)
+            if output_tokens:
+                recorder.tokens("output", output_tokens)
+
+    async def follow(self, graph_id: str, events: EventStream) -> None:
+        """Record a run's node durations and model tokens from its `tasks` and `messages`
+        stream, until it ends: each model call's usage is on its last `MessageDelta`."""
+        started: defaultdict[tuple[str, tuple[str, ...]], deque[float]] = defaultdict(deque)
+        async for event in events:
+            if event.type == "token":
+                usage = getattr(event.data, "usage", None)  # a node may emit its own tokens
+                if usage is not None:
+                    self.tokens(usage.input_tokens, usage.output_tokens)
+                continue
+            key = (event.node_id, event.path)
+            if event.type == "node_start":
+                started[key].append(event.timestamp)
+            elif event.type == "node_end" and started[key]:
+                seconds = event.timestamp - started[key].popleft()
+                for recorder in self._recorders:
+                    recorder.node_ended(graph_id, event.node_id, seconds)
+
+
+class _Prometheus:
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = registry = CollectorRegistry(auto_describe=True)
+        self._streams = Gauge("chronos_sse_streams_open", "Run streams open now",
+                              registry=registry)
+        self._delivered = Counter("chronos_sse_events_delivered",
+                                  "Events sent to stream clients", registry=registry)
+        self._gaps = Counter("chronos_sse_gaps", "Gaps stream clients were told of",
+                             ["reason"], registry=registry)
+        self._runs = Counter("chronos_runs", "Runs ended, by status", ["status"],
+                             registry=registry)
+        self._running = Gauge("chronos_runs_running", "Runs executing in this process",
+                              registry=registry)
+        self._run_seconds = Histogram("chronos_run_duration_seconds", "Run durations",
+                                      ["status"], buckets=_BUCKETS, registry=registry)
+        self._node_seconds = Histogram("chronos_node_duration_seconds", "Node durations",
+                                       ["graph", "node"], buckets=_BUCKETS, registry=registry)
+        self._tokens = Counter("chronos_tokens", "Model tokens", ["type"], registry=registry)
+
+    def streams(self, change: int) -> None:
+        self._streams.inc(change)
+
+    def delivered(self, count: int) -> None:
+        self._delivered.inc(count)
+
+    def gap(self, reason: str) -> None:
+        self._gaps.labels(reason).inc()
+
+    def running(self, change: int) -> None:
+        self._running.inc(change)
+
+    def run_ended(self, status: str, seconds: float) -> None:
+        self._runs.labels(status).inc()
+        self._run_seconds.labels(status).observe(seconds)
+
+    def node_ended(self, graph_id: str, node_id: str, seconds: float) -> None:
+        self._node_seconds.labels(graph_id, node_id).observe(seconds)
+
+    def tokens(self, kind: str, count: int) -> None:
+        self._tokens.labels(kind).inc(count)
+
+
+def _open_telemetry() -> _OpenTelemetry | None:
+    if "opentelemetry.metrics" not in sys.modules:  # never imported: no provider can be set
+        return None
+    from opentelemetry import metrics
+    from opentelemetry.metrics import NoOpMeterProvider
+    from opentelemetry.metrics._internal import _ProxyMeterProvider
+
+    provider = metrics.get_meter_provider()
+    if isinstance(provider, _ProxyMeterProvider | NoOpMeterProvider):
+        return None
+    return _OpenTelemetry(provider)
+
+
+class _OpenTelemetry:
+    def __init__(self, provider: MeterProvider) -> None:
+        from chronos import __version__
+
+        meter = provider.get_meter("chronos", __version__)
+        self._streams = meter.create_up_down_counter("chronos.sse.streams.open", "{stream}")
+        self._delivered = meter.create_counter("chronos.sse.events.delivered", "{event}")
+        self._gaps = meter.create_counter("chronos.sse.gaps", "{gap}")
+        self._runs = meter.create_counter("chronos.runs", "{run}")
+        self._running = meter.create_up_down_counter("chronos.runs.running", "{run}")
+        self._run_seconds = meter.create_histogram("chronos.run.duration", "s")
+        self._node_seconds = meter.create_histogram("chronos.node.duration", "s")
+        self._tokens = meter.create_histogram("gen_ai.client.token.usage", "{token}")
+
+    def streams(self, change: int) -> None:
+        self._streams.add(change)
+
+    def delivered(self, count: int) -> None:
+        self._delivered.add(count)
+
+    def gap(self, reason: str) -> None:
+        self._gaps.add(1, {"reason": reason})
+
+    def running(self, change: int) -> None:
+        self._running.add(change)
+
+    def run_ended(self, status: str, seconds: float) -> None:
+        self._runs.add(1, {"status": status})
+        self._run_seconds.record(seconds, {"status": status})
+
+    def node_ended(self, graph_id: str, node_id: str, seconds: float) -> None:
+        self._node_seconds.record(seconds, {"chronos.graph": graph_id, "chronos.node": node_id})
+
+    def tokens(self, kind: str, count: int) -> None:
+        self._tokens.record(count, {"gen_ai.token.type": kind, "gen_ai.operation.name": "chat"})
