@@ -8,8 +8,8 @@ reaches the broker too).
 
 A token event's `data` is a `MessageDelta`, a frozen slotted dataclass built by setting its
 slots directly: the generated frozen `__init__` goes through `object.__setattr__` by name,
-0.87 us for five fields against 0.44 us; the difference is a quarter of the runner's whole
-token path (~1.7 us). Slots rather than a `__dict__` also mean one object fewer per token
+which costs about twice as much, a quarter of the runner's whole token path (BENCHMARKS.md,
+graph execution). Slots rather than a `__dict__` also mean one object fewer per token
 for the garbage collector to walk while events sit in subscriber buffers.
 """
 
