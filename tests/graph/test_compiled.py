@@ -11,30 +11,14 @@ subscription go through must be the compiled classes, not a silent fallback to t
 from __future__ import annotations
 
 import asyncio
-import inspect
-import os
 from typing import Any
 
 import pytest
 
-import _chronos_compiled
 from chronos import graph, stream
+from tests.compiled import compiled, expected
 
 pytestmark = pytest.mark.anyio
-
-
-def _expected() -> bool:
-    """Whether this pass should run the compiled hot paths."""
-    if os.environ.get("CHRONOS_EXPECT_COMPILED") == "1":
-        return True
-    if os.environ.get("CHRONOS_INTERPRETED") == "1":
-        return False
-    return _chronos_compiled.active()
-
-
-def _compiled(cls: type) -> bool:
-    # mypyc turns a class's methods into native descriptors; the source's are Python functions.
-    return not inspect.isfunction(cls.__aiter__)  # type: ignore[attr-defined]
 
 
 async def test_a_run_streams_its_events_through_the_expected_build() -> None:
@@ -51,7 +35,7 @@ async def test_a_run_streams_its_events_through_the_expected_build() -> None:
         asyncio.wait_for(_collect(events), 10), runner.run("s", {}))
     assert [(e.type, e.data) for e in seen] == [("token", "Hi"), ("completed", None)]
     assert result.state["answer"] == "Hi"
-    assert _compiled(type(events)) == _expected(), type(events)
+    assert compiled(type(events).__aiter__) == expected(), type(events)
 
 
 async def test_a_subscription_delivers_through_the_expected_build() -> None:
@@ -60,7 +44,7 @@ async def test_a_subscription_delivers_through_the_expected_build() -> None:
         broker.publish(stream.Event("token", "Hi"), "t")
         received = await asyncio.wait_for(anext(subscription), 10)
         assert (received.type, received.data) == ("token", "Hi")
-        assert _compiled(type(subscription)) == _expected(), type(subscription)
+        assert compiled(type(subscription).__aiter__) == expected(), type(subscription)
 
 
 async def _collect(events: graph.EventStream) -> list[graph.StreamEvent]:
