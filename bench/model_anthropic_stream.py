@@ -19,13 +19,13 @@ N defaults to 20000; CLIENTS keeps only the rows whose name contains one of thes
 import asyncio
 import contextlib
 import json
-import multiprocessing
 import sys
 import time
 
 import httpx
 import httpx_sse
 import orjson
+from _harness import abest_of, assemble, best_of, read_request, serve_forever, start_server
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
 ONLY = sys.argv[2].lower().split(",") if len(sys.argv) > 2 else None
@@ -118,16 +118,7 @@ def serve(port_q, n):
     short = short_body()  # for time to first chunk: nothing else in flight
 
     async def handle(reader, writer):
-        while True:  # keep-alive: the SDKs reuse their connection
-            try:
-                head = await reader.readuntil(b"\r\n\r\n")
-            except (asyncio.IncompleteReadError, ConnectionError):
-                break
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-            await reader.readexactly(length)
+        while (head := await read_request(reader)) is not None:  # keep-alive, as the SDKs do
             request_line = head.split(b"\r\n", 1)[0]
             if b"/ttfc/" in request_line:
                 data = short
@@ -145,12 +136,7 @@ def serve(port_q, n):
                 break
         writer.close()
 
-    async def main():
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        port_q.put(server.sockets[0].getsockname()[1])
-        await server.serve_forever()
-
-    asyncio.run(main())
+    serve_forever(handle, port_q)
 
 
 # Each client is set up once (an httpx client alone costs ~30 ms of CPU to create, mostly
@@ -278,28 +264,15 @@ async def first_chunk(url, reps=30):
           f"overhead {(ours[reps // 2] - raw[reps // 2]) * 1e3:.2f} ms")
 
 
-def sans_io(reps=5):
+def sans_io():
     """chronos's own share: SSE decoding, translation and chunk assembly, no HTTP."""
-    from chronos.model._assemble import ChunkBuilder
     from chronos.model.anthropic import AnthropicProvider
 
     data = b"".join(sse_frames(N))
     pieces = [data[i : i + FRAME] for i in range(0, len(data), FRAME)]
     provider = AnthropicProvider("claude-x", api_key="k")
-    best = None
-    for _ in range(reps):
-        c0 = time.process_time()
-        translator = provider._new_translator()
-        decoder = translator.new_decoder("text/event-stream")
-        out = ChunkBuilder()
-        for piece in pieces:
-            for event in decoder.feed(piece):
-                translator.on_event(event, out)
-                out.build()
-        out.finish()
-        cpu = time.process_time() - c0
-        best = cpu if best is None else min(best, cpu)
-    row("chronos sans-IO (no HTTP)", best, best)
+    _, cpu, _ = best_of(lambda: assemble(provider, pieces))
+    row("chronos sans-IO (no HTTP)", cpu, cpu)
 
 
 def row(name, wall, cpu):
@@ -307,16 +280,10 @@ def row(name, wall, cpu):
           flush=True)
 
 
-async def measure(name, client, url, reps=5):
-    best = None
+async def measure(name, client, url):
     async with client(url) as run:
-        for _ in range(reps):
-            t0, c0 = time.perf_counter(), time.process_time()
-            await run()
-            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-            if best is None or wall < best[0]:
-                best = (wall, cpu)
-    row(name, *best)
+        wall, cpu, _ = await abest_of(run)
+    row(name, wall, cpu)
 
 
 CLIENTS = (
@@ -329,11 +296,7 @@ CLIENTS = (
 
 
 if __name__ == "__main__":
-    q = multiprocessing.Queue()
-    proc = multiprocessing.Process(target=serve, args=(q, N), daemon=True)
-    proc.start()
-    port = q.get()
-    url = f"http://127.0.0.1:{port}"
+    proc, url = start_server(serve, N)
     sans_io()
     for framing in FRAMINGS:
         print(f"-- {framing} framing", flush=True)

@@ -19,15 +19,14 @@ N defaults to 20000. AWS credentials are fake and set here; nothing leaves 127.0
 """
 
 import asyncio
-import multiprocessing
 import os
 import struct
 import sys
-import time
 import zlib
 
 import httpx
 import orjson
+from _harness import abest_of, best_of, read_request, serve_forever, start_server
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
 TOOL_FRAGMENTS = 100
@@ -101,20 +100,16 @@ def decode_botocore(pieces):
     return count
 
 
-def sans_io(body_frames, reps=5):
+def sans_io(body_frames):
     data = b"".join(body_frames)
     feeds = {"64 KiB reads": [data[i : i + FRAME] for i in range(0, len(data), FRAME)],
              "one frame per read": body_frames}
     for feed, pieces in feeds.items():
         for name, decode in (("chronos EventStreamDecoder", decode_chronos),
                              ("botocore EventStreamBuffer", decode_botocore)):
-            best = None
-            for _ in range(reps):
-                c0 = time.process_time()
-                assert decode(pieces) == N
-                cpu = time.process_time() - c0
-                best = cpu if best is None else min(best, cpu)
-            row(f"{name} ({feed})", N, best, best)
+            _, cpu, count = best_of(lambda decode=decode, pieces=pieces: decode(pieces))
+            assert count == N, count
+            row(f"{name} ({feed})", N, cpu, cpu)
 
 
 def serve(port_q, n):
@@ -123,16 +118,7 @@ def serve(port_q, n):
                        for i in range(0, len(data), FRAME)) + b"0\r\n\r\n"
 
     async def handle(reader, writer):
-        while True:  # keep-alive: both clients reuse their connection
-            try:
-                head = await reader.readuntil(b"\r\n\r\n")
-            except (asyncio.IncompleteReadError, ConnectionError):
-                break
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-            await reader.readexactly(length)
+        while await read_request(reader) is not None:  # keep-alive: both clients reuse theirs
             writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/vnd.amazon.eventstream"
                          b"\r\ntransfer-encoding: chunked\r\n\r\n")
             try:
@@ -143,73 +129,60 @@ def serve(port_q, n):
                 break
         writer.close()
 
-    async def main():
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        port_q.put(server.sockets[0].getsockname()[1])
-        await server.serve_forever()
-
-    asyncio.run(main())
+    serve_forever(handle, port_q)
 
 
-async def over_http_chronos(url, reps=5):
+async def over_http_chronos(url):
     from chronos.model import ChatRequest, Message
     from chronos.model.bedrock import BedrockProvider
 
     provider = BedrockProvider("us.amazon.nova-micro-v1:0", base_url=url)
     req = ChatRequest(messages=[Message("user", "hi")])
-    best = None
+
+    async def run():
+        tool_calls = []
+        async for chunk in provider.stream_chat(req):
+            tool_calls.extend(chunk.tool_calls)
+        assert len(orjson.loads(tool_calls[0].arguments)["x"]) == TOOL_FRAGMENTS - 1
+
     async with provider:
-        for _ in range(reps):
-            t0, c0 = time.perf_counter(), time.process_time()
-            tool_calls = []
-            async for chunk in provider.stream_chat(req):
-                tool_calls.extend(chunk.tool_calls)
-            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-            assert len(orjson.loads(tool_calls[0].arguments)["x"]) == TOOL_FRAGMENTS - 1
-            best = (wall, cpu) if best is None or wall < best[0] else best
-    row("chronos BedrockProvider.stream_chat", N, *best)
+        wall, cpu, _ = await abest_of(run)
+    row("chronos BedrockProvider.stream_chat", N, wall, cpu)
 
 
-async def over_http_raw(url, reps=5):
-    best = None
+async def over_http_raw(url):
     async with httpx.AsyncClient(timeout=60) as client:
-        for _ in range(reps):
-            t0, c0 = time.perf_counter(), time.process_time()
+
+        async def run():
             async with client.stream("POST", url + "/model/m/converse-stream", json={}) as r:
                 async for _ in r.aiter_raw():
                     pass
-            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-            best = (wall, cpu) if best is None or wall < best[0] else best
-    row("raw httpx body read (no decoding)", N, *best)
+
+        wall, cpu, _ = await abest_of(run)
+    row("raw httpx body read (no decoding)", N, wall, cpu)
 
 
-def over_http_boto3(url, reps=5):
+def over_http_boto3(url):
     import boto3
 
     client = boto3.client("bedrock-runtime", endpoint_url=url, region_name="us-east-1")
-    best = None
-    for _ in range(reps):
-        t0, c0 = time.perf_counter(), time.process_time()
+
+    def run():
         response = client.converse_stream(
             modelId="us.amazon.nova-micro-v1:0",
             messages=[{"role": "user", "content": [{"text": "hi"}]}])
-        count = 0
-        for _ in response["stream"]:
-            count += 1
-        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        assert count == N, count
-        best = (wall, cpu) if best is None or wall < best[0] else best
-    row("boto3 converse_stream loop", N, *best)
+        return sum(1 for _ in response["stream"])
+
+    wall, cpu, count = best_of(run)
+    assert count == N, count
+    row("boto3 converse_stream loop", N, wall, cpu)
 
 
 if __name__ == "__main__":
     body_frames = frames(N)
     print(f"-- sans-IO frame decoding ({len(b''.join(body_frames)):,} bytes)", flush=True)
     sans_io(body_frames)
-    q = multiprocessing.Queue()
-    proc = multiprocessing.Process(target=serve, args=(q, N), daemon=True)
-    proc.start()
-    url = f"http://127.0.0.1:{q.get()}"
+    proc, url = start_server(serve, N)
     print("-- whole streams over HTTP (frames = events)", flush=True)
     asyncio.run(over_http_raw(url))
     asyncio.run(over_http_chronos(url))

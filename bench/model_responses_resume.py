@@ -20,7 +20,6 @@ N defaults to 2000.
 """
 
 import asyncio
-import multiprocessing
 import statistics
 import sys
 import time
@@ -28,6 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import orjson
+from _harness import read_request, serve_forever, start_server
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
 RESPONSE_ID = "resp_bench"
@@ -56,16 +56,7 @@ def serve(port_q, n):
             b"transfer-encoding: chunked\r\n\r\n")
 
     async def handle(reader, writer):
-        while True:
-            try:
-                request = await reader.readuntil(b"\r\n\r\n")
-            except (asyncio.IncompleteReadError, ConnectionError):
-                break
-            length = 0
-            for line in request.split(b"\r\n"):
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-            await reader.readexactly(length)
+        while (request := await read_request(reader)) is not None:
             target = request.split(b" ", 2)[1].decode()
             if target.startswith("/first-bytes"):
                 writer.write(head + chunked(sse[0]) + b"0\r\n\r\n")
@@ -84,12 +75,7 @@ def serve(port_q, n):
             await writer.drain()
         writer.close()
 
-    async def main():
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        port_q.put(server.sockets[0].getsockname()[1])
-        await server.serve_forever()
-
-    asyncio.run(main())
+    serve_forever(handle, port_q)
 
 
 async def stream_once(provider, req):
@@ -150,8 +136,6 @@ async def main(url):
 
 
 if __name__ == "__main__":
-    q = multiprocessing.Queue()
-    proc = multiprocessing.Process(target=serve, args=(q, N), daemon=True)
-    proc.start()
-    asyncio.run(main(f"http://127.0.0.1:{q.get()}"))
+    proc, url = start_server(serve, N)
+    asyncio.run(main(url))
     proc.terminate()

@@ -27,7 +27,12 @@ from types import ModuleType
 
 __all__ = ["COMPILED_MODULES", "STAMP", "active", "install", "source_hash"]
 
-COMPILED_MODULES = ("chronos.graph._events", "chronos.stream._subscription")
+COMPILED_MODULES = (
+    "chronos.graph._events",
+    "chronos.stream._subscription",
+    "chronos.model._decode",
+    "chronos.model._assemble",
+)
 STAMP = "SOURCE_HASH"  # in the build directory: the `source_hash` it was built from
 
 _ROOT = Path(__file__).resolve().parent.parent

@@ -19,9 +19,9 @@ from httpx_sse import aconnect_sse
 
 from chronos.demo import DemoApp
 from chronos.model.openai import OpenAIProvider
+from tests.cli.command import CHRONOS, environment
 from tests.model.replay import ReplayServer, Reply
 from tests.stream.conftest import Server, serve
-from tests.test_cli import CHRONOS, environment
 
 URL = re.compile(r"http://127\.0\.0\.1:(\d+)/")
 TERMINAL = frozenset({"completed", "error", "cancelled"})

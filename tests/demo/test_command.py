@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from chronos.store import SQLiteStore
+from tests.cli.command import chronos
 from tests.demo.conftest import chronos_demo, drafts, read_events, streamed_text
 from tests.model.replay import ReplayServer
-from tests.test_cli import chronos
 
 
 def test_demo_prints_its_url_serves_the_page_and_stops_cleanly_on_ctrl_c(

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.cli.command import chronos
 from tests.demo.conftest import chronos_demo, read_events, streamed_text
-from tests.test_cli import chronos
 
 pytestmark = pytest.mark.anyio
 

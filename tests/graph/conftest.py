@@ -1,21 +1,5 @@
-from __future__ import annotations
+"""The graph tests run on each checkpoint store in turn, with the store suite's fixtures."""
 
-from collections.abc import AsyncIterator
-from pathlib import Path
+from tests.store.conftest import anyio_backend, store
 
-import pytest
-
-from chronos.store import CheckpointStore
-from tests.store.backends import KINDS, open_store
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(params=KINDS)
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[CheckpointStore]:
-    """Each checkpoint store in turn, the real Postgres server included."""
-    async with open_store(request.param, tmp_path) as opened:
-        yield opened
+__all__ = ["anyio_backend", "store"]

@@ -1,7 +1,7 @@
 """Work runs once: one executor per session on every store, and a completed run stays closed.
 
 Across processes this is tested with real subprocesses in `test_crash_recovery.py` and
-`tests/test_cli_store.py`; here, runs racing in one process, and runners sharing a store.
+`tests/cli/test_sessions.py`; here, runs racing in one process, and runners sharing a store.
 """
 
 from __future__ import annotations

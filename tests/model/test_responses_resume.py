@@ -10,14 +10,16 @@ Vendors that cannot resume still fail loudly, with `StreamDisconnectedError`.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import zlib
+from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from chronos.errors import StreamDisconnectedError
-from chronos.model import ChatRequest, ChatResponse, Message, RetryPolicy
+from chronos.model import ChatRequest, ChatResponse, ChatStream, Message, RetryPolicy
 from chronos.model.anthropic import AnthropicProvider
 from chronos.model.openai_responses import OpenAIResponsesProvider
 from tests.model.parsing import parse
@@ -187,3 +189,110 @@ def test_resume_stream_has_a_sync_twin(replay_server: ReplayServer) -> None:
     provider = _provider(recording, script.base_url)
     chunks = list(provider.resume_stream_sync(whole.chunks[-1].id))
     assert tuple(chunks) == whole.chunks
+
+
+def _cancel_reply() -> Reply:
+    return Reply(headers={"content-type": "application/json"},
+                 body=b'{"id":"resp_x","object":"response","status":"cancelled"}')
+
+
+def _half(recording: Recording) -> Reply:
+    """The first half of the stream, then nothing: a generation still going on."""
+    events = _events(recording.body)
+    return Reply(body=b"".join(events[: len(events) // 2]), end="stall",
+                 headers={"content-type": "text/event-stream"})
+
+
+def _first_chunk_with_id(recording: Recording) -> int:
+    chunks = parse(_provider(recording, "http://127.0.0.1:9"), "text/event-stream",
+                   [recording.body]).chunks
+    return next(i for i, chunk in enumerate(chunks) if chunk.id)
+
+
+@pytest.mark.anyio
+async def test_closing_a_background_stream_early_cancels_the_response(
+    replay_server: ReplayServer,
+) -> None:
+    recording = max(RECORDINGS, key=lambda r: len(_events(r.body)))
+    script = replay_server.script(_half(recording), _cancel_reply())
+    async with _provider(recording, script.base_url) as provider:
+        async with provider.stream_chat(REQUEST) as stream:
+            async for chunk in stream:
+                if chunk.id:
+                    response_id = chunk.id
+                    break
+        assert [e.method for e in script.exchanges] == ["POST", "POST"]
+        cancel = script.exchanges[1]
+        assert urlsplit(cancel.path).path == (
+            f"{script.prefix}{_prefix(recording)}/responses/{response_id}/cancel")
+        assert cancel.headers["authorization"] == f"Bearer {API_KEY}"
+        assert cancel.body == b""
+        assert script.exchanges[0].client_left.is_set()
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_consumer_cancels_the_response_too(
+    replay_server: ReplayServer,
+) -> None:
+    recording = max(RECORDINGS, key=lambda r: len(_events(r.body)))
+    skip = _first_chunk_with_id(recording)
+    script = replay_server.script(_half(recording), _cancel_reply())
+    async with _provider(recording, script.base_url) as provider:
+        read = asyncio.Event()
+
+        async def consume() -> None:
+            async for i, _ in aenumerate(provider.stream_chat(REQUEST)):
+                if i >= skip:
+                    read.set()
+
+        task = asyncio.create_task(consume())
+        await asyncio.wait_for(read.wait(), 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert [e.method for e in script.exchanges] == ["POST", "POST"]
+        assert urlsplit(script.exchanges[1].path).path.endswith("/cancel")
+
+
+@pytest.mark.anyio
+async def test_what_is_not_cancelled_on_close(replay_server: ReplayServer) -> None:
+    recording = max(RECORDINGS, key=lambda r: len(_events(r.body)))
+    events = _events(recording.body)
+    response_id = parse(_provider(recording, "http://127.0.0.1:9"), "text/event-stream",
+                        [recording.body]).chunks[-1].id
+    # A stream read to its end; one closed early by a provider told to keep it running;
+    # a continuation read with resume_stream, which did not start the response.
+    script = replay_server.script(
+        Reply(body=recording.body), _half(recording), _half(recording), _cancel_reply())
+    async with _provider(recording, script.base_url) as provider:
+        assert [chunk async for chunk in provider.stream_chat(REQUEST)][-1].id == response_id
+        provider.cancel_on_close = False
+        async with provider.stream_chat(REQUEST) as stream:
+            await anext(stream)
+        provider.cancel_on_close = True
+        async with provider.resume_stream(response_id, after=_sequence(events[1])) as stream:
+            await anext(stream)
+    assert [e.method for e in script.exchanges] == ["POST", "POST", "GET"]
+
+
+@pytest.mark.anyio
+async def test_a_failed_cancel_still_closes_the_stream(replay_server: ReplayServer) -> None:
+    recording = max(RECORDINGS, key=lambda r: len(_events(r.body)))
+    skip = _first_chunk_with_id(recording)
+    failed = Reply(status=500, headers={"content-type": "application/json"},
+                   body=b'{"error":{"message":"the server broke"}}')
+    script = replay_server.script(_half(recording), failed)
+    provider = _provider(recording, script.base_url)
+    async with provider, provider.stream_chat(REQUEST) as stream:
+        for _ in range(skip + 1):
+            await anext(stream)
+    # The consumer left; the error of a cancel nobody waits for goes nowhere.
+    assert [e.method for e in script.exchanges] == ["POST", "POST"]
+    assert script.exchanges[1].path.endswith("/cancel")
+
+
+async def aenumerate(chunks: ChatStream) -> AsyncIterator[tuple[int, ChatResponse]]:
+    i = 0
+    async for chunk in chunks:
+        yield i, chunk
+        i += 1

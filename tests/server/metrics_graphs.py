@@ -9,8 +9,8 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from chronos import graph
+from chronos.graph import emit
 from chronos.model import BaseProvider, ChatRequest, ChatResponse, Message, Usage
-from chronos.stream import emit
 
 USAGE = Usage(input_tokens=7, output_tokens=3, total_tokens=10)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -131,36 +132,17 @@ async def _stream(url: str, stream_mode: str | list[str], **kwargs: Any) -> Trac
     return _trace(parts)
 
 
-async def stream_values(url: str) -> Trace:
-    return await _stream(url, "values")
-
-
-async def stream_updates(url: str) -> Trace:
-    return await _stream(url, "updates")
-
-
-async def stream_custom(url: str) -> Trace:
-    return await _stream(url, "custom")
-
-
-async def stream_messages_tuple(url: str) -> Trace:
-    return await _stream(url, "messages-tuple")
-
-
-async def stream_messages(url: str) -> Trace:
-    return await _stream(url, "messages")
-
-
-async def stream_events(url: str) -> Trace:
-    return await _stream(url, "events")
-
-
-async def stream_debug(url: str) -> Trace:
-    return await _stream(url, "debug")
-
-
-async def stream_several_modes(url: str) -> Trace:
-    return await _stream(url, ["values", "updates", "custom", "messages-tuple"])
+# One scenario per stream mode, and one with several: a run streamed in that mode.
+_STREAM_MODES: dict[str, str | list[str]] = {
+    "stream_values": "values",
+    "stream_updates": "updates",
+    "stream_custom": "custom",
+    "stream_messages_tuple": "messages-tuple",
+    "stream_messages": "messages",
+    "stream_events": "events",
+    "stream_debug": "debug",
+    "stream_several_modes": ["values", "updates", "custom", "messages-tuple"],
+}
 
 
 async def stateless_run(url: str) -> Trace:
@@ -420,13 +402,11 @@ def tokens_from_a_model_over_http(model_url: str) -> Scenario:
 
 
 SCENARIOS: dict[str, Scenario] = {
-    scenario.__name__: scenario
-    for scenario in (
-        stream_values, stream_updates, stream_custom, stream_messages_tuple, stream_messages,
-        stream_events, stream_debug,
-        stream_several_modes, stateless_run, sync_client_stream_and_wait, interrupt_and_resume,
+    **{name: functools.partial(_stream, stream_mode=mode) for name, mode in _STREAM_MODES.items()},
+    **{scenario.__name__: scenario for scenario in (
+        stateless_run, sync_client_stream_and_wait, interrupt_and_resume,
         background_run_joined_by_second_client, reconnect_with_last_event_id,
         cancel_running_run, multitask_reject, multitask_interrupt, multitask_rollback,
         multitask_enqueue, disconnect_cancels_run, bad_input, limits,
-    )
+    )},
 }

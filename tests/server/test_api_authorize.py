@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 from langgraph_sdk import get_client
 from langgraph_sdk.errors import NotFoundError, PermissionDeniedError
 from starlette.requests import Request
@@ -16,6 +12,7 @@ from starlette.requests import Request
 from chronos import server, store, stream
 from chronos.server import Action, ThreadRecord
 from tests.server.api_graphs import agent
+from tests.server.api_server import serving_app
 
 pytestmark = pytest.mark.anyio
 
@@ -41,18 +38,8 @@ async def _owner_only(request: Request, thread: ThreadRecord, action: Action) ->
 def url() -> Iterator[str]:
     app = server.create_app({"agent": agent}, store=store.MemoryStore(), broker=stream.Broker(),
                             authorize=_owner_only)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen()
-    runner = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=runner.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not runner.started:
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    runner.should_exit = True
-    thread.join(10)
-    sock.close()
+    with serving_app(app) as url:
+        yield url
 
 
 async def test_another_users_thread_looks_unknown_on_every_route(url: str) -> None:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from chronos.errors import CheckpointNotFound, RunConflictError, StateNotSerializable, StoreError
-from chronos.store import Checkpoint, CheckpointStore, SessionInfo
+from chronos.store import Checkpoint, CheckpointStore, MemoryStore, SessionInfo
 from chronos.store._protocol import SessionLeasing
 
 pytestmark = pytest.mark.anyio
@@ -196,7 +196,14 @@ async def test_a_value_json_would_change_is_refused_and_nothing_is_written(
     assert await store.latest("s1") is None
 
 
-async def test_aclose_is_idempotent(store: CheckpointStore) -> None:
+async def test_aclose_is_idempotent_and_a_closed_store_says_so(store: CheckpointStore) -> None:
     await store.put(make("c1"))
     await store.aclose()
     await store.aclose()
+    if isinstance(store, MemoryStore):  # holds nothing to release, so it keeps answering
+        assert (await store.get("c1")).id == "c1"
+    else:
+        with pytest.raises(StoreError, match="store is closed"):
+            await store.get("c1")
+        with pytest.raises(StoreError, match="store is closed"):
+            await store.put(make("c2"))

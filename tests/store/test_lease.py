@@ -1,7 +1,9 @@
 """Session leases: one executor per session, on every store.
 
 PostgreSQL advisory locks across connections; SQLite file locks across stores on one file (as
-separate processes see it); the memory store within itself.
+separate processes see it); the memory store within itself. A lease never waits: a held
+session is refused at once, so every step below is bounded (`_BOUND`) and a lease that blocked
+instead of refusing fails its test rather than hanging it.
 """
 
 from __future__ import annotations
@@ -21,47 +23,75 @@ from tests.store.backends import POSTGRES_URL, unique_table
 
 pytestmark = pytest.mark.anyio
 
-
-@pytest.fixture
-async def pair() -> AsyncIterator[tuple[PostgresStore, PostgresStore]]:
-    """Two stores on one table with pools of their own: two processes, as Postgres sees it."""
-    table = unique_table()
-    first = PostgresStore(POSTGRES_URL, table=table)
-    second = PostgresStore(POSTGRES_URL, table=table)
-    try:
-        yield first, second
-    finally:
-        await first.aclose()
-        await second.aclose()
-        async with PostgresStore(POSTGRES_URL, table=table) as cleaner:
-            await cleaner.drop_table()
+_BOUND = 5.0  # seconds; a refusal is immediate, so only a lease that waits comes near it
 
 
-async def test_a_held_session_is_refused_at_once(pair: tuple[PostgresStore, PostgresStore]) -> None:
+@pytest.fixture(params=["memory", "sqlite", "sqlite-memory", "postgres"])
+async def pair(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[SessionLeasing, SessionLeasing]]:
+    """Two handles on one set of sessions, as two executors see them: one MemoryStore (or
+    in-memory SQLite) twice; two SQLiteStore objects on one file, as two processes sharing it
+    are; two PostgresStores on one table with pools of their own."""
+    if request.param == "memory":
+        memory = MemoryStore()
+        yield memory, memory
+    elif request.param == "sqlite-memory":
+        async with SQLiteStore(":memory:") as in_memory:
+            yield in_memory, in_memory
+    elif request.param == "sqlite":
+        async with SQLiteStore(tmp_path / "c.db") as a, SQLiteStore(tmp_path / "c.db") as b:
+            yield a, b
+    else:
+        table = unique_table()
+        first = PostgresStore(POSTGRES_URL, table=table)
+        second = PostgresStore(POSTGRES_URL, table=table)
+        try:
+            yield first, second
+        finally:
+            await first.aclose()
+            await second.aclose()
+            async with PostgresStore(POSTGRES_URL, table=table) as cleaner:
+                await cleaner.drop_table()
+
+
+async def _refused(store: SessionLeasing, session_id: str) -> RunConflictError:
+    """The RunConflictError `store.lease(session_id)` raises, at once."""
+    with pytest.raises(RunConflictError) as caught:
+        async with asyncio.timeout(_BOUND), store.lease(session_id):
+            pass
+    return caught.value
+
+
+async def _granted(store: SessionLeasing, session_id: str) -> None:
+    async with asyncio.timeout(_BOUND), store.lease(session_id):
+        pass
+
+
+async def test_a_held_session_is_refused_at_once_and_given_back_after(
+    pair: tuple[SessionLeasing, SessionLeasing],
+) -> None:
     first, second = pair
     async with first.lease("s1"):
-        with pytest.raises(RunConflictError) as caught:
-            await asyncio.wait_for(second.lease("s1").__aenter__(), 5)
-        assert caught.value.session_id == "s1"
-        async with second.lease("s2"):  # another session is not held
-            pass
+        assert (await _refused(second, "s1")).session_id == "s1"
+        await _granted(second, "s2")  # another session is not held
     async with second.lease("s1"):  # given back at the end of the block
-        with pytest.raises(RunConflictError):
-            async with first.lease("s1"):
-                pass
+        await _refused(first, "s1")
+    await _granted(first, "s1")
 
 
-async def test_given_back_when_the_block_raises(pair: tuple[PostgresStore, PostgresStore]) -> None:
+async def test_given_back_when_the_block_raises(
+    pair: tuple[SessionLeasing, SessionLeasing],
+) -> None:
     first, second = pair
     with pytest.raises(ValueError, match="node failed"):
         async with first.lease("s1"):
             raise ValueError("node failed")
-    async with second.lease("s1"):
-        pass
+    await _granted(second, "s1")
 
 
 async def test_given_back_when_the_holder_is_cancelled(
-    pair: tuple[PostgresStore, PostgresStore],
+    pair: tuple[SessionLeasing, SessionLeasing],
 ) -> None:
     first, second = pair
     held = asyncio.Event()
@@ -72,26 +102,32 @@ async def test_given_back_when_the_holder_is_cancelled(
             await asyncio.sleep(3600)
 
     task = asyncio.create_task(hold())
-    await held.wait()
-    with pytest.raises(RunConflictError):
-        async with second.lease("s1"):
-            pass
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    async with second.lease("s1"):
-        pass
-
-
-async def test_tables_do_not_share_leases() -> None:
-    a = PostgresStore(POSTGRES_URL, table=unique_table())
-    b = PostgresStore(POSTGRES_URL, table=unique_table())
     try:
-        async with a.lease("s1"), b.lease("s1"):
-            pass
+        async with asyncio.timeout(_BOUND):
+            await held.wait()
+        await _refused(second, "s1")
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    await _granted(second, "s1")
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+async def test_tables_do_not_share_leases(kind: str, tmp_path: Path) -> None:
+    if kind == "sqlite":
+        a: SQLiteStore | PostgresStore = SQLiteStore(tmp_path / "c.db", table="a")
+        b: SQLiteStore | PostgresStore = SQLiteStore(tmp_path / "c.db", table="b")
+    else:
+        a = PostgresStore(POSTGRES_URL, table=unique_table())
+        b = PostgresStore(POSTGRES_URL, table=unique_table())
+    try:
+        async with a.lease("s1"):
+            await _granted(b, "s1")
     finally:
         for store in (a, b):
-            await store.drop_table()
+            if isinstance(store, PostgresStore):
+                await store.drop_table()
             await store.aclose()
 
 
@@ -102,54 +138,6 @@ def test_lease_key_is_stable_and_64_bit() -> None:
     assert lease_key("t", "s") != lease_key("t", "s2")
     assert -(2**63) <= lease_key("chronos_checkpoints", "x" * 1000) < 2**63
     assert lease_key("t", "s") == 9066264237744474509  # pinned: changing it splits versions
-
-
-@pytest.fixture(params=["memory", "sqlite", "sqlite-memory"])
-def local_pair(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> tuple[SessionLeasing, SessionLeasing]:
-    """Two handles on one set of sessions: one MemoryStore (or in-memory SQLite) twice; two
-    SQLiteStore objects on one file, as two processes sharing it are."""
-    if request.param == "memory":
-        memory = MemoryStore()
-        return memory, memory
-    if request.param == "sqlite-memory":
-        in_memory = SQLiteStore(":memory:")
-        return in_memory, in_memory
-    return SQLiteStore(tmp_path / "c.db"), SQLiteStore(tmp_path / "c.db")
-
-
-async def test_local_stores_refuse_a_held_session_and_give_it_back(
-    local_pair: tuple[SessionLeasing, SessionLeasing],
-) -> None:
-    first, second = local_pair
-    async with first.lease("s1"):
-        with pytest.raises(RunConflictError) as caught:
-            async with second.lease("s1"):
-                pass
-        assert caught.value.session_id == "s1"
-        async with second.lease("s2"):
-            pass
-    with pytest.raises(ValueError, match="node failed"):
-        async with second.lease("s1"):
-            raise ValueError("node failed")
-    held = asyncio.Event()
-
-    async def hold() -> None:
-        async with first.lease("s1"):
-            held.set()
-            await asyncio.sleep(3600)
-
-    task = asyncio.create_task(hold())
-    await held.wait()
-    with pytest.raises(RunConflictError):
-        async with second.lease("s1"):
-            pass
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    async with second.lease("s1"):
-        pass
 
 
 async def test_a_sqlite_lease_leaves_no_file_behind(tmp_path: Path) -> None:
@@ -167,18 +155,9 @@ async def test_a_sqlite_lease_file_left_by_a_dead_holder_is_taken_over(tmp_path:
     folder = tmp_path / "c.db-leases"
     folder.mkdir()
     (folder / lease_file_name(lease_key("chronos_checkpoints", "s1"))).touch()
-    async with sqlite.lease("s1"):
-        with pytest.raises(RunConflictError):
-            async with SQLiteStore(tmp_path / "c.db").lease("s1"):
-                pass
+    async with asyncio.timeout(_BOUND), sqlite.lease("s1"):
+        await _refused(SQLiteStore(tmp_path / "c.db"), "s1")
     assert list(folder.iterdir()) == []
-
-
-async def test_sqlite_tables_do_not_share_leases(tmp_path: Path) -> None:
-    a = SQLiteStore(tmp_path / "c.db", table="a")
-    b = SQLiteStore(tmp_path / "c.db", table="b")
-    async with a.lease("s1"), b.lease("s1"):
-        pass
 
 
 async def test_every_store_leases(tmp_path: Path) -> None:

@@ -84,9 +84,10 @@ class StreamEvent(NamedTuple):
     `seq` numbers a run's events from 1; `timestamp` is in seconds since the epoch.
     """
 
-    # A named tuple, not a dataclass: building one from a tuple is a single C call, 0.2-0.4 us
-    # here against 0.9 us for the cheapest frozen dataclass (its `__dict__` filled in one go),
-    # which was half of a token's whole cost. A tuple of atoms is also untracked by the GC.
+    # A named tuple, not a dataclass: building one from a tuple is a single C call, less than
+    # half the cost of the cheapest frozen dataclass (its `__dict__` filled in one go), which
+    # was half of a token's whole cost (BENCHMARKS.md, graph execution). A tuple of atoms is
+    # also untracked by the GC.
     type: str
     node_id: str
     seq: int
@@ -200,7 +201,7 @@ class EventStream:
         # The coroutine `__anext__`, not an async generator: a generator's `asend` hands each
         # value back in a StopIteration, which CPython must build as an instance when the value
         # is a tuple (every `StreamEvent` is), while a coroutine's return value reaches
-        # `async for` with no exception. With events in a buffer: 0.38 against 0.46 us each.
+        # `async for` with no exception, which is cheaper per buffered event.
         return self
 
     async def __anext__(self) -> StreamEvent:

@@ -6,12 +6,11 @@ would call, so the event gets the node id, run id and sequence number like any o
 reaches the broker too).
 `model` knows nothing of this module, and the runner knows nothing of providers.
 
-A token event's `data` is a `MessageDelta`, a frozen slotted dataclass built as a plain twin
-class that then becomes one (as `model` builds its chunks): the generated frozen `__init__`
-goes through `object.__setattr__` by name, 0.87 us for five fields against 0.44 us; the
-difference is a quarter of the runner's whole token path (~1.7 us). Slots rather than a
-`__dict__` also mean one object fewer per token for the garbage collector to walk while
-events sit in subscriber buffers.
+A token event's `data` is a `MessageDelta`, a frozen slotted dataclass built by setting its
+slots directly: the generated frozen `__init__` goes through `object.__setattr__` by name,
+which costs about twice as much, a quarter of the runner's whole token path (BENCHMARKS.md,
+graph execution). Slots rather than a `__dict__` also mean one object fewer per token
+for the garbage collector to walk while events sit in subscriber buffers.
 
 The call's `Usage` rides on the last delta only (the vendors send it on a closing chunk,
 which made no event before), and is added to the run's totals once per call, not per token.

@@ -128,8 +128,12 @@ class StreamTranslator:
     """Turns one stream's decoded events into chronos chunks; one instance per stream.
 
     Subclasses implement `on_event`, may pick another decoder in `new_decoder`, and may check
-    vendor-specific completeness at the end of the body in `on_end`.
+    vendor-specific completeness at the end of the body in `on_end`. `retryable_codes` names
+    the codes of `stream_error`s that mean "try again later" (overloaded, rate-limited): the
+    provider retries those when they come before the first chunk.
     """
+
+    retryable_codes: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, provider: str, model: str) -> None:
         self.provider = provider
@@ -370,6 +374,13 @@ class HTTPProvider(BaseProvider):
         """
         return None
 
+    async def _abandon(self, translator: StreamTranslator) -> None:
+        """The consumer closed the stream before its end (`aclose`, `break` in `async with`,
+        cancellation). The default does nothing: closing the connection stops the vendor. A
+        vendor whose generation outlives the connection (a Responses background response)
+        stops it here; this runs shielded from cancellation, so it must bound its own time.
+        """
+
     async def _send(self, make_request: Callable[[], httpx.Request]) -> httpx.Response:
         """Send a fresh `make_request()` per attempt; retry what is retryable; 2xx or raise."""
         attempt = 0
@@ -418,58 +429,104 @@ class HTTPProvider(BaseProvider):
         open_response: Callable[[], Awaitable[httpx.Response]],
         new_translator: Callable[[], StreamTranslator],
     ) -> AsyncGenerator[ChatResponse, None]:
-        """The chunks of the response `open_response()` gives, resumed after a drop if it can."""
-        response = await open_response()
-        translator = new_translator()
-        translator.secret = self._secret()
-        out = ChunkBuilder()
-        translate = translator.translate
-        build = out.build
-        decoder = translator.new_decoder(response.headers.get("content-type", ""))
-        body = response.aiter_bytes()
-        try:
-            while True:
-                try:
-                    async for raw in body:
-                        for event in decoder.feed(raw):
-                            translate(event, out)
-                            chunk = build()
-                            if chunk is not None:
-                                yield chunk
+        """The chunks of the response `open_response()` gives, resumed after a drop if it can.
+
+        A retryable error event (overloaded, throttled) that comes before the first chunk is
+        retried like an HTTP 429 or 5xx, with a new request under the same `RetryPolicy`:
+        the caller has seen nothing, so nothing is repeated. After the first chunk it is
+        raised: a new request would generate, and bill, the text again.
+        """
+        attempt = 0
+        while True:
+            response = await open_response()
+            translator = new_translator()
+            translator.secret = self._secret()
+            out = ChunkBuilder()
+            translate = translator.translate
+            build = out.build
+            decoder = translator.new_decoder(response.headers.get("content-type", ""))
+            body = response.aiter_bytes()
+            # Nothing delivered and nothing resumed yet: the stream may be started again.
+            restartable = True
+            # Until the last chunk is out or an error is on its way, leaving means the
+            # consumer closed the stream (or was cancelled) before the end.
+            left_early = True
+            try:
+                while True:
+                    try:
+                        async for raw in body:
+                            for event in decoder.feed(raw):
+                                translate(event, out)
+                                chunk = build()
+                                if chunk is not None:
+                                    restartable = False
+                                    yield chunk
+                                if out.ended:
+                                    break
                             if out.ended:
                                 break
-                        if out.ended:
-                            break
-                    break
-                except httpx.HTTPError as exc:
-                    error = _http.error_from_httpx(
-                        exc, started=True, provider=self.name, model=self._model
-                    )
-                    await response.aclose()
-                    resumed = await self._resume(translator)
-                    if resumed is None:
-                        raise error from exc
-                # A new connection: what the old one left half-decoded is sent again.
-                response = resumed
-                decoder = translator.new_decoder(response.headers.get("content-type", ""))
-                body = response.aiter_bytes()
-            if not out.ended:
-                try:
-                    tail = decoder.flush()
-                except ValueError as exc:  # an unterminated JSON array
-                    raise StreamProtocolError(
-                        f"{self.name}: the stream ended inside a JSON value (truncated)",
-                        provider=self.name,
-                        model=self._model,
-                    ) from exc
-                for event in tail:
-                    translate(event, out)
-                translator.on_end(out)
-            yield out.finish()
-            if out.ended:
-                await _drain(body)
-        finally:
-            await response.aclose()
+                        break
+                    except httpx.HTTPError as exc:
+                        error = _http.error_from_httpx(
+                            exc, started=True, provider=self.name, model=self._model
+                        )
+                        await response.aclose()
+                        restartable = False
+                        resumed = await self._resume(translator)
+                        if resumed is None:
+                            raise error from exc
+                    # A new connection: what the old one left half-decoded is sent again.
+                    response = resumed
+                    decoder = translator.new_decoder(response.headers.get("content-type", ""))
+                    body = response.aiter_bytes()
+                if not out.ended:
+                    try:
+                        tail = decoder.flush()
+                    except ValueError as exc:  # an unterminated JSON array
+                        raise StreamProtocolError(
+                            f"{self.name}: the stream ended inside a JSON value (truncated)",
+                            provider=self.name,
+                            model=self._model,
+                        ) from exc
+                    for event in tail:
+                        translate(event, out)
+                    translator.on_end(out)
+                final = out.finish()
+                left_early = False
+                yield final
+                if out.ended:
+                    await _drain(body)
+                return
+            except ProviderError as failure:
+                left_early = False
+                delay = (
+                    self._restart_delay(failure, translator, attempt) if restartable else None
+                )
+                if delay is None:
+                    raise
+            except Exception:
+                left_early = False
+                raise
+            finally:
+                await response.aclose()
+                if left_early:
+                    with anyio.CancelScope(shield=True):  # a cancelled consumer still stops it
+                        await self._abandon(translator)
+            attempt += 1
+            await self._sleep(delay)
+
+    def _restart_delay(
+        self, error: ProviderError, translator: StreamTranslator, attempt: int
+    ) -> float | None:
+        """Seconds to wait before starting a stream again that `error` ended before its first
+        chunk, or None to raise it: retryable statuses, and the translator's retryable codes."""
+        if isinstance(error, ProviderStreamError):
+            retryable = error.code in translator.retryable_codes
+        else:
+            retryable = _http.is_retryable(error)
+        if not retryable:
+            return None
+        return self.retry.delay(attempt, getattr(error, "retry_after", None))
 
 
 # After the terminal event only the end of the body should follow (the chunked-encoding

@@ -15,7 +15,10 @@ signatures, citations and redacted thinking are not text and are skipped. A `too
 streams its input as `input_json_delta` fragments (a single `""` for a call without
 arguments) and is complete at its `content_block_stop`. Server tool blocks (web search, code
 execution, MCP, tool search...) run on Anthropic's side: they are not tool calls for the
-caller and are skipped. `ping` is a keep-alive; `event: error` raises `ProviderStreamError`.
+caller and are skipped. `ping` is a keep-alive; `event: error` raises `ProviderStreamError`
+with the error's type as `code`. An `overloaded_error`, `rate_limit_error` or `api_error`
+event before the first chunk is retried like a 529, 429 or 500 before the stream (the
+caller has seen nothing); after it, it is raised, as the text would be generated again.
 """
 
 from __future__ import annotations
@@ -76,6 +79,9 @@ def _usage(raw: Mapping[str, Any]) -> Usage:
 
 class _MessagesStream(StreamTranslator):
     """One Messages stream; content blocks are keyed by their `index`."""
+
+    # Error events that mean "try again" (Anthropic's 529, 429 and 500 types).
+    retryable_codes = frozenset({"overloaded_error", "rate_limit_error", "api_error"})
 
     def __init__(self, provider: str, model: str) -> None:
         super().__init__(provider, model)

@@ -20,16 +20,23 @@ reconnects with `GET /responses/{id}?stream=true&starting_after=<last sequence_n
 the chunks go on, none repeated or missing (events at or below the last sequence number seen
 are skipped should a server send them again). `resume_stream(response_id, after=n)` does the
 same explicitly, e.g. from another process. Background responses are stored by OpenAI
-(`store: true`, which background mode requires) and keep generating when the stream is
-closed.
+(`store: true`, which background mode requires), and they keep generating, billed, whatever
+happens to the connection: so when the consumer closes a `stream_chat` stream before its end
+(`aclose()`, `break` inside `async with`, cancellation), the provider cancels the response
+(`POST /responses/{id}/cancel`, best effort, within `connect_timeout`). With
+`cancel_on_close=False` it keeps generating, to be read later with `resume_stream`. A stream
+that fails is not cancelled (it can be resumed by its id, `chunk.id`), and neither is one
+opened with `resume_stream`, which only reads a response that someone else started.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
 from urllib.parse import quote
 
+import anyio
 import httpx
 
 from chronos._sync import iterate_sync
@@ -55,6 +62,7 @@ _INCOMPLETE: Final[Mapping[str, StopReason]] = {
     "max_output_tokens": StopReason.MAX_TOKENS,
     "content_filter": StopReason.CONTENT_FILTER,
 }
+_CANCEL_SECONDS: Final = 10.0  # for the cancel request, when connect_timeout is None
 _REASONING_DELTAS: Final = frozenset(
     {"response.reasoning_summary_text.delta", "response.reasoning_text.delta"}
 )
@@ -69,9 +77,13 @@ class _ResponsesStream(StreamTranslator):
         background: bool = False,
         response_id: str = "",
         after: int | None = None,
+        started_here: bool = False,
     ) -> None:
         super().__init__(provider, model)
         self.background = background
+        # Whether this stream started the response (`stream_chat`), rather than reading one
+        # that already ran (`resume_stream`): only the starter cancels it on an early close.
+        self.started_here = started_here
         self._streamed_arguments: set[str] = set()
         self._made_calls = False
         # Where a resumed stream continues: the response and its last event processed.
@@ -207,6 +219,8 @@ class OpenAIResponsesProvider(HTTPProvider):
             resumed instead of failing (see the module docstring).
         max_resumes: resumes in a row that deliver no new event before the stream fails
             with the connection's error.
+        cancel_on_close: in background mode, cancel the response when its stream is closed
+            before the end, so that it stops generating (see the module docstring).
         **kwargs: as for every HTTP provider.
     """
 
@@ -220,11 +234,13 @@ class OpenAIResponsesProvider(HTTPProvider):
         *,
         background: bool = False,
         max_resumes: int = 3,
+        cancel_on_close: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(model, **kwargs)
         self.background = background
         self.max_resumes = max_resumes
+        self.cancel_on_close = cancel_on_close
 
     def resume_stream(self, response_id: str, *, after: int | None = None) -> ChatStream:
         """Stream a background response from the event after sequence number `after`.
@@ -267,6 +283,25 @@ class OpenAIResponsesProvider(HTTPProvider):
         response_id, after = translator.response_id, translator.last_sequence
         return await self._send(lambda: self._resume_request(response_id, after))
 
+    async def _abandon(self, translator: StreamTranslator) -> None:
+        if not (self.cancel_on_close and isinstance(translator, _ResponsesStream)
+                and translator.background and translator.started_here
+                and translator.response_id):
+            return
+        headers = self._request_headers()
+        del headers["content-type"]
+        request = self._client().build_request(
+            "POST", f"{self.base_url}/responses/{quote(translator.response_id, safe='')}/cancel",
+            headers=headers,
+        )
+        # Best effort: the consumer has left, and nobody is there to see an error. Bounded,
+        # as it runs shielded from the consumer's cancellation.
+        with anyio.move_on_after(self.timeout.connect or _CANCEL_SECONDS):
+            with contextlib.suppress(httpx.HTTPError):
+                response = await self._client().send(request)
+                await response.aclose()
+        self._forget_key(request)
+
     def _resume_request(self, response_id: str, after: int | None) -> httpx.Request:
         params = {"stream": "true"}
         if after is not None:
@@ -306,4 +341,5 @@ class OpenAIResponsesProvider(HTTPProvider):
         return VendorRequest(path="/responses", json=body)
 
     def _new_translator(self) -> StreamTranslator:
-        return _ResponsesStream(self.name, self.model, background=self.background)
+        return _ResponsesStream(self.name, self.model, background=self.background,
+                                started_here=True)

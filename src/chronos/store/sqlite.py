@@ -11,8 +11,8 @@ checkpoint write under NORMAL runs on the caller's thread instead, on a second c
 that can never wait: `busy_timeout=0` (a locked database sends the write to the thread, which
 waits for the lock) and `wal_autocheckpoint=0` (it never copies the WAL into the database,
 the one step that fsyncs; the thread does that every `_WAL_CHECKPOINT_EVERY` writes). What is
-left is an INSERT and a write() into the page cache, 20-40 us; the hop to the thread and back
-cost 130-280 us per checkpoint on a loaded 2-vCPU machine, most of a step.
+left is an INSERT and a write() into the page cache; the hop to the thread and back cost
+several times that per checkpoint, most of a step (BENCHMARKS.md, graph execution).
 
 `lease` keeps two runners, in this process or any other, from executing one session at once:
 an `flock` on a file of the session's own in `<path>-leases/`, which dies with its process

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -12,31 +11,7 @@ import pytest
 
 from chronos.model import ChatRequest, Message
 from chronos.model.llamacpp import LlamaCppProvider
-
-CHRONOS = Path(sys.executable).with_name("chronos")
-PROMPT = "Tell me a story about a robot"
-
-
-def environment(**extra: str) -> dict[str, str]:
-    """This process's environment without anything that would pick another provider."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith("CHRONOS_")
-        and not name.endswith("_API_KEY")
-        and name != "OLLAMA_HOST"
-    }
-    return {**env, **extra}
-
-
-def chronos(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(CHRONOS), *args],
-        capture_output=True,
-        text=True,
-        env=environment(**env),
-        timeout=120,
-    )
+from tests.cli.command import CHRONOS, PROMPT, chronos, environment
 
 
 def test_chat_streams_the_local_model_by_default() -> None:

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from chronos.model import ChatRequest, Message
 from chronos.model.llamacpp import LlamaCppProvider
-
-CHRONOS = Path(sys.executable).with_name("chronos")
-PROMPT = "Tell me a story about a robot"
+from tests.cli.command import PROMPT, chronos_in
 
 AGENT = '''
 import asyncio
@@ -59,15 +54,6 @@ g.set_finish_point("chat")
 '''
 
 
-def chronos_run(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    # Without CHRONOS_STORE_URL, checkpoints go to chronos.db in `folder`, not to a real store.
-    env = {name: value for name, value in os.environ.items() if not name.startswith("CHRONOS_")}
-    return subprocess.run(
-        [str(CHRONOS), "run", *args], capture_output=True, text=True, cwd=folder, env=env,
-        timeout=120,
-    )
-
-
 def write(folder: Path, name: str, source: str) -> Path:
     path = folder / name
     path.write_text(source)
@@ -76,7 +62,7 @@ def write(folder: Path, name: str, source: str) -> Path:
 
 def test_a_run_shows_each_node_its_tokens_and_the_outcome(tmp_path: Path) -> None:
     write(tmp_path, "agent.py", AGENT)
-    done = chronos_run(tmp_path, "agent:g", "--input", '{"query": "hi"}')
+    done = chronos_in(tmp_path, "run", "agent:g", "--input", '{"query": "hi"}')
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {
         "query": "hi", "plan": "answer hi", "answer": "done", "reviewed": True}
@@ -90,7 +76,7 @@ def test_a_run_shows_each_node_its_tokens_and_the_outcome(tmp_path: Path) -> Non
 
 def test_a_compiled_graph_in_a_file_path_runs_too(tmp_path: Path) -> None:
     path = write(tmp_path, "agent.py", AGENT)
-    done = chronos_run(tmp_path.parent, f"{path}:compiled", "--input", '{"query": "x"}',
+    done = chronos_in(tmp_path.parent, "run", f"{path}:compiled", "--input", '{"query": "x"}',
                        "--store", "memory://")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["plan"] == "answer x"
@@ -98,7 +84,7 @@ def test_a_compiled_graph_in_a_file_path_runs_too(tmp_path: Path) -> None:
 
 def test_a_failing_node_is_marked_and_explained_in_one_line(tmp_path: Path) -> None:
     write(tmp_path, "agent.py", AGENT)
-    done = chronos_run(tmp_path, "agent:g", "--input", '{"query": "hi", "fail": true}')
+    done = chronos_in(tmp_path, "run", "agent:g", "--input", '{"query": "hi", "fail": true}')
     assert done.returncode == 1
     assert done.stdout == ""
     failed = [line.split() for line in done.stderr.splitlines() if "✗" in line]
@@ -109,7 +95,7 @@ def test_a_failing_node_is_marked_and_explained_in_one_line(tmp_path: Path) -> N
 
 def test_an_interrupt_pauses_with_a_checkpoint_to_resume_from(tmp_path: Path) -> None:
     write(tmp_path, "agent.py", AGENT)
-    done = chronos_run(tmp_path, "agent:paused", "--input", '{"query": "hi"}',
+    done = chronos_in(tmp_path, "run", "agent:paused", "--input", '{"query": "hi"}',
                        "--session", "s-1")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"query": "hi", "plan": "answer hi"}
@@ -131,14 +117,14 @@ def test_mistakes_are_clear_errors(tmp_path: Path) -> None:
         ("agent:g", "--input", "{"): "--input is not valid JSON",
     }
     for args, message in cases.items():
-        done = chronos_run(tmp_path, *args)
+        done = chronos_in(tmp_path, "run", *args)
         assert (done.returncode, done.stdout) == (2, ""), args
         assert message in done.stderr, (args, done.stderr)
 
 
 def test_a_node_streaming_the_local_model_shows_its_tokens(tmp_path: Path) -> None:
     write(tmp_path, "chat_graph.py", LOCAL_MODEL)
-    done = chronos_run(tmp_path, "chat_graph:g", "--input", json.dumps({"query": PROMPT}))
+    done = chronos_in(tmp_path, "run", "chat_graph:g", "--input", json.dumps({"query": PROMPT}))
     assert done.returncode == 0, done.stderr
     req = ChatRequest(messages=[Message(role="user", content=PROMPT)],
                       max_tokens=8, temperature=0.0, seed=42)

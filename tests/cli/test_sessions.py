@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 
 from chronos import model
 from chronos.store import Checkpoint, SQLiteStore
+from tests.cli.command import CHRONOS, chronos_in, environment
 from tests.graph.test_usage import openai_stream
 from tests.model.replay import ReplayServer, Reply
 
-CHRONOS = Path(sys.executable).with_name("chronos")
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 AGENT = '''
 import os
@@ -52,19 +50,6 @@ straight.set_entry_point("plan").add_edge("plan", "finalize").set_finish_point("
 '''
 
 
-def environment(**extra: str) -> dict[str, str]:
-    """This process's environment without a CHRONOS_* setting that would pick another store."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("CHRONOS_")}
-    return {**env, **extra}
-
-
-def chronos(folder: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(CHRONOS), *args], capture_output=True, text=True, cwd=folder,
-        env=environment(**env), timeout=120,
-    )
-
-
 def rows(output: str) -> list[list[str]]:
     """A table's rows, split on whitespace, without its header."""
     lines = output.splitlines()
@@ -90,14 +75,14 @@ def test_a_paused_run_is_listed_inspected_and_resumed_to_completion(tmp_path: Pa
     db = tmp_path / "runs.db"
     store = f"--store=sqlite:///{db}"
 
-    ran = chronos(tmp_path, "run", "agent:approval", "--session", "s-1", store,
+    ran = chronos_in(tmp_path, "run", "agent:approval", "--session", "s-1", store,
                   "--input", '{"query": "hi"}')
     assert ran.returncode == 0, ran.stderr
     assert json.loads(ran.stdout) == {"query": "hi", "plan": "answer hi"}
     assert ("paused before review; continue with: chronos resume s-1 agent:approval "
             "[--update JSON] --store URL") in ran.stderr
 
-    listed = chronos(tmp_path, "sessions", store)
+    listed = chronos_in(tmp_path, "sessions", store)
     assert listed.returncode == 0, listed.stderr
     paused = history(db, "s-1")
     assert rows(listed.stdout) == [
@@ -105,7 +90,7 @@ def test_a_paused_run_is_listed_inspected_and_resumed_to_completion(tmp_path: Pa
          *local_time(paused[-1].created_at)],
     ]
 
-    shown = chronos(tmp_path, "checkpoints", "s-1", store)
+    shown = chronos_in(tmp_path, "checkpoints", "s-1", store)
     assert shown.returncode == 0, shown.stderr
     assert rows(shown.stdout) == [
         [str(c.step), c.id, *c.ran, *c.next, c.status, *local_time(c.created_at)]
@@ -113,7 +98,7 @@ def test_a_paused_run_is_listed_inspected_and_resumed_to_completion(tmp_path: Pa
     ]
     assert rows(shown.stdout)[-1][2:5] == ["plan", "review", "paused"]
 
-    resumed = chronos(tmp_path, "resume", "s-1", "agent:approval", store,
+    resumed = chronos_in(tmp_path, "resume", "s-1", "agent:approval", store,
                       "--update", '{"approved": true}')
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout) == {
@@ -126,7 +111,7 @@ def test_a_paused_run_is_listed_inspected_and_resumed_to_completion(tmp_path: Pa
     assert "looks good" in resumed.stderr
     assert "completed ·" in resumed.stderr.splitlines()[-1]
 
-    after = rows(chronos(tmp_path, "sessions", store).stdout)
+    after = rows(chronos_in(tmp_path, "sessions", store).stdout)
     completed = history(db, "s-1")
     assert after == [["s-1", "approval", "completed", "finalize", str(len(completed)),
                       *local_time(completed[-1].created_at)]]
@@ -144,7 +129,7 @@ def test_two_resumes_of_one_paused_session_never_both_run(tmp_path: Path) -> Non
     store = f"--store=sqlite:///{db}"
     for round in range(3):
         session = f"twice-{round}"
-        ran = chronos(tmp_path, "run", "agent:approval", "--session", session, store,
+        ran = chronos_in(tmp_path, "run", "agent:approval", "--session", session, store,
                       "--input", '{"query": "hi"}')
         assert ran.returncode == 0, ran.stderr
         answers = [start(tmp_path, "resume", session, "agent:approval", store,
@@ -173,17 +158,17 @@ def test_updating_a_completed_session_is_an_error_that_changes_nothing(tmp_path:
     (tmp_path / "agent.py").write_text(AGENT)
     db = tmp_path / "runs.db"
     store = f"--store=sqlite:///{db}"
-    chronos(tmp_path, "run", "agent:straight", "--session", "done", store,
+    chronos_in(tmp_path, "run", "agent:straight", "--session", "done", store,
             "--input", '{"query": "q", "verdict": "-"}')
     before = history(db, "done")
     assert before[-1].status == "completed"
-    refused = chronos(tmp_path, "resume", "done", "agent:straight", store,
+    refused = chronos_in(tmp_path, "resume", "done", "agent:straight", store,
                       "--update", '{"verdict": "late"}')
     assert (refused.returncode, refused.stdout) == (1, ""), refused.stderr
     assert refused.stderr.strip().splitlines() == [
         f"error: session 'done' has completed: its final state cannot be updated; fork it into "
         f"a new session instead (Runner.fork_from({before[-1].id!r}, update))"]
-    again = chronos(tmp_path, "resume", "done", "agent:straight", store)
+    again = chronos_in(tmp_path, "resume", "done", "agent:straight", store)
     assert again.returncode == 0, again.stderr
     assert "nothing to run" in again.stderr
     assert json.loads(again.stdout) == dict(before[-1].state)
@@ -195,35 +180,35 @@ def test_a_killed_run_shows_as_running_and_resumes_at_the_node_in_flight(
 ) -> None:
     (tmp_path / "agent.py").write_text(AGENT)
     store = f"--store=sqlite:///{tmp_path / 'runs.db'}"
-    killed = chronos(tmp_path, "run", "agent:straight", "--session", "crash", store,
+    killed = chronos_in(tmp_path, "run", "agent:straight", "--session", "crash", store,
                      "--input", '{"query": "q", "verdict": "-"}', CRASH_ONCE="1")
     assert killed.returncode == 9
-    [row] = rows(chronos(tmp_path, "sessions", store).stdout)
+    [row] = rows(chronos_in(tmp_path, "sessions", store).stdout)
     assert row[:5] == ["crash", "straight", "running", "plan", "finalize"]
 
-    resumed = chronos(tmp_path, "resume", "crash", "agent:straight", store, CRASH_ONCE="1")
+    resumed = chronos_in(tmp_path, "resume", "crash", "agent:straight", store, CRASH_ONCE="1")
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["final"] == "answer q / -"
-    assert [row[:2] for row in rows(chronos(tmp_path, "sessions", store).stdout)] == [
+    assert [row[:2] for row in rows(chronos_in(tmp_path, "sessions", store).stdout)] == [
         ["crash", "straight"]]
-    assert "completed" in chronos(tmp_path, "sessions", store).stdout
+    assert "completed" in chronos_in(tmp_path, "sessions", store).stdout
 
 
 def test_a_failed_run_resumes_with_an_update_that_fixes_its_state(tmp_path: Path) -> None:
     (tmp_path / "agent.py").write_text(AGENT)
     store = f"--store=sqlite:///{tmp_path / 'runs.db'}"
-    failed = chronos(tmp_path, "run", "agent:straight", "--session", "f", store,
+    failed = chronos_in(tmp_path, "run", "agent:straight", "--session", "f", store,
                      "--input", '{"query": "q", "verdict": "-", "fail": true}')
     assert failed.returncode == 1
     assert "the printer is out of paper" in failed.stderr
-    [row] = rows(chronos(tmp_path, "sessions", store).stdout)
+    [row] = rows(chronos_in(tmp_path, "sessions", store).stdout)
     assert row[:3] == ["f", "straight", "failed"]
-    shown = chronos(tmp_path, "checkpoints", "f", store).stdout.splitlines()
+    shown = chronos_in(tmp_path, "checkpoints", "f", store).stdout.splitlines()
     assert shown[0].split()[-1] == "ERROR"
     assert "failed" in shown[-1]
     assert "the printer is out of paper" in shown[-1]
 
-    resumed = chronos(tmp_path, "resume", "f", "agent:straight", store,
+    resumed = chronos_in(tmp_path, "resume", "f", "agent:straight", store,
                       "--update", '{"fail": false}')
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["final"] == "answer q / -"
@@ -231,15 +216,15 @@ def test_a_failed_run_resumes_with_an_update_that_fixes_its_state(tmp_path: Path
 
 def test_the_readme_walkthrough_uses_chronos_db_in_the_current_folder(tmp_path: Path) -> None:
     example = f"{EXAMPLES / 'graph_interrupt_resume.py'}:g"
-    ran = chronos(tmp_path, "run", example, "--session", "post-1",
+    ran = chronos_in(tmp_path, "run", example, "--session", "post-1",
                   "--input", '{"topic": "tea", "log": []}')
     assert ran.returncode == 0, ran.stderr
     assert (tmp_path / "chronos.db").exists()
-    [row] = rows(chronos(tmp_path, "sessions").stdout)
+    [row] = rows(chronos_in(tmp_path, "sessions").stdout)
     assert row[:6] == ["post-1", "post", "paused", "draft", "publish", "2"]
-    assert len(rows(chronos(tmp_path, "checkpoints", "post-1").stdout)) == 2
+    assert len(rows(chronos_in(tmp_path, "checkpoints", "post-1").stdout)) == 2
 
-    resumed = chronos(tmp_path, "resume", "post-1", example, "--update", '{"approved": true}')
+    resumed = chronos_in(tmp_path, "resume", "post-1", example, "--update", '{"approved": true}')
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout) == {
         "topic": "tea", "log": ["draft", "publish"], "post": "Robots and tea",
@@ -252,12 +237,12 @@ def test_the_store_url_comes_from_the_environment_and_store_overrides_it(
     (tmp_path / "agent.py").write_text(AGENT)
     env_db, flag_db = tmp_path / "env.db", tmp_path / "flag.db"
     for session, flags in (("one", []), ("two", ["--store", f"sqlite:///{flag_db}"])):
-        done = chronos(tmp_path, "run", "agent:approval", "--session", session, *flags,
+        done = chronos_in(tmp_path, "run", "agent:approval", "--session", session, *flags,
                        "--input", '{"query": "x"}', CHRONOS_STORE_URL=f"sqlite:///{env_db}")
         assert done.returncode == 0, done.stderr
-    from_env = chronos(tmp_path, "sessions", CHRONOS_STORE_URL=f"sqlite:///{env_db}")
+    from_env = chronos_in(tmp_path, "sessions", CHRONOS_STORE_URL=f"sqlite:///{env_db}")
     assert [row[0] for row in rows(from_env.stdout)] == ["one"]
-    overridden = chronos(tmp_path, "sessions", "--store", f"sqlite:///{flag_db}",
+    overridden = chronos_in(tmp_path, "sessions", "--store", f"sqlite:///{flag_db}",
                          CHRONOS_STORE_URL=f"sqlite:///{env_db}")
     assert [row[0] for row in rows(overridden.stdout)] == ["two"]
     assert not (tmp_path / "chronos.db").exists()
@@ -265,7 +250,7 @@ def test_the_store_url_comes_from_the_environment_and_store_overrides_it(
 
 def test_a_run_in_memory_says_there_is_nothing_to_resume(tmp_path: Path) -> None:
     (tmp_path / "agent.py").write_text(AGENT)
-    done = chronos(tmp_path, "run", "agent:approval", "--store", "memory://",
+    done = chronos_in(tmp_path, "run", "agent:approval", "--store", "memory://",
                    "--input", '{"query": "x"}')
     assert done.returncode == 0, done.stderr
     assert done.stderr.endswith(
@@ -278,23 +263,23 @@ def test_sessions_are_newest_first_and_never_folded(tmp_path: Path) -> None:
     store = f"--store=sqlite:///{tmp_path / 'runs.db'}"
     long_id = "a-session-id-long-enough-to-overflow-an-80-column-terminal-" + "x" * 40
     for session in ("first", long_id, "last"):
-        done = chronos(tmp_path, "run", "agent:approval", "--session", session, store,
+        done = chronos_in(tmp_path, "run", "agent:approval", "--session", session, store,
                        "--input", '{"query": "x"}')
         assert done.returncode == 0, done.stderr
-    listed = chronos(tmp_path, "sessions", store)
+    listed = chronos_in(tmp_path, "sessions", store)
     assert [row[0] for row in rows(listed.stdout)] == ["last", long_id, "first"]
     assert len(listed.stdout.splitlines()) == 4
-    limited = chronos(tmp_path, "sessions", store, "--limit", "1")
+    limited = chronos_in(tmp_path, "sessions", store, "--limit", "1")
     assert [row[0] for row in rows(limited.stdout)] == ["last"]
 
 
 def test_reading_an_empty_store_creates_nothing(tmp_path: Path) -> None:
-    listed = chronos(tmp_path, "sessions")
+    listed = chronos_in(tmp_path, "sessions")
     assert (listed.returncode, listed.stdout) == (0, "")
     assert "no sessions in the store" in listed.stderr
     for args in (["checkpoints", "nobody"], ["resume", "nobody", "agent:approval"]):
         (tmp_path / "agent.py").write_text(AGENT)
-        done = chronos(tmp_path, *args)
+        done = chronos_in(tmp_path, *args)
         assert (done.returncode, done.stdout) == (1, ""), args
         assert "error: no session 'nobody' in the store" in done.stderr
         assert "Traceback" not in done.stderr
@@ -304,7 +289,7 @@ def test_reading_an_empty_store_creates_nothing(tmp_path: Path) -> None:
 def test_mistakes_are_one_line_errors(tmp_path: Path) -> None:
     (tmp_path / "agent.py").write_text(AGENT)
     store = f"--store=sqlite:///{tmp_path / 'runs.db'}"
-    paused = chronos(tmp_path, "run", "agent:approval", "--session", "p", store,
+    paused = chronos_in(tmp_path, "run", "agent:approval", "--session", "p", store,
                      "--input", '{"query": "x"}')
     assert paused.returncode == 0, paused.stderr
     cases = {
@@ -323,13 +308,13 @@ def test_mistakes_are_one_line_errors(tmp_path: Path) -> None:
         ("run", "agent:approval", "--store", "nope://x"): (2, "unknown store URL scheme"),
     }
     for args, (status, message) in cases.items():
-        done = chronos(tmp_path, *args)
+        done = chronos_in(tmp_path, *args)
         assert (done.returncode, done.stdout) == (status, ""), (args, done.stderr)
         assert message in done.stderr, (args, done.stderr)
         assert "Traceback" not in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1, (args, done.stderr)
     # None of these touched the paused run.
-    [row] = rows(chronos(tmp_path, "sessions", store).stdout)
+    [row] = rows(chronos_in(tmp_path, "sessions", store).stdout)
     assert row[:3] == ["p", "approval", "paused"]
 
 
@@ -360,7 +345,7 @@ def test_run_and_sessions_show_tokens_and_cost_per_node_and_in_total(
     store = f"--store=sqlite:///{tmp_path / 'runs.db'}"
     script = replay_server.script(*(Reply(body=openai_stream(100, 20, cached=40, reasoning=5))
                                     for _ in range(2)))
-    ran = chronos(tmp_path, "run", "agent:spender", "--session", "s-1", store,
+    ran = chronos_in(tmp_path, "run", "agent:spender", "--session", "s-1", store,
                   MODEL_URL=script.base_url + "/v1")
     assert ran.returncode == 0, ran.stderr
     known = model.genai_prices("openai", "gpt-4o", model.Usage(
@@ -373,10 +358,10 @@ def test_run_and_sessions_show_tokens_and_cost_per_node_and_in_total(
     assert table["unknown"] == ["100", "20", "40", "5", "unknown"]
     assert table["total"] == ["200", "40", "80", "10", "unknown"]
 
-    listed = rows(chronos(tmp_path, "sessions", store).stdout)
+    listed = rows(chronos_in(tmp_path, "sessions", store).stdout)
     assert listed[0][0] == "s-1"
     assert listed[0][-2:] == ["200/40", "unknown"]
-    by_node = chronos(tmp_path, "sessions", "--usage", store)
+    by_node = chronos_in(tmp_path, "sessions", "--usage", store)
     assert by_node.returncode == 0, by_node.stderr
     assert rows(by_node.stdout) == [["s-1", "known", "100", "20", "40", "5", f"${known:.6f}"],
                                     ["s-1", "unknown", "100", "20", "40", "5", "unknown"],
