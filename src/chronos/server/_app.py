@@ -55,7 +55,9 @@ def create_app(
     authorize: Authorize | None = None,
     records: Records | None = None,
 ) -> AgentServerApp:
-    """An ASGI app serving `graphs` (by graph id) through the LangGraph Agent Server API.
+    """An ASGI app serving `graphs` (by graph id) through the LangGraph Agent Server API, and
+    through OpenAI's `/v1/chat/completions`, `/v1/responses` and `/v1/models` (the graph id as
+    `model`; see `chronos.server.dialects`).
 
     ```python
     app = server.create_app({"agent": g})          # then: uvicorn.run(app, port=8123)
