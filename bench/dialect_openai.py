@@ -36,7 +36,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
 import openai
-
 from bench.dialect_openai_graphs import PROMPT, SEED
 from tests.server.api_server import serving
 
@@ -143,6 +142,52 @@ def ttft_alone(rounds: int) -> None:
     print(f"  TTFT, model answering at once  median {statistics.median(firsts) * 1e3:7.2f} ms")
     print(f"  run start to first token       median "
           f"{(statistics.median(firsts) - statistics.median(trips)) * 1e3:7.2f} ms")
+
+
+def ttft_in_process(rounds: int) -> None:
+    """The same without HTTP: `start_run` on an app's `Runs` (memory store, in-process broker)
+    until the run's first token reaches the reader."""
+    from bench.dialect_openai_graphs import burst
+    from starlette.requests import Request
+
+    from chronos.server._assistants import Assistants
+    from chronos.server._records import MemoryRecords
+    from chronos.server._runs import Runs
+    from chronos.server._threads import Threads
+    from chronos.server.dialects._run import start_run
+    from chronos.store import MemoryStore
+    from chronos.stream import Broker
+
+    async def measure() -> tuple[list[float], list[float]]:
+        store, broker = MemoryStore(), Broker()
+        assistants = Assistants({"burst": burst.compile()}, store, broker)
+        records = MemoryRecords()
+        runs = Runs(assistants, Threads(store, assistants, records), broker, records)
+        await runs.open()
+        request = Request({"type": "http", "method": "POST", "path": "/", "headers": []})
+        started: list[float] = []
+        firsts: list[float] = []
+        for i in range(rounds + 20):
+            begin = time.perf_counter()
+            run = await start_run(runs, request, "burst",
+                                  {"messages": [{"role": "user", "content": "1"}]})
+            start = time.perf_counter() - begin
+            first = 0.0
+            async for batch in run.batches():
+                if not first and any(e.type == "token" for e in batch):
+                    first = time.perf_counter() - begin
+            await run.aclose()
+            if i >= 20:  # warm-up aside
+                started.append(start)
+                firsts.append(first)
+        await runs.aclose()
+        await broker.aclose()
+        return started, firsts
+
+    started, firsts = asyncio.run(measure())
+    print(f"  in process, {rounds} runs: start_run median "
+          f"{statistics.median(started) * 1e3:.2f} ms, first token read median "
+          f"{statistics.median(firsts) * 1e3:.2f} ms  (load {_load()})")
 
 
 # --- events -----------------------------------------------------------------------------------
@@ -257,6 +302,7 @@ def main() -> None:
     print(f"python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} cores; "
           f"openai {version('openai')}, uvicorn {version('uvicorn')}")
     if args.what == "ttft":
+        ttft_in_process(200)
         ttft_alone(args.rounds)
         ttft(args.rounds, args.max_tokens)
     elif args.what == "events":
