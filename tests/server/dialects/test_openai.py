@@ -288,3 +288,16 @@ def test_a_client_that_leaves_cancels_the_run(client: openai.OpenAI, tmp_path: P
         while not marker.exists():
             assert time.monotonic() < deadline, f"{route}: the run went on after the client left"
             time.sleep(0.05)
+
+
+def test_a_client_that_leaves_a_whole_answer_cancels_the_run(served: Served,
+                                                              tmp_path: Path) -> None:
+    for route, body in (("chat/completions", {"messages": ask(str(tmp_path / "chat"))}),
+                        ("responses", {"input": str(tmp_path / "responses")})):
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{served.url}/v1/{route}", json={"model": "slow", **body}, timeout=1.0)
+        marker = tmp_path / route.split("/")[0]
+        deadline = time.monotonic() + 20
+        while not marker.exists():
+            assert time.monotonic() < deadline, f"{route}: the run went on after the client left"
+            time.sleep(0.05)

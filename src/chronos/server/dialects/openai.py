@@ -18,6 +18,7 @@ event of the stream.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Final
 
@@ -209,13 +210,16 @@ async def _until_end(run: RunSource, request: Request,
                      each: Callable[[Mapping[str, Any]], object]) -> bool:
     """Feed the run's token deltas to `each` until it ends; False if the client left (the
     run is then cancelled) or events were lost."""
+    check_at = time.monotonic() + _DISCONNECT_CHECK_SECONDS
     async for batch in run.batches(heartbeat=_DISCONNECT_CHECK_SECONDS):
         if _gap(batch):
             return False
         for token in _tokens(batch):
             each(token)
-        if not batch and await request.is_disconnected():
-            return False
+        if time.monotonic() >= check_at:
+            if await request.is_disconnected():
+                return False
+            check_at = time.monotonic() + _DISCONNECT_CHECK_SECONDS
     return True
 
 
