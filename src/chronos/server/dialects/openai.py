@@ -30,29 +30,18 @@ from chronos.errors import ClientGone, RequestRefused
 from chronos.server._body import read_json_object
 from chronos.server._runs import Runs
 from chronos.server.dialects._openai_chat import ChatCompletion
+from chronos.server.dialects._openai_request import OpenAIRefusal, parse_chat, parse_responses
 from chronos.server.dialects._openai_responses import Response as ResponseBuilder
 from chronos.server.dialects._run import RunSource, start_run
 from chronos.stream import GAP, Event
 
 __all__ = ["openai_routes"]
 
-_CHAT_FIELDS: Final = frozenset({"model", "messages", "stream", "stream_options", "n"})
-_RESPONSES_FIELDS: Final = frozenset({"model", "input", "instructions", "stream"})
-_ROLES: Final = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _KEEP_ALIVE: Final = b": keep-alive\n\n"
 _DISCONNECT_CHECK_SECONDS: Final = 1.0  # how often a non-streaming request looks for its client
 _ERROR_TYPES: Final = {400: "invalid_request_error", 403: "permission_error",
                        404: "invalid_request_error", 409: "conflict_error",
                        413: "invalid_request_error"}
-
-
-class _Invalid(Exception):
-    """A request OpenAI would refuse: its status, message, offending parameter and code."""
-
-    def __init__(self, status: int, message: str, param: str | None = None,
-                 code: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.param, self.code = status, message, param, code
 
 
 def _error(status: int, message: str, param: str | None = None,
@@ -69,9 +58,9 @@ def _guarded(route: Callable[[Request], Awaitable[Response]]
     async def guarded(request: Request) -> Response:
         try:
             return await route(request)
-        except _Invalid as exc:
+        except OpenAIRefusal as exc:
             return _error(exc.status, exc.message, exc.param, exc.code)
-        except ClientGone:
+        except ClientGone:  # a RequestRefused too, with no one to answer: the app is quiet
             raise
         except RequestRefused as exc:
             # The body readers say 422 for JSON that does not parse; OpenAI says 400.
@@ -79,102 +68,6 @@ def _guarded(route: Callable[[Request], Awaitable[Response]]
             return _error(status, exc.detail)
 
     return guarded
-
-
-def _body_fields(body: Mapping[str, Any], allowed: frozenset[str]) -> None:
-    for name in body:
-        if name not in allowed:
-            raise _Invalid(400, f"Unsupported parameter: '{name}' is not supported by a Chronos "
-                                f"graph (the graph chooses its model and settings)",
-                           name, "unsupported_parameter")
-
-
-def _string(body: Mapping[str, Any], name: str) -> str:
-    value = body.get(name)
-    if not isinstance(value, str) or not value:
-        raise _Invalid(400, f"'{name}' is required and must be a non-empty string", name,
-                       "missing_required_parameter" if value is None else "invalid_type")
-    return value
-
-
-def _flag(body: Mapping[str, Any], name: str) -> bool:
-    value = body.get(name, False)
-    if value is None:
-        return False
-    if not isinstance(value, bool):
-        raise _Invalid(400, f"'{name}' must be a boolean", name, "invalid_type")
-    return value
-
-
-def _graph(runs: Runs, body: Mapping[str, Any]) -> str:
-    model = _string(body, "model")
-    if model not in runs.assistants.served:
-        raise _Invalid(404, f"The model '{model}' does not exist: the graphs served are "
-                            f"{sorted(runs.assistants.served)}", "model", "model_not_found")
-    return model
-
-
-def _chat_messages(value: Any, name: str) -> list[dict[str, Any]]:
-    if not isinstance(value, list) or not value:
-        raise _Invalid(400, f"'{name}' must be a non-empty array of messages", name,
-                       "invalid_type")
-    for i, message in enumerate(value):
-        if not isinstance(message, dict):
-            raise _Invalid(400, f"'{name}[{i}]' must be an object", f"{name}[{i}]",
-                           "invalid_type")
-        if message.get("role") not in _ROLES:
-            raise _Invalid(400, f"'{name}[{i}].role' must be one of {sorted(_ROLES)}",
-                           f"{name}[{i}].role", "invalid_value")
-    return value
-
-
-def _responses_messages(body: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Responses `input` (text, or message / function_call / function_call_output items) as
-    chat messages, after `instructions` as a system message."""
-    messages: list[dict[str, Any]] = []
-    instructions = body.get("instructions")
-    if instructions is not None:
-        if not isinstance(instructions, str):
-            raise _Invalid(400, "'instructions' must be a string", "instructions",
-                           "invalid_type")
-        messages.append({"role": "system", "content": instructions})
-    value = body.get("input")
-    if isinstance(value, str) and value:
-        return [*messages, {"role": "user", "content": value}]
-    if not isinstance(value, list) or not value:
-        raise _Invalid(400, "'input' must be a non-empty string or array of input items",
-                       "input", "invalid_type")
-    for i, item in enumerate(value):
-        if not isinstance(item, dict):
-            raise _Invalid(400, f"'input[{i}]' must be an object", f"input[{i}]", "invalid_type")
-        messages.append(_input_item(item, f"input[{i}]"))
-    return messages
-
-
-def _input_item(item: Mapping[str, Any], name: str) -> dict[str, Any]:
-    kind = item.get("type", "message")
-    if kind == "function_call":
-        return {"role": "assistant", "content": "", "tool_calls": [{
-            "id": item.get("call_id"), "type": "function",
-            "function": {"name": item.get("name"), "arguments": item.get("arguments") or "{}"}}]}
-    if kind == "function_call_output":
-        return {"role": "tool", "tool_call_id": item.get("call_id"),
-                "content": item.get("output") if isinstance(item.get("output"), str) else ""}
-    if kind != "message":
-        raise _Invalid(400, f"'{name}.type' {kind!r} is not supported: use message, "
-                            f"function_call or function_call_output items",
-                       f"{name}.type", "unsupported_value")
-    role = item.get("role")
-    if role not in _ROLES:
-        raise _Invalid(400, f"'{name}.role' must be one of {sorted(_ROLES)}", f"{name}.role",
-                       "invalid_value")
-    content = item.get("content")
-    if isinstance(content, list):  # input_text / output_text parts
-        content = "".join(str(p.get("text") or "") for p in content if isinstance(p, dict))
-    elif not isinstance(content, str):
-        raise _Invalid(400, f"'{name}.content' must be a string or an array of content parts",
-                       f"{name}.content", "invalid_type")
-    return {"role": role, "content": content}
 
 
 def _failure(run: RunSource) -> tuple[str, str] | None:
@@ -233,32 +126,16 @@ def openai_routes(runs: Runs) -> list[Route]:
     async def model(request: Request) -> Response:
         graph_id = request.path_params["model"]
         if graph_id not in runs.assistants.served:
-            raise _Invalid(404, f"The model '{graph_id}' does not exist", "model",
-                           "model_not_found")
+            raise OpenAIRefusal(404, f"The model '{graph_id}' does not exist", "model",
+                                "model_not_found")
         return JSONResponse(_model(graph_id))
 
     async def chat(request: Request) -> Response:
-        body = await read_json_object(request)
-        _body_fields(body, _CHAT_FIELDS)
-        graph_id = _graph(runs, body)
-        messages = _chat_messages(body.get("messages"), "messages")
-        stream = _flag(body, "stream")
-        if body.get("n") not in (None, 1):
-            raise _Invalid(400, "'n' must be 1: a graph gives one answer", "n",
-                           "unsupported_value")
-        options = body.get("stream_options")
-        if options is not None and not stream:
-            raise _Invalid(400, "'stream_options' is only allowed when 'stream' is true",
-                           "stream_options", "invalid_value")
-        options = options or {}
-        if not isinstance(options, dict) or set(options) - {"include_usage"}:
-            raise _Invalid(400, "'stream_options' may only have 'include_usage'",
-                           "stream_options", "unsupported_parameter")
-        include_usage = _flag(options, "include_usage")
-        run = await start_run(runs, request, graph_id, {"messages": messages})
-        completion = ChatCompletion(f"chatcmpl-{run.run_id}", graph_id,
-                                    include_usage=include_usage)
-        if stream:
+        asked = parse_chat(await read_json_object(request), runs.assistants.served)
+        run = await start_run(runs, request, asked.graph_id, {"messages": asked.messages})
+        completion = ChatCompletion(f"chatcmpl-{run.run_id}", asked.graph_id,
+                                    include_usage=asked.include_usage)
+        if asked.stream:
             return _event_stream(_chat_frames(run, completion))
         try:
             whole = await _until_end(run, request, _add_delta(completion))
@@ -275,14 +152,10 @@ def openai_routes(runs: Runs) -> list[Route]:
         return JSONResponse(completion.whole())
 
     async def responses(request: Request) -> Response:
-        body = await read_json_object(request)
-        _body_fields(body, _RESPONSES_FIELDS)
-        graph_id = _graph(runs, body)
-        messages = _responses_messages(body)
-        stream = _flag(body, "stream")
-        run = await start_run(runs, request, graph_id, {"messages": messages})
-        builder = ResponseBuilder(f"resp_{run.run_id.replace('-', '')}", graph_id)
-        if stream:
+        asked = parse_responses(await read_json_object(request), runs.assistants.served)
+        run = await start_run(runs, request, asked.graph_id, {"messages": asked.messages})
+        builder = ResponseBuilder(f"resp_{run.run_id.replace('-', '')}", asked.graph_id)
+        if asked.stream:
             return _event_stream(_response_frames(run, builder))
         try:
             whole = await _until_end(run, request, builder.token)
