@@ -159,12 +159,68 @@ class StopReason(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token counts. `raw` is the vendor's usage object as it arrived."""
+    """Token counts, as the vendor reported them; None where it reported nothing.
+
+    ```python
+    response = await provider.chat(req)
+    print(response.usage.input_tokens, response.usage.output_tokens)
+    ```
+
+    `input_tokens` counts every prompt token, `cached_tokens` (read from the vendor's prompt
+    cache) and `cache_write_tokens` (written to it) included; `output_tokens` counts every
+    generated token, `reasoning_tokens` (thinking) included. The parts are billed at their
+    own rates, which is why they are kept apart. `raw` is the vendor's usage object as it
+    arrived. `a + b` adds two usages (a run's totals; `raw` is not kept).
+    """
 
     input_tokens: int | None = None
     output_tokens: int | None = None
     total_tokens: int | None = None
     raw: Mapping[str, Any] = field(default_factory=dict)
+    reasoning_tokens: int | None = None
+    cached_tokens: int | None = None
+    cache_write_tokens: int | None = None
+
+    def __add__(self, other: Usage) -> Usage:
+        if not isinstance(other, Usage):
+            return NotImplemented
+        return Usage(
+            input_tokens=_plus(self.input_tokens, other.input_tokens),
+            output_tokens=_plus(self.output_tokens, other.output_tokens),
+            total_tokens=_plus(self.total_tokens, other.total_tokens),
+            reasoning_tokens=_plus(self.reasoning_tokens, other.reasoning_tokens),
+            cached_tokens=_plus(self.cached_tokens, other.cached_tokens),
+            cache_write_tokens=_plus(self.cache_write_tokens, other.cache_write_tokens),
+        )
+
+    def counts(self) -> dict[str, int]:
+        """The counts the vendor reported, by field name (for JSON, logs and metrics)."""
+        return {name: value for name in _COUNTS if (value := getattr(self, name)) is not None}
+
+    @classmethod
+    def from_counts(cls, counts: Mapping[str, Any]) -> Usage:
+        """The inverse of `counts`."""
+        def count(name: str) -> int | None:
+            value = counts.get(name)
+            return None if value is None else int(value)
+
+        return cls(input_tokens=count("input_tokens"), output_tokens=count("output_tokens"),
+                   total_tokens=count("total_tokens"), reasoning_tokens=count("reasoning_tokens"),
+                   cached_tokens=count("cached_tokens"),
+                   cache_write_tokens=count("cache_write_tokens"))
+
+
+_COUNTS = ("input_tokens", "output_tokens", "total_tokens", "reasoning_tokens", "cached_tokens",
+           "cache_write_tokens")
+
+
+def _plus(a: int | None, b: int | None) -> int | None:
+    # A count neither side reported stays unreported, rather than becoming a false zero.
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a + b
 
 
 @dataclass(frozen=True, slots=True)

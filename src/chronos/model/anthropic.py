@@ -68,7 +68,10 @@ def _usage(raw: Mapping[str, Any]) -> Usage:
     if input_tokens is not None and output_tokens is not None:
         total = input_tokens + output_tokens
     return Usage(input_tokens=input_tokens, output_tokens=output_tokens, total_tokens=total,
-                 raw=raw)
+                 raw=raw,
+                 reasoning_tokens=(raw.get("output_tokens_details") or {}).get("thinking_tokens"),
+                 cached_tokens=raw.get("cache_read_input_tokens"),
+                 cache_write_tokens=raw.get("cache_creation_input_tokens"))
 
 
 class _MessagesStream(StreamTranslator):

@@ -101,6 +101,8 @@ def _usage(raw: Mapping[str, Any]) -> Usage:
         output_tokens=raw.get("outputTokens"),
         total_tokens=raw.get("totalTokens"),
         raw=raw,
+        cached_tokens=raw.get("cacheReadInputTokens"),
+        cache_write_tokens=raw.get("cacheWriteInputTokens"),
     )
 
 

@@ -49,7 +49,9 @@ def _usage(raw: Mapping[str, Any]) -> Usage:
     prompt = tokens.get("input_tokens")
     output = tokens.get("output_tokens")
     total = prompt + output if prompt is not None and output is not None else None
-    return Usage(input_tokens=prompt, output_tokens=output, total_tokens=total, raw=raw)
+    return Usage(input_tokens=prompt, output_tokens=output, total_tokens=total, raw=raw,
+                 reasoning_tokens=(raw.get("tokens") or {}).get("reasoning_tokens"),
+                 cached_tokens=raw.get("cached_tokens"))
 
 
 class _ChatStream(StreamTranslator):

@@ -76,6 +76,8 @@ def _usage(raw: Mapping[str, Any]) -> Usage:
         output_tokens=output,
         total_tokens=raw.get("totalTokenCount"),
         raw=raw,
+        reasoning_tokens=raw.get("thoughtsTokenCount"),
+        cached_tokens=raw.get("cachedContentTokenCount"),
     )
 
 

@@ -62,11 +62,17 @@ STOP_REASONS: Final[Mapping[str, StopReason]] = {
 
 
 def _usage(raw: Mapping[str, Any]) -> Usage:
+    prompt = raw.get("prompt_tokens_details") or {}
+    completion = raw.get("completion_tokens_details") or {}
     return Usage(
         input_tokens=raw.get("prompt_tokens"),
         output_tokens=raw.get("completion_tokens"),
         total_tokens=raw.get("total_tokens"),
         raw=raw,
+        reasoning_tokens=completion.get("reasoning_tokens"),
+        # DeepSeek reports its cache hits at the top level.
+        cached_tokens=prompt.get("cached_tokens", raw.get("prompt_cache_hit_tokens")),
+        cache_write_tokens=prompt.get("cache_write_tokens"),
     )
 
 

@@ -142,12 +142,17 @@ class _ResponsesStream(StreamTranslator):
             raise self.stream_error(str(error.get("message") or error), code=error.get("code"))
         usage = response.get("usage")
         if usage:
+            given = usage.get("input_tokens_details") or {}
             out.usage(
                 Usage(
                     input_tokens=usage.get("input_tokens"),
                     output_tokens=usage.get("output_tokens"),
                     total_tokens=usage.get("total_tokens"),
                     raw=usage,
+                    reasoning_tokens=(usage.get("output_tokens_details") or {}).get(
+                        "reasoning_tokens"),
+                    cached_tokens=given.get("cached_tokens"),
+                    cache_write_tokens=given.get("cache_write_tokens"),
                 )
             )
         status = response.get("status") or "completed"
