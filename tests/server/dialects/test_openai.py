@@ -111,14 +111,47 @@ def test_chat_whole_tool_calls(client: openai.OpenAI, replay_server: ReplayServe
     assert completion.choices[0].finish_reason == "tool_calls"
 
 
-def test_include_usage_ends_with_a_usage_chunk(client: openai.OpenAI) -> None:
+def test_include_usage_ends_with_the_model_calls_usage(client: openai.OpenAI,
+                                                       replay_server: ReplayServer) -> None:
+    expected = recording(REASONING)["expected"]["usage"]
     chunks = list(client.chat.completions.create(
-        model="plain", messages=ask("hi"), stream=True,
+        model="replay", messages=ask(scripted(replay_server, REASONING)), stream=True,
         stream_options={"include_usage": True}))
     assert chunks[-1].choices == []
-    # No model call's usage reaches the token stream yet: absent, not invented.
-    assert chunks[-1].usage is None
+    usage = chunks[-1].usage
+    assert usage is not None
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (
+        expected["prompt_tokens"], expected["completion_tokens"], expected["total_tokens"])
+    assert usage.completion_tokens_details is not None
+    assert usage.completion_tokens_details.reasoning_tokens == \
+        expected["completion_tokens_details"]["reasoning_tokens"]
     assert chunks[-2].choices[0].finish_reason == "stop"
+    # Without the option, no usage chunk; a graph without a model call has no usage to give.
+    plain = list(client.chat.completions.create(model="plain", messages=ask("hi"),
+                                                stream=True, stream_options={
+                                                    "include_usage": True}))
+    assert plain[-1].choices == []
+    assert plain[-1].usage is None
+    unasked = list(client.chat.completions.create(model="plain", messages=ask("hi"),
+                                                  stream=True))
+    assert unasked[-1].choices[0].finish_reason == "stop"
+
+
+def test_whole_answers_carry_usage(client: openai.OpenAI, replay_server: ReplayServer) -> None:
+    expected = recording(TOOL_CALL)["expected"]["usage"]
+    completion = client.chat.completions.create(
+        model="replay", messages=ask(scripted(replay_server, TOOL_CALL)))
+    assert completion.usage is not None
+    assert (completion.usage.prompt_tokens, completion.usage.completion_tokens,
+            completion.usage.total_tokens) == (expected["prompt_tokens"],
+                                               expected["completion_tokens"],
+                                               expected["total_tokens"])
+    response = client.responses.create(model="replay", input=scripted(replay_server, TOOL_CALL))
+    assert response.usage is not None
+    assert (response.usage.input_tokens, response.usage.output_tokens,
+            response.usage.total_tokens) == (expected["prompt_tokens"],
+                                             expected["completion_tokens"],
+                                             expected["total_tokens"])
 
 
 def test_a_graph_that_did_not_stream_answers_with_its_last_assistant_message(

@@ -127,3 +127,22 @@ def test_a_failed_response_closes_its_items_then_says_error_and_failed() -> None
                                                 "response.failed"]
     assert events[-2]["message"] == "it broke"
     assert events[-1]["response"]["error"] == {"code": "server_error", "message": "it broke"}
+
+
+def test_usage_adds_up_the_model_calls_and_keeps_unreported_counts_null() -> None:
+    completion = ChatCompletion("chatcmpl-1", "agent")
+    assert completion.whole()["usage"] is None
+    completion.delta(token("m1", content="a", usage={"input_tokens": 10, "output_tokens": 2,
+                                                     "total_tokens": 12, "raw": {}}))
+    completion.delta(token("m2", usage={"input_tokens": 5, "output_tokens": 1,
+                                        "reasoning_tokens": 1}))
+    assert completion.whole()["usage"] == {
+        "prompt_tokens": 15, "completion_tokens": 3, "total_tokens": 18,
+        "prompt_tokens_details": {"cached_tokens": None},
+        "completion_tokens_details": {"reasoning_tokens": 1}}
+    response = Response("resp_1", "agent")
+    response.token(token("m1", content="a", usage={"input_tokens": 4, "output_tokens": 2}))
+    assert response.body()["usage"] == {
+        "input_tokens": 4, "output_tokens": 2, "total_tokens": 6,
+        "input_tokens_details": {"cached_tokens": None},
+        "output_tokens_details": {"reasoning_tokens": None}}

@@ -5,6 +5,7 @@ one assistant message the client sees: text as `content`, reasoning as `reasonin
 (the field DeepSeek, vLLM and llama.cpp's servers use), tool-call fragments as `tool_calls`
 deltas, numbered across the run so that two model calls' first calls do not collide. The
 finish reason is "tool_calls" when the last model call asked for tools, "stop" otherwise.
+`usage` adds up what every model call of the run reported.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ from typing import Any, Final
 
 import orjson
 
+from chronos.model import Usage
 from chronos.server.dialects._openai_output import (
     Answer,
     ToolCallPiece,
+    add_usage,
+    chat_usage,
     final_answer,
     tool_call_pieces,
 )
@@ -36,6 +40,7 @@ class ChatCompletion:
         self.created = int(time.time())
         self.include_usage = include_usage
         self.streamed = False  # whether any token gave something to show
+        self.usage: Usage | None = None
         self._indexes: dict[tuple[str, object], int] = {}  # (message id, call) -> index
         self._streamed_ids: set[str] = set()
         self._last_message = ""
@@ -59,6 +64,7 @@ class ChatCompletion:
     def delta(self, token: Mapping[str, Any]) -> dict[str, Any] | None:
         """The chat delta of one token event's data (None: nothing to show)."""
         message_id = str(token.get("message_id", ""))
+        self.usage = add_usage(self.usage, token)
         delta: dict[str, Any] = {}
         if token.get("content"):
             delta["content"] = token["content"]
@@ -111,8 +117,7 @@ class ChatCompletion:
         """The finish chunk, the usage chunk if asked for, and `[DONE]`."""
         out = self._frame({}, self.finish_reason)
         if self.include_usage:
-            # No per-call usage reaches the token stream yet: say so rather than invent it.
-            out += self._envelope([], usage=None)
+            out += self._envelope([], usage=chat_usage(self.usage))
         return out + _DONE
 
     def error_chunk(self, message: str, code: str) -> bytes:
@@ -152,6 +157,6 @@ class ChatCompletion:
         if self._calls:
             message["tool_calls"] = [self._calls[i] for i in sorted(self._calls)]
         return {"id": self.id, "object": "chat.completion", "created": self.created,
-                "model": self.model, "usage": None,
+                "model": self.model, "usage": chat_usage(self.usage),
                 "choices": [{"index": 0, "message": message, "logprobs": None,
                              "finish_reason": self.finish_reason}]}

@@ -1,10 +1,11 @@
-"""What the OpenAI dialect reads from a run: its token deltas, and its final answer.
+"""What the OpenAI dialect reads from a run: its token deltas, its usage, its final answer.
 
 A token event's data is a `graph.MessageDelta` as JSON (`message_id`, `content`,
-`reasoning`, `tool_call_deltas`, `tool_calls`). A graph that streamed nothing answers with
-the last assistant message of its final state's `messages`, written either OpenAI's way
-(`{"role": "assistant", "content", "tool_calls": [{"id", "function": {...}}]}`) or as a
-`model.Message` (`tool_calls: [{"id", "name", "arguments"}]`).
+`reasoning`, `tool_call_deltas`, `tool_calls`, and on a model call's last delta its
+`usage`). A graph that streamed nothing answers with the last assistant message of its final
+state's `messages`, written either OpenAI's way (`{"role": "assistant", "content",
+"tool_calls": [{"id", "function": {...}}]}`) or as a `model.Message` (`tool_calls: [{"id",
+"name", "arguments"}]`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Answer", "ToolCallPiece", "final_answer", "tool_call_pieces"]
+from chronos.model import Usage
+
+__all__ = ["Answer", "ToolCallPiece", "add_usage", "chat_usage", "final_answer",
+           "responses_usage", "tool_call_pieces"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,3 +86,41 @@ def _text(content: Any) -> str:
     if isinstance(content, Sequence):
         return "".join(str(p.get("text") or "") for p in content if isinstance(p, Mapping))
     return ""
+
+
+def add_usage(total: Usage | None, token: Mapping[str, Any]) -> Usage | None:
+    """The run's usage so far, with a model call's if this delta carries it."""
+    counts = token.get("usage")
+    if not isinstance(counts, Mapping):
+        return total
+    usage = Usage.from_counts(counts)
+    return usage if total is None else total + usage
+
+
+def _total(usage: Usage) -> int | None:
+    # From the parts when both are known: a sum of calls of which one reported no total
+    # would otherwise be short.
+    if usage.input_tokens is None or usage.output_tokens is None:
+        return usage.total_tokens
+    return usage.input_tokens + usage.output_tokens
+
+
+def chat_usage(usage: Usage | None) -> dict[str, Any] | None:
+    """Chat Completions' `usage` (None: no model call reported any; an unreported count is
+    null, not a made-up zero)."""
+    if usage is None:
+        return None
+    return {"prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens,
+            "total_tokens": _total(usage),
+            "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+            "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens}}
+
+
+def responses_usage(usage: Usage | None) -> dict[str, Any] | None:
+    """The Responses API's `usage`, likewise."""
+    if usage is None:
+        return None
+    return {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+            "total_tokens": _total(usage),
+            "input_tokens_details": {"cached_tokens": usage.cached_tokens},
+            "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens}}

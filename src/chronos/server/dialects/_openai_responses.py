@@ -17,7 +17,14 @@ from typing import Any
 
 import orjson
 
-from chronos.server.dialects._openai_output import ToolCallPiece, final_answer, tool_call_pieces
+from chronos.model import Usage
+from chronos.server.dialects._openai_output import (
+    ToolCallPiece,
+    add_usage,
+    final_answer,
+    responses_usage,
+    tool_call_pieces,
+)
 
 __all__ = ["Response"]
 
@@ -37,6 +44,7 @@ class Response:
         self.error: dict[str, Any] | None = None
         self.output: list[dict[str, Any]] = []
         self.streamed = False
+        self.usage: Usage | None = None  # what the run's model calls reported, added up
         self._open: dict[tuple[str, object], int] = {}  # (kind, key) -> output index
         self._texts: dict[int, list[str]] = {}  # what each open item has gathered
         self._message = ""
@@ -49,7 +57,8 @@ class Response:
                 "model": self.model, "status": self.status, "output": self.output,
                 "error": self.error, "incomplete_details": None, "instructions": None,
                 "metadata": {}, "parallel_tool_calls": True, "temperature": None,
-                "tool_choice": "auto", "tools": [], "top_p": None, "usage": None}
+                "tool_choice": "auto", "tools": [], "top_p": None,
+                "usage": responses_usage(self.usage)}
 
     def _event(self, type: str, **data: Any) -> bytes:
         self._sequence += 1
@@ -63,6 +72,7 @@ class Response:
     def token(self, token: Mapping[str, Any]) -> bytes:
         """The events of one token event's data."""
         message_id = str(token.get("message_id", ""))
+        self.usage = add_usage(self.usage, token)
         out = b""
         if message_id != self._message:
             out += self._close_all()
