@@ -88,9 +88,11 @@ class RunView:
             changed = sorted(event.data) if isinstance(event.data, Mapping) else []
             row.detail = f"set {', '.join(changed)}" if changed else row.detail
         elif kind == "token":
-            row.tokens += 1
             data = event.data
-            self.text.append(data.content if isinstance(data, MessageDelta) else str(data))
+            delta = isinstance(data, MessageDelta)
+            if not delta or data.usage is None or data.content:  # a usage-only closer is none
+                row.tokens += 1
+            self.text.append(data.content if delta else str(data))
         elif kind == "custom":
             row.detail = f"{event.name} {_short(event.data)}"
         if kind == "completed":
