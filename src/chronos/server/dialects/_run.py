@@ -1,0 +1,146 @@
+"""The glue every dialect needs: start a run, and read its events in order until it ends.
+
+```python
+run = await start_run(runs, request, "agent", {"messages": [...]})
+try:
+    async for batch in run.batches():
+        for event in batch:          # graph events: node_start, token, custom, node_end...
+            ...
+    print(run.end.status, run.values)
+finally:
+    await run.aclose()               # a client gone before the end: on_disconnect applies
+```
+
+The broker subscription opens before the run starts (as `/runs/stream` does), so no event is
+missed; the run starts through `Runs.start`, the one way runs start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from starlette.requests import Request
+
+from chronos.server._run_record import RunRecord
+from chronos.server._run_request import parse_run_request
+from chronos.server._runs import Runs
+from chronos.server._stream import HEARTBEAT_SECONDS, open_subscription
+from chronos.server._stream_modes import RUN_END, RUN_START
+from chronos.stream import Event, Subscription
+
+__all__ = ["RunEnd", "RunSource", "start_run"]
+
+
+@dataclass(frozen=True, slots=True)
+class RunEnd:
+    """How a run ended, from its `run_end` marker: "success", "error" or "interrupted"."""
+
+    status: str
+    error: str = ""
+    error_type: str = ""
+
+
+class RunSource:
+    """One started run's events, read from a subscription opened before it started.
+
+    `start` is the `run_start` marker's data (the values the run starts from) once seen;
+    `end` is set once the run has ended.
+    """
+
+    def __init__(self, runs: Runs, record: RunRecord, subscription: Subscription, *,
+                 cancel_on_disconnect: bool) -> None:
+        self.runs = runs
+        self.record = record
+        self.subscription = subscription
+        self.start: Mapping[str, Any] | None = None
+        self.end: RunEnd | None = None
+        self._cancel_on_disconnect = cancel_on_disconnect
+
+    @property
+    def run_id(self) -> str:
+        return self.record.run_id
+
+    @property
+    def thread_id(self) -> str:
+        return self.record.thread_id
+
+    @property
+    def values(self) -> Any:
+        """The thread's values when the run ended (None before)."""
+        return self.record.values
+
+    async def batches(self, heartbeat: float = HEARTBEAT_SECONDS) -> AsyncIterator[list[Event]]:
+        """The run's events in order, in batches as they arrive, without the run markers; an
+        empty batch when nothing came for `heartbeat` seconds (time for a keep-alive). Ends
+        after the run's end, or if the subscription closes first (`end` is then None).
+
+        A `stream.GAP` event stands where a too slow reader lost events.
+        """
+        subscription = self.subscription
+        while self.end is None:
+            batch = await subscription.receive_batch(timeout=heartbeat)
+            if not batch and subscription.closed:
+                return
+            out: list[Event] = []
+            for event in batch:
+                if event.type == RUN_START or event.type == RUN_END:
+                    self._marker(event)
+                    if self.end is not None:
+                        break
+                elif self.start is not None:  # an earlier run's events on the thread are not ours
+                    out.append(event)
+            yield out
+
+    def _marker(self, event: Event) -> None:
+        data = event.data
+        if not isinstance(data, Mapping) or data.get("run_id") != self.run_id:
+            return
+        if event.type == RUN_START:
+            self.start = data
+        else:
+            self.start = self.start or {}
+            self.end = RunEnd(str(data.get("status")), str(data.get("error") or ""),
+                              str(data.get("error_type") or ""))
+
+    async def aclose(self) -> None:
+        """Stop reading; if the run has not ended and asked for it, cancel it."""
+        await self.subscription.aclose()
+        if self.end is None and self._cancel_on_disconnect:
+            self.runs.request_cancel(self.record.info())
+
+
+async def start_run(runs: Runs, request: Request, graph_id: str, input: Mapping[str, Any], *,
+                    thread_id: str | None = None,
+                    on_disconnect: Literal["cancel", "continue"] = "cancel") -> RunSource:
+    """Start graph `graph_id` on `input` and return its events' source (close it when done).
+
+    Without `thread_id` the run is stateless: its thread is deleted when it ends. With one, the
+    run continues that thread (created if new), as `/threads/{id}/runs/stream` would.
+
+    Raises:
+        RequestRefused: 404 unknown graph; 403 / 404 a thread `authorize` refuses; 409 a busy
+            thread.
+    """
+    threads = runs.threads
+    run_request = parse_run_request(
+        {"assistant_id": graph_id, "input": dict(input), "on_disconnect": on_disconnect},
+        default_disconnect=on_disconnect)
+    runs.assistants.find(graph_id)  # an unknown graph fails before a thread is made
+    if thread_id is None:
+        thread = await threads.create(request, temporary=True)
+    elif await threads.find(thread_id) is None:
+        thread = await threads.create(request, thread_id)
+    else:
+        thread = await threads.get(request, thread_id, "run")
+    subscription = open_subscription(runs.broker, thread.thread_id)
+    try:
+        record = await runs.start(thread, run_request)
+    except BaseException:
+        await subscription.aclose()
+        if thread.temporary:
+            await threads.remove(thread.thread_id)
+        raise
+    return RunSource(runs, record, subscription,
+                     cancel_on_disconnect=on_disconnect == "cancel")

@@ -1,0 +1,123 @@
+"""`start_run`: a run started through `Runs`, its events read in order until its end."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from starlette.requests import Request
+
+from chronos import graph
+from chronos.errors import RequestRefused
+from chronos.graph import emit
+from chronos.server._assistants import Assistants
+from chronos.server._metrics import ServerMetrics
+from chronos.server._records import MemoryRecords
+from chronos.server._runs import Runs
+from chronos.server._threads import Threads
+from chronos.server.dialects._run import start_run
+from chronos.store import MemoryStore
+from chronos.stream import Broker
+
+
+async def _count(state: dict[str, Any]) -> dict[str, Any]:
+    for i in range(state.get("n", 3)):
+        emit("custom", {"i": i})
+        await asyncio.sleep(state.get("delay", 0))
+    return {"done": True}
+
+
+async def _fail(state: dict[str, Any]) -> dict[str, Any]:
+    raise ValueError("no luck")
+
+
+def _graph(name: str, node: Any) -> graph.CompiledGraph:
+    g = graph.StateGraph(name)
+    g.add_node("work", node)
+    g.set_entry_point("work")
+    g.set_finish_point("work")
+    return g.compile()
+
+
+@pytest.fixture
+async def runs() -> AsyncIterator[Runs]:
+    store, broker = MemoryStore(), Broker()
+    assistants = Assistants({"count": _graph("count", _count), "fail": _graph("fail", _fail)},
+                            store, broker)
+    records = MemoryRecords()
+    runs = Runs(assistants, Threads(store, assistants, records), broker, records,
+                ServerMetrics())
+    await runs.open()
+    yield runs
+    await runs.aclose()
+    await broker.aclose()
+
+
+def _request() -> Request:
+    return Request({"type": "http", "method": "POST", "path": "/", "headers": []})
+
+
+@pytest.mark.anyio
+async def test_events_arrive_in_order_then_the_end_and_values(runs: Runs) -> None:
+    run = await start_run(runs, _request(), "count", {"n": 3})
+    try:
+        events = [e async for batch in run.batches() for e in batch]
+    finally:
+        await run.aclose()
+    assert [e.data["data"] for e in events if e.type == "custom"] == [{"i": 0}, {"i": 1},
+                                                                       {"i": 2}]
+    assert run.start is not None
+    assert run.start["values"] == {"n": 3}
+    assert run.end is not None
+    assert run.end.status == "success"
+    assert run.values == {"n": 3, "done": True}
+    assert await runs.threads.find(run.thread_id) is None  # stateless: its thread is gone
+
+
+@pytest.mark.anyio
+async def test_a_failed_run_ends_with_its_error(runs: Runs) -> None:
+    run = await start_run(runs, _request(), "fail", {})
+    try:
+        async for _ in run.batches():
+            pass
+    finally:
+        await run.aclose()
+    assert run.end is not None
+    assert (run.end.status, run.end.error_type) == ("error", "NodeError")
+    assert "no luck" in run.end.error
+
+
+@pytest.mark.anyio
+async def test_closing_early_cancels_the_run_unless_asked_to_continue(runs: Runs) -> None:
+    for on_disconnect, status in (("cancel", "interrupted"), ("continue", "success")):
+        run = await start_run(runs, _request(), "count", {"n": 20, "delay": 0.01},
+                              on_disconnect=on_disconnect)
+        async for batch in run.batches():
+            if batch:
+                break
+        await run.aclose()
+        await run.record.done.wait()
+        assert run.record.status == status
+
+
+@pytest.mark.anyio
+async def test_a_thread_id_keeps_the_thread(runs: Runs) -> None:
+    for n in (1, 2):
+        run = await start_run(runs, _request(), "count", {"n": n}, thread_id="t-1")
+        async for _ in run.batches():
+            pass
+        await run.aclose()
+        assert run.end is not None
+        assert run.end.status == "success"
+    assert await runs.threads.find("t-1") is not None
+    assert run.values == {"n": 2, "done": True}
+
+
+@pytest.mark.anyio
+async def test_an_unknown_graph_is_refused_before_any_thread_is_made(runs: Runs) -> None:
+    with pytest.raises(RequestRefused) as refused:
+        await start_run(runs, _request(), "nope", {})
+    assert refused.value.status_code == 404
+    assert await runs.threads.all() == []
