@@ -20,6 +20,8 @@ from chronos.server._records import MemoryRecords, Records
 from chronos.server._run_routes import run_routes
 from chronos.server._runs import Runs
 from chronos.server._threads import Authorize, Threads, thread_routes
+from chronos.server.dialects.agui import agui_routes
+from chronos.server.dialects.aisdk import aisdk_routes
 from chronos.store import CheckpointStore
 from chronos.stream import BrokerProtocol
 
@@ -107,6 +109,7 @@ def create_app(
     handlers: dict[Any, Any] = {**exception_handlers, HTTPException: http_error}
     routes = [Route("/ok", ok, methods=["GET"]), Route("/info", info, methods=["GET"]),
               *assistant_routes(assistants), *thread_routes(threads, runs.delete_thread),
-              *run_routes(runs)]
+              *run_routes(runs),
+              *agui_routes(runs), *aisdk_routes(runs)]
     return AgentServerApp(runs, owned, routes=routes, lifespan=lifespan,
                           exception_handlers=handlers)

@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.server.api_server import Served, serving
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[Served]:
+    """`chronos serve` running the dialect tests' `chat` graph (see graphs.py)."""
+    with serving("tests.server.dialects.graphs:chat") as server:
+        yield server
