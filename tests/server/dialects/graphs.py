@@ -1,4 +1,4 @@
-"""The graph the AG-UI and AI SDK dialect tests serve: `chronos serve tests.server.dialects.graphs:chat`.
+"""The graph the AG-UI and AI SDK dialect tests serve (`tests.server.dialects.graphs:chat`).
 
 `chat` keeps a conversation in `messages` (OpenAI-style dicts, appended). Its `respond` node
 streams a model's answer to the last user message, through `graph.stream_chat` so every

@@ -16,8 +16,8 @@ its last assistant message (the thread holds the graph's own answers), in both c
 the ids the thread already has, as OpenAI-style dicts under `messages` (text parts as
 `content`; tool parts as the assistant's `tool_calls` and, with their output, tool messages).
 A client that leaves does not stop the run (`useChat` reconnects to it; its stop button ends
-the request only). `trigger: "regenerate-message"` is refused (422): a thread's answers are its checkpoints, which
-`useChat` cannot roll back this way.
+the request only). `trigger: "regenerate-message"` is refused (422): a thread's answers are
+its checkpoints, which `useChat` cannot roll back this way.
 
 The answer (header `x-vercel-ai-ui-message-stream: v1`) is SSE, one UI message chunk per
 `data:` line, translated from the run's broker events: `start` (the message id is the run id),
