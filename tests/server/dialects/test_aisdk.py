@@ -99,3 +99,19 @@ def test_bad_input_is_refused_naming_the_field(served: Served, body: dict[str, A
 def test_an_unknown_graph_is_404(served: Served) -> None:
     assert httpx.post(f"{served.url}/ai-sdk/nope", json=chat_request("hi")).status_code == 404
     assert httpx.get(f"{served.url}/ai-sdk/nope/c-1/stream").status_code == 404
+
+
+def test_a_command_beside_the_message_answers_an_interrupt(served: Served) -> None:
+    body = chat_request("approve it")
+    stream(served, body)
+    answer = {"id": "u2", "role": "user", "parts": [{"type": "text", "text": "yes, go"}]}
+    _, chunks = stream(served, {**body, "messages": [*body["messages"], answer],
+                                "command": {"resume": "yes"}})
+    assert chunks[-1] == {"type": "finish", "finishReason": "stop"}
+    state = httpx.get(f"{served.url}/threads/{body['id']}/state").json()["values"]
+    assert state["approved"] == "yes"
+    assert [m["content"] for m in state["messages"] if m["role"] == "user"] == \
+        ["approve it", "yes, go", "review: yes"]
+    r = httpx.post(f"{served.url}/ai-sdk/chat", json={**body, "command": "yes"})
+    assert r.status_code == 422
+    assert "'command'" in r.json()["detail"]

@@ -24,7 +24,9 @@ The answer (header `x-vercel-ai-ui-message-stream: v1`) is SSE, one UI message c
 then per node `start-step`, `text-*` / `reasoning-*` / `tool-input-*` from its model tokens,
 `data-<name>` for `emit(name, data)` events, `tool-output-available` for the tool messages it
 adds and `finish-step`; a pause (`graph.interrupt(value)`) is a `data-interrupt` chunk with the
-questions; the run ends with `finish` (after an `error` chunk when it failed), then
+questions, which the next request answers with a `command` beside its messages
+(`sendMessage(message, { body: { command: { resume: answer } } })`; the messages are added
+by the command's update); the run ends with `finish` (after an `error` chunk when it failed), then
 `data: [DONE]`. The reconnect route streams the chat's run in progress from its start (the
 broker's replay), which `DefaultChatTransport` expects (`resumeStreamIsReplay`), or answers
 204 when none is running.
@@ -79,9 +81,11 @@ def aisdk_routes(runs: Runs) -> list[Route]:
                        default=-1)
             messages = messages[last + 1:]
         messages = new_messages(runs, graph_id, values, messages)
+        command = _command(body, messages)
         # A chat that reloads reconnects to its run (`resume: true`), so leaving must not end it.
-        run = await start_run(runs, request, graph_id, {"messages": messages},
-                              thread_id=chat_id, on_disconnect="continue")
+        run = await start_run(runs, request, graph_id,
+                              None if command else {"messages": messages}, thread_id=chat_id,
+                              command=command, on_disconnect="continue")
         return _response(run)
 
     async def reconnect(request: Request) -> Response:
@@ -114,6 +118,21 @@ async def _frames(run: RunSource, translator: UIMessageTranslator) -> AsyncItera
 
 def _encode(chunks: list[dict[str, Any]]) -> bytes:
     return b"".join(b"data: " + orjson.dumps(c, default=repr) + b"\n\n" for c in chunks)
+
+
+def _command(body: Mapping[str, Any], messages: list[dict[str, Any]]
+             ) -> dict[str, Any] | None:
+    """`body.command` (`sendMessage(message, { body: { command: { resume } } })`), the new
+    messages added by its `update`: the answer to a paused run, and what the user wrote."""
+    command = body.get("command")
+    if command is None:
+        return None
+    if not isinstance(command, dict):
+        raise RequestRefused(422, "field 'command' must be an object ({resume, update, goto})")
+    update = command.get("update") or {}
+    if not isinstance(update, dict):
+        raise RequestRefused(422, "field 'command.update' must be an object")
+    return {**command, "update": {**update, "messages": messages} if messages else update}
 
 
 def chat_messages(messages: Any) -> list[dict[str, Any]]:
