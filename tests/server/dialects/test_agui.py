@@ -4,6 +4,7 @@ events, interrupts and errors, and bad input refused before streaming."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -157,3 +158,18 @@ def test_an_unknown_graph_is_404(served: Served) -> None:
     r = httpx.post(f"{served.url}/ag-ui/nope", json=run_input("hi"))
     assert r.status_code == 404
     assert "nope" in r.json()["detail"]
+
+
+def test_a_client_that_leaves_cancels_the_run(served: Served) -> None:
+    body = run_input("slow, please")
+    with httpx.stream("POST", f"{served.url}/ag-ui/chat", json=body, timeout=30) as r:
+        for line in r.iter_lines():
+            if "TEXT_MESSAGE_CONTENT" in line:
+                break  # leave mid-answer
+    deadline = time.monotonic() + 20
+    while True:
+        [run] = httpx.get(f"{served.url}/threads/{body['threadId']}/runs").json()
+        if run["status"] != "running" or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert run["status"] == "interrupted"
