@@ -40,10 +40,10 @@ from chronos.server._body import read_json_object
 from chronos.server._runs import Runs
 from chronos.server._stream_modes import api_interrupts
 from chronos.server.dialects._history import new_messages, thread_values
-from chronos.server.dialects._parts import MessageParts, Part, tool_results
+from chronos.server.dialects._parts import Part, tool_results
 from chronos.server.dialects._patch import diff
 from chronos.server.dialects._run import RunEnd, RunSource, start_run
-from chronos.stream import GAP, Event
+from chronos.server.dialects._translate import Translator
 
 __all__ = ["AguiTranslator", "agui_routes", "run_input"]
 
@@ -177,110 +177,6 @@ def _command(body: Mapping[str, Any]) -> dict[str, Any] | None:
     return {"resume": answers}
 
 
-class AguiTranslator:
-    """One run's broker events as AG-UI events (JSON-ready dicts); pure, no I/O.
-
-    ```python
-    t = AguiTranslator("thread-1", "run-1")
-    events = t.started() + t.snapshot(start_values)
-    for event in broker_events:
-        events += t.translate(event)
-    events += t.finished(run_end)
-    ```
-    """
-
-    def __init__(self, thread_id: str, run_id: str) -> None:
-        self.thread_id = thread_id
-        self.run_id = run_id
-        self._parts = MessageParts()
-        self._state: Any = None
-        self._steps: list[str] = []  # started and not yet finished
-        self._interrupts: list[dict[str, Any]] = []
-
-    def started(self) -> list[dict[str, Any]]:
-        return [{"type": "RUN_STARTED", "threadId": self.thread_id, "runId": self.run_id,
-                 "timestamp": _now()}]
-
-    def snapshot(self, values: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """The STATE_SNAPSHOT the run starts from (once; later calls give nothing)."""
-        if self._state is not None:
-            return []
-        self._state = dict(values.get("values") or {})
-        return [{"type": "STATE_SNAPSHOT", "snapshot": self._state}]
-
-    def translate(self, event: Event) -> list[dict[str, Any]]:
-        payload = event.data
-        if event.type == GAP or not isinstance(payload, Mapping) or payload.get("path"):
-            return []  # subgraph events: the parent node's own events stand for them
-        type = event.type
-        node_id = str(payload.get("node_id") or "")
-        if type == "token":
-            delta = payload.get("data")
-            return _events(self._parts.token(node_id, delta)) \
-                if isinstance(delta, Mapping) else []
-        if type == "node_start":
-            self._steps.append(node_id)
-            return [{"type": "STEP_STARTED", "stepName": node_id}]
-        if type == "node_end":
-            return self._node_end(node_id, payload)
-        if type == "custom":
-            return [{"type": "CUSTOM", "name": payload.get("name") or "custom",
-                     "value": payload.get("data")}]
-        if type == "interrupt":
-            self._interrupts.extend(_interrupts(payload.get("data")))
-        return []
-
-    def _node_end(self, node_id: str, payload: Mapping[str, Any]) -> list[dict[str, Any]]:
-        out = _events(self._parts.close_node(node_id))
-        for message_id, call_id, content in tool_results(payload.get("data")):
-            out.append({"type": "TOOL_CALL_RESULT", "messageId": message_id,
-                        "toolCallId": call_id, "content": content, "role": "tool"})
-        state = payload.get("state")
-        if isinstance(state, Mapping):
-            ops = diff(self._state or {}, state)
-            self._state = dict(state)
-            if ops:
-                out.append({"type": "STATE_DELTA", "delta": ops})
-        if node_id in self._steps:
-            self._steps.remove(node_id)
-            out.append({"type": "STEP_FINISHED", "stepName": node_id})
-        return out
-
-    def finished(self, end: RunEnd | None) -> list[dict[str, Any]]:
-        """The run's last events, from how it ended (None: its stream closed first)."""
-        if end is None or end.status == "error":
-            message = end.error if end is not None else "the run's stream closed before its end"
-            return [{"type": "RUN_ERROR", "message": message or "the run failed",
-                     "code": (end.error_type if end is not None else "") or "Error",
-                     "timestamp": _now()}]
-        out = _events(self._parts.close_all())
-        out += [{"type": "STEP_FINISHED", "stepName": s} for s in reversed(self._steps)]
-        self._steps.clear()
-        done: dict[str, Any] = {"type": "RUN_FINISHED", "threadId": self.thread_id,
-                                "runId": self.run_id, "timestamp": _now()}
-        if end.status == "interrupted":
-            done["outcome"] = {"type": "cancelled"}
-        elif self._interrupts:
-            done["outcome"] = {"type": "interrupt", "interrupts": self._interrupts}
-        return [*out, done]
-
-
-def _now() -> int:
-    return int(time.time() * 1000)
-
-
-def _interrupts(data: Any) -> list[dict[str, Any]]:
-    """A pause as AG-UI interrupts: each `interrupt(value)` question, or the nodes paused at."""
-    asked = [{"id": str(q["id"]), "reason": "input_required",
-              **({"message": q["value"]} if isinstance(q["value"], str) else {}),
-              "metadata": {"value": q["value"]}} for q in api_interrupts(data)]
-    if asked:
-        return asked
-    nodes = [n for n in data or () if isinstance(n, str)]
-    return [{"id": _STATIC + n, "reason": "breakpoint", "message": f"paused at {n}"}
-            for n in nodes]
-
-
 def _events(parts: list[Part]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for kind, part_id, a, b in parts:
@@ -307,3 +203,93 @@ def _events(parts: list[Part]) -> list[dict[str, Any]]:
             out.append({"type": "REASONING_MESSAGE_END", "messageId": part_id})
             out.append({"type": "REASONING_END", "messageId": part_id})
     return out
+
+
+class AguiTranslator(Translator):
+    """One run's broker events as AG-UI events (JSON-ready dicts); pure, no I/O.
+
+    ```python
+    t = AguiTranslator("thread-1", "run-1")
+    events = t.started() + t.snapshot(start_values)
+    for event in broker_events:
+        events += t.translate(event)
+    events += t.finished(run_end)
+    ```
+    """
+
+    def __init__(self, thread_id: str, run_id: str) -> None:
+        super().__init__()
+        self.thread_id = thread_id
+        self.run_id = run_id
+        self._state: Any = None
+        self._interrupts: list[dict[str, Any]] = []
+
+    def started(self) -> list[dict[str, Any]]:
+        return [{"type": "RUN_STARTED", "threadId": self.thread_id, "runId": self.run_id,
+                 "timestamp": _now()}]
+
+    def snapshot(self, values: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The STATE_SNAPSHOT the run starts from (once; later calls give nothing)."""
+        if self._state is not None:
+            return []
+        self._state = dict(values.get("values") or {})
+        return [{"type": "STATE_SNAPSHOT", "snapshot": self._state}]
+
+    def finished(self, end: RunEnd | None) -> list[dict[str, Any]]:
+        """The run's last events, from how it ended (None: its stream closed first)."""
+        if end is None or end.status == "error":
+            message = end.error if end is not None else "the run's stream closed before its end"
+            return [{"type": "RUN_ERROR", "message": message or "the run failed",
+                     "code": (end.error_type if end is not None else "") or "Error",
+                     "timestamp": _now()}]
+        done: dict[str, Any] = {"type": "RUN_FINISHED", "threadId": self.thread_id,
+                                "runId": self.run_id, "timestamp": _now()}
+        if end.status == "interrupted":
+            done["outcome"] = {"type": "cancelled"}
+        elif self._interrupts:
+            done["outcome"] = {"type": "interrupt", "interrupts": self._interrupts}
+        return [*self._close(), done]
+
+    _encode = staticmethod(_events)
+
+    def _step_started(self, node_id: str) -> list[dict[str, Any]]:
+        return [{"type": "STEP_STARTED", "stepName": node_id}]
+
+    def _step_finished(self, node_id: str) -> list[dict[str, Any]]:
+        return [{"type": "STEP_FINISHED", "stepName": node_id}]
+
+    def _node_ended(self, node_id: str, payload: Mapping[str, Any], started: bool
+                    ) -> list[dict[str, Any]]:
+        out = [{"type": "TOOL_CALL_RESULT", "messageId": message_id, "toolCallId": call_id,
+                "content": content, "role": "tool"}
+               for message_id, call_id, content in tool_results(payload.get("data"))]
+        state = payload.get("state")
+        if isinstance(state, Mapping):
+            ops = diff(self._state or {}, state)
+            self._state = dict(state)
+            if ops:
+                out.append({"type": "STATE_DELTA", "delta": ops})
+        return out + self._step_finished(node_id) if started else out
+
+    def _custom(self, name: str, data: Any) -> list[dict[str, Any]]:
+        return [{"type": "CUSTOM", "name": name, "value": data}]
+
+    def _paused(self, data: Any) -> list[dict[str, Any]]:
+        self._interrupts.extend(_interrupts(data))
+        return []
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+def _interrupts(data: Any) -> list[dict[str, Any]]:
+    """A pause as AG-UI interrupts: each `interrupt(value)` question, or the nodes paused at."""
+    asked = [{"id": str(q["id"]), "reason": "input_required",
+              **({"message": q["value"]} if isinstance(q["value"], str) else {}),
+              "metadata": {"value": q["value"]}} for q in api_interrupts(data)]
+    if asked:
+        return asked
+    nodes = [n for n in data or () if isinstance(n, str)]
+    return [{"id": _STATIC + n, "reason": "breakpoint", "message": f"paused at {n}"}
+            for n in nodes]

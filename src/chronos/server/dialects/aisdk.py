@@ -47,9 +47,9 @@ from chronos.server._body import read_json_object
 from chronos.server._runs import Runs
 from chronos.server._stream_modes import api_interrupts
 from chronos.server.dialects._history import new_messages, thread_values
-from chronos.server.dialects._parts import MessageParts, Part, tool_results
+from chronos.server.dialects._parts import Part, tool_results
 from chronos.server.dialects._run import RunEnd, RunSource, join_run, start_run
-from chronos.stream import GAP, Event
+from chronos.server.dialects._translate import Translator
 
 __all__ = ["UIMessageTranslator", "aisdk_routes", "chat_messages"]
 
@@ -176,76 +176,6 @@ def chat_messages(messages: Any) -> list[dict[str, Any]]:
     return out
 
 
-class UIMessageTranslator:
-    """One run's broker events as AI SDK UI message chunks (JSON-ready dicts); pure, no I/O.
-
-    ```python
-    t = UIMessageTranslator("run-1")
-    chunks = t.started()
-    for event in broker_events:
-        chunks += t.translate(event)
-    chunks += t.finished(run_end)
-    ```
-    """
-
-    def __init__(self, message_id: str) -> None:
-        self.message_id = message_id
-        self._parts = MessageParts()
-        self._sent_start = False
-        self._steps: list[str] = []
-
-    def started(self) -> list[dict[str, Any]]:
-        """The `start` chunk (once; later calls give nothing)."""
-        if self._sent_start:
-            return []
-        self._sent_start = True
-        return [{"type": "start", "messageId": self.message_id}]
-
-    def translate(self, event: Event) -> list[dict[str, Any]]:
-        payload = event.data
-        if event.type == GAP or not isinstance(payload, Mapping) or payload.get("path"):
-            return []  # subgraph events: the parent node's own events stand for them
-        type = event.type
-        node_id = str(payload.get("node_id") or "")
-        if type == "token":
-            delta = payload.get("data")
-            return _chunks(self._parts.token(node_id, delta)) \
-                if isinstance(delta, Mapping) else []
-        if type == "node_start":
-            self._steps.append(node_id)
-            return [{"type": "start-step"}]
-        if type == "node_end":
-            out = _chunks(self._parts.close_node(node_id))
-            out += [{"type": "tool-output-available", "toolCallId": call_id, "output": content}
-                    for _, call_id, content in tool_results(payload.get("data"))]
-            if node_id in self._steps:
-                self._steps.remove(node_id)
-                out.append({"type": "finish-step"})
-            return out
-        if type == "custom":
-            return [{"type": f"data-{payload.get('name') or 'custom'}",
-                     "data": payload.get("data")}]
-        if type == "interrupt":
-            asked = api_interrupts(payload.get("data"))
-            nodes = [n for n in payload.get("data") or () if isinstance(n, str)]
-            return [{"type": "data-interrupt", "data": {"interrupts": asked, "nodes": nodes}}]
-        return []
-
-    def finished(self, end: RunEnd | None) -> list[dict[str, Any]]:
-        """The run's last chunks, from how it ended (None: its stream closed first)."""
-        out = _chunks(self._parts.close_all())
-        out += [{"type": "finish-step"} for _ in self._steps]
-        self._steps.clear()
-        if end is None or end.status == "error":
-            text = end.error if end is not None else "the run's stream closed before its end"
-            out.append({"type": "error", "errorText": text or "the run failed"})
-            out.append({"type": "finish", "finishReason": "error"})
-        else:
-            reason = "interrupted" if end.status == "interrupted" else "stop"
-            out.append({"type": "finish", "finishReason": reason})
-        return out
-
-
 def _chunks(parts: list[Part]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for kind, part_id, a, b in parts:
@@ -261,6 +191,65 @@ def _chunks(parts: list[Part]) -> list[dict[str, Any]]:
         else:  # text-start, text-end, reasoning-start, reasoning-end
             out.append({"type": kind, "id": part_id})
     return out
+
+
+class UIMessageTranslator(Translator):
+    """One run's broker events as AI SDK UI message chunks (JSON-ready dicts); pure, no I/O.
+
+    ```python
+    t = UIMessageTranslator("run-1")
+    chunks = t.started()
+    for event in broker_events:
+        chunks += t.translate(event)
+    chunks += t.finished(run_end)
+    ```
+    """
+
+    def __init__(self, message_id: str) -> None:
+        super().__init__()
+        self.message_id = message_id
+        self._sent_start = False
+
+    def started(self) -> list[dict[str, Any]]:
+        """The `start` chunk (once; later calls give nothing)."""
+        if self._sent_start:
+            return []
+        self._sent_start = True
+        return [{"type": "start", "messageId": self.message_id}]
+
+    def finished(self, end: RunEnd | None) -> list[dict[str, Any]]:
+        """The run's last chunks, from how it ended (None: its stream closed first)."""
+        out = self._close()
+        if end is None or end.status == "error":
+            text = end.error if end is not None else "the run's stream closed before its end"
+            out.append({"type": "error", "errorText": text or "the run failed"})
+            out.append({"type": "finish", "finishReason": "error"})
+        else:
+            reason = "interrupted" if end.status == "interrupted" else "stop"
+            out.append({"type": "finish", "finishReason": reason})
+        return out
+
+    _encode = staticmethod(_chunks)
+
+    def _step_started(self, node_id: str) -> list[dict[str, Any]]:
+        return [{"type": "start-step"}]
+
+    def _step_finished(self, node_id: str) -> list[dict[str, Any]]:
+        return [{"type": "finish-step"}]
+
+    def _node_ended(self, node_id: str, payload: Mapping[str, Any], started: bool
+                    ) -> list[dict[str, Any]]:
+        out = [{"type": "tool-output-available", "toolCallId": call_id, "output": content}
+               for _, call_id, content in tool_results(payload.get("data"))]
+        return out + self._step_finished(node_id) if started else out
+
+    def _custom(self, name: str, data: Any) -> list[dict[str, Any]]:
+        return [{"type": f"data-{name}", "data": data}]
+
+    def _paused(self, data: Any) -> list[dict[str, Any]]:
+        nodes = [n for n in data or () if isinstance(n, str)]
+        return [{"type": "data-interrupt",
+                 "data": {"interrupts": api_interrupts(data), "nodes": nodes}}]
 
 
 def _arguments(text: str) -> Any:
