@@ -22,6 +22,7 @@ from chronos.server._runs import Runs
 from chronos.server._threads import Authorize, Threads, thread_routes
 from chronos.server.dialects.agui import agui_routes
 from chronos.server.dialects.aisdk import aisdk_routes
+from chronos.server.dialects.openai import openai_routes
 from chronos.store import CheckpointStore
 from chronos.stream import BrokerProtocol
 
@@ -56,7 +57,10 @@ def create_app(
     authorize: Authorize | None = None,
     records: Records | None = None,
 ) -> AgentServerApp:
-    """An ASGI app serving `graphs` (by graph id) through the LangGraph Agent Server API.
+    """An ASGI app serving `graphs` (by graph id) through the LangGraph Agent Server API, and
+    through OpenAI's `/v1/chat/completions`, `/v1/responses` and `/v1/models` (the graph id as
+    `model`), AG-UI's `/ag-ui/{graph_id}` and the AI SDK's `/ai-sdk/{graph_id}` (see
+    `chronos.server.dialects`).
 
     ```python
     app = server.create_app({"agent": g})          # then: uvicorn.run(app, port=8123)
@@ -109,7 +113,7 @@ def create_app(
     handlers: dict[Any, Any] = {**exception_handlers, HTTPException: http_error}
     routes = [Route("/ok", ok, methods=["GET"]), Route("/info", info, methods=["GET"]),
               *assistant_routes(assistants), *thread_routes(threads, runs.delete_thread),
-              *run_routes(runs),
+              *run_routes(runs), *openai_routes(runs),
               *agui_routes(runs), *aisdk_routes(runs)]
     return AgentServerApp(runs, owned, routes=routes, lifespan=lifespan,
                           exception_handlers=handlers)

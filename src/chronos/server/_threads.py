@@ -6,7 +6,6 @@ and publishes. The records (metadata, times) live in this process.
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import time
 import uuid
@@ -61,7 +60,11 @@ class ThreadRecord:
     temporary: bool = False  # a stateless run's thread, deleted when the run ends
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        # Shallow, for `Records.put`, which serialises at once: `dataclasses.asdict`'s deep
+        # copy was a fifth of the time a run takes to start.
+        return {"thread_id": self.thread_id, "created_at": self.created_at,
+                "updated_at": self.updated_at, "metadata": self.metadata,
+                "active_run": self.active_run, "temporary": self.temporary}
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> ThreadRecord:

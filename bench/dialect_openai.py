@@ -1,0 +1,315 @@
+"""The OpenAI dialect: what Chronos adds to time-to-first-token, and what an event costs.
+
+    .venv/bin/python bench/dialect_openai.py ttft --rounds 30
+    .venv/bin/python bench/dialect_openai.py events --clients 10 100 1000 --tokens 100
+    .venv/bin/python bench/dialect_openai.py translate
+
+- ttft: the `openai` SDK streams the same greedy answer (temperature 0, fixed seed, same
+  tokens: checked) from the local model's own OpenAI-compatible server (llama.cpp, through
+  xllamacpp) and from `chronos serve`'s `/v1/chat/completions`, whose graph streams it from
+  that same server. Time from `create()` to the first chunk with text; each round runs both,
+  in alternating order; reported: medians, and the median of each round's difference. First,
+  without a model (the `burst` graph, one token): TTFT beside the SDK's round trip for
+  `models.list()`, which isolates what starting a run and delivering its first token costs.
+- events: C clients at once each stream a run of the `burst` graph (T tokens back to back,
+  no model) from one `chronos serve` process, natively (`/runs/stream`, `messages-tuple`
+  mode, as LangGraph clients read tokens) or through `/v1/chat/completions`. The server's
+  CPU time (from /proc, insensitive to the load generator's) per delivered token event;
+  median over `--bursts`, the two kinds alternating.
+- translate: the translation alone, in process, on the same token events: the native
+  `RunTranslator` + SSE frame against `ChatCompletion.delta` + chunk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx
+import openai
+from bench.dialect_openai_graphs import PROMPT, SEED
+from tests.server.api_server import serving
+
+_GRAPHS = "bench.dialect_openai_graphs"
+
+
+def _load() -> str:
+    return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# --- ttft -------------------------------------------------------------------------------------
+
+
+def _first_token(client: openai.OpenAI, model: str, **options: Any) -> tuple[float, str]:
+    start = time.perf_counter()
+    first = 0.0
+    text: list[str] = []
+    for chunk in client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": PROMPT}], stream=True, **options):
+        content = chunk.choices[0].delta.content if chunk.choices else None
+        if content:
+            first = first or time.perf_counter() - start
+            text.append(content)
+    return first, "".join(text)
+
+
+def ttft(rounds: int, max_tokens: int) -> None:
+    import xllamacpp
+
+    from chronos.model.llamacpp import default_model_path
+
+    params = xllamacpp.CommonParams()
+    params.model.path = str(default_model_path())
+    params.n_ctx = 2048
+    params.n_parallel = 1
+    params.cpuparams.n_threads = 1
+    params.cpuparams_batch.n_threads = 1
+    params.hostnames = ["127.0.0.1"]
+    params.port = 0
+    model_server = xllamacpp.Server(params)
+    model_url = f"{model_server.listening_address}/v1"
+    os.environ["CHRONOS_BENCH_MODEL_URL"] = model_url
+    os.environ["CHRONOS_BENCH_MAX_TOKENS"] = str(max_tokens)
+    direct = openai.OpenAI(base_url=model_url, api_key="unused", max_retries=0)
+    options = {"max_tokens": max_tokens, "temperature": 0.0, "seed": SEED}
+    print(f"load before: {_load()}")
+    with serving(f"{_GRAPHS}:local") as served:
+        chronos = openai.OpenAI(base_url=f"{served.url}/v1", api_key="unused", max_retries=0)
+        sides = {"llama.cpp server": lambda: _first_token(direct, "smollm2", **options),
+                 "chronos /v1/chat/completions": lambda: _first_token(chronos, "local")}
+        for side in sides.values():  # warm-up: connections, the model's prompt cache
+            side()
+        firsts: dict[str, list[float]] = {name: [] for name in sides}
+        differences: list[float] = []
+        texts: set[str] = set()
+        for i in range(rounds):
+            order = list(sides) if i % 2 == 0 else list(reversed(sides))
+            measured = {}
+            for name in order:
+                first, text = sides[name]()
+                measured[name] = first
+                firsts[name].append(first)
+                texts.add(text)
+            differences.append(measured["chronos /v1/chat/completions"]
+                               - measured["llama.cpp server"])
+    if len(texts) != 1:
+        raise SystemExit(f"the two sides streamed different text: {texts}")
+    print(f"load after: {_load()}; {rounds} rounds, {max_tokens} tokens, same text on both")
+    for name, values in firsts.items():
+        print(f"  {name:30s} TTFT median {statistics.median(values) * 1e3:7.2f} ms")
+    quartiles = statistics.quantiles(differences, n=4)
+    print(f"  chronos - llama.cpp, per round: median {statistics.median(differences) * 1e3:.2f} ms"
+          f" (quartiles {quartiles[0] * 1e3:.2f} .. {quartiles[2] * 1e3:.2f} ms)")
+
+
+def ttft_alone(rounds: int) -> None:
+    """Chronos's part without a model: the first token of a run whose model answers at once,
+    beside the SDK's round trip for `models.list()` on the same server (HTTP and SDK alone)."""
+    print(f"load before: {_load()}")
+    with serving(f"{_GRAPHS}:burst") as served:
+        client = openai.OpenAI(base_url=f"{served.url}/v1", api_key="unused", max_retries=0)
+        trips: list[float] = []
+        firsts: list[float] = []
+        for i in range(rounds + 3):
+            start = time.perf_counter()
+            client.models.list()
+            trip = time.perf_counter() - start
+            first = 0.0
+            start = time.perf_counter()
+            for chunk in client.chat.completions.create(
+                    model="burst", messages=[{"role": "user", "content": "1"}], stream=True):
+                if chunk.choices and chunk.choices[0].delta.content:
+                    first = first or time.perf_counter() - start
+            if i >= 3:  # warm-up rounds aside
+                trips.append(trip)
+                firsts.append(first)
+    print(f"load after: {_load()}; {rounds} rounds")
+    print(f"  SDK round trip (models.list)   median {statistics.median(trips) * 1e3:7.2f} ms")
+    print(f"  TTFT, model answering at once  median {statistics.median(firsts) * 1e3:7.2f} ms")
+    print(f"  run start to first token       median "
+          f"{(statistics.median(firsts) - statistics.median(trips)) * 1e3:7.2f} ms")
+
+
+def ttft_in_process(rounds: int) -> None:
+    """The same without HTTP: `start_run` on an app's `Runs` (memory store, in-process broker)
+    until the run's first token reaches the reader."""
+    from bench.dialect_openai_graphs import burst
+    from starlette.requests import Request
+
+    from chronos.server._assistants import Assistants
+    from chronos.server._records import MemoryRecords
+    from chronos.server._runs import Runs
+    from chronos.server._threads import Threads
+    from chronos.server.dialects._run import start_run
+    from chronos.store import MemoryStore
+    from chronos.stream import Broker
+
+    async def measure() -> tuple[list[float], list[float]]:
+        store, broker = MemoryStore(), Broker()
+        assistants = Assistants({"burst": burst.compile()}, store, broker)
+        records = MemoryRecords()
+        runs = Runs(assistants, Threads(store, assistants, records), broker, records)
+        await runs.open()
+        request = Request({"type": "http", "method": "POST", "path": "/", "headers": []})
+        started: list[float] = []
+        firsts: list[float] = []
+        for i in range(rounds + 20):
+            begin = time.perf_counter()
+            run = await start_run(runs, request, "burst",
+                                  {"messages": [{"role": "user", "content": "1"}]})
+            start = time.perf_counter() - begin
+            first = 0.0
+            async for batch in run.batches():
+                if not first and any(e.type == "token" for e in batch):
+                    first = time.perf_counter() - begin
+            await run.aclose()
+            if i >= 20:  # warm-up aside
+                started.append(start)
+                firsts.append(first)
+        await runs.aclose()
+        await broker.aclose()
+        return started, firsts
+
+    started, firsts = asyncio.run(measure())
+    print(f"  in process, {rounds} runs: start_run median "
+          f"{statistics.median(started) * 1e3:.2f} ms, first token read median "
+          f"{statistics.median(firsts) * 1e3:.2f} ms  (load {_load()})")
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+async def _native(client: httpx.AsyncClient, tokens: int) -> int:
+    body = {"assistant_id": "burst", "stream_mode": ["messages-tuple"],
+            "input": {"messages": [{"role": "user", "content": str(tokens)}]}}
+    count = 0
+    async with client.stream("POST", "/runs/stream", json=body) as response:
+        async for line in response.aiter_lines():
+            count += line == "event: messages"
+    return count
+
+
+async def _openai(client: httpx.AsyncClient, tokens: int) -> int:
+    body = {"model": "burst", "stream": True,
+            "messages": [{"role": "user", "content": str(tokens)}]}
+    count = 0
+    async with client.stream("POST", "/v1/chat/completions", json=body) as response:
+        async for line in response.aiter_lines():
+            count += line.startswith('data: {"id"') and '"content":"t' in line
+    return count
+
+
+async def _burst(url: str, pid: int, kind: str, clients: int, tokens: int) -> tuple[float, float]:
+    """(server CPU µs per delivered event, seconds) for one burst of `clients` streams."""
+    read = _native if kind == "native" else _openai
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=600) as client:
+        cpu, start = _cpu_seconds(pid), time.perf_counter()
+        counts = await asyncio.gather(*(read(client, tokens) for _ in range(clients)))
+        seconds, used = time.perf_counter() - start, _cpu_seconds(pid) - cpu
+    if sum(counts) != clients * tokens:
+        raise SystemExit(f"{kind}: {sum(counts)} token events of {clients * tokens}")
+    return used / (clients * tokens) * 1e6, seconds
+
+
+def events(clients: list[int], tokens: int, bursts: int) -> None:
+    print(f"load before: {_load()}")
+    with serving(f"{_GRAPHS}:burst") as served:
+        for count in clients:
+            asyncio.run(_burst(served.url, served.pid, "native", min(count, 10), tokens))
+            results: dict[str, list[tuple[float, float]]] = {"native": [], "openai": []}
+            for i in range(bursts):
+                kinds = ["native", "openai"] if i % 2 == 0 else ["openai", "native"]
+                for kind in kinds:
+                    results[kind].append(asyncio.run(
+                        _burst(served.url, served.pid, kind, count, tokens)))
+            per_event = {k: statistics.median(r[0] for r in v) for k, v in results.items()}
+            wall = {k: statistics.median(r[1] for r in v) for k, v in results.items()}
+            print(f"  C={count:5d} T={tokens}: server CPU per event native "
+                  f"{per_event['native']:.1f} us, openai {per_event['openai']:.1f} us, ratio "
+                  f"{per_event['openai'] / per_event['native']:.2f}; burst wall native "
+                  f"{wall['native']:.2f} s, openai {wall['openai']:.2f} s  (load {_load()})")
+
+
+# --- translate --------------------------------------------------------------------------------
+
+
+def translate(count: int) -> None:
+    from chronos.server._stream import frame
+    from chronos.server._stream_modes import RunTranslator
+    from chronos.server.dialects._openai_chat import ChatCompletion
+
+    payloads = [{"type": "token", "node_id": "answer", "seq": i, "timestamp": 0.0,
+                 "run_id": "r", "session_id": "s", "state": None, "error": "", "name": "",
+                 "path": [], "data": {"message_id": "m", "content": f"t{i} ", "reasoning": "",
+                                      "tool_call_deltas": [], "tool_calls": []}}
+                for i in range(count)]
+
+    def native() -> float:
+        translator = RunTranslator("r", ("messages-tuple",), subgraphs=False, started=True)
+        start = time.perf_counter()
+        for p in payloads:
+            for name, data in translator.frames("token", p):
+                frame(name, data, "1-0")
+        return time.perf_counter() - start
+
+    def dialect() -> float:
+        completion = ChatCompletion("chatcmpl-r", "agent")
+        start = time.perf_counter()
+        for p in payloads:
+            delta = completion.delta(p["data"])
+            if delta is not None:
+                completion.chunk(delta)
+        return time.perf_counter() - start
+
+    times: dict[str, list[float]] = {"native": [], "openai": []}
+    for _ in range(7):
+        times["native"].append(native())
+        times["openai"].append(dialect())
+    per = {k: statistics.median(v) / count * 1e6 for k, v in times.items()}
+    print(f"  translation per token event: native {per['native']:.2f} us, openai "
+          f"{per['openai']:.2f} us, ratio {per['openai'] / per['native']:.2f}  (load {_load()})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    first = sub.add_parser("ttft")
+    first.add_argument("--rounds", type=int, default=30)
+    first.add_argument("--max-tokens", type=int, default=8)
+    fan = sub.add_parser("events")
+    fan.add_argument("--clients", type=int, nargs="+", default=[10, 100, 1000])
+    fan.add_argument("--tokens", type=int, default=100)
+    fan.add_argument("--bursts", type=int, default=3)
+    alone = sub.add_parser("translate")
+    alone.add_argument("--count", type=int, default=20_000)
+    args = parser.parse_args()
+    from importlib.metadata import version
+    print(f"python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} cores; "
+          f"openai {version('openai')}, uvicorn {version('uvicorn')}")
+    if args.what == "ttft":
+        ttft_in_process(200)
+        ttft_alone(args.rounds)
+        ttft(args.rounds, args.max_tokens)
+    elif args.what == "events":
+        events(args.clients, args.tokens, args.bursts)
+    else:
+        translate(args.count)
+
+
+if __name__ == "__main__":
+    main()
