@@ -99,12 +99,16 @@ def test_an_interrupt_ends_the_run_with_an_interrupt_outcome_and_resume_answers_
     assert types(first)[-2] == "STEP_FINISHED"  # every step closed before the run's end
 
     resume = [{"interruptId": asked.id, "status": "resolved", "payload": "yes"}]
-    second = stream(served, {**body, "runId": uuid.uuid4().hex, "resume": resume})
+    said = {"id": "u-yes", "role": "user", "content": "yes, go ahead"}
+    second = stream(served, {**body, "runId": uuid.uuid4().hex, "resume": resume,
+                             "messages": [*body["messages"], said]})
     assert second[-1].type == EventType.RUN_FINISHED
     assert second[-1].outcome is None
     state = httpx.get(f"{served.url}/threads/{body['threadId']}/state").json()["values"]
     assert state["approved"] == "yes"
-    assert state["messages"][-1]["content"] == "review: yes"
+    # The message sent beside the answer was added before the paused node went on.
+    assert [m["content"] for m in state["messages"] if m["role"] == "user"] == \
+        ["please approve this", "yes, go ahead", "review: yes"]
 
 
 def test_forwarded_props_command_resumes_as_langgraphs_integration_does(served: Served) -> None:

@@ -13,10 +13,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from chronos.errors import RequestRefused
 from chronos.graph import append
 from chronos.server._runs import Runs
 
-__all__ = ["new_messages", "thread_values"]
+__all__ = ["adding_messages", "new_messages", "thread_values"]
 
 
 async def thread_values(runs: Runs, thread_id: str | None) -> Mapping[str, Any]:
@@ -37,3 +38,18 @@ def new_messages(runs: Runs, graph_id: str, values: Mapping[str, Any],
         return list(messages)
     known = {m.get("id") for m in held if isinstance(m, Mapping)}
     return [m for m in messages if m.get("id") not in known]
+
+
+def adding_messages(command: Mapping[str, Any], field: str, changes: Mapping[str, Any]
+                    ) -> dict[str, Any]:
+    """A command (`{resume, update, goto}`, from the request's `field`) whose update also
+    makes the request's `changes` (its new messages, its state): what the user wrote beside
+    the answer to a paused run is kept too.
+
+    Raises:
+        RequestRefused: 422, its `update` is not an object.
+    """
+    update = command.get("update") or {}
+    if not isinstance(update, dict):
+        raise RequestRefused(422, f"field '{field}.update' must be an object")
+    return {**command, "update": {**update, **changes}}

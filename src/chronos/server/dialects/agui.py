@@ -21,7 +21,8 @@ before an interrupt node) ends with RUN_FINISHED whose outcome is `{"type": "int
 "interrupts": [...]}` (AG-UI 1.0; `@ag-ui/client` keeps them as `agent.pendingInterrupts`),
 each carrying the question under `metadata.value`. The next run answers them with `resume`
 entries (`agent.runAgent({ resume: [{ interruptId, status: "resolved", payload }] })`), or,
-as LangGraph's AG-UI integration does, with `forwardedProps.command.resume`.
+as LangGraph's AG-UI integration does, with `forwardedProps.command.resume`; what such a
+request adds (new messages, changed state) goes into the command's `update`.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from chronos.errors import RequestRefused
 from chronos.server._body import read_json_object
 from chronos.server._runs import Runs
 from chronos.server._stream_modes import api_interrupts
-from chronos.server.dialects._history import new_messages, thread_values
+from chronos.server.dialects._history import adding_messages, new_messages, thread_values
 from chronos.server.dialects._parts import Part, tool_results
 from chronos.server.dialects._patch import diff
 from chronos.server.dialects._run import RunEnd, RunSource, start_run
@@ -59,11 +60,13 @@ def agui_routes(runs: Runs) -> list[Route]:
         body = await read_json_object(request)
         thread_id, run_id, input_, command = run_input(body)
         values = await thread_values(runs, thread_id)
-        if command is None:
-            input_["messages"] = new_messages(runs, graph_id, values, input_["messages"])
-            for key in [k for k in input_ if k != "messages" and values.get(k) == input_[k]]:
-                del input_[key]
-        run = await start_run(runs, request, graph_id, None if command else input_,
+        messages = new_messages(runs, graph_id, values, input_.pop("messages"))
+        changes = {k: v for k, v in input_.items() if values.get(k) != v}
+        if messages or command is None:
+            changes["messages"] = messages
+        if command is not None:  # what the request adds beside the answer is kept too
+            command = adding_messages(command, "forwardedProps.command", changes)
+        run = await start_run(runs, request, graph_id, None if command else changes,
                               thread_id=thread_id, command=command)
         translator = AguiTranslator(thread_id, run_id)
         return StreamingResponse(_frames(run, translator), media_type="text/event-stream",

@@ -46,7 +46,7 @@ from chronos.errors import RequestRefused
 from chronos.server._body import read_json_object
 from chronos.server._runs import Runs
 from chronos.server._stream_modes import api_interrupts
-from chronos.server.dialects._history import new_messages, thread_values
+from chronos.server.dialects._history import adding_messages, new_messages, thread_values
 from chronos.server.dialects._parts import Part, tool_results
 from chronos.server.dialects._run import RunEnd, RunSource, join_run, start_run
 from chronos.server.dialects._translate import Translator
@@ -129,10 +129,7 @@ def _command(body: Mapping[str, Any], messages: list[dict[str, Any]]
         return None
     if not isinstance(command, dict):
         raise RequestRefused(422, "field 'command' must be an object ({resume, update, goto})")
-    update = command.get("update") or {}
-    if not isinstance(update, dict):
-        raise RequestRefused(422, "field 'command.update' must be an object")
-    return {**command, "update": {**update, "messages": messages} if messages else update}
+    return adding_messages(command, "command", {"messages": messages} if messages else {})
 
 
 def chat_messages(messages: Any) -> list[dict[str, Any]]:
