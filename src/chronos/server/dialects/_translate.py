@@ -8,12 +8,22 @@ dialect shows: a subgraph's own events (its parent node's stand for them) and ga
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
+
+import orjson
 
 from chronos.server.dialects._parts import MessageParts, Part
 from chronos.stream import GAP, Event
 
-__all__ = ["Translator"]
+__all__ = ["HEARTBEAT", "Translator", "data_frames"]
+
+HEARTBEAT: Final = b": heartbeat\n\n"  # an SSE comment: keeps proxies from closing an idle stream
+
+
+def data_frames(items: list[dict[str, Any]]) -> bytes:
+    """SSE frames with one JSON item each as `data:` (no `event:` name, no `id:`), as both
+    AG-UI and the AI SDK read them."""
+    return b"".join(b"data: " + orjson.dumps(i, default=repr) + b"\n\n" for i in items)
 
 
 class Translator:

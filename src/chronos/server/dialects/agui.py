@@ -31,7 +31,6 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Final
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
@@ -44,11 +43,10 @@ from chronos.server.dialects._history import adding_messages, new_messages, thre
 from chronos.server.dialects._parts import Part, tool_results
 from chronos.server.dialects._patch import diff
 from chronos.server.dialects._run import RunEnd, RunSource, start_run
-from chronos.server.dialects._translate import Translator
+from chronos.server.dialects._translate import HEARTBEAT, Translator, data_frames
 
 __all__ = ["AguiTranslator", "agui_routes", "run_input"]
 
-_HEARTBEAT: Final = b": heartbeat\n\n"
 _ROLES: Final = ("user", "assistant", "system", "developer", "tool", "reasoning", "activity")
 _STATIC: Final = "before-"  # the interrupt id of a pause at a node, which asked nothing
 
@@ -77,22 +75,18 @@ def agui_routes(runs: Runs) -> list[Route]:
 
 async def _frames(run: RunSource, translator: AguiTranslator) -> AsyncIterator[bytes]:
     try:
-        yield _encode(translator.started())
+        yield data_frames(translator.started())
         async for batch in run.batches():
             if not batch and run.start is None:
-                yield _HEARTBEAT
+                yield HEARTBEAT
                 continue
             out = translator.snapshot(run.start) if run.start is not None else []
             for event in batch:
                 out.extend(translator.translate(event))
-            yield _encode(out) if out else _HEARTBEAT
-        yield _encode(translator.snapshot(run.start or {}) + translator.finished(run.end))
+            yield data_frames(out) if out else HEARTBEAT
+        yield data_frames(translator.snapshot(run.start or {}) + translator.finished(run.end))
     finally:
         await run.aclose()
-
-
-def _encode(events: list[dict[str, Any]]) -> bytes:
-    return b"".join(b"data: " + orjson.dumps(e, default=repr) + b"\n\n" for e in events)
 
 
 def run_input(body: Mapping[str, Any]

@@ -49,13 +49,12 @@ from chronos.server._stream_modes import api_interrupts
 from chronos.server.dialects._history import adding_messages, new_messages, thread_values
 from chronos.server.dialects._parts import Part, tool_results
 from chronos.server.dialects._run import RunEnd, RunSource, join_run, start_run
-from chronos.server.dialects._translate import Translator
+from chronos.server.dialects._translate import HEARTBEAT, Translator, data_frames
 
 __all__ = ["UIMessageTranslator", "aisdk_routes", "chat_messages"]
 
 _HEADERS: Final = {"x-vercel-ai-ui-message-stream": "v1", "Cache-Control": "no-store",
                    "x-accel-buffering": "no"}
-_HEARTBEAT: Final = b": heartbeat\n\n"
 _DONE: Final = b"data: [DONE]\n\n"
 _TRIGGERS: Final = ("submit-message", "regenerate-message")
 
@@ -110,14 +109,10 @@ async def _frames(run: RunSource, translator: UIMessageTranslator) -> AsyncItera
             out = translator.started() if run.start is not None else []
             for event in batch:
                 out.extend(translator.translate(event))
-            yield _encode(out) if out else _HEARTBEAT
-        yield _encode(translator.started() + translator.finished(run.end)) + _DONE
+            yield data_frames(out) if out else HEARTBEAT
+        yield data_frames(translator.started() + translator.finished(run.end)) + _DONE
     finally:
         await run.aclose()
-
-
-def _encode(chunks: list[dict[str, Any]]) -> bytes:
-    return b"".join(b"data: " + orjson.dumps(c, default=repr) + b"\n\n" for c in chunks)
 
 
 def _command(body: Mapping[str, Any], messages: list[dict[str, Any]]
