@@ -14,8 +14,12 @@ import pytest
 from ag_ui.core import Event, EventType, RunFinishedEvent
 from pydantic import TypeAdapter
 
+from tests.model.replay import ReplayServer
 from tests.server.api_server import Served
 from tests.server.dialects.graphs import REASONING, TOOL_ARGUMENTS, WORDS
+from tests.server.dialects.test_openai import REASONING as RECORDED_REASONING
+from tests.server.dialects.test_openai import TOOL_CALL as RECORDED_TOOL_CALL
+from tests.server.dialects.test_openai import recording, scripted
 
 _EVENT: TypeAdapter[Any] = TypeAdapter(Event)
 
@@ -177,3 +181,22 @@ def test_a_client_that_leaves_cancels_the_run(served: Served) -> None:
             break
         time.sleep(0.05)
     assert run["status"] == "interrupted"
+
+
+def test_a_recorded_vendor_stream_arrives_whole(served: Served,
+                                                replay_server: ReplayServer) -> None:
+    """DeepSeek's reasoning and text, and OpenAI's tool call, as recorded, over real HTTP."""
+    expected = recording(RECORDED_REASONING)["expected"]
+    events = stream(served, run_input(scripted(replay_server, RECORDED_REASONING)), "replay")
+    assert "".join(e.delta for e in events
+                   if e.type == EventType.REASONING_MESSAGE_CONTENT) == expected["reasoning"]
+    assert "".join(e.delta for e in events
+                   if e.type == EventType.TEXT_MESSAGE_CONTENT) == expected["text"]
+
+    [call] = recording(RECORDED_TOOL_CALL)["expected"]["tool_calls"]
+    events = stream(served, run_input(scripted(replay_server, RECORDED_TOOL_CALL)), "replay")
+    [start] = [e for e in events if e.type == EventType.TOOL_CALL_START]
+    assert (start.tool_call_id, start.tool_call_name) == (call["id"], call["name"])
+    assert "".join(e.delta for e in events if e.type == EventType.TOOL_CALL_ARGS) == \
+        call["arguments"]
+    assert types(events).count("TOOL_CALL_END") == 1

@@ -11,8 +11,10 @@ import httpx
 import orjson
 import pytest
 
+from tests.model.replay import ReplayServer
 from tests.server.api_server import Served
 from tests.server.dialects.graphs import WORDS
+from tests.server.dialects.test_openai import REASONING, TOOL_CALL, recording, scripted
 
 
 def chat_request(text: str, chat_id: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -21,8 +23,9 @@ def chat_request(text: str, chat_id: str | None = None, **extra: Any) -> dict[st
                           "parts": [{"type": "text", "text": text}]}], **extra}
 
 
-def stream(served: Served, body: dict[str, Any]) -> tuple[httpx.Headers, list[Any]]:
-    with httpx.stream("POST", f"{served.url}/ai-sdk/chat", json=body, timeout=30) as r:
+def stream(served: Served, body: dict[str, Any], graph_id: str = "chat"
+           ) -> tuple[httpx.Headers, list[Any]]:
+    with httpx.stream("POST", f"{served.url}/ai-sdk/{graph_id}", json=body, timeout=30) as r:
         assert r.status_code == 200, r.read()
         lines = [line for line in r.iter_lines() if line.startswith("data: ")]
     assert lines[-1] == "data: [DONE]"
@@ -115,3 +118,21 @@ def test_a_command_beside_the_message_answers_an_interrupt(served: Served) -> No
     r = httpx.post(f"{served.url}/ai-sdk/chat", json={**body, "command": "yes"})
     assert r.status_code == 422
     assert "'command'" in r.json()["detail"]
+
+
+def test_a_recorded_vendor_stream_arrives_whole(served: Served,
+                                                replay_server: ReplayServer) -> None:
+    """DeepSeek's reasoning and text, and OpenAI's tool call, as recorded, over real HTTP."""
+    expected = recording(REASONING)["expected"]
+    _, chunks = stream(served, chat_request(scripted(replay_server, REASONING)), "replay")
+    assert "".join(c["delta"] for c in chunks if c["type"] == "reasoning-delta") == \
+        expected["reasoning"]
+    assert "".join(c["delta"] for c in chunks if c["type"] == "text-delta") == expected["text"]
+
+    [call] = recording(TOOL_CALL)["expected"]["tool_calls"]
+    _, chunks = stream(served, chat_request(scripted(replay_server, TOOL_CALL)), "replay")
+    [available] = [c for c in chunks if c["type"] == "tool-input-available"]
+    assert available == {"type": "tool-input-available", "toolCallId": call["id"],
+                         "toolName": call["name"], "input": {"a": 1231, "b": 2331}}
+    assert "".join(c["inputTextDelta"] for c in chunks if c["type"] == "tool-input-delta") == \
+        call["arguments"]
