@@ -13,7 +13,7 @@ import pytest
 
 from tests.model.replay import ReplayServer
 from tests.server.api_server import Served
-from tests.server.dialects.graphs import WORDS
+from tests.server.dialects.graphs import SLOW_WORDS, WORDS
 from tests.server.dialects.test_openai import REASONING, TOOL_CALL, recording, scripted
 
 
@@ -136,3 +136,22 @@ def test_a_recorded_vendor_stream_arrives_whole(served: Served,
                          "toolName": call["name"], "input": {"a": 1231, "b": 2331}}
     assert "".join(c["inputTextDelta"] for c in chunks if c["type"] == "tool-input-delta") == \
         call["arguments"]
+
+
+def test_one_run_is_watched_in_the_ai_sdk_and_the_native_stream_at_once(served: Served) -> None:
+    body = chat_request("slow, please")
+    with httpx.stream("POST", f"{served.url}/ai-sdk/chat", json=body, timeout=30) as r:
+        lines = r.iter_lines()  # the run goes on while this stream is not read
+        start = orjson.loads(next(lines)[6:])
+        run_id = start["messageId"]  # the run's id
+        native = httpx.get(f"{served.url}/threads/{body['id']}/runs/{run_id}/stream",
+                           params={"stream_mode": "messages-tuple"}, timeout=30,
+                           headers={"Last-Event-ID": "-1"})
+        chunks = [orjson.loads(line[6:]) for line in lines
+                  if line.startswith("data: ") and line != "data: [DONE]"]
+    tokens = [orjson.loads(line[6:])[0]["content"] for line in native.text.splitlines()
+              if line.startswith("data: [")]
+    tokens = [t for t in tokens if t]  # the reasoning's chunks have no content
+    deltas = [c["delta"] for c in chunks if c["type"] == "text-delta"]
+    # The same run's tokens, each once, in both (the native join replayed it from its start).
+    assert tokens == deltas == SLOW_WORDS
