@@ -5,8 +5,8 @@ from chronos import server
 app = server.create_app({"agent": g})     # any ASGI server; or `chronos serve mod:g`
 ```
 
-The official SDKs (`langgraph-sdk`, `@langchain/langgraph-sdk`) talk to it unchanged, and so
-do OpenAI's (`/v1/chat/completions`, `/v1/responses`: see `chronos.server.dialects`).
+The official SDKs (`langgraph-sdk`, `@langchain/langgraph-sdk`) talk to it unchanged; so do
+OpenAI, AG-UI and AI SDK clients, through the routes of `chronos.server.dialects`.
 """
 
 from chronos.server import dialects

@@ -21,6 +21,8 @@ from chronos.server._records import MemoryRecords, Records
 from chronos.server._run_routes import run_routes
 from chronos.server._runs import Runs
 from chronos.server._threads import Authorize, Threads, thread_routes
+from chronos.server.dialects.agui import agui_routes
+from chronos.server.dialects.aisdk import aisdk_routes
 from chronos.server.dialects.openai import openai_routes
 from chronos.store import CheckpointStore
 from chronos.stream import BrokerProtocol
@@ -58,7 +60,8 @@ def create_app(
 ) -> AgentServerApp:
     """An ASGI app serving `graphs` (by graph id) through the LangGraph Agent Server API, and
     through OpenAI's `/v1/chat/completions`, `/v1/responses` and `/v1/models` (the graph id as
-    `model`; see `chronos.server.dialects`).
+    `model`), AG-UI's `/ag-ui/{graph_id}` and the AI SDK's `/ai-sdk/{graph_id}` (see
+    `chronos.server.dialects`).
 
     ```python
     app = server.create_app({"agent": g})          # then: uvicorn.run(app, port=8123)
@@ -121,6 +124,7 @@ def create_app(
     routes = [Route("/ok", ok, methods=["GET"]), Route("/info", info, methods=["GET"]),
               Route("/metrics", prometheus, methods=["GET"]),
               *assistant_routes(assistants), *thread_routes(threads, runs.delete_thread),
-              *run_routes(runs), *openai_routes(runs)]
+              *run_routes(runs), *openai_routes(runs),
+              *agui_routes(runs), *aisdk_routes(runs)]
     return AgentServerApp(runs, owned, routes=routes, lifespan=lifespan,
                           exception_handlers=handlers)

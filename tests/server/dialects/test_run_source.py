@@ -17,7 +17,7 @@ from chronos.server._metrics import ServerMetrics
 from chronos.server._records import MemoryRecords
 from chronos.server._runs import Runs
 from chronos.server._threads import Threads
-from chronos.server.dialects._run import start_run
+from chronos.server.dialects._run import join_run, start_run
 from chronos.store import MemoryStore
 from chronos.stream import Broker
 
@@ -121,3 +121,30 @@ async def test_an_unknown_graph_is_refused_before_any_thread_is_made(runs: Runs)
         await start_run(runs, _request(), "nope", {})
     assert refused.value.status_code == 404
     assert await runs.threads.all() == []
+
+
+@pytest.mark.anyio
+async def test_join_run_reads_the_run_in_progress_from_its_start(runs: Runs) -> None:
+    run = await start_run(runs, _request(), "count", {"n": 5, "delay": 0.02}, thread_id="t-j")
+    async for batch in run.batches():
+        if batch:
+            break  # the run has begun
+    joined = await join_run(runs, _request(), "t-j")
+    assert joined is not None
+    try:
+        events = [e async for batch in joined.batches() for e in batch]
+    finally:
+        await joined.aclose()
+        await run.aclose()
+    # Every event from the start, though the join came after the first, and the run went on.
+    assert [e.data["data"] for e in events if e.type == "custom"] == [{"i": i} for i in range(5)]
+    assert joined.end is not None
+    assert joined.end.status == "success"
+    assert await join_run(runs, _request(), "t-j") is None  # nothing in progress any more
+
+
+@pytest.mark.anyio
+async def test_join_run_refuses_an_unknown_thread(runs: Runs) -> None:
+    with pytest.raises(RequestRefused) as refused:
+        await join_run(runs, _request(), "nope")
+    assert refused.value.status_code == 404

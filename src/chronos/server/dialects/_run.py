@@ -23,14 +23,15 @@ from typing import Any, Literal
 
 from starlette.requests import Request
 
-from chronos.server._run_record import RunRecord
+from chronos.server._run_record import RunInfo, RunRecord
 from chronos.server._run_request import parse_run_request
+from chronos.server._run_routes import _FIRST_EVENT
 from chronos.server._runs import Runs
 from chronos.server._stream import HEARTBEAT_SECONDS, open_subscription
 from chronos.server._stream_modes import RUN_END, RUN_START
 from chronos.stream import Event, Subscription
 
-__all__ = ["RunEnd", "RunSource", "start_run"]
+__all__ = ["RunEnd", "RunSource", "join_run", "start_run"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +50,7 @@ class RunSource:
     `end` is set once the run has ended.
     """
 
-    def __init__(self, runs: Runs, record: RunRecord, subscription: Subscription, *,
+    def __init__(self, runs: Runs, record: RunRecord | RunInfo, subscription: Subscription, *,
                  cancel_on_disconnect: bool) -> None:
         self.runs = runs
         self.record = record
@@ -69,7 +70,7 @@ class RunSource:
     @property
     def values(self) -> Any:
         """The thread's values when the run ended (None before)."""
-        return self.record.values
+        return self.record.values if isinstance(self.record, RunRecord) else None
 
     async def batches(self, heartbeat: float = HEARTBEAT_SECONDS) -> AsyncIterator[list[Event]]:
         """The run's events in order, in batches as they arrive, without the run markers; an
@@ -108,16 +109,20 @@ class RunSource:
         """Stop reading; if the run has not ended and asked for it, cancel it."""
         await self.subscription.aclose()
         if self.end is None and self._cancel_on_disconnect:
-            self.runs.request_cancel(self.record.info())
+            record = self.record
+            self.runs.request_cancel(record.info() if isinstance(record, RunRecord) else record)
 
 
-async def start_run(runs: Runs, request: Request, graph_id: str, input: Mapping[str, Any], *,
-                    thread_id: str | None = None,
+async def start_run(runs: Runs, request: Request, graph_id: str,
+                    input: Mapping[str, Any] | None, *, thread_id: str | None = None,
+                    command: Mapping[str, Any] | None = None,
                     on_disconnect: Literal["cancel", "continue"] = "cancel") -> RunSource:
     """Start graph `graph_id` on `input` and return its events' source (close it when done).
 
     Without `thread_id` the run is stateless: its thread is deleted when it ends. With one, the
     run continues that thread (created if new), as `/threads/{id}/runs/stream` would.
+    `command` (`{"resume": ..., "update": ..., "goto": ...}`, with `input` None) continues a
+    paused thread instead, as the API's `command` does.
 
     Raises:
         RequestRefused: 404 unknown graph; 403 / 404 a thread `authorize` refuses; 409 a busy
@@ -125,7 +130,8 @@ async def start_run(runs: Runs, request: Request, graph_id: str, input: Mapping[
     """
     threads = runs.threads
     run_request = parse_run_request(
-        {"assistant_id": graph_id, "input": dict(input), "on_disconnect": on_disconnect},
+        {"assistant_id": graph_id, "input": None if input is None else dict(input),
+         "command": command, "on_disconnect": on_disconnect},
         default_disconnect=on_disconnect)
     runs.assistants.find(graph_id)  # an unknown graph fails before a thread is made
     if thread_id is None:
@@ -144,3 +150,22 @@ async def start_run(runs: Runs, request: Request, graph_id: str, input: Mapping[
         raise
     return RunSource(runs, record, subscription,
                      cancel_on_disconnect=on_disconnect == "cancel")
+
+
+async def join_run(runs: Runs, request: Request, thread_id: str) -> RunSource | None:
+    """The thread's run in progress, read from its start, or None when no run is.
+
+    The broker replays the thread's retained events, of which the source keeps those after
+    the run's start marker; closing the source leaves the run running.
+
+    Raises:
+        RequestRefused: 404 an unknown thread (or one `authorize` hides).
+    """
+    await runs.threads.get(request, thread_id)
+    # Subscribed before looking: a run that ends from now on still ends this source.
+    subscription = open_subscription(runs.broker, thread_id, _FIRST_EVENT)
+    active = [r for r in await runs.of_thread(thread_id) if not r.finished]
+    if not active:
+        await subscription.aclose()
+        return None
+    return RunSource(runs, active[-1], subscription, cancel_on_disconnect=False)

@@ -1,0 +1,65 @@
+// Reads chronos's AG-UI and AI SDK dialects with those ecosystems' own npm clients and prints
+// what they rebuilt, as JSON, for tests/server/dialects/test_js_clients.py.
+//   node clients.mjs agui  <server url>   @ag-ui/client HttpAgent: messages and state
+//   node clients.mjs aisdk <server url>   ai: DefaultChatTransport + readUIMessageStream
+import { HttpAgent } from "@ag-ui/client";
+import { DefaultChatTransport, readUIMessageStream } from "ai";
+
+const [mode, url] = process.argv.slice(2);
+const id = () => Math.random().toString(36).slice(2);
+
+async function agui() {
+  const agent = new HttpAgent({ url: `${url}/ag-ui/chat`, threadId: `t-${id()}` });
+  const turns = [];
+  for (const content of ["hello", "what is the weather?", "approve this"]) {
+    agent.addMessage({ id: id(), role: "user", content });
+    await agent.runAgent();
+    turns.push({ pending: agent.pendingInterrupts });
+  }
+  const [asked] = agent.pendingInterrupts;
+  await agent.runAgent({ resume: [{ interruptId: asked.id, status: "resolved", payload: "yes" }] });
+  return { turns, messages: agent.messages, state: agent.state, pending: agent.pendingInterrupts };
+}
+
+async function lastMessage(stream) {
+  let message;
+  for await (const m of readUIMessageStream({ stream })) message = m;
+  return message;
+}
+
+function userMessage(text) {
+  return { id: id(), role: "user", parts: [{ type: "text", text }] };
+}
+
+async function aisdk() {
+  const transport = new DefaultChatTransport({ api: `${url}/ai-sdk/chat` });
+  const send = (chatId, text, abortSignal) => transport.sendMessages({
+    chatId, messages: [userMessage(text)], trigger: "submit-message", abortSignal,
+  });
+  const text = await lastMessage(await send(`c-${id()}`, "hello"));
+  const tools = await lastMessage(await send(`c-${id()}`, "what is the weather?"));
+
+  // Reconnect mid-stream: read a few chunks, leave, then resume as useChat does.
+  const chatId = `c-${id()}`;
+  const leaving = new AbortController();
+  const reader = (await send(chatId, "slow please", leaving.signal)).getReader();
+  const before = [];
+  while (before.filter((c) => c.type === "text-delta").length < 3) {
+    before.push((await reader.read()).value);
+  }
+  leaving.abort();
+  await reader.cancel().catch(() => {});
+  const chunks = [];
+  const resumed = await transport.reconnectToStream({ chatId });
+  const [mine, theirs] = resumed.tee();
+  const collecting = (async () => {
+    for await (const c of theirs) chunks.push(c);
+  })();
+  const message = await lastMessage(mine);
+  await collecting;
+  const afterEnd = await transport.reconnectToStream({ chatId });
+  return { text, tools, before, resumed: { message, chunks }, afterEnd: afterEnd === null };
+}
+
+const result = mode === "agui" ? await agui() : await aisdk();
+process.stdout.write(JSON.stringify(result));
