@@ -56,17 +56,15 @@ def _served(args: argparse.Namespace) -> dict[str, CompiledGraph]:
 
 def _serve(args: argparse.Namespace, terminal: Terminal) -> int:
     from chronos import config, server  # the web stack loads for this command only
-    from chronos.server._records import records_for, shares_records
-    from chronos.server._serve import bind, serve
 
     graphs = _served(args)
     broker_url = args.broker or os.environ.get(BROKER_URL_ENV) or DEFAULT_BROKER_URL
     if args.workers < 1:
         raise ConfigurationError("--workers must be at least 1")
-    if args.workers > 1 and not shares_records(broker_url):
+    if args.workers > 1 and not server.shares_records(broker_url):
         raise ConfigurationError("--workers above 1 needs a shared broker: --broker "
                                  "redis://... (and a store every process reaches)")
-    sock = bind(args.host, args.port)
+    sock = server.bind(args.host, args.port)
     host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{host}:{sock.getsockname()[1]}"
 
@@ -76,10 +74,10 @@ def _serve(args: argparse.Namespace, terminal: Terminal) -> int:
 
     async def run(on_ready: Callable[[], None]) -> None:
         broker, checkpoints = config.from_urls(broker_url, store_url(args))
-        records = records_for(broker_url)
+        records = server.records_for(broker_url)
         app = server.create_app(graphs, store=checkpoints, broker=broker, records=records)
         try:
-            await serve(app, sock, on_ready=on_ready)
+            await server.serve(app, sock, on_ready=on_ready)
         finally:
             await app.aclose()
             await records.aclose()

@@ -52,7 +52,7 @@ from chronos.graph._plan import (
 from chronos.graph._run import Run, RunState
 from chronos.graph._types import END, State
 from chronos.store import CheckpointStatus
-from chronos.stream._emit import event_sink
+from chronos.stream import event_sink
 
 __all__ = ["execute", "run_step"]
 

@@ -28,8 +28,7 @@ from chronos.model import (
     ToolCall,
     ToolCallDelta,
 )
-from chronos.stream import EventSink
-from chronos.stream._emit import current_sink
+from chronos.stream import EventSink, current_sink
 
 __all__ = ["MessageDelta", "stream_chat", "stream_chat_sync"]
 

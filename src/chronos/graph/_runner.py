@@ -34,8 +34,7 @@ from chronos.graph._plan import (
 )
 from chronos.graph._run import Run, RunState, step_of
 from chronos.graph._types import Durability, StreamMode
-from chronos.store import Checkpoint, CheckpointStore
-from chronos.store._protocol import SessionLeasing
+from chronos.store import Checkpoint, CheckpointStore, SessionLeasing
 from chronos.stream import BrokerProtocol
 
 __all__ = ["Runner"]

@@ -14,7 +14,7 @@ Several server processes share events through Redis: `stream.broker_from_url("re
 
 from chronos.stream._asgi import Authorize, SSEHandler
 from chronos.stream._broker import Broker, BrokerStatistics
-from chronos.stream._emit import EventSink, emit, event_sink
+from chronos.stream._emit import EventSink, current_sink, emit, event_sink
 from chronos.stream._event import DEFAULT_TOPIC, GAP, Event
 from chronos.stream._protocol import (
     BrokerProtocol,
@@ -38,6 +38,12 @@ __all__ = [
     "Subscription",
     "SubscriptionStatistics",
     "broker_from_url",
+    "current_sink",
     "emit",
     "event_sink",
 ]
+
+# Reprs, docs and pickles name the public path (`chronos.stream.X`), not the private module.
+for _name in __all__:
+    if getattr(globals()[_name], "__module__", "").startswith(__name__ + "."):
+        globals()[_name].__module__ = __name__
