@@ -40,7 +40,7 @@ class Served:
 def serving(*targets: str, store: str = "memory://", options: tuple[str, ...] = ()
             ) -> Iterator[Served]:
     """`chronos serve TARGETS` until the block ends (SIGTERM; it must exit by itself, as
-    uvicorn does: by re-raising the signal once shut down)."""
+    uvicorn does: by re-raising the signal once shut down), unless the test killed it."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -66,7 +66,8 @@ def serving(*targets: str, store: str = "memory://", options: tuple[str, ...] = 
         finally:
             process.send_signal(signal.SIGTERM)
             try:
-                assert process.wait(timeout=15) in (0, -signal.SIGTERM), log.read_text()
+                ended = process.wait(timeout=15)
+                assert ended in (0, -signal.SIGTERM, -signal.SIGKILL), log.read_text()
             finally:
                 if process.poll() is None:
                     process.kill()

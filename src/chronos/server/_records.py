@@ -3,11 +3,14 @@ them (`chronos serve --broker redis://...`: a run started through one process is
 joined, streamed and cancelled through any other).
 
 Records are small JSON objects (a thread's metadata, a run's status and result) kept by
-collection and id; states stay in the checkpoint store and events in the broker.
+collection and id; states stay in the checkpoint store and events in the broker. Beside them,
+each server process keeps a heartbeat (`beat` / `alive`), so that the others can tell that a
+run's process is gone (killed, crashed) and fail its run instead of showing it running forever.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any, Protocol
 
 import orjson
@@ -29,6 +32,14 @@ class Records(Protocol):
 
     async def drop(self, collection: str) -> None: ...
 
+    async def beat(self, owner: str, seconds: float) -> None:
+        """Declare `owner` (a server process) alive for `seconds` more."""
+        ...
+
+    async def alive(self, owner: str) -> bool:
+        """Whether `owner` has declared itself alive and that time has not run out."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -38,6 +49,7 @@ class MemoryRecords:
 
     def __init__(self) -> None:
         self._data: dict[str, dict[str, bytes]] = {}
+        self._alive_until: dict[str, float] = {}
 
     async def put(self, collection: str, key: str, value: dict[str, Any]) -> None:
         self._data.setdefault(collection, {})[key] = orjson.dumps(value, default=repr)
@@ -58,6 +70,14 @@ class MemoryRecords:
 
     async def drop(self, collection: str) -> None:
         self._data.pop(collection, None)
+
+    async def beat(self, owner: str, seconds: float) -> None:
+        now = time.monotonic()
+        self._alive_until = {o: t for o, t in self._alive_until.items() if t > now}
+        self._alive_until[owner] = now + seconds
+
+    async def alive(self, owner: str) -> bool:
+        return self._alive_until.get(owner, 0.0) > time.monotonic()
 
     async def aclose(self) -> None:
         return None
@@ -87,6 +107,12 @@ class RedisRecords:
 
     async def drop(self, collection: str) -> None:
         await self._redis.delete(self._prefix + collection)
+
+    async def beat(self, owner: str, seconds: float) -> None:
+        await self._redis.set(f"{self._prefix}alive:{owner}", b"1", px=max(1, int(seconds * 1000)))
+
+    async def alive(self, owner: str) -> bool:
+        return bool(await self._redis.exists(f"{self._prefix}alive:{owner}"))
 
     async def aclose(self) -> None:
         await self._redis.aclose()
