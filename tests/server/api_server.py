@@ -9,14 +9,16 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import uvicorn
 
-__all__ = ["Served", "serving"]
+__all__ = ["Served", "serving", "serving_app"]
 
 _ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,3 +74,23 @@ def serving(*targets: str, store: str = "memory://", options: tuple[str, ...] = 
                 if process.poll() is None:
                     process.kill()
                     process.wait()
+
+
+@contextlib.contextmanager
+def serving_app(app: object) -> Iterator[str]:
+    """An app object under uvicorn in a thread of this process, until the block ends: its URL.
+    (For what the CLI does not set: a broker's window, a records backend's prefix...)"""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    runner = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))  # type: ignore[arg-type]
+    thread = threading.Thread(target=runner.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not runner.started:
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        runner.should_exit = True
+        thread.join(10)
+        sock.close()

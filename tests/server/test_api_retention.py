@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 from langgraph_sdk import get_client
 
 from chronos import server, store, stream
 from tests.server.api_graphs import WORDS, agent
+from tests.server.api_server import serving_app
 
 pytestmark = pytest.mark.anyio
 
@@ -28,18 +25,8 @@ def anyio_backend() -> str:
 def url() -> Iterator[str]:
     broker = stream.Broker(replay_events=_WINDOW, max_pending=100_000)
     app = server.create_app({"agent": agent}, store=store.MemoryStore(), broker=broker)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen()
-    runner = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=runner.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not runner.started:
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    runner.should_exit = True
-    thread.join(10)
-    sock.close()
+    with serving_app(app) as url:
+        yield url
 
 
 async def test_a_reconnect_after_a_long_generation_gets_every_graph_event(url: str) -> None:

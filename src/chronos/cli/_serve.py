@@ -37,6 +37,13 @@ def add_serve(commands: Commands) -> None:
                                          "run records are kept there too")
     parser.add_argument("--workers", type=int, default=1,
                         help="server processes on the port (above 1 needs --broker redis://)")
+    parser.add_argument("--runs-per-thread", type=int, default=100, metavar="N",
+                        help="finished runs kept per thread, the newest (100)")
+    parser.add_argument("--max-threads", type=int, default=100_000, metavar="N",
+                        help="idle threads beyond it are forgotten, least recently changed first "
+                             "(100000)")
+    parser.add_argument("--thread-ttl", type=float, default=None, metavar="SECONDS",
+                        help="forget idle threads unchanged for this long (default: never)")
     add_store_option(parser)
     parser.set_defaults(run=_serve)
 
@@ -58,6 +65,8 @@ def _serve(args: argparse.Namespace, terminal: Terminal) -> int:
     from chronos import config, server  # the web stack loads for this command only
 
     graphs = _served(args)
+    retention = server.Retention(runs_per_thread=args.runs_per_thread,
+                                 max_threads=args.max_threads, thread_ttl=args.thread_ttl)
     broker_url = args.broker or os.environ.get(BROKER_URL_ENV) or DEFAULT_BROKER_URL
     if args.workers < 1:
         raise ConfigurationError("--workers must be at least 1")
@@ -75,7 +84,8 @@ def _serve(args: argparse.Namespace, terminal: Terminal) -> int:
     async def run(on_ready: Callable[[], None]) -> None:
         broker, checkpoints = config.from_urls(broker_url, store_url(args))
         records = server.records_for(broker_url)
-        app = server.create_app(graphs, store=checkpoints, broker=broker, records=records)
+        app = server.create_app(graphs, store=checkpoints, broker=broker, records=records,
+                                 retention=retention)
         try:
             await server.serve(app, sock, on_ready=on_ready)
         finally:

@@ -11,6 +11,7 @@ The official SDKs (`langgraph-sdk`, `@langchain/langgraph-sdk`) talk to it uncha
 from chronos.server._app import AgentServerApp, create_app
 from chronos.server._body import MAX_BODY_BYTES, read_body, read_json_object
 from chronos.server._errors import exception_handlers
+from chronos.server._record_limits import Retention
 from chronos.server._records import (
     MemoryRecords,
     Records,
@@ -29,6 +30,7 @@ __all__ = [
     "MemoryRecords",
     "Records",
     "RedisRecords",
+    "Retention",
     "ThreadRecord",
     "bind",
     "create_app",

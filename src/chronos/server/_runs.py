@@ -33,6 +33,7 @@ import orjson
 from chronos.errors import RequestRefused
 from chronos.graph import Runner
 from chronos.server._assistants import Assistants
+from chronos.server._record_limits import Retention, runs_beyond, threads_beyond
 from chronos.server._records import Records
 from chronos.server._run_record import RunInfo, RunRecord
 from chronos.server._run_request import RunRequest
@@ -62,11 +63,12 @@ class _Rollback:
 
 class Runs:
     def __init__(self, assistants: Assistants, threads: Threads, broker: BrokerProtocol,
-                 records: Records) -> None:
+                 records: Records, retention: Retention) -> None:
         self.assistants = assistants
         self.threads = threads
         self.broker = broker
         self.records = records
+        self.retention = retention
         self.owner = uuid.uuid4().hex  # this process, in the records
         self._local: dict[str, RunRecord] = {}  # the unfinished runs this process executes
         self._tasks: set[asyncio.Task[None]] = set()
@@ -80,7 +82,23 @@ class Runs:
         subscription = self.broker.subscribe(f"run-control-{uuid.uuid4().hex}",
                                              [_CONTROL_TOPIC])
         self._background = [asyncio.create_task(self._follow_control(subscription)),
-                            asyncio.create_task(self._keep_alive())]
+                            asyncio.create_task(self._keep_alive()),
+                            asyncio.create_task(self._keep_bounded())]
+
+    async def _keep_bounded(self) -> None:
+        while True:
+            await asyncio.sleep(self.retention.sweep_seconds)
+            with contextlib.suppress(Exception):  # Redis away for a moment: the next sweep
+                await self.sweep()
+
+    async def sweep(self) -> None:
+        """Forget the threads beyond the retention's bounds (see `Retention`)."""
+        for thread_id in threads_beyond(await self.threads.all(), self.retention, time.time()):
+            await self.delete_thread(thread_id)
+
+    async def _forget_old_runs(self, thread_id: str) -> None:
+        for run in runs_beyond(await self.of_thread(thread_id), self.retention.runs_per_thread):
+            await self.records.delete(_runs_of(thread_id), run.run_id)
 
     async def _keep_alive(self) -> None:
         while True:
@@ -294,6 +312,7 @@ class Runs:
                 await self.threads.set_active(thread_id, None, unless=record.run_id)
                 await self._save(record)
                 await self.records.delete(_ACTIVE, record.run_id)
+                await self._forget_old_runs(thread_id)
             self._publish(RUN_END, record, {"status": record.status, "error": record.error,
                                             "error_type": record.error_type})
             self._local.pop(record.run_id, None)
