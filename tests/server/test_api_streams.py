@@ -77,7 +77,8 @@ async def test_events_tell_the_run_as_astream_events_would(served: Served) -> No
     assert events[0]["data"] == {"input": {"steps": []}}
     assert events[-1]["data"] == {"output": FINAL}
     plan_start, plan_custom, plan_end, plan_stream = events[1:5]
-    assert plan_start["parent_ids"] == [graph_run] and plan_start["tags"] == ["graph:step:1"]
+    assert plan_start["parent_ids"] == [graph_run]
+    assert plan_start["tags"] == ["graph:step:1"]
     assert plan_start["metadata"]["langgraph_node"] == "plan"
     assert plan_custom["data"] == {"node": "plan"}
     assert plan_end["run_id"] == plan_start["run_id"] != graph_run

@@ -392,8 +392,9 @@ class Runner:
         interrupts = tuple(Interrupt.from_record(r) for r in checkpoint.interrupts)
         if interrupts:
             node_id = interrupts[0].node_id
-        elif checkpoint.status == "paused":
-            node_id = interrupts_in(graph_at(self.graph, checkpoint.path), checkpoint.next)[0]
+        elif checkpoint.status == "paused":  # before an interrupt node, or after `node_id`
+            before = interrupts_in(graph_at(self.graph, checkpoint.path), checkpoint.next)
+            node_id = before[0] if before else node_id
         return RunState(
             run_id=checkpoint.run_id, session_id=session_id, graph_id=checkpoint.graph_id,
             node_id=node_id, status=checkpoint.status, state=MappingProxyType(checkpoint.state),
