@@ -59,7 +59,7 @@ print(json.dumps({attr: value.__module__ for attr in package.__all__
 """
 
 
-@pytest.mark.parametrize("name", PACKAGES)
+@pytest.mark.parametrize("name", [*PACKAGES, "chronos.cli"])
 def test_exported_names_show_a_public_module(name: str) -> None:
     # `chronos.model.ChatRequest`, not `chronos.model._types.ChatRequest`, in reprs and docs.
     out = subprocess.run(
