@@ -62,28 +62,29 @@ async def test_events_tell_the_run_as_astream_events_would(served: Served) -> No
     events = [d for e, d in parts[1:]]
     assert {e for e, _ in parts[1:]} == {"events"}
     node = [("on_chain_start", None), ("on_custom_event", "progress")]
-    done = [("on_chain_end", None), ("on_chain_stream", "LangGraph")]
+    done = [("on_chain_stream", None), ("on_chain_end", None)]
     model = [("on_chat_model_start", "chat_model"),
              *[("on_chat_model_stream", "chat_model")] * len(WORDS),
              ("on_chat_model_end", "chat_model")]
-    expected = [("on_chain_start", "LangGraph"),
-                *[(k, n or "plan") for k, n in node + done[:1]], done[1],
+    expected = [("on_chain_start", "agent"),
+                *[(k, n or "plan") for k, n in node + done],
                 *[(k, n or "write") for k, n in node], *model,
-                *[(k, n or "write") for k, n in done[:1]], done[1],
-                *[(k, n or "review") for k, n in node + done[:1]], done[1],
-                ("on_chain_end", "LangGraph")]
+                *[(k, n or "write") for k, n in done],
+                *[(k, n or "review") for k, n in node + done],
+                ("on_chain_end", "agent")]
     assert [(d["event"], d["name"]) for d in events] == expected
     graph_run = events[0]["run_id"]
     assert events[0]["data"] == {"input": {"steps": []}}
     assert events[-1]["data"] == {"output": FINAL}
-    plan_start, plan_custom, plan_end, plan_stream = events[1:5]
+    plan_start, plan_custom, plan_stream, plan_end = events[1:5]
     assert plan_start["parent_ids"] == [graph_run]
     assert plan_start["tags"] == ["graph:step:1"]
     assert plan_start["metadata"]["langgraph_node"] == "plan"
     assert plan_custom["data"] == {"node": "plan"}
     assert plan_end["run_id"] == plan_start["run_id"] != graph_run
     assert plan_end["data"] == {"input": {"steps": []}, "output": {"steps": ["plan"]}}
-    assert plan_stream["data"] == {"chunk": {"plan": {"steps": ["plan"]}}}
+    assert plan_stream["data"] == {"chunk": {"steps": ["plan"]}}
+    assert plan_stream["run_id"] == plan_start["run_id"]
     streamed = [d for d in events if d["event"] == "on_chat_model_stream"]
     assert [d["data"]["chunk"]["content"] for d in streamed] == WORDS
     write_run = events[5]["run_id"]

@@ -294,7 +294,8 @@ class Runs:
             result = await call_runner(
                 runner, thread_id, request, base,
                 from_base=rollback is not None or request.checkpoint_id is not None,
-                announce=lambda data: self._publish(RUN_START, record, data))
+                announce=lambda data: self._publish(
+                    RUN_START, record, {**data, "graph_id": record.served.graph_id}))
             record.values = _plain(dict(result.state))
             record.status = "success"
         except asyncio.CancelledError:

@@ -135,7 +135,7 @@ class RunTranslator:
                 "checkpoint_id": None, "values": payload.get("before"), "next": ["__start__"],
                 "metadata": {"source": "input", "step": -1}}, -1)
             if self._events is not None:
-                out += self._events.start(self._values)
+                out += self._events.start(payload.get("graph_id"), self._values)
             return out
         self.finished = True
         if payload.get("status") == "error":
