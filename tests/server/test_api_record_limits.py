@@ -138,3 +138,18 @@ async def _until(read: object, done: object, timeout: float = 10.0) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"not reached: last read {await read()!r}")  # type: ignore[operator]
+
+
+async def test_records_beside_a_redis_broker_leave_the_brokers_options_to_it() -> None:
+    url = REDIS_URL + "?max_pending=5&socket_connect_timeout=2"
+    assert server.shares_records(url)
+    records = server.records_for(url)
+    assert isinstance(records, server.RedisRecords)
+    key = f"test-{uuid.uuid4().hex}"
+    try:
+        await records.put(key, "a", {"x": 1})
+        assert await records.get(key, "a") == {"x": 1}
+    finally:
+        await records.drop(key)
+        await records.aclose()
+    assert isinstance(server.records_for("memory://?replay_events=9"), server.MemoryRecords)

@@ -15,6 +15,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from chronos._url import parse_url
+
 __all__ = ["MemoryRecords", "Records", "RedisRecords", "records_for", "shares_records"]
 
 
@@ -119,13 +121,24 @@ class RedisRecords:
 
 
 def shares_records(broker_url: str) -> bool:
-    """Whether a broker URL is Redis, beside which server processes share their records."""
-    return broker_url.partition("://")[0].lower() in ("redis", "rediss", "unix")
+    """Whether a broker URL is Redis, beside which server processes share their records.
+
+    Raises:
+        ConfigurationError: not a URL.
+    """
+    return parse_url(broker_url, kind="broker").scheme in ("redis", "rediss", "unix")
 
 
 def records_for(broker_url: str) -> Records:
     """Redis records beside a Redis broker (so that processes share them), else in memory."""
-    return RedisRecords(broker_url) if shares_records(broker_url) else MemoryRecords()
+    if not shares_records(broker_url):
+        return MemoryRecords()
+    from redis.connection import URL_QUERY_ARGUMENT_PARSERS
+
+    parsed = parse_url(broker_url, kind="broker")
+    # The broker's own query options (`max_pending`...) are not redis-py's.
+    return RedisRecords(parsed.without(
+        name for name, _ in parsed.query if name not in URL_QUERY_ARGUMENT_PARSERS))
 
 
 def _object(raw: bytes | str) -> dict[str, Any]:
