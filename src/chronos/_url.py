@@ -76,9 +76,12 @@ def parse_url(url: str, *, kind: str) -> ParsedURL:
     """Split `url` into its scheme, decoded path and query options.
 
     Raises:
-        ConfigurationError: not a URL (no `scheme://`).
+        ConfigurationError: not a URL (no `scheme://`, a malformed host or query).
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # "Invalid IPv6 URL"
+        raise ConfigurationError(f"malformed {kind} URL: {exc}") from exc
     if not parts.scheme or not url[len(parts.scheme):].startswith("://"):
         raise ConfigurationError(f"not a {kind} URL: {redacted(url)!r}")
     if parts.fragment:
@@ -98,7 +101,10 @@ def parse_url(url: str, *, kind: str) -> ParsedURL:
 
 def redacted(url: str) -> str:
     """`url` with its password, if any, replaced by `***`: URLs appear in error messages."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(a malformed URL)"
     if parts.password is None:
         return url
     user, _, host = parts.netloc.rpartition("@")

@@ -75,6 +75,7 @@ async def test_from_url_decodes_the_path_and_takes_the_stores_options(
     ("postgresql://u:hunter2@127.0.0.1/test?nonsense=1", "nonsense"),
     ("postgresql://u:hunter2@127.0.0.1/test?max_connections=many", "max_connections"),
     ("sqlite:///a#b.db", "%23"),
+    ("postgresql://u:hunter2@[::1/test", "malformed"),
 ])
 def test_from_url_refuses_options_the_store_does_not_understand(url: str, refusal: str) -> None:
     with pytest.raises(ConfigurationError, match=refusal) as caught:
