@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import Counter
 from typing import Any
 
@@ -281,3 +282,38 @@ async def test_a_resume_answer_for_a_session_not_waiting_is_refused(
     await runner.run("done", {})
     with pytest.raises(InterruptNotFound, match="not waiting"):
         await runner.resume("done", resume="yes")
+
+
+async def test_a_node_that_pauses_after_it_ran_is_not_run_again_on_resume(
+    store: CheckpointStore,
+) -> None:
+    calls: Counter[str] = Counter()
+
+    async def route(state: dict[str, Any]) -> dict[str, Any]:
+        calls["route"] += 1
+        return {"seen": ["route"]}
+
+    async def work(state: dict[str, Any]) -> dict[str, Any]:
+        calls["work"] += 1
+        return {"seen": ["work"]}
+
+    compiled = (
+        graph.StateGraph("after", reducers={"seen": graph.append})
+        .add_node("route", route).add_node("work", work).add_node("end", work)
+        .set_entry_point("route").add_conditional_edge("route", lambda s: "work")
+        .add_edge("work", "end").set_finish_point("end").compile()
+    )
+    specs = {n: dataclasses.replace(s, pause_after=n == "route")
+             for n, s in compiled.nodes.items()}
+    pausing = dataclasses.replace(compiled, nodes=specs, has_interrupts=True)
+    runner = graph.Runner(pausing, store)
+    paused = await runner.run("s1", {"seen": []})
+    assert (paused.status, paused.node_id, paused.state["seen"]) == ("paused", "route", ["route"])
+    state = await runner.get_state("s1")
+    assert state is not None
+    assert (state.status, state.node_id) == ("paused", "route")
+    assert (await store.latest("s1")).next == ("work",)  # type: ignore[union-attr]
+    done = await runner.resume("s1")
+    assert done.status == "completed"
+    assert done.state["seen"] == ["route", "work", "work"]
+    assert calls == Counter(route=1, work=2)

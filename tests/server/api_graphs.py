@@ -79,3 +79,11 @@ tools = graph.StateGraph("tools", reducers={"steps": graph.append})
 """One node streaming reasoning and a tool call, as a model calling a tool does."""
 tools.add_node("call_tool", _call_tool).set_entry_point("call_tool")
 tools.set_finish_point("call_tool")
+
+
+routed = graph.StateGraph("routed", reducers={"steps": graph.append})
+"""plan -> (a router: write, or review when `skip`) ; write -> review."""
+routed.add_node("plan", _plan).add_node("write", _write).add_node("review", _review)
+routed.set_entry_point("plan").add_edge("write", "review").set_finish_point("review")
+routed.add_conditional_edges("plan", lambda state: "review" if state.get("skip") else "write",
+                             {"write": "write", "review": "review"})

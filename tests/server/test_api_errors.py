@@ -121,6 +121,6 @@ async def test_thread_create_if_exists(served: Served) -> None:
 async def test_unsupported_options_are_refused_not_ignored(served: Served) -> None:
     client = get_client(url=served.url)
     with pytest.raises(UnprocessableEntityError):
-        await client.runs.create(None, "agent", input={}, stream_mode="events")
+        await client.runs.create(None, "agent", input={}, stream_mode="astral")
     with pytest.raises(UnprocessableEntityError):
         await client.runs.create(None, "agent", input={}, interrupt_after=["nowhere"])

@@ -4,6 +4,8 @@ streamed, cancelled and resumed through another, and `--workers 2` serves one po
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections.abc import Iterator
 
 import pytest
@@ -75,6 +77,33 @@ async def test_an_interrupt_on_one_process_is_resumed_through_another(
     values = await b.runs.wait(thread, "asking", command={"resume": "yes"})
     assert values["answer"] == "yes"
     assert (await a.threads.get_state(thread))["next"] == []
+
+
+async def test_the_runs_of_a_killed_process_fail_instead_of_running_forever(
+    two: tuple[Served, Served],
+) -> None:
+    a, b = (get_client(url=s.url) for s in two)
+    with serving(*_GRAPHS, store=POSTGRES_URL, options=_SHARED) as doomed:
+        victim = get_client(url=doomed.url)
+        thread = (await victim.threads.create())["thread_id"]
+        run = await victim.runs.create(thread, "agent", input={"steps": [], "delay": 60})
+        queued = await victim.runs.create(thread, "agent", input=None,
+                                          multitask_strategy="enqueue")
+        for _ in range(500):
+            if await _status(a, thread, run["run_id"]) == "running":
+                break
+            await asyncio.sleep(0.02)
+        os.kill(doomed.pid, signal.SIGKILL)
+    # The other processes notice within the heartbeat's lifetime (10 s) and fail both runs;
+    # a `join` waiting on another process ends with them.
+    joined = await asyncio.wait_for(b.runs.join(thread, run["run_id"]), timeout=30)
+    assert joined["__error__"]["error"] == "ServerProcessGone"
+    assert await _status(a, thread, run["run_id"]) == "error"
+    assert await _status(b, thread, queued["run_id"]) == "error"
+    assert (await a.threads.get(thread))["status"] != "busy"
+    # The thread takes new runs, and continues from its last checkpoint.
+    values = await b.runs.wait(thread, "agent", input={"steps": []}, multitask_strategy="reject")
+    assert values["steps"][-3:] == ["plan", "write", "review"]
 
 
 async def test_a_busy_thread_rejects_a_run_sent_to_the_other_process(

@@ -25,7 +25,7 @@ def anyio_backend() -> str:
 @pytest.fixture(scope="module")
 def served() -> Iterator[Served]:
     with serving("tests.server.api_graphs:agent", "tests.server.api_graphs:approval",
-                 "tests.server.api_graphs:asking") as s:
+                 "tests.server.api_graphs:asking", "tests.server.api_graphs:routed") as s:
         yield s
 
 
@@ -223,6 +223,25 @@ async def test_a_stateless_run_keeps_its_thread_only_when_asked(served: Served) 
         await asyncio.sleep(0.02)
     with pytest.raises(NotFoundError):
         await client.threads.get(dropped["thread_id"])
+
+
+async def test_interrupt_after_a_node_with_a_conditional_edge_pauses_once(
+    served: Served,
+) -> None:
+    client = get_client(url=served.url)
+    for skip, routed_to in ((False, "write"), (True, "review")):
+        thread = (await client.threads.create())["thread_id"]
+        values = await client.runs.wait(thread, "routed", input={"steps": [], "skip": skip},
+                                        interrupt_after=["plan"])
+        assert values["steps"] == ["plan"]
+        state = await client.threads.get_state(thread)
+        assert state["next"] == [routed_to]
+        assert (await client.threads.get(thread))["status"] == "interrupted"
+        # Resumed with the same option: `plan` does not run again, so nothing pauses again,
+        # though `review` also follows `write`.
+        values = await client.runs.wait(thread, "routed", input=None, interrupt_after=["plan"])
+        assert values["steps"] == (["plan", "review"] if skip else ["plan", "write", "review"])
+        assert (await client.threads.get_state(thread))["next"] == []
 
 
 async def test_after_seconds_keeps_a_run_pending_first(served: Served) -> None:

@@ -57,6 +57,42 @@ async def test_custom_events_carry_the_emitted_data(served: Served) -> None:
     assert parts[1:] == [("custom", {"node": n}) for n in ("plan", "write", "review")]
 
 
+async def test_events_tell_the_run_as_astream_events_would(served: Served) -> None:
+    parts = await _parts(served, "events")
+    events = [d for e, d in parts[1:]]
+    assert {e for e, _ in parts[1:]} == {"events"}
+    node = [("on_chain_start", None), ("on_custom_event", "progress")]
+    done = [("on_chain_stream", None), ("on_chain_end", None)]
+    model = [("on_chat_model_start", "chat_model"),
+             *[("on_chat_model_stream", "chat_model")] * len(WORDS),
+             ("on_chat_model_end", "chat_model")]
+    expected = [("on_chain_start", "agent"),
+                *[(k, n or "plan") for k, n in node + done],
+                *[(k, n or "write") for k, n in node], *model,
+                *[(k, n or "write") for k, n in done],
+                *[(k, n or "review") for k, n in node + done],
+                ("on_chain_end", "agent")]
+    assert [(d["event"], d["name"]) for d in events] == expected
+    graph_run = events[0]["run_id"]
+    assert events[0]["data"] == {"input": {"steps": []}}
+    assert events[-1]["data"] == {"output": FINAL}
+    plan_start, plan_custom, plan_stream, plan_end = events[1:5]
+    assert plan_start["parent_ids"] == [graph_run]
+    assert plan_start["tags"] == ["graph:step:1"]
+    assert plan_start["metadata"]["langgraph_node"] == "plan"
+    assert plan_custom["data"] == {"node": "plan"}
+    assert plan_end["run_id"] == plan_start["run_id"] != graph_run
+    assert plan_end["data"] == {"input": {"steps": []}, "output": {"steps": ["plan"]}}
+    assert plan_stream["data"] == {"chunk": {"steps": ["plan"]}}
+    assert plan_stream["run_id"] == plan_start["run_id"]
+    streamed = [d for d in events if d["event"] == "on_chat_model_stream"]
+    assert [d["data"]["chunk"]["content"] for d in streamed] == WORDS
+    write_run = events[5]["run_id"]
+    assert {tuple(d["parent_ids"]) for d in streamed} == {(graph_run, write_run)}
+    ended = next(d for d in events if d["event"] == "on_chat_model_end")
+    assert ended["data"]["output"]["content"] == FINAL["text"]
+
+
 async def test_messages_tuple_streams_each_token_with_its_node(served: Served) -> None:
     parts = await _parts(served, "messages-tuple")
     assert [e for e, _ in parts[1:]] == ["messages"] * len(WORDS)

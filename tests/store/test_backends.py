@@ -9,7 +9,7 @@ import pytest
 
 from chronos import store
 from chronos.errors import ConfigurationError, StoreError
-from tests.store.backends import POSTGRES_URL
+from tests.store.backends import POSTGRES_URL, unique_table
 from tests.store.test_contract import make
 
 pytestmark = pytest.mark.anyio
@@ -44,6 +44,43 @@ async def test_sqlite_in_memory_keeps_every_checkpoint_on_its_one_connection() -
 def test_from_url_rejects_what_it_cannot_open(url: str) -> None:
     with pytest.raises(ConfigurationError):
         store.from_url(url)
+
+
+async def test_from_url_decodes_the_path_and_takes_the_stores_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    async with store.from_url("sqlite:///my%20runs.db?table=agent_runs&synchronous=full") as s:
+        assert isinstance(s, store.SQLiteStore)
+        await s.put(make("c1"))
+    assert (tmp_path / "my runs.db").exists()
+    async with store.SQLiteStore("my runs.db", table="agent_runs") as same:
+        assert (await same.get("c1")).id == "c1"
+    table = unique_table()
+    postgres = store.from_url(f"{POSTGRES_URL}?table={table}&connect_timeout=5&max_connections=3")
+    assert isinstance(postgres, store.PostgresStore)
+    assert postgres.url == POSTGRES_URL + "?connect_timeout=5"  # libpq's options stay for libpq
+    async with postgres:
+        await postgres.put(make("c1"))
+    async with store.PostgresStore(POSTGRES_URL, table=table) as same:
+        assert (await same.get("c1")).id == "c1"
+        await same.drop_table()
+
+
+@pytest.mark.parametrize(("url", "refusal"), [
+    ("sqlite:///x%20y.db?mode=ro", "option 'mode'"),
+    ("sqlite:///x.db?synchronous=OFF", "synchronous='OFF' is invalid"),
+    ("sqlite:///x.db?table=a&table=b", "given twice"),
+    ("memory://?size=3", "option 'size'"),
+    ("postgresql://u:hunter2@127.0.0.1/test?nonsense=1", "nonsense"),
+    ("postgresql://u:hunter2@127.0.0.1/test?max_connections=many", "max_connections"),
+    ("sqlite:///a#b.db", "%23"),
+    ("postgresql://u:hunter2@[::1/test", "malformed"),
+])
+def test_from_url_refuses_options_the_store_does_not_understand(url: str, refusal: str) -> None:
+    with pytest.raises(ConfigurationError, match=refusal) as caught:
+        store.from_url(url)
+    assert "hunter2" not in str(caught.value)
 
 
 def test_table_names_are_checked() -> None:

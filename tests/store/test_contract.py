@@ -8,8 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from chronos.errors import CheckpointNotFound, RunConflictError, StateNotSerializable, StoreError
-from chronos.store import Checkpoint, CheckpointStore, MemoryStore, SessionInfo
-from chronos.store._protocol import SessionLeasing
+from chronos.store import Checkpoint, CheckpointStore, MemoryStore, SessionInfo, SessionLeasing
 
 pytestmark = pytest.mark.anyio
 

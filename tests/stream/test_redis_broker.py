@@ -264,6 +264,30 @@ def test_broker_from_url() -> None:
         broker_from_url("127.0.0.1:6379")
 
 
+def test_broker_from_url_takes_the_limits_and_redis_options_from_the_query() -> None:
+    memory = broker_from_url("memory://?replay_events=16&max_pending=8")
+    assert isinstance(memory, Broker)
+    assert (memory.replay_events, memory.max_pending) == (16, 8)
+    redis = broker_from_url(REDIS_URL + "?socket_connect_timeout=2&replay_seconds=9")
+    assert isinstance(redis, RedisBroker)
+    assert redis.replay_seconds == 9.0
+    assert redis.url == REDIS_URL + "?socket_connect_timeout=2"  # redis-py's, left to it
+
+
+@pytest.mark.parametrize(("url", "refusal"), [
+    ("memory://?size=3", "option 'size'"),
+    ("memory://?max_pending=lots", "max_pending='lots' is invalid"),
+    ("redis://:hunter2@127.0.0.1:6379/0?nonsense=1", "option 'nonsense'"),
+    ("kafka://:hunter2@somewhere", "unknown broker URL"),
+])
+def test_broker_from_url_refuses_what_the_broker_does_not_understand(
+    url: str, refusal: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=refusal) as caught:
+        broker_from_url(url)
+    assert "hunter2" not in str(caught.value)
+
+
 def test_one_configuration_entry_point_from_the_environment() -> None:
     setup = config.from_env({config.STORE_URL_ENV: "memory://"})
     assert isinstance(setup.broker, Broker)  # unset: the embedded default

@@ -80,3 +80,9 @@ def _print_error(terminal: Terminal, error: ChronosError) -> None:
     # One line, never wrapped: it may be grepped from a log.
     terminal.err.print("[bold red]error:[/] ", end="")
     terminal.err.print(str(error), markup=False, highlight=False, soft_wrap=True)
+
+
+# Reprs, docs and pickles name the public path (`chronos.cli.X`), not the private module.
+for _name in __all__:
+    if getattr(globals()[_name], "__module__", "").startswith(__name__ + "."):
+        globals()[_name].__module__ = __name__

@@ -10,8 +10,7 @@ from typing import TypeAlias
 from rich.console import Console
 
 from chronos.config import DEFAULT_STORE_URL, STORE_URL_ENV
-from chronos.model import Provider, provider_from_name
-from chronos.model._registry import provider_name_from_environment
+from chronos.model import Provider, provider_from_name, provider_name_from_environment
 
 __all__ = [
     "Commands",

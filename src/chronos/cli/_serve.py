@@ -37,6 +37,13 @@ def add_serve(commands: Commands) -> None:
                                          "run records are kept there too")
     parser.add_argument("--workers", type=int, default=1,
                         help="server processes on the port (above 1 needs --broker redis://)")
+    parser.add_argument("--runs-per-thread", type=int, default=100, metavar="N",
+                        help="finished runs kept per thread, the newest (100)")
+    parser.add_argument("--max-threads", type=int, default=100_000, metavar="N",
+                        help="idle threads beyond it are forgotten, least recently changed first "
+                             "(100000)")
+    parser.add_argument("--thread-ttl", type=float, default=None, metavar="SECONDS",
+                        help="forget idle threads unchanged for this long (default: never)")
     add_store_option(parser)
     parser.set_defaults(run=_serve)
 
@@ -56,17 +63,17 @@ def _served(args: argparse.Namespace) -> dict[str, CompiledGraph]:
 
 def _serve(args: argparse.Namespace, terminal: Terminal) -> int:
     from chronos import config, server  # the web stack loads for this command only
-    from chronos.server._records import records_for, shares_records
-    from chronos.server._serve import bind, serve
 
     graphs = _served(args)
+    retention = server.Retention(runs_per_thread=args.runs_per_thread,
+                                 max_threads=args.max_threads, thread_ttl=args.thread_ttl)
     broker_url = args.broker or os.environ.get(BROKER_URL_ENV) or DEFAULT_BROKER_URL
     if args.workers < 1:
         raise ConfigurationError("--workers must be at least 1")
-    if args.workers > 1 and not shares_records(broker_url):
+    if args.workers > 1 and not server.shares_records(broker_url):
         raise ConfigurationError("--workers above 1 needs a shared broker: --broker "
                                  "redis://... (and a store every process reaches)")
-    sock = bind(args.host, args.port)
+    sock = server.bind(args.host, args.port)
     host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{host}:{sock.getsockname()[1]}"
 
@@ -76,10 +83,11 @@ def _serve(args: argparse.Namespace, terminal: Terminal) -> int:
 
     async def run(on_ready: Callable[[], None]) -> None:
         broker, checkpoints = config.from_urls(broker_url, store_url(args))
-        records = records_for(broker_url)
-        app = server.create_app(graphs, store=checkpoints, broker=broker, records=records)
+        records = server.records_for(broker_url)
+        app = server.create_app(graphs, store=checkpoints, broker=broker, records=records,
+                                 retention=retention)
         try:
-            await serve(app, sock, on_ready=on_ready)
+            await server.serve(app, sock, on_ready=on_ready)
         finally:
             await app.aclose()
             await records.aclose()

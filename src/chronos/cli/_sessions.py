@@ -15,8 +15,7 @@ from rich.text import Text
 
 from chronos.cli._common import Commands, Terminal, add_store_option, store_url
 from chronos.errors import CheckpointNotFound
-from chronos.graph import RunState
-from chronos.graph._usage import USAGE_KEY, UsageLedger
+from chronos.graph import RunState, UsageLedger
 from chronos.model import Usage
 from chronos.store import Checkpoint, MemoryStore, PostgresStore, SessionInfo, SQLiteStore
 from chronos.store import from_url as store_from_url
@@ -93,7 +92,7 @@ def _list_sessions(args: argparse.Namespace, terminal: Terminal) -> int:
     if args.usage:
         table = _table("session", *_USAGE_COLUMNS)
         for s in sessions:
-            usage = UsageLedger(None, s.metadata.get(USAGE_KEY))
+            usage = UsageLedger.recorded(s.metadata)
             _add_usage_rows(table, usage.by_node, usage.cost_by_node, usage.total(),
                             usage.total_cost(), s.session_id)
         _print_table(terminal.out, table)
@@ -101,7 +100,7 @@ def _list_sessions(args: argparse.Namespace, terminal: Terminal) -> int:
     table = _table("session", "graph", "status", "last node", "next", "checkpoints", "updated",
                    "tokens", "cost")
     for s in sessions:
-        usage = UsageLedger(None, s.metadata.get(USAGE_KEY))
+        usage = UsageLedger.recorded(s.metadata)
         total = usage.total()
         tokens = f"{total.input_tokens or 0}/{total.output_tokens or 0}" if usage else ""
         table.add_row(Text(s.session_id), Text(s.graph_id), _status(s.status),

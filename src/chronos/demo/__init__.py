@@ -38,5 +38,7 @@ from chronos.demo._serve import bind, serve
 
 __all__ = ["GRAPH_ID", "DemoApp", "bind", "build_graph", "create_app", "graph_layout", "serve"]
 
-for _obj in (DemoApp, build_graph, create_app, graph_layout, bind, serve):
-    _obj.__module__ = __name__
+# Reprs, docs and pickles name the public path (`chronos.demo.X`), not the private module.
+for _name in __all__:
+    if getattr(globals()[_name], "__module__", "").startswith(__name__ + "."):
+        globals()[_name].__module__ = __name__

@@ -35,8 +35,7 @@ from starlette.types import Receive, Scope, Send
 from chronos.demo._graph import build_graph, graph_layout
 from chronos.graph import Runner, RunState
 from chronos.model import Provider
-from chronos.server import read_body
-from chronos.server._errors import exception_handlers
+from chronos.server import exception_handlers, read_body
 from chronos.store import CheckpointStore, MemoryStore
 from chronos.stream import Broker, Event
 

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from chronos.server._serve import bind, serve
+from chronos.server import bind, serve
 
 __all__ = ["bind", "serve"]

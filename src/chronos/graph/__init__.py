@@ -14,6 +14,10 @@ resume=answer)`, and returning `graph.Command(update=..., goto=...)` or `graph.S
 input)` chooses what runs next. `await graph.stream_chat(provider, req)` streams a model's
 response into the run as `token` events (and so to the runner's broker) and returns the
 whole response.
+
+A server writing state as a node would (`update_state(as_node=...)`) steps the graph with the
+planner's pure functions: `apply_updates` (reducers), `entry_nodes` / `next_nodes` (where the
+edges lead), `node_ids` and `interrupts_in`.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from chronos.graph._emit import emit
 from chronos.graph._events import EventStream, StreamEvent, event_payload
 from chronos.graph._interrupt import Interrupt, interrupt
 from chronos.graph._model_tokens import MessageDelta, stream_chat, stream_chat_sync
+from chronos.graph._plan import apply_updates, entry_nodes, interrupts_in, next_nodes, node_ids
 from chronos.graph._reducers import append, merge, replace
 from chronos.graph._retry import RetryPolicy
 from chronos.graph._run import RunState, RunStatus
@@ -39,6 +44,7 @@ from chronos.graph._types import (
     StreamMode,
     Update,
 )
+from chronos.graph._usage import UsageLedger
 
 __all__ = [
     "END",
@@ -64,17 +70,23 @@ __all__ = [
     "StreamEvent",
     "StreamMode",
     "Update",
+    "UsageLedger",
     "append",
+    "apply_updates",
     "emit",
+    "entry_nodes",
     "event_payload",
     "interrupt",
+    "interrupts_in",
     "merge",
+    "next_nodes",
+    "node_ids",
     "replace",
     "stream_chat",
     "stream_chat_sync",
 ]
 
-for _obj in (Branch, Command, CompiledGraph, EventStream, Interrupt, MessageDelta, NodeSpec,
-             RetryPolicy, RunState, Runner, Send, StateGraph, StreamEvent, append, emit,
-             event_payload, interrupt, merge, replace, stream_chat, stream_chat_sync):
-    _obj.__module__ = __name__
+# Reprs, docs and pickles name the public path (`chronos.graph.X`), not the private module.
+for _name in __all__:
+    if getattr(globals()[_name], "__module__", "").startswith(__name__ + "."):
+        globals()[_name].__module__ = __name__

@@ -35,6 +35,7 @@ class NodeSpec:
     retry: RetryPolicy | None = None
     timeout: float | None = None
     destinations: tuple[str, ...] = ()  # where its `Command(goto=...)` may lead
+    pause_after: bool = False  # the run pauses once it has run (LangGraph's interrupt_after)
 
 
 @dataclass(frozen=True, slots=True)

@@ -203,6 +203,8 @@ async def _advance(
         run.answers = {}
     run.state = state
     status = _status(graph, nxt, skip_interrupt=False)
+    if status == "running" and graph.has_interrupts and _pauses_after(graph, names):
+        status = "paused"
     # A subgraph's last step needs no checkpoint of its own: its parent's step ends with one.
     if run.store is not None and (nxt or not path):
         await _checkpoint(run, state, names, nxt, status, path=path)
@@ -279,6 +281,11 @@ async def _pause_inside(
     raise _Paused(path, step, interrupts)
 
 
+def _pauses_after(graph: CompiledGraph, ran: tuple[str, ...]) -> bool:
+    nodes = graph.nodes
+    return any(nodes[n].pause_after for n in ran)
+
+
 def _status(graph: CompiledGraph, step: Step, *, skip_interrupt: bool) -> CheckpointStatus:
     if not step:
         return "completed"
@@ -295,7 +302,8 @@ def _finish(
         if interrupts:
             run.hub.end("interrupt", run.node_id, state=run.state, data=interrupts, path=path)
             return run.result("paused", nxt, interrupts)
-        run.node_id = interrupts_in(graph_at(run.graph, path), nxt)[0]
+        before = interrupts_in(graph_at(run.graph, path), nxt)
+        run.node_id = before[0] if before else run.node_id  # else paused after `node_id`
         run.hub.end("interrupt", run.node_id, state=run.state, data=list(node_ids(nxt)),
                     path=path)
         return run.result("paused", nxt)

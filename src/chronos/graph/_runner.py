@@ -38,8 +38,7 @@ from chronos.graph._run import Run, RunState, step_of, usage_fields
 from chronos.graph._types import Durability, StreamMode
 from chronos.graph._usage import USAGE_KEY, UsageLedger
 from chronos.model import Pricing, genai_prices
-from chronos.store import Checkpoint, CheckpointStore
-from chronos.store._protocol import SessionLeasing
+from chronos.store import Checkpoint, CheckpointStore, SessionLeasing
 from chronos.stream import BrokerProtocol
 
 __all__ = ["Runner"]
@@ -425,8 +424,9 @@ class Runner:
         interrupts = tuple(Interrupt.from_record(r) for r in checkpoint.interrupts)
         if interrupts:
             node_id = interrupts[0].node_id
-        elif checkpoint.status == "paused":
-            node_id = interrupts_in(graph_at(self.graph, checkpoint.path), checkpoint.next)[0]
+        elif checkpoint.status == "paused":  # before an interrupt node, or after `node_id`
+            before = interrupts_in(graph_at(self.graph, checkpoint.path), checkpoint.next)
+            node_id = before[0] if before else node_id
         return RunState(
             run_id=checkpoint.run_id, session_id=session_id, graph_id=checkpoint.graph_id,
             node_id=node_id, status=checkpoint.status, state=MappingProxyType(checkpoint.state),

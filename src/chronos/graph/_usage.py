@@ -32,7 +32,10 @@ def node_key(node_id: str, path: tuple[str, ...]) -> str:
 
 
 class UsageLedger:
-    """Usage and cost by node; sync nodes add from worker threads, hence the lock."""
+    """Usage and cost by node; sync nodes add from worker threads, hence the lock.
+
+    A checkpoint's (or a session's) totals so far: `UsageLedger.recorded(checkpoint.metadata)`.
+    """
 
     __slots__ = ("_lock", "by_node", "cost_by_node", "pricing")
 
@@ -45,6 +48,11 @@ class UsageLedger:
             self.by_node[node] = Usage.from_counts(counts)
             cost = counts.get(_COST)
             self.cost_by_node[node] = None if cost is None else float(cost)
+
+    @classmethod
+    def recorded(cls, metadata: Mapping[str, Any]) -> UsageLedger:
+        """The usage and cost a checkpoint's `metadata` recorded (empty if none)."""
+        return cls(None, metadata.get(USAGE_KEY))
 
     def __bool__(self) -> bool:
         return bool(self.by_node)

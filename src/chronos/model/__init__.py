@@ -17,6 +17,10 @@ server, Azure OpenAI), `chronos.model.openai_responses` (the Responses API),
 `chronos.model.ollama` (Ollama's native API), `chronos.model.cohere` (Cohere v2 chat),
 `chronos.model.llamacpp` (a GGUF model run in this process by llama.cpp), and
 `chronos.model.fallback` (the next provider when one fails before answering).
+
+A new HTTP vendor subclasses `HTTPProvider` and writes a `StreamTranslator` that turns each
+decoded `SSEEvent` (or NDJSON / JSON-array item) into chunks through a `ChunkBuilder`; its
+`_build_request` returns a `VendorRequest` (see `chronos.model._provider` for a whole one).
 """
 
 from chronos.model import (
@@ -29,11 +33,24 @@ from chronos.model import (
     openai,
     openai_responses,
 )
-from chronos.model._assemble import StreamAccumulator, accumulate
+from chronos.model._assemble import ChunkBuilder, StreamAccumulator, accumulate
+from chronos.model._decode import JSONArrayDecoder, NDJSONDecoder, SSEDecoder, SSEEvent
 from chronos.model._prices import Price, Prices, Pricing, genai_prices
 from chronos.model._protocol import BaseProvider
-from chronos.model._provider import ChatStream, HTTPProvider, Provider, RetryPolicy
-from chronos.model._registry import available_providers, provider_from_name
+from chronos.model._provider import (
+    ChatStream,
+    Decoder,
+    HTTPProvider,
+    Provider,
+    RetryPolicy,
+    StreamTranslator,
+    VendorRequest,
+)
+from chronos.model._registry import (
+    available_providers,
+    provider_from_name,
+    provider_name_from_environment,
+)
 from chronos.model._types import (
     ChatRequest,
     ChatResponse,
@@ -63,13 +80,17 @@ __all__ = [
     "ChatRequest",
     "ChatResponse",
     "ChatStream",
+    "ChunkBuilder",
     "CohereProvider",
     "ContentPart",
+    "Decoder",
     "FallbackProvider",
     "GeminiProvider",
     "HTTPProvider",
     "ImagePart",
+    "JSONArrayDecoder",
     "Message",
+    "NDJSONDecoder",
     "OllamaProvider",
     "OpenAIProvider",
     "OpenAIResponsesProvider",
@@ -79,13 +100,17 @@ __all__ = [
     "Provider",
     "RetryPolicy",
     "Role",
+    "SSEDecoder",
+    "SSEEvent",
     "StopReason",
     "StreamAccumulator",
+    "StreamTranslator",
     "TextPart",
     "ToolCall",
     "ToolCallDelta",
     "ToolDefinition",
     "Usage",
+    "VendorRequest",
     "accumulate",
     "anthropic",
     "available_providers",
@@ -98,4 +123,10 @@ __all__ = [
     "openai",
     "openai_responses",
     "provider_from_name",
+    "provider_name_from_environment",
 ]
+
+# Reprs, docs and pickles name the public path (`chronos.model.X`), not the private module.
+for _name in __all__:
+    if getattr(globals()[_name], "__module__", "").startswith(__name__ + "."):
+        globals()[_name].__module__ = __name__

@@ -12,11 +12,40 @@ OpenAI, AG-UI and AI SDK clients, through the routes of `chronos.server.dialects
 from chronos.server import dialects
 from chronos.server._app import AgentServerApp, create_app
 from chronos.server._body import MAX_BODY_BYTES, read_body, read_json_object
+from chronos.server._errors import exception_handlers
+from chronos.server._record_limits import Retention
+from chronos.server._records import (
+    MemoryRecords,
+    Records,
+    RedisRecords,
+    records_for,
+    shares_records,
+)
 from chronos.server._serve import bind, serve
 from chronos.server._threads import Action, Authorize, ThreadRecord
 
-__all__ = ["MAX_BODY_BYTES", "Action", "AgentServerApp", "Authorize", "ThreadRecord", "bind",
-           "create_app", "dialects", "read_body", "read_json_object", "serve"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "Action",
+    "AgentServerApp",
+    "Authorize",
+    "MemoryRecords",
+    "Records",
+    "RedisRecords",
+    "Retention",
+    "ThreadRecord",
+    "bind",
+    "create_app",
+    "dialects",
+    "exception_handlers",
+    "read_body",
+    "read_json_object",
+    "records_for",
+    "serve",
+    "shares_records",
+]
 
-for _obj in (AgentServerApp, ThreadRecord, bind, create_app, read_body, read_json_object, serve):
-    _obj.__module__ = __name__
+# Reprs, docs and pickles name the public path (`chronos.server.X`), not the private module.
+for _name in __all__:
+    if getattr(globals()[_name], "__module__", "").startswith(__name__ + "."):
+        globals()[_name].__module__ = __name__

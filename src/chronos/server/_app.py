@@ -17,6 +17,7 @@ from chronos.graph import CompiledGraph, StateGraph
 from chronos.server._assistants import Assistants, assistant_routes
 from chronos.server._errors import error_response, exception_handlers
 from chronos.server._metrics import ServerMetrics
+from chronos.server._record_limits import Retention
 from chronos.server._records import MemoryRecords, Records
 from chronos.server._run_routes import run_routes
 from chronos.server._runs import Runs
@@ -57,6 +58,7 @@ def create_app(
     *,
     authorize: Authorize | None = None,
     records: Records | None = None,
+    retention: Retention | None = None,
 ) -> AgentServerApp:
     """An ASGI app serving `graphs` (by graph id) through the LangGraph Agent Server API, and
     through OpenAI's `/v1/chat/completions`, `/v1/responses` and `/v1/models` (the graph id as
@@ -79,6 +81,8 @@ def create_app(
         records: where thread and run records live; default: in this process. Server
             processes that share a broker and a store must share these too
             (`RedisRecords`, as `chronos serve --broker redis://...` does).
+        retention: how many thread and run records to keep, and how long (see `Retention`);
+            default: 100 finished runs per thread, 100,000 threads, no time limit.
     """
     compiled = {gid: g.compile() if isinstance(g, StateGraph) else g for gid, g in graphs.items()}
     owned: list[Any] = []  # what this app opened, and so closes
@@ -91,7 +95,7 @@ def create_app(
     records = records if records is not None else MemoryRecords()
     threads = Threads(store, assistants, records, authorize)
     metrics = ServerMetrics()
-    runs = Runs(assistants, threads, broker, records, metrics)
+    runs = Runs(assistants, threads, broker, records, metrics, retention or Retention())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: AgentServerApp) -> AsyncIterator[None]:

@@ -68,7 +68,7 @@ class Assistants:
         self._by_assistant = {s.assistant_id: s for s in self.served.values()}
         self._store = store
         self._broker = broker
-        self._runners: dict[tuple[str, frozenset[str]], Runner] = {}
+        self._runners: dict[tuple[str, frozenset[str], frozenset[str]], Runner] = {}
 
     def find(self, assistant_id: str) -> ServedGraph:
         """The graph an assistant id (or a graph id) names.
@@ -84,14 +84,11 @@ class Assistants:
     def runner(self, served: ServedGraph, interrupt_before: tuple[str, ...] = (),
                interrupt_after: tuple[str, ...] = ()) -> Runner:
         """The runner of `served`, pausing before `interrupt_before` and after
-        `interrupt_after` too ("*": every node).
-
-        A pause after a node is a pause before the nodes its edges lead to, so it needs a node
-        whose edges are static; after its last node a run simply completes.
+        `interrupt_after` too ("*": every node). After a node, the run pauses wherever its
+        edges (static or conditional) lead; after its last node a run simply completes.
 
         Raises:
-            RequestRefused: 422, a node the graph does not have, or an `interrupt_after` node with a
-                conditional edge.
+            RequestRefused: 422, a node the graph does not have.
         """
         graph = served.graph
         nodes = graph.nodes
@@ -101,28 +98,23 @@ class Assistants:
             unknown = sorted(wanted - set(nodes))
             if unknown:
                 raise RequestRefused(422, f"field {name!r} names unknown nodes {unknown}")
-        routed = sorted(n for n in after if n in graph.branches)
-        if routed and "*" not in interrupt_after:
-            raise RequestRefused(422, f"field 'interrupt_after' names nodes with a conditional "
-                                      f"edge {routed}; pause before the nodes they route to")
-        if "*" in interrupt_after:  # after every node: before every node but the entry
-            pausing = before | (frozenset(nodes) - frozenset(graph.entry))
-        else:
-            pausing = before.union(*(graph.edges.get(n, ()) for n in after))
-        key = (served.graph_id, pausing)
+        key = (served.graph_id, before, after)
         runner = self._runners.get(key)
         if runner is None:
-            runner = Runner(_pausing_before(graph, pausing), self._store,
+            runner = Runner(_pausing(graph, before, after), self._store,
                             broker=TokenTopics(self._broker))
             self._runners[key] = runner
         return runner
 
 
-def _pausing_before(graph: CompiledGraph, nodes: frozenset[str]) -> CompiledGraph:
-    """The same graph (same id, so checkpoints stay compatible) with more interrupt nodes."""
-    if not nodes:
+def _pausing(graph: CompiledGraph, before: frozenset[str],
+             after: frozenset[str]) -> CompiledGraph:
+    """The same graph (same id, so checkpoints stay compatible) pausing before and after more
+    nodes."""
+    if not before and not after:
         return graph
-    specs = {node_id: dataclasses.replace(spec, interrupt=spec.interrupt or node_id in nodes)
+    specs = {node_id: dataclasses.replace(spec, interrupt=spec.interrupt or node_id in before,
+                                          pause_after=spec.pause_after or node_id in after)
              for node_id, spec in graph.nodes.items()}
     return dataclasses.replace(graph, nodes=specs, has_interrupts=True)
 

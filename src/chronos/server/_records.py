@@ -3,14 +3,19 @@ them (`chronos serve --broker redis://...`: a run started through one process is
 joined, streamed and cancelled through any other).
 
 Records are small JSON objects (a thread's metadata, a run's status and result) kept by
-collection and id; states stay in the checkpoint store and events in the broker.
+collection and id; states stay in the checkpoint store and events in the broker. Beside them,
+each server process keeps a heartbeat (`beat` / `alive`), so that the others can tell that a
+run's process is gone (killed, crashed) and fail its run instead of showing it running forever.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any, Protocol
 
 import orjson
+
+from chronos._url import parse_url
 
 __all__ = ["MemoryRecords", "Records", "RedisRecords", "records_for", "shares_records"]
 
@@ -29,6 +34,14 @@ class Records(Protocol):
 
     async def drop(self, collection: str) -> None: ...
 
+    async def beat(self, owner: str, seconds: float) -> None:
+        """Declare `owner` (a server process) alive for `seconds` more."""
+        ...
+
+    async def alive(self, owner: str) -> bool:
+        """Whether `owner` has declared itself alive and that time has not run out."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -38,6 +51,7 @@ class MemoryRecords:
 
     def __init__(self) -> None:
         self._data: dict[str, dict[str, bytes]] = {}
+        self._alive_until: dict[str, float] = {}
 
     async def put(self, collection: str, key: str, value: dict[str, Any]) -> None:
         self._data.setdefault(collection, {})[key] = orjson.dumps(value, default=repr)
@@ -58,6 +72,14 @@ class MemoryRecords:
 
     async def drop(self, collection: str) -> None:
         self._data.pop(collection, None)
+
+    async def beat(self, owner: str, seconds: float) -> None:
+        now = time.monotonic()
+        self._alive_until = {o: t for o, t in self._alive_until.items() if t > now}
+        self._alive_until[owner] = now + seconds
+
+    async def alive(self, owner: str) -> bool:
+        return self._alive_until.get(owner, 0.0) > time.monotonic()
 
     async def aclose(self) -> None:
         return None
@@ -88,18 +110,35 @@ class RedisRecords:
     async def drop(self, collection: str) -> None:
         await self._redis.delete(self._prefix + collection)
 
+    async def beat(self, owner: str, seconds: float) -> None:
+        await self._redis.set(f"{self._prefix}alive:{owner}", b"1", px=max(1, int(seconds * 1000)))
+
+    async def alive(self, owner: str) -> bool:
+        return bool(await self._redis.exists(f"{self._prefix}alive:{owner}"))
+
     async def aclose(self) -> None:
         await self._redis.aclose()
 
 
 def shares_records(broker_url: str) -> bool:
-    """Whether a broker URL is Redis, beside which server processes share their records."""
-    return broker_url.partition("://")[0].lower() in ("redis", "rediss", "unix")
+    """Whether a broker URL is Redis, beside which server processes share their records.
+
+    Raises:
+        ConfigurationError: not a URL.
+    """
+    return parse_url(broker_url, kind="broker").scheme in ("redis", "rediss", "unix")
 
 
 def records_for(broker_url: str) -> Records:
     """Redis records beside a Redis broker (so that processes share them), else in memory."""
-    return RedisRecords(broker_url) if shares_records(broker_url) else MemoryRecords()
+    if not shares_records(broker_url):
+        return MemoryRecords()
+    from redis.connection import URL_QUERY_ARGUMENT_PARSERS
+
+    parsed = parse_url(broker_url, kind="broker")
+    # The broker's own query options (`max_pending`...) are not redis-py's.
+    return RedisRecords(parsed.without(
+        name for name, _ in parsed.query if name not in URL_QUERY_ARGUMENT_PARSERS))
 
 
 def _object(raw: bytes | str) -> dict[str, Any]:

@@ -31,6 +31,7 @@ class RunInfo:
     subgraphs: bool
     base_checkpoint_id: str | None  # what it started from: where a rollback returns
     created_at: float
+    owner: str  # the server process executing it (`Runs.owner`)
 
     @property
     def finished(self) -> bool:
@@ -39,13 +40,24 @@ class RunInfo:
     def describe(self) -> dict[str, Any]:
         return dict(self.described)
 
+    def orphaned(self, updated_at: float) -> dict[str, Any]:
+        """This run's record once failed because the process executing it is gone."""
+        error = {"error": "ServerProcessGone",
+                 "message": "the server process executing this run stopped before it ended"}
+        described = {**self.described, "status": "error", "updated_at": iso(updated_at)}
+        return {"run_id": self.run_id, "thread_id": self.thread_id, "status": "error",
+                "described": described, "result": {"__error__": error},
+                "modes": list(self.modes), "subgraphs": self.subgraphs,
+                "base_checkpoint_id": self.base_checkpoint_id, "created_at": self.created_at,
+                "owner": self.owner}
+
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> RunInfo:
         return cls(run_id=value["run_id"], thread_id=value["thread_id"], status=value["status"],
                    described=value["described"], result=value["result"],
                    modes=tuple(value["modes"]), subgraphs=value["subgraphs"],
                    base_checkpoint_id=value["base_checkpoint_id"],
-                   created_at=value["created_at"])
+                   created_at=value["created_at"], owner=value.get("owner", ""))
 
 
 @dataclass
@@ -58,6 +70,7 @@ class RunRecord:
     served: ServedGraph
     request: RunRequest
     created_at: float
+    owner: str  # this server process (`Runs.owner`)
     status: str = "pending"  # running, success, error, interrupted
     updated_at: float = 0.0
     values: Any = None  # the thread's values when the run ended
@@ -87,7 +100,8 @@ class RunRecord:
                  "described": self.describe(), "result": self.result(),
                  "modes": list(self.request.stream_modes),
                  "subgraphs": self.request.stream_subgraphs,
-                 "base_checkpoint_id": self.base_checkpoint_id, "created_at": self.created_at}
+                 "base_checkpoint_id": self.base_checkpoint_id, "created_at": self.created_at,
+                 "owner": self.owner}
         plain: dict[str, Any] = orjson.loads(orjson.dumps(value, default=repr))
         return plain
 

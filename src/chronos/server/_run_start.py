@@ -10,8 +10,17 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from chronos.errors import CheckpointNotFound
-from chronos.graph import Command, CompiledGraph, Runner, RunState, append, merge
-from chronos.graph._plan import apply_updates, entry_nodes, node_ids
+from chronos.graph import (
+    Command,
+    CompiledGraph,
+    Runner,
+    RunState,
+    append,
+    apply_updates,
+    entry_nodes,
+    merge,
+    node_ids,
+)
 from chronos.server._run_request import RunRequest
 from chronos.store import Checkpoint
 

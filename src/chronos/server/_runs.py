@@ -8,6 +8,15 @@ to the broker with the thread id as topic. Before and after the runner, the mana
 result) in the shared `Records`. So any process can find a run, wait for its `run_end`, and
 stream it; a cancel for a run executing elsewhere travels as a message on the broker's
 control topic, which every process follows.
+
+A process that dies (SIGKILL, a crash, the machine) cannot end its runs. Each process renews a
+heartbeat in the records, and lists its unfinished runs in the `active-runs` collection; every
+process checks that list each few seconds (and any run it reads) and fails the runs of a
+process whose heartbeat has run out (status `error`, error `ServerProcessGone`, a `run_end`
+marker for the streams following them), so they never stay `running` and their threads take
+new runs. LangGraph's server does the same for a worker that dies; it may also retry the run,
+which Chronos leaves to the client (the thread's checkpoints are intact: `runs.create` with
+`input=None` continues from the last one).
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from chronos.errors import RequestRefused
 from chronos.graph import EventStream, Runner
 from chronos.server._assistants import Assistants
 from chronos.server._metrics import ServerMetrics
+from chronos.server._record_limits import Retention, runs_beyond, threads_beyond
 from chronos.server._records import Records
 from chronos.server._run_record import RunInfo, RunRecord
 from chronos.server._run_request import RunRequest
@@ -40,6 +50,9 @@ _MAX_QUEUED: Final = 100  # runs enqueued on one thread; more are refused (409)
 _CONTROL_TOPIC: Final = "chronos-server-control"
 _CANCEL: Final = "cancel_run"
 _RECHECK_SECONDS: Final = 5.0  # how often a wait re-reads a run executing elsewhere
+_ALIVE_SECONDS: Final = 10.0  # a process whose heartbeat is older is gone
+_BEAT_SECONDS: Final = 2.0  # how often a process renews its heartbeat and checks the others'
+_ACTIVE: Final = "active-runs"  # run id -> {"run_id", "thread_id", "owner"}, while unfinished
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,21 +64,80 @@ class _Rollback:
 
 class Runs:
     def __init__(self, assistants: Assistants, threads: Threads, broker: BrokerProtocol,
-                 records: Records, metrics: ServerMetrics) -> None:
+                 records: Records, metrics: ServerMetrics, retention: Retention) -> None:
         self.assistants = assistants
         self.metrics = metrics
         self.threads = threads
         self.broker = broker
         self.records = records
+        self.retention = retention
+        self.owner = uuid.uuid4().hex  # this process, in the records
         self._local: dict[str, RunRecord] = {}  # the unfinished runs this process executes
         self._tasks: set[asyncio.Task[None]] = set()
-        self._control: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []
 
     async def open(self) -> None:
-        """Follow the control topic, to cancel runs of this process asked for elsewhere."""
+        """Declare this process alive and keep it so; follow the control topic, to cancel runs
+        of this process asked for elsewhere."""
+        await self.records.beat(self.owner, _ALIVE_SECONDS)
+        await self._reap()  # a process restarted in place of one killed: its runs end now
         subscription = self.broker.subscribe(f"run-control-{uuid.uuid4().hex}",
                                              [_CONTROL_TOPIC])
-        self._control = asyncio.create_task(self._follow_control(subscription))
+        self._background = [asyncio.create_task(self._follow_control(subscription)),
+                            asyncio.create_task(self._keep_alive()),
+                            asyncio.create_task(self._keep_bounded())]
+
+    async def _keep_bounded(self) -> None:
+        while True:
+            await asyncio.sleep(self.retention.sweep_seconds)
+            with contextlib.suppress(Exception):  # Redis away for a moment: the next sweep
+                await self.sweep()
+
+    async def sweep(self) -> None:
+        """Forget the threads beyond the retention's bounds (see `Retention`)."""
+        for thread_id in threads_beyond(await self.threads.all(), self.retention, time.time()):
+            await self.delete_thread(thread_id)
+
+    async def _forget_old_runs(self, thread_id: str) -> None:
+        for run in runs_beyond(await self.of_thread(thread_id), self.retention.runs_per_thread):
+            await self.records.delete(_runs_of(thread_id), run.run_id)
+
+    async def _keep_alive(self) -> None:
+        while True:
+            await asyncio.sleep(_BEAT_SECONDS)
+            with contextlib.suppress(Exception):  # Redis away for a moment: the next beat
+                await self.records.beat(self.owner, _ALIVE_SECONDS)
+                await self._reap()
+
+    async def _reap(self) -> None:
+        """Fail the unfinished runs of processes that are gone."""
+        gone: dict[str, bool] = {}
+        for where in await self.records.values(_ACTIVE):
+            owner = where["owner"]
+            if owner == self.owner:
+                continue
+            if owner not in gone:
+                gone[owner] = not await self.records.alive(owner)
+            if gone[owner]:
+                with contextlib.suppress(RequestRefused):  # its thread was deleted meanwhile
+                    await self.get(where["thread_id"], where["run_id"])  # fails it
+                await self.records.delete(_ACTIVE, where["run_id"])
+
+    async def _checked(self, value: dict[str, Any]) -> RunInfo:
+        """The run as stored; failed first if the process executing it is gone."""
+        run = RunInfo.from_json(value)
+        if run.finished or run.run_id in self._local or await self.records.alive(run.owner):
+            return run
+        orphaned = run.orphaned(time.time())
+        await self.records.put(_runs_of(run.thread_id), run.run_id, orphaned)
+        await self.records.delete(_ACTIVE, run.run_id)
+        await self.threads.set_active(run.thread_id, None, unless=run.run_id)
+        error = orphaned["result"]["__error__"]
+        with contextlib.suppress(Exception):
+            self.broker.publish(Event(RUN_END, {"run_id": run.run_id, "status": "error",
+                                                "error": error["message"],
+                                                "error_type": error["error"]}), run.thread_id)
+        return RunInfo.from_json(orphaned)
 
     async def _follow_control(self, subscription: Subscription) -> None:
         async with subscription:
@@ -79,11 +151,11 @@ class Runs:
         value = await self.records.get(_runs_of(thread_id), run_id)
         if value is None:
             raise RequestRefused(404, f"Run with ID {run_id} not found")
-        return RunInfo.from_json(value)
+        return await self._checked(value)
 
     async def of_thread(self, thread_id: str) -> list[RunInfo]:
         """The thread's runs, newest first."""
-        found = [RunInfo.from_json(v) for v in await self.records.values(_runs_of(thread_id))]
+        found = [await self._checked(v) for v in await self.records.values(_runs_of(thread_id))]
         return sorted(found, key=lambda r: -r.created_at)
 
     async def start(self, thread: ThreadRecord, request: RunRequest) -> RunRecord:
@@ -117,9 +189,12 @@ class Runs:
             thread.metadata.update(graph_id=served.graph_id, assistant_id=served.assistant_id)
             await self.threads.save(thread)
         record = RunRecord(str(uuid.uuid4()), thread.thread_id, thread.temporary, served,
-                           request, time.time())
+                           request, time.time(), self.owner)
         self._local[record.run_id] = record
         await self._save(record)
+        await self.records.put(_ACTIVE, record.run_id, {"run_id": record.run_id,
+                                                        "thread_id": record.thread_id,
+                                                        "owner": self.owner})
         waits_for = busy[0] if busy else None  # the newest: it waits for the older ones
         task = asyncio.create_task(self._execute(record, runner, waits_for, rollback))
         record.task = task
@@ -144,7 +219,7 @@ class Runs:
         async with self.broker.subscribe(f"run-wait-{uuid.uuid4().hex}", [topic]) as waiting:
             while True:
                 current = await self.records.get(_runs_of(run.thread_id), run.run_id)
-                if current is None or RunInfo.from_json(current).finished:
+                if current is None or (await self._checked(current)).finished:
                     return
                 batch = await waiting.receive_batch(timeout=_RECHECK_SECONDS)
                 if waiting.closed:
@@ -189,9 +264,7 @@ class Runs:
 
     async def aclose(self) -> None:
         """Stop following the control topic; cancel every run here and wait for them."""
-        tasks = list(self._tasks)
-        if self._control is not None:
-            tasks.append(self._control)
+        tasks = [*self._tasks, *self._background]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -231,7 +304,8 @@ class Runs:
             result = await call_runner(
                 runner, thread_id, request, base,
                 from_base=rollback is not None or request.checkpoint_id is not None,
-                announce=lambda data: self._publish(RUN_START, record, data))
+                announce=lambda data: self._publish(
+                    RUN_START, record, {**data, "graph_id": record.served.graph_id}))
             record.values = _plain(dict(result.state))
             record.status = "success"
         except asyncio.CancelledError:
@@ -253,6 +327,8 @@ class Runs:
             with contextlib.suppress(Exception):  # the end marker must go out regardless
                 await self.threads.set_active(thread_id, None, unless=record.run_id)
                 await self._save(record)
+                await self.records.delete(_ACTIVE, record.run_id)
+                await self._forget_old_runs(thread_id)
             self._publish(RUN_END, record, {"status": record.status, "error": record.error,
                                             "error_type": record.error_type})
             self._local.pop(record.run_id, None)

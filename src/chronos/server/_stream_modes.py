@@ -13,6 +13,7 @@ as topic; the run manager brackets each run with `run_start` and `run_end` marke
 - custom: the data given to `chronos.graph.emit`;
 - debug: `task` / `task_result` / `checkpoint` records; tasks: the task and task-result
   payloads alone; checkpoints: the checkpoint payloads alone (values and next);
+- events: LangChain's `astream_events` records, where they map (`_events_mode.py`);
 - and `error` when the run fails.
 
 Subgraph events carry `event|namespace` names when the run asked for `stream_subgraphs`, and
@@ -28,69 +29,18 @@ from typing import Any, Final
 import orjson
 
 from chronos.graph import END
+from chronos.server._events_mode import EventsMode
+from chronos.server._message_chunk import message_chunk
 from chronos.server._state import iso
 
-__all__ = ["RUN_END", "RUN_START", "STREAM_MODES", "RunTranslator", "api_interrupts",
-           "message_chunk"]
+__all__ = ["RUN_END", "RUN_START", "STREAM_MODES", "RunTranslator", "api_interrupts"]
 
 RUN_START: Final = "run_start"
 RUN_END: Final = "run_end"
 STREAM_MODES: Final = ("values", "updates", "messages", "messages-tuple", "custom", "debug",
-                       "tasks", "checkpoints")
+                       "tasks", "checkpoints", "events")
 
 Frame = tuple[str, Any]
-
-
-def message_chunk(message_id: str, content: str, *, complete: bool = False,
-                  delta: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """A LangChain AI message (chunk) as the SDKs receive it.
-
-    From a token's `graph.MessageDelta` (`delta`): its reasoning goes to
-    `additional_kwargs.reasoning_content`, its tool-call fragments to `tool_call_chunks` and
-    its complete tool calls (arguments parsed) to `tool_calls`, as LangChain's chat models put
-    them; the call's usage, on its last delta, to `usage_metadata`.
-    """
-    delta = delta or {}
-    reasoning = delta.get("reasoning") or ""
-    chunks = [{"name": d.get("name"), "args": d.get("arguments") or "", "id": d.get("id"),
-               "index": d.get("index"), "type": "tool_call_chunk"}
-              for d in delta.get("tool_call_deltas") or () if isinstance(d, Mapping)]
-    calls = [{"name": c.get("name"), "args": _arguments(c.get("arguments")), "id": c.get("id"),
-              "type": "tool_call"}
-             for c in delta.get("tool_calls") or () if isinstance(c, Mapping)]
-    return {"content": content,
-            "additional_kwargs": {"reasoning_content": reasoning} if reasoning else {},
-            "response_metadata": {}, "type": "ai" if complete else "AIMessageChunk",
-            "name": None, "id": message_id, "example": False, "tool_calls": calls,
-            "invalid_tool_calls": [], "usage_metadata": _usage_metadata(delta.get("usage")),
-            **({} if complete else {"tool_call_chunks": chunks})}
-
-
-def _usage_metadata(usage: Any) -> dict[str, Any] | None:
-    """A `model.Usage` (as JSON) as LangChain's `UsageMetadata`."""
-    if not isinstance(usage, Mapping):
-        return None
-    metadata: dict[str, Any] = {
-        "input_tokens": usage.get("input_tokens") or 0,
-        "output_tokens": usage.get("output_tokens") or 0,
-        "total_tokens": usage.get("total_tokens")
-        or (usage.get("input_tokens") or 0) + (usage.get("output_tokens") or 0),
-    }
-    given = {key: usage[name] for key, name in (("cache_read", "cached_tokens"),
-                                                ("cache_creation", "cache_write_tokens"))
-             if usage.get(name) is not None}
-    if given:
-        metadata["input_token_details"] = given
-    if usage.get("reasoning_tokens") is not None:
-        metadata["output_token_details"] = {"reasoning": usage["reasoning_tokens"]}
-    return metadata
-
-
-def _arguments(text: Any) -> Any:
-    try:
-        return orjson.loads(text) if isinstance(text, str) else {}
-    except orjson.JSONDecodeError:
-        return {}
 
 
 class RunTranslator:
@@ -116,6 +66,8 @@ class RunTranslator:
         self._step = -1  # of the last checkpoint; a task belongs to the step after it
         self._values: Any = None  # the state as last seen, for debug checkpoints
         self._next: list[str] = []  # where the edges since the last checkpoint lead
+        self._events = EventsMode(run_id) if "events" in self.modes else None
+        self._inputs: dict[str, Any] = {}  # task id -> the state it started from (events)
 
     def frames(self, type: str, payload: Any) -> list[Frame]:
         """The frames one broker event gives (most give none or one)."""
@@ -131,6 +83,11 @@ class RunTranslator:
         if type == "node_start":
             self._debug(out, suffix, "task", {"id": _task_id(payload), "name": payload["node_id"],
                                               "input": None, "triggers": []}, self._step + 1)
+            if self._events is not None and not path:
+                self._inputs[_task_id(payload)] = self._values
+                out += self._events.node_start(_task_id(payload), payload["node_id"],
+                                               self._step + 1, self._values,
+                                               self._metadata(payload))
         elif type == "edge_transition":
             target = (payload.get("data") or {}).get("to")
             if isinstance(target, str) and target != END and target not in self._next:
@@ -139,8 +96,12 @@ class RunTranslator:
             self._node_end(out, suffix, payload)
         elif type == "token":
             self._token(out, suffix, payload)
-        elif type == "custom" and "custom" in self.modes:
-            out.append(("custom" + suffix, payload.get("data")))
+        elif type == "custom":
+            if "custom" in self.modes:
+                out.append(("custom" + suffix, payload.get("data")))
+            if self._events is not None and not path:
+                out += self._events.custom(_task_id(payload), str(payload.get("name")),
+                                           payload.get("data"), self._metadata(payload))
         elif type == "checkpoint" and payload.get("name") != "replay":
             self._step += 1
             self._checkpoint(out, suffix, str(payload.get("data")))
@@ -156,6 +117,8 @@ class RunTranslator:
             out.append(("updates" + suffix, {"__interrupt__": asked}))
         if asked and "values" in self.modes and isinstance(payload.get("state"), Mapping):
             out.append(("values" + suffix, {**payload["state"], "__interrupt__": asked}))
+        if self._events is not None and not suffix:
+            out += self._events.interrupt(asked)
 
     def _marker(self, type: str, payload: Any) -> list[Frame]:
         if not isinstance(payload, Mapping) or payload.get("run_id") != self.run_id:
@@ -171,16 +134,25 @@ class RunTranslator:
             self._debug(out, "", "checkpoint", {
                 "checkpoint_id": None, "values": payload.get("before"), "next": ["__start__"],
                 "metadata": {"source": "input", "step": -1}}, -1)
+            if self._events is not None:
+                out += self._events.start(payload.get("graph_id"), self._values)
             return out
         self.finished = True
         if payload.get("status") == "error":
             return [("error", {"error": payload.get("error_type") or "Error",
                                "message": payload.get("error") or ""})]
+        if self._events is not None and payload.get("status") == "success":
+            return self._events.end(self._values)
         return []
 
     def _node_end(self, out: list[Frame], suffix: str, payload: Mapping[str, Any]) -> None:
         node_id = payload["node_id"]
         update = payload.get("data")
+        if self._events is not None and not suffix:
+            task_id = _task_id(payload)
+            out += self._events.node_end(task_id, node_id, self._step + 1,
+                                         self._inputs.pop(task_id, None), update,
+                                         self._metadata(payload))
         self._values = payload.get("state")
         self._next = []
         if "updates" in self.modes:
@@ -204,9 +176,10 @@ class RunTranslator:
             return
         message_id = str(delta.get("message_id", ""))
         content = str(delta.get("content") or "")
-        metadata = {"langgraph_node": payload.get("node_id"), "langgraph_step": self._step + 1,
-                    "langgraph_path": ["__pregel_pull", payload.get("node_id")],
-                    "run_id": self.run_id}
+        metadata = self._metadata(payload)
+        if self._events is not None and not suffix:
+            out += self._events.token(_task_id(payload), message_id,
+                                      message_chunk(message_id, content, delta=delta), metadata)
         if "messages-tuple" in self.modes:
             out.append(("messages" + suffix,
                         [message_chunk(message_id, content, delta=delta), metadata]))
@@ -218,6 +191,12 @@ class RunTranslator:
             self._messages[message_id] += content
             out.append(("messages/partial" + suffix,
                         [message_chunk(message_id, self._messages[message_id], complete=True)]))
+
+    def _metadata(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """What LangGraph tells of the node an event comes from."""
+        node_id = payload.get("node_id")
+        return {"langgraph_node": node_id, "langgraph_step": self._step + 1,
+                "langgraph_path": ["__pregel_pull", node_id], "run_id": self.run_id}
 
     def _checkpoint(self, out: list[Frame], suffix: str, checkpoint_id: str) -> None:
         self._debug(out, suffix, "checkpoint", {

@@ -18,8 +18,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from chronos.errors import CheckpointNotFound, RequestRefused
-from chronos.graph import CompiledGraph, Send
-from chronos.graph._plan import apply_updates, interrupts_in, next_nodes, node_ids
+from chronos.graph import (
+    CompiledGraph,
+    Send,
+    apply_updates,
+    interrupts_in,
+    next_nodes,
+    node_ids,
+)
 from chronos.server._assistants import Assistants
 from chronos.server._body import read_json_object
 from chronos.server._fields import choice, optional_mapping, string_list

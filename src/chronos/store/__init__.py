@@ -10,7 +10,13 @@ checkpoints = store.from_url("sqlite:///runs.db")      # or "postgresql://...", 
 from __future__ import annotations
 
 from chronos.store import memory, postgres, sqlite
-from chronos.store._protocol import Checkpoint, CheckpointStatus, CheckpointStore, SessionInfo
+from chronos.store._protocol import (
+    Checkpoint,
+    CheckpointStatus,
+    CheckpointStore,
+    SessionInfo,
+    SessionLeasing,
+)
 from chronos.store._url import from_url
 from chronos.store.memory import MemoryStore
 from chronos.store.postgres import PostgresStore
@@ -24,15 +30,14 @@ __all__ = [
     "PostgresStore",
     "SQLiteStore",
     "SessionInfo",
+    "SessionLeasing",
     "from_url",
     "memory",
     "postgres",
     "sqlite",
 ]
 
-
-for _name in (
-    "Checkpoint", "CheckpointStore", "MemoryStore", "PostgresStore", "SQLiteStore", "SessionInfo",
-    "from_url",
-):
-    globals()[_name].__module__ = __name__
+# Reprs, docs and pickles name the public path (`chronos.store.X`), not the private module.
+for _name in __all__:
+    if getattr(globals()[_name], "__module__", "").startswith(__name__ + "."):
+        globals()[_name].__module__ = __name__

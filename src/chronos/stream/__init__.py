@@ -37,3 +37,8 @@ __all__ = [
     "SubscriptionStatistics",
     "broker_from_url",
 ]
+
+# Reprs, docs and pickles name the public path (`chronos.stream.X`), not the private module.
+for _name in __all__:
+    if getattr(globals()[_name], "__module__", "").startswith(__name__ + "."):
+        globals()[_name].__module__ = __name__

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from chronos import graph
 from chronos.errors import RequestRefused
 from chronos.graph import emit
+from chronos.server import Retention
 from chronos.server._assistants import Assistants
 from chronos.server._metrics import ServerMetrics
 from chronos.server._records import MemoryRecords
@@ -48,7 +49,7 @@ async def runs() -> AsyncIterator[Runs]:
                             store, broker)
     records = MemoryRecords()
     runs = Runs(assistants, Threads(store, assistants, records), broker, records,
-                ServerMetrics())
+                ServerMetrics(), Retention())
     await runs.open()
     yield runs
     await runs.aclose()

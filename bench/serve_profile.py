@@ -1,0 +1,126 @@
+"""Where a `chronos serve` process spends its CPU per run, by package (cProfile).
+
+    .venv/bin/python bench/serve_profile.py                    # 1 user, then 20, 10 s each
+    .venv/bin/python bench/serve_profile.py --users 1 50 --duration 20
+
+The server (the benchmark graph `tests/server/graphs.py:agent`: three nodes, a custom event
+each, 200 streamed tokens; SQLite store, in-process broker, as `chronos serve` defaults) runs
+in a child process under cProfile; this process drives it through the official
+`langgraph-sdk`, each user creating a thread and calling `runs.wait` in a loop, as
+`bench/serve_vs_langgraph.py` does. It prints the runs done and the server's own time by
+package (`chronos.graph`, `chronos.stream`, `chronos.server`, ...), idle time (`epoll`) apart.
+cProfile slows Python calls down several times, so the split is what to read, not the rates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import os
+import pstats
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from langgraph_sdk import get_client
+
+_ROOT = Path(__file__).resolve().parents[1]
+
+_SERVER = """
+import asyncio, cProfile, sys
+from chronos import server, store, stream
+from tests.server.graphs import agent
+app = server.create_app({"agent": agent}, store=store.SQLiteStore(sys.argv[2] + "/p.db"),
+                        broker=stream.Broker())
+sock = server.bind("127.0.0.1", int(sys.argv[1]))
+profile = cProfile.Profile()
+profile.enable()
+try:
+    asyncio.run(server.serve(app, sock))
+except KeyboardInterrupt:
+    pass
+finally:
+    profile.disable()
+    profile.dump_stats(sys.argv[2] + "/server.prof")
+"""
+
+
+async def _user(url: str, deadline: float) -> int:
+    client = get_client(url=url)
+    done = 0
+    while time.monotonic() < deadline:
+        thread = await client.threads.create()
+        await client.runs.wait(thread["thread_id"], "agent", input={"topic": "w"})
+        done += 1
+    await client.http.client.aclose()
+    return done
+
+
+def _group(path: str, name: str) -> str:
+    if "chronos/" in path and "/tests/" not in path:
+        return "chronos." + path.split("chronos/")[1].split("/")[0].removesuffix(".py")
+    if "site-packages/" in path:
+        return path.split("site-packages/")[1].split("/")[0]
+    if "epoll" in name:
+        return "(idle: epoll)"
+    if path == "~":
+        return "builtins (orjson, sockets, sqlite3, ...)"
+    if "/tests/" in path:
+        return "tests (the scripted model)"
+    return "asyncio and the rest of the stdlib"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--users", type=int, nargs="+", default=[1, 20])
+    parser.add_argument("--duration", type=float, default=10.0)
+    args = parser.parse_args()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory(prefix="chronos-profile-") as workdir:
+        env = {**os.environ, "PYTHONPATH": str(_ROOT)}
+        server = subprocess.Popen([sys.executable, "-c", _SERVER, str(port), workdir], env=env)
+        try:
+            while True:
+                try:
+                    if httpx.get(f"{url}/ok", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.05)
+            runs = 0
+            for users in args.users:
+                start = time.monotonic()
+                counts = asyncio.run(_gather(url, users, start + args.duration))
+                runs += sum(counts)
+                print(f"{users} users: {sum(counts)} runs in {time.monotonic() - start:.1f} s")
+        finally:
+            server.send_signal(signal.SIGINT)
+            server.wait(60)
+        stats = pstats.Stats(f"{workdir}/server.prof")
+        if os.environ.get("CHRONOS_PROFILE_TOP"):
+            stats.sort_stats("tottime").print_stats(int(os.environ["CHRONOS_PROFILE_TOP"]))
+    by_group: collections.Counter[str] = collections.Counter()
+    for (path, _, name), (_, _, own, _, _) in stats.stats.items():  # type: ignore[attr-defined]
+        by_group[_group(path, name)] += own
+    busy = sum(v for k, v in by_group.items() if not k.startswith("(idle"))
+    print(f"server CPU under cProfile: {busy:.2f} s for {runs} runs "
+          f"({1000 * busy / runs:.1f} ms per run)")
+    for group, seconds in by_group.most_common():
+        share = "" if group.startswith("(idle") else f"{100 * seconds / busy:5.1f}% of busy"
+        print(f"  {seconds:7.2f} s  {share:>14}  {group}")
+
+
+async def _gather(url: str, users: int, deadline: float) -> list[int]:
+    return list(await asyncio.gather(*(_user(url, deadline) for _ in range(users))))
+
+
+if __name__ == "__main__":
+    main()
