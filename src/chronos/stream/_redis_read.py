@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import random
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from chronos.stream.redis import RedisBroker
 
 __all__ = [
+    "NOTICES_KEPT",
     "ORIGIN",
     "UNAVAILABLE",
     "Backoff",
@@ -43,6 +45,13 @@ __all__ = [
     "position_of",
     "text",
 ]
+
+NOTICES_KEPT: Final = 10_000
+"""About how many notices Redis keeps: a reader further behind reads every topic it follows."""
+_NOTICES_PER_READ: Final = 10_000
+_TOPICS_PER_READ: Final = 256
+_ENTRIES_PER_READ: Final = 4096
+_MIN_PER_TOPIC: Final = 16
 
 # Errors after which the connection is re-established; anything else is a bug to surface.
 UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
@@ -106,6 +115,9 @@ class Reader:
         # that made them known (ORIGIN: alive when a subscription to every topic began).
         self._known: dict[str, Position] = {}
         self.announce_cursor: Position | None = None  # followed while they exist
+        self._notice_cursor = ORIGIN  # the last notice read
+        # Followed topics that may hold unread entries, in the order they are to be read.
+        self._due: dict[str, None] = {}
         self._next_prune = 0.0
 
     async def read(self) -> None:
@@ -113,67 +125,98 @@ class Reader:
         run_id: str | None = None
         wake_cursor = ORIGIN  # the wake-up key is new: every entry in it counts
         recovering = True
-        while not self._broker._closed:
+        broker = self._broker
+        while not broker._closed:
             try:
                 if recovering:
                     run_id = await self.recover(run_id)
                     recovering = False
                 await self.admit()
-                streams: dict[Any, Any] = {self._broker._wake_key: format_id(wake_cursor)}
-                for topic, cursor in self.cursors.items():
-                    streams[self._broker._key(topic)] = format_id(cursor)
+                streams: dict[Any, Any] = {
+                    broker._wake_key: format_id(wake_cursor),
+                    broker._notice_key: format_id(self._notice_cursor),
+                }
                 if self.announce_cursor is not None:
-                    streams[self._broker._announce_key] = format_id(self.announce_cursor)
-                reply: Any = await self._broker._reader_redis.xread(
-                    streams, count=1000, block=self._broker._block_ms
+                    streams[broker._announce_key] = format_id(self.announce_cursor)
+                # Block only with nothing left to read: topics still `due` come first.
+                block = None if self._due else broker._block_ms
+                reply: Any = await broker._reader_redis.xread(
+                    streams, count=_NOTICES_PER_READ, block=block
                 )
                 backoff.attempt = 0
             except UNAVAILABLE:
                 recovering = True
                 await asyncio.sleep(backoff.next())
                 continue
-            batch: list[_Entry] = []
             announced: list[_Entry] = []
-            for key, rows in reply:  # RESP2: [[key, [(id, fields), ...]], ...]
+            noticed: list[str] = []
+            for key, rows in reply or ():  # RESP2: [[key, [(id, fields), ...]], ...]
                 name = key.decode()
-                if name == self._broker._wake_key:
+                if name == broker._wake_key:
                     wake_cursor = position_of(rows[-1][0])
-                    continue
-                if name == self._broker._announce_key:
+                elif name == broker._announce_key:
                     announced.extend(entries(rows, ""))
-                    continue
-                batch.extend(entries(rows, name[len(self._broker._topic_prefix) :]))
-            if batch and len(self.cursors) > 1:
-                try:
-                    batch.extend(await self.read_rest(batch))
-                except UNAVAILABLE:
-                    recovering = True  # the next reads bring what this one could not
-            if announced:
-                # A new topic's first entries may be older than entries of other topics in
-                # this batch: read them up to the newest here, so delivery stays in id order.
-                limit = max(entry[0] for entry in batch + announced)
-                try:
-                    batch.extend(await self.discover(announced, limit))
-                except UNAVAILABLE:
-                    recovering = True  # the next reads bring what this one could not
-                self.announce_cursor = announced[-1][0]
+                else:
+                    noticed.extend(self._notices(rows))
+            batch: list[_Entry] = []
+            try:
+                if announced:
+                    # A new topic's first entries may be older than what this round reads of
+                    # other topics: read them up to the newest noticed, so delivery stays in
+                    # id order.
+                    limit = max(entry[0] for entry in announced)
+                    batch.extend(await self.discover(announced, max(limit, self._notice_cursor)))
+                    self.announce_cursor = announced[-1][0]
+                for topic in noticed:
+                    if topic in self.cursors:
+                        self._due[topic] = None
+                batch.extend(await self.read_due())
+            except UNAVAILABLE:
+                recovering = True  # `recover` reads every followed topic again
             self.deliver(batch)
 
-    async def read_rest(self, batch: list[_Entry]) -> list[_Entry]:
-        """What the other followed topics hold already, read without blocking.
+    def _notices(self, rows: Any) -> list[str]:
+        """The topics named by notices `rows`; every followed topic if notices were lost."""
+        topics = []
+        for id, fields in rows:
+            position = position_of(id)
+            if position[1] != self._notice_cursor[1] + 1 and self._notice_cursor != ORIGIN:
+                # The sequence skipped: notices were trimmed before this reader read them (or
+                # Redis lost its data). Which topics they named is unknown: read them all.
+                self._due.update(dict.fromkeys(self.cursors))
+            self._notice_cursor = position
+            topics.append(fields[b"t"].decode())
+        return topics
 
-        Redis before 7.2 answers a blocked XREAD with the one stream that woke it, though a
-        transaction wrote to several: reading the rest now delivers what was written together
-        in id order, across topics.
+    async def read_due(self) -> list[_Entry]:
+        """Read what the topics `due` hold after their cursors: a bounded batch, in turns.
+
+        At most `_TOPICS_PER_READ` topics and about `_ENTRIES_PER_READ` entries in one read;
+        a topic that filled its share stays due, behind the others, so a busy topic cannot
+        hold up a quiet one.
         """
-        after = dict(self.cursors)
-        for position, topic, _ in batch:
-            if position > after.get(topic, ORIGIN):
-                after[topic] = position
-        streams: dict[Any, Any] = {self._broker._key(t): format_id(p) for t, p in after.items()}
-        reply: Any = await self._broker._reader_redis.xread(streams, count=1000)
+        due = self._due
+        if not due:
+            return []
+        turn = list(itertools.islice(due, _TOPICS_PER_READ))
+        for topic in turn:
+            del due[topic]
+        count = max(_MIN_PER_TOPIC, _ENTRIES_PER_READ // len(turn))
+        key = self._broker._key
+        streams: dict[Any, Any] = {key(t): format_id(self.cursors[t]) for t in turn}
+        try:
+            reply: Any = await self._broker._reader_redis.xread(streams, count=count)
+        except BaseException:
+            due.update(dict.fromkeys(turn))  # read them next time
+            raise
         skip = len(self._broker._topic_prefix)
-        return [e for key, rows in reply or () for e in entries(rows, key.decode()[skip:])]
+        found: list[_Entry] = []
+        for name, rows in reply or ():
+            topic = name.decode()[skip:]
+            if len(rows) >= count:
+                due[topic] = None  # more to read: after the others
+            found.extend(entries(rows, topic))
+        return found
 
     async def recover(self, run_id: str | None) -> str:
         """After (re)connecting: report a gap on topics whose next events Redis lost."""
@@ -197,6 +240,12 @@ class Reader:
                     lost = trimmed and first is not None and cursor < position_of(first[0])
             if lost:
                 self.deliver_gap(topic, gap_event("expired", format_id(cursor)))
+        # Notices from here on; what came before them is read from every followed topic.
+        last = entries(
+            await self._broker._reader_redis.xrevrange(self._broker._notice_key, count=1), ""
+        )
+        self._notice_cursor = last[0][0] if last else ORIGIN
+        self._due.update(dict.fromkeys(self.cursors))
         return new_run_id
 
     async def discover(self, announced: list[_Entry], limit: Position) -> list[_Entry]:
@@ -234,6 +283,7 @@ class Reader:
             if topic not in followed:
                 del self.cursors[topic]
                 self._counts.pop(topic, None)
+                self._due.pop(topic, None)
         for joiner in ready:
             subscription = joiner.subscription
             if subscription.closed:
@@ -245,7 +295,8 @@ class Reader:
                 key = self._broker._key(topic)
                 cursor = self.cursors.get(topic)
                 if cursor is None:
-                    self.cursors[topic] = start  # the next XREAD brings what follows
+                    self.cursors[topic] = start
+                    self._due[topic] = None  # its notices may have gone by: read it once
                     if topic in joiner.counts:
                         self._counts[topic] = joiner.counts[topic]
                     continue

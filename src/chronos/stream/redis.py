@@ -76,6 +76,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from chronos.stream._redis_read import (  # after redis: it needs the package too
+    NOTICES_KEPT,
     ORIGIN,
     Backoff,
     Joiner,
@@ -102,6 +103,10 @@ __all__ = ["RedisBroker"]
 # The clock's `epoch` is the ms of the first id since Redis's data began (the clock hash is
 # new: a first start, or a restart that lost everything): every id of this epoch has ms at or
 # after it, so an older id is from data that is gone, and resuming after it needs a gap.
+# Every event is also noted, under its own id, on one stream of topic names (the *notices*):
+# readers block on that stream alone and then read only the topics it names, so a reader's
+# cost follows what is published, not how many topics its subscribers follow. The sequence
+# `n` is shared by every topic, so a reader that sees it skip knows notices were trimmed.
 _XADD: Final = """
 local t = redis.call('TIME')
 local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -119,6 +124,8 @@ if c == 1 then
   redis.call('XADD', KEYS[5], 'MAXLEN', '~', '1000', id, 't', ARGV[5])
   redis.call('PEXPIRE', KEYS[5], ARGV[4])
 end
+redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[6], id, 't', ARGV[5])
+redis.call('PEXPIRE', KEYS[6], ARGV[4])
 return id
 """
 
@@ -183,6 +190,7 @@ class RedisBroker(_Fanout):
         self._count_prefix = key_prefix + "c:"  # a topic's event counter
         self._registry_key = key_prefix + "_topics"  # every live topic, by last event time
         self._announce_key = key_prefix + "_new"  # topics' first events
+        self._notice_key = key_prefix + "_notices"  # every event's topic, for the readers
         self._registry_trimmed = 0.0
         self._xadd_sha = hashlib.sha1(_XADD.encode()).hexdigest()
         self._xadd_loaded = False  # per connection to Redis: a restart forgets scripts
@@ -357,17 +365,19 @@ class RedisBroker(_Fanout):
             key = self._key(topic)
             pipe.evalsha(
                 self._xadd_sha,
-                5,
+                6,
                 key,
                 self._clock_key,
                 self._count_prefix + topic,
                 self._registry_key,
                 self._announce_key,
+                self._notice_key,
                 self.replay_events,
                 type_,
                 data,
                 ttl,
                 topic,
+                NOTICES_KEPT,
             )
             touched.add(topic)
         if len(self._trimmed) > 10_000:  # remembers recent topics only: bounded memory
@@ -518,4 +528,3 @@ class RedisBroker(_Fanout):
             self._wake([waiter])
         self._signal()
         return subscription
-
