@@ -31,9 +31,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.routing import Route
 
-from chronos.stream import GAP, Broker, BrokerProtocol, Event, Subscription
+from chronos.stream import GAP, Broker, BrokerProtocol, Event
 from chronos.stream.redis import RedisBroker
 from tests.stream.conftest import serve
+from tests.stream.reading import take
 from tests.stream.redis_helpers import REDIS_URL, delete_prefix, require_redis, unique_prefix
 
 pytestmark = pytest.mark.anyio
@@ -343,7 +344,6 @@ async def test_alice_reads_no_topic_she_was_not_granted(kind: str) -> None:
           f"({own} events), {len(refused)} refused, Bob saw {bob_secrets} of his secrets")
 
 
-
 @pytest.mark.parametrize("kind", ["memory", "redis"])
 @pytest.mark.parametrize("forged", ["max", "an-hour-ahead", "max-before-any-event"])
 async def test_a_forged_last_event_id_silences_no_other_subscriber(kind: str, forged: str) -> None:
@@ -371,11 +371,3 @@ async def test_a_forged_last_event_id_silences_no_other_subscriber(kind: str, fo
         await second.aclose()
 
 
-async def take(subscription: Subscription, count: int) -> list[Event]:
-    events: list[Event] = []
-    with anyio.fail_after(10):
-        while len(events) < count:
-            batch = await subscription.receive_batch()
-            assert batch, "the subscription ended"
-            events.extend(batch)
-    return events

@@ -11,9 +11,10 @@ import pytest
 from chronos import config, graph
 from chronos.errors import BrokerUnavailable, ConfigurationError
 from chronos.store.memory import MemoryStore
-from chronos.stream import GAP, Broker, Event, Subscription, broker_from_url, emit
+from chronos.stream import GAP, Broker, Event, broker_from_url, emit
 from chronos.stream._ids import parse_id
 from chronos.stream.redis import RedisBroker
+from tests.stream.reading import take
 from tests.stream.redis_helpers import (
     REDIS_URL,
     delete_prefix,
@@ -24,16 +25,6 @@ from tests.stream.redis_helpers import (
 )
 
 pytestmark = pytest.mark.anyio
-
-
-async def take(subscription: Subscription, count: int, seconds: float = 10) -> list[Event]:
-    events: list[Event] = []
-    with anyio.fail_after(seconds):
-        while len(events) < count:
-            batch = await subscription.receive_batch()
-            assert batch, "subscription ended early"
-            events.extend(batch)
-    return events
 
 
 async def written(broker: RedisBroker) -> None:

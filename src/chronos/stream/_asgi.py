@@ -32,14 +32,16 @@ from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
 from chronos.errors import BrokerError, InvalidLastEventID, SubscriptionOverflow
-from chronos.stream._protocol import DEFAULT_MAX_TOPICS
 from chronos.stream._wire import HEARTBEAT, encode_retry, event_frame
 
 if TYPE_CHECKING:
     from chronos.stream._event import Event
     from chronos.stream._protocol import BrokerProtocol, Overflow, Subscription
 
-__all__ = ["Authorize", "SSEHandler"]
+__all__ = ["DEFAULT_MAX_TOPICS", "Authorize", "SSEHandler"]
+
+DEFAULT_MAX_TOPICS: Final = 100
+"""How many topics one SSE connection may follow unless `SSEHandler(max_topics=...)` says."""
 
 Authorize = Callable[[Request, "frozenset[str] | None"], "bool | Awaitable[bool]"]
 """`authorize(request, topics)`: may this request read `topics` (None: every topic)?
@@ -67,7 +69,8 @@ class SSEHandler:
     ])
     ```
 
-    Usually made by `broker.sse_handler(...)`. Works under any ASGI server, in Starlette and
+    Over any broker: `SSEHandler(broker)`, which `Broker` and `RedisBroker` also spell
+    `broker.sse_handler()`. Works under any ASGI server, in Starlette and
     FastAPI (`app.add_route(...)` or `Route`), or as the whole app.
 
     Args:

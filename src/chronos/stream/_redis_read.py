@@ -5,6 +5,11 @@ topic and is the only code that advances them, so admitting a new subscription (
 it needs from Redis), fanning out live entries and reporting gaps after an outage or a lag
 cannot race with each other. It reads the broker's registry under the broker's lock.
 
+Fairness: the blocking read names three streams whatever is followed (the wake-up key, the
+notices, the announcements). A notice makes its topic *due*; `read_due` reads due topics in
+turns, a bounded batch each, so a connection following a hundred busy topics costs a quiet
+client one turn, not a read of everything (`bench/redis_fairness.py`).
+
 Subscriptions to every topic: the reader then also follows the stream on which publishers
 announce each topic's first event (its cursor is `announce_cursor`), starts following every topic
 announced there from that first event, and forgets topics that expired in Redis.
@@ -25,10 +30,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from chronos.stream._broker import Broker
-from chronos.stream._event import GAP, Event
+from chronos.stream._event import Event, gap_event
 from chronos.stream._ids import Position, format_id
-from chronos.stream._subscription import LocalSubscription, push_all
+from chronos.stream._subscription import LocalSubscription, push_all, wake
 
 if TYPE_CHECKING:
     from chronos.stream.redis import RedisBroker
@@ -41,7 +45,6 @@ __all__ = [
     "Joiner",
     "Reader",
     "entries",
-    "gap_event",
     "position_of",
     "text",
 ]
@@ -331,7 +334,7 @@ class Reader:
                     for topic in joiner.start:
                         by_topic = self._broker._by_topic
                         by_topic.setdefault(topic, {})[subscription.id] = subscription
-            Broker._wake(waiters)
+            wake(waiters)
 
     async def _catch_up_announcements(self, joiner: Joiner) -> None:
         """Make the reader know every topic a new subscription to all of them must follow."""
@@ -392,19 +395,10 @@ class Reader:
                 self._counts[topic] = count
                 if last is not None and count > last + 1:
                     # This reader fell further behind than the stream's retention.
-                    gap = Event(
-                        GAP,
-                        {
-                            "reason": "expired",
-                            "missed": count - last - 1,
-                            "first_id": None,
-                            "last_id": None,
-                        },
-                        id=format_id(previous),
-                    )
+                    gap = gap_event("expired", format_id(previous), count - last - 1)
                     push_all(followers, gap, waiters)
                 push_all(followers, _event(position, topic, fields), waiters)
-        Broker._wake(waiters)
+        wake(waiters)
 
     def deliver_gap(self, topic: str, gap: Event) -> None:
         with self._broker._lock:
@@ -412,7 +406,7 @@ class Reader:
             followers.extend(self._broker._all_topics.values())
             waiters: list[asyncio.Future[None]] = []
             push_all(followers, gap, waiters)
-        Broker._wake(waiters)
+        wake(waiters)
 
 
 def _before(position: Position) -> Position:
@@ -424,6 +418,3 @@ def _before(position: Position) -> Position:
 def _event(position: Position, topic: str, fields: dict[bytes, bytes]) -> Event:
     return Event(fields[b"t"].decode(), orjson.loads(fields[b"d"]), format_id(position), topic)
 
-
-def gap_event(reason: str, id: str) -> Event:
-    return Event(GAP, {"reason": reason, "missed": None, "first_id": None, "last_id": None}, id=id)

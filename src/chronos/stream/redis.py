@@ -19,9 +19,14 @@ Per process there are two tasks and two connections, however many subscribers th
   blocks, any thread); the writer sends everything pending in one pipeline. It also resolves
   where new subscriptions start (the stream's last id, read *before* the events published after
   `subscribe` returned are written, so none of them can be missed).
-- the *reader* runs one `XREAD BLOCK` over every followed topic and fans the entries out to
-  bounded per-subscriber buffers (the in-process broker's subscriptions, with the same overflow
-  `GAP` policy). A new subscription wakes it by appending to a private wake-up stream.
+- the *reader* blocks on one stream of *notices* (every event's topic name, written with the
+  event), then reads the followed topics the notices name, at most 256 topics and about 4,096
+  entries a read, a topic with more to read going behind the others. Its cost follows what is
+  published, not how many topics are followed, and a busy topic cannot hold up a quiet one.
+  It fans the entries out to bounded per-subscriber buffers (the in-process broker's
+  subscriptions, with the same overflow `GAP` policy). A new subscription wakes it by
+  appending to a private wake-up stream. Redis keeps about 10,000 notices; a reader further
+  behind than that (it sees their sequence skip) reads every topic it follows once.
 
 Redis going away. Publishers: events wait in the outbox (`max_outbox`, default 10,000) and are
 written, in order, once Redis answers again; when it is full `publish` raises
@@ -42,8 +47,8 @@ Every topic (`subscribe(id)`, `topics=None`): publishers keep a registry of live
 sorted set) and announce each topic's first event on a stream of topic names; the reader then
 follows every live topic and each new one from its first event, so nothing is missed. Each
 topic's events come in order; a topic that begins while others are streaming may come a
-little behind them. Its single `XREAD` names every live topic, so this suits deployments
-with up to some thousands of concurrent topics.
+little behind them. Such a reader follows every live topic: a catch-up after an outage reads
+each of them, so this suits deployments with up to some thousands of concurrent topics.
 
 Slow subscribers: the in-process broker's policies (`overflow="drop_oldest"` with a `GAP`
 event, or `"disconnect"`). The broker belongs to the event loop that first uses it.
@@ -62,10 +67,10 @@ from typing import Any, Final
 
 from chronos.errors import BrokerError, BrokerUnavailable, SubscriptionExists
 from chronos.stream._broker import _Fanout
-from chronos.stream._event import DEFAULT_TOPIC, Event, encode_json
+from chronos.stream._event import DEFAULT_TOPIC, Event, encode_json, gap_event
 from chronos.stream._ids import format_id, parse_id
 from chronos.stream._protocol import Overflow, Subscription
-from chronos.stream._subscription import LocalSubscription
+from chronos.stream._subscription import LocalSubscription, wake
 
 try:
     import redis.asyncio as aioredis
@@ -82,7 +87,6 @@ from chronos.stream._redis_read import (  # after redis: it needs the package to
     Joiner,
     Reader,
     entries,
-    gap_event,
     position_of,
     text,
 )
@@ -260,7 +264,7 @@ class RedisBroker(_Fanout):
         with self._lock:
             already, self._closed = self._closed, True
             waiters = [self._remove(s) for s in list(self._subscriptions.values())]
-        self._wake([w for w in waiters if w is not None])
+        wake([w for w in waiters if w is not None])
         if already:
             return
         if self._tasks:
@@ -525,6 +529,6 @@ class RedisBroker(_Fanout):
             self._subscriptions[id] = subscription
             self._joining.append(Joiner(subscription, after))
         if waiter is not None:
-            self._wake([waiter])
+            wake([waiter])
         self._signal()
         return subscription
