@@ -365,7 +365,9 @@ async def test_a_forged_last_event_id_silences_no_other_subscriber(kind: str, fo
         for i in range(3):
             broker.publish(Event("x", i), topic="shared")
         assert [e.data for e in await take(first, 3)] == [0, 1, 2]
-        got = [e for e in await take(second, 4) if e.type != GAP]
+        got: list[Event] = []
+        while not got or got[-1].data != 2:  # a gap first; on Redis maybe "before" too
+            got.extend(e for e in await take(second, 1) if e.type != GAP)
         assert [e.data for e in got][-3:] == [0, 1, 2]
         await first.aclose()
         await second.aclose()

@@ -52,7 +52,7 @@ class BrokerStatistics(NamedTuple):
     """Events held for replay, over all topics."""
 
 
-class _Fanout(BrokerProtocol):
+class Fanout(BrokerProtocol):
     """The subscription registry both brokers share: who follows which topic, and closing.
 
     Subclasses deliver into `LocalSubscription`s; `_lock` guards the registry and every
@@ -60,11 +60,76 @@ class _Fanout(BrokerProtocol):
     the spelling of `stream.SSEHandler(broker)` that both brokers offer.
     """
 
+    max_pending: int
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._subscriptions: dict[str, LocalSubscription] = {}
         self._by_topic: dict[str, dict[str, LocalSubscription]] = {}
         self._all_topics: dict[str, LocalSubscription] = {}
+        self._closed = False
+
+    @property
+    def lock(self) -> threading.Lock:
+        """Guards the registry and every subscription; held by the methods marked so."""
+        return self._lock
+
+    @property
+    def closed(self) -> bool:
+        """True once `aclose` has begun."""
+        return self._closed
+
+    def _open(
+        self,
+        id: str,
+        topics: Iterable[str] | None,
+        *,
+        replace: bool,
+        max_pending: int | None,
+        overflow: Overflow,
+    ) -> tuple[LocalSubscription, asyncio.Future[None] | None]:
+        """The half of `subscribe` every broker shares: a new subscription, registered by id.
+
+        It follows nothing yet (`attach` does that). Returns it and the waiter of a replaced
+        subscription, to wake once the lock is released. Lock held.
+
+        Raises:
+            BrokerError: the broker is closed.
+            SubscriptionExists: `id` is open already and `replace` is False.
+        """
+        wanted = frozenset(topics) if topics is not None else None
+        subscription = LocalSubscription(
+            self._lock, self._close, id, wanted, max_pending or self.max_pending, overflow
+        )
+        if self._closed:
+            raise BrokerError("the broker is closed")
+        waiter = None
+        previous = self._subscriptions.get(id)
+        if previous is not None:
+            if not replace and not previous._overflowed:
+                raise SubscriptionExists(id)
+            waiter = self._remove(previous)
+        self._subscriptions[id] = subscription
+        return subscription, waiter
+
+    def attach(self, subscription: LocalSubscription, topics: Iterable[str] | None) -> None:
+        """Deliver `topics`' events (None: every topic's) to `subscription` from now. Lock held."""
+        if topics is None:
+            self._all_topics[subscription.id] = subscription
+        else:
+            for topic in topics:
+                self._by_topic.setdefault(topic, {})[subscription.id] = subscription
+
+    def followers(self, topic: str) -> list[LocalSubscription]:
+        """The subscriptions that get `topic`'s events. Lock held."""
+        named = self._by_topic.get(topic)
+        followers = list(named.values()) if named else []
+        followers.extend(self._all_topics.values())
+        return followers
+
+    def followed(self) -> tuple[set[str], bool]:
+        """The topics some subscription names, and whether one follows every topic. Lock held."""
+        return set(self._by_topic), bool(self._all_topics)
 
     def sse_handler(
         self,
@@ -143,7 +208,7 @@ class _Fanout(BrokerProtocol):
         return waiter
 
 
-class Broker(_Fanout):
+class Broker(Fanout):
     """The in-process event broker: publish from anywhere, subscribe by id and topics.
 
     ```python
@@ -190,7 +255,6 @@ class Broker(_Fanout):
         self._forgotten_through: Position = self._clock.last
         self._logs: dict[str, TopicLog] = {}  # least recently published first
         self._next_sweep = time.monotonic() + 1.0
-        self._closed = False
 
     def __repr__(self) -> str:
         return f"<Broker subscriptions={len(self._subscriptions)} topics={len(self._logs)}>"
@@ -289,25 +353,12 @@ class Broker(_Fanout):
             BrokerError: the broker is closed.
         """
         after = parse_id(last_event_id) if last_event_id is not None else None
-        wanted = frozenset(topics) if topics is not None else None
-        subscription = LocalSubscription(
-            self._lock, self._close, id, wanted, max_pending or self.max_pending, overflow
-        )
-        waiter = None
         with self._lock:
-            if self._closed:
-                raise BrokerError("the broker is closed")
-            previous = self._subscriptions.get(id)
-            if previous is not None:
-                if not replace and not previous._overflowed:
-                    raise SubscriptionExists(id)
-                waiter = self._remove(previous)
-            self._subscriptions[id] = subscription
-            if wanted is None:
-                self._all_topics[id] = subscription
-            else:
-                for topic in wanted:
-                    self._by_topic.setdefault(topic, {})[id] = subscription
+            subscription, waiter = self._open(
+                id, topics, replace=replace, max_pending=max_pending, overflow=overflow
+            )
+            wanted = subscription.topics
+            self.attach(subscription, wanted)
             issued = self._clock.last
             # The most recently published first: a bounded replay stops looking sooner.
             names = list(wanted) if wanted is not None else list(reversed(self._logs))

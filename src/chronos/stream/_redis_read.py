@@ -22,20 +22,20 @@ import contextlib
 import itertools
 import random
 import time
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Final
+import uuid
+from collections.abc import Callable
+from typing import Any, Final
 
 import orjson
+import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from chronos.stream._broker import Fanout
 from chronos.stream._event import Event, gap_event
 from chronos.stream._ids import Position, format_id
 from chronos.stream._subscription import LocalSubscription, push_all, wake
-
-if TYPE_CHECKING:
-    from chronos.stream.redis import RedisBroker
 
 __all__ = [
     "NOTICES_KEPT",
@@ -43,6 +43,7 @@ __all__ = [
     "UNAVAILABLE",
     "Backoff",
     "Joiner",
+    "Keys",
     "Reader",
     "entries",
     "position_of",
@@ -107,11 +108,61 @@ class Joiner:
         self.gap: Event | None = None
 
 
-class Reader:
-    """The broker's reader task and the state only it touches."""
+class Keys:
+    """Where one broker's data lives in Redis: every name derives from its key prefix.
 
-    def __init__(self, broker: RedisBroker) -> None:
-        self._broker = broker
+    Topics' keys and the broker's own never collide, whatever a client names a topic.
+    """
+
+    __slots__ = ("_count", "_topic", "announce", "clock", "notices", "registry", "wake")
+
+    def __init__(self, prefix: str) -> None:
+        self._topic = prefix + "t:"  # a topic's stream
+        self._count = prefix + "c:"  # a topic's event counter
+        self.clock = prefix + "_clock"  # ids: the last ms, the sequence, the epoch
+        self.registry = prefix + "_topics"  # every live topic, by last event time
+        self.announce = prefix + "_new"  # topics' first events
+        self.notices = prefix + "_notices"  # every event's topic, for the readers
+        self.wake = f"{prefix}_wake:{uuid.uuid4().hex}"  # this process's reader's wake-up
+
+    def topic(self, topic: str) -> str:
+        """The key of `topic`'s stream."""
+        return self._topic + topic
+
+    def count(self, topic: str) -> str:
+        """The key of `topic`'s event counter."""
+        return self._count + topic
+
+    def topic_of(self, key: bytes) -> str:
+        """The topic whose stream is `key`."""
+        return key.decode()[len(self._topic) :]
+
+
+class Reader:
+    """The broker's reader task and the state only it touches.
+
+    What it needs of the broker, and nothing else: its reader's Redis connection, its key
+    names, how long to block and to keep events, the subscription registry (`fanout`, read
+    and written under `fanout.lock`), and `take_ready`, which hands over the subscriptions the
+    writer has resolved (lock held).
+    """
+
+    def __init__(
+        self,
+        fanout: Fanout,
+        redis: aioredis.Redis,
+        keys: Keys,
+        *,
+        block_ms: int,
+        replay_seconds: float,
+        take_ready: Callable[[], list[Joiner]],
+    ) -> None:
+        self._fanout = fanout
+        self._redis = redis
+        self._keys = keys
+        self._block_ms = block_ms
+        self._replay_seconds = replay_seconds
+        self._take_ready = take_ready
         self.cursors: dict[str, Position] = {}  # last id read per followed topic
         self._counts: dict[str, int] = {}  # `c` of the last entry read per topic
         # For subscriptions to every topic: the topics known, with the id of the announcement
@@ -128,22 +179,21 @@ class Reader:
         run_id: str | None = None
         wake_cursor = ORIGIN  # the wake-up key is new: every entry in it counts
         recovering = True
-        broker = self._broker
-        while not broker._closed:
+        while not self._fanout.closed:
             try:
                 if recovering:
                     run_id = await self.recover(run_id)
                     recovering = False
                 await self.admit()
                 streams: dict[Any, Any] = {
-                    broker._wake_key: format_id(wake_cursor),
-                    broker._notice_key: format_id(self._notice_cursor),
+                    self._keys.wake: format_id(wake_cursor),
+                    self._keys.notices: format_id(self._notice_cursor),
                 }
                 if self.announce_cursor is not None:
-                    streams[broker._announce_key] = format_id(self.announce_cursor)
+                    streams[self._keys.announce] = format_id(self.announce_cursor)
                 # Block only with nothing left to read: topics still `due` come first.
-                block = None if self._due else broker._block_ms
-                reply: Any = await broker._reader_redis.xread(
+                block = None if self._due else self._block_ms
+                reply: Any = await self._redis.xread(
                     streams, count=_NOTICES_PER_READ, block=block
                 )
                 backoff.attempt = 0
@@ -155,9 +205,9 @@ class Reader:
             noticed: list[str] = []
             for key, rows in reply or ():  # RESP2: [[key, [(id, fields), ...]], ...]
                 name = key.decode()
-                if name == broker._wake_key:
+                if name == self._keys.wake:
                     wake_cursor = position_of(rows[-1][0])
-                elif name == broker._announce_key:
+                elif name == self._keys.announce:
                     announced.extend(entries(rows, ""))
                 else:
                     noticed.extend(self._notices(rows))
@@ -205,17 +255,16 @@ class Reader:
         for topic in turn:
             del due[topic]
         count = max(_MIN_PER_TOPIC, _ENTRIES_PER_READ // len(turn))
-        key = self._broker._key
+        key = self._keys.topic
         streams: dict[Any, Any] = {key(t): format_id(self.cursors[t]) for t in turn}
         try:
-            reply: Any = await self._broker._reader_redis.xread(streams, count=count)
+            reply: Any = await self._redis.xread(streams, count=count)
         except BaseException:
             due.update(dict.fromkeys(turn))  # read them next time
             raise
-        skip = len(self._broker._topic_prefix)
         found: list[_Entry] = []
         for name, rows in reply or ():
-            topic = name.decode()[skip:]
+            topic = self._keys.topic_of(name)
             if len(rows) >= count:
                 due[topic] = None  # more to read: after the others
             found.extend(entries(rows, topic))
@@ -223,21 +272,21 @@ class Reader:
 
     async def recover(self, run_id: str | None) -> str:
         """After (re)connecting: report a gap on topics whose next events Redis lost."""
-        info = await self._broker._reader_redis.info("server")
+        info = await self._redis.info("server")
         new_run_id = str(info["run_id"])
         for topic, cursor in list(self.cursors.items()):
             if cursor == ORIGIN:
                 continue
-            key = self._broker._key(topic)
+            key = self._keys.topic(topic)
             lost = False
             if run_id is not None and new_run_id != run_id:
                 # A restarted Redis kept our last entry only if it persisted the stream.
-                lost = not await self._broker._reader_redis.xrange(
+                lost = not await self._redis.xrange(
                     key, format_id(cursor), format_id(cursor)
                 )
             if not lost:
                 with contextlib.suppress(ResponseError):
-                    stream = await self._broker._reader_redis.xinfo_stream(key)
+                    stream = await self._redis.xinfo_stream(key)
                     first = stream.get("first-entry")
                     trimmed = int(stream["entries-added"]) > int(stream["length"])
                     lost = trimmed and first is not None and cursor < position_of(first[0])
@@ -245,7 +294,7 @@ class Reader:
                 self.deliver_gap(topic, gap_event("expired", format_id(cursor)))
         # Notices from here on; what came before them is read from every followed topic.
         last = entries(
-            await self._broker._reader_redis.xrevrange(self._broker._notice_key, count=1), ""
+            await self._redis.xrevrange(self._keys.notices, count=1), ""
         )
         self._notice_cursor = last[0][0] if last else ORIGIN
         self._due.update(dict.fromkeys(self.cursors))
@@ -262,20 +311,18 @@ class Reader:
             start = _before(position)
             self.cursors[topic] = start
             self._counts[topic] = 0  # announced at its first event: `c` is 1
-            rows = await self._broker._reader_redis.xrange(
-                self._broker._key(topic), f"({format_id(start)}", format_id(limit)
+            rows = await self._redis.xrange(
+                self._keys.topic(topic), f"({format_id(start)}", format_id(limit)
             )
             found.extend(entries(rows, topic))
         return found
 
     async def admit(self) -> None:
         """Attach resolved joiners, replaying what they need before following live."""
-        with self._broker._lock:
-            ready, self._broker._ready = self._broker._ready, []
-            followed = set(self._broker._by_topic)
-            everything = bool(self._broker._all_topics) or any(
-                j.subscription.topics is None for j in ready
-            )
+        with self._fanout.lock:
+            ready = self._take_ready()
+            followed, everything = self._fanout.followed()
+        everything = everything or any(j.subscription.topics is None for j in ready)
         if everything:
             await self._prune()
             followed.update(self._known)
@@ -295,7 +342,7 @@ class Reader:
                 await self._catch_up_announcements(joiner)
             replay: list[_Entry] = []
             for topic, start in joiner.start.items():
-                key = self._broker._key(topic)
+                key = self._keys.topic(topic)
                 cursor = self.cursors.get(topic)
                 if cursor is None:
                     self.cursors[topic] = start
@@ -304,36 +351,24 @@ class Reader:
                         self._counts[topic] = joiner.counts[topic]
                     continue
                 if cursor < start:  # catch current followers up to the newcomer's start
-                    rows = await self._broker._reader_redis.xrange(
+                    rows = await self._redis.xrange(
                         key, f"({format_id(cursor)}", "+"
                     )
                     self.deliver(entries(rows, topic))
                     cursor = max(self.cursors[topic], start)
                     self.cursors[topic] = cursor
                 if start < cursor:
-                    rows = await self._broker._reader_redis.xrange(
+                    rows = await self._redis.xrange(
                         key, f"({format_id(start)}", format_id(cursor)
                     )
                     replay.extend(entries(rows, topic))
             replay.sort(key=lambda entry: entry[0])
+            events = [_event(position, topic, fields) for position, topic, fields in replay]
             waiters: list[asyncio.Future[None]] = []
-            with self._broker._lock:
-                if subscription._closed:
-                    continue
-                subscription._gap = joiner.gap
-                for position, topic, fields in replay:
-                    waiter = subscription._push(_event(position, topic, fields))
-                    if waiter is not None:
-                        waiters.append(waiter)
-                if joiner.gap is not None and subscription._waiter is not None:
-                    waiters.append(subscription._waiter)
-                    subscription._waiter = None
-                if subscription.topics is None:
-                    self._broker._all_topics[subscription.id] = subscription
-                else:
-                    for topic in joiner.start:
-                        by_topic = self._broker._by_topic
-                        by_topic.setdefault(topic, {})[subscription.id] = subscription
+            with self._fanout.lock:
+                if subscription.resume(joiner.gap, events, waiters):
+                    topics = None if subscription.topics is None else joiner.start
+                    self._fanout.attach(subscription, topics)
             wake(waiters)
 
     async def _catch_up_announcements(self, joiner: Joiner) -> None:
@@ -343,8 +378,8 @@ class Reader:
         if cursor is None:
             self.announce_cursor = start
         elif cursor < start:  # announced before the newcomer looked: existing topics now
-            rows = await self._broker._reader_redis.xrange(
-                self._broker._announce_key, f"({format_id(cursor)}", format_id(start)
+            rows = await self._redis.xrange(
+                self._keys.announce, f"({format_id(cursor)}", format_id(start)
             )
             for position, _, fields in entries(rows, ""):
                 topic = fields[b"t"].decode()
@@ -364,10 +399,10 @@ class Reader:
         now = time.monotonic()
         if now < self._next_prune:
             return
-        self._next_prune = now + self._broker.replay_seconds
-        horizon = int(time.time() * 1000 - self._broker.replay_seconds * 1000)
-        names = await self._broker._reader_redis.zrangebyscore(
-            self._broker._registry_key, horizon, "+inf"
+        self._next_prune = now + self._replay_seconds
+        horizon = int(time.time() * 1000 - self._replay_seconds * 1000)
+        names = await self._redis.zrangebyscore(
+            self._keys.registry, horizon, "+inf"
         )
         alive = {text(name) for name in names}
         for topic in [t for t in self._known if t not in alive]:
@@ -379,18 +414,13 @@ class Reader:
             return
         entries.sort(key=lambda entry: entry[0])
         waiters: list[asyncio.Future[None]] = []
-        with self._broker._lock:
-            everyone = list(self._broker._all_topics.values())
+        with self._fanout.lock:
             for position, topic, fields in entries:
                 previous = self.cursors.get(topic, ORIGIN)
                 if position <= previous:
                     continue  # read already (a catch-up overlapping a blocking read)
                 self.cursors[topic] = position
-                followers: Iterable[LocalSubscription] = self._broker._by_topic.get(
-                    topic, {}
-                ).values()
-                if everyone:
-                    followers = [*followers, *everyone]
+                followers = self._fanout.followers(topic)
                 count, last = int(fields.get(b"c", 0)), self._counts.get(topic)
                 self._counts[topic] = count
                 if last is not None and count > last + 1:
@@ -401,11 +431,9 @@ class Reader:
         wake(waiters)
 
     def deliver_gap(self, topic: str, gap: Event) -> None:
-        with self._broker._lock:
-            followers = list(self._broker._by_topic.get(topic, {}).values())
-            followers.extend(self._broker._all_topics.values())
-            waiters: list[asyncio.Future[None]] = []
-            push_all(followers, gap, waiters)
+        waiters: list[asyncio.Future[None]] = []
+        with self._fanout.lock:
+            push_all(self._fanout.followers(topic), gap, waiters)
         wake(waiters)
 
 

@@ -158,6 +158,25 @@ class LocalSubscription:
             self._waiter = None
         return waiter
 
+    def resume(
+        self, gap: Event | None, events: Iterable[Event], waiters: list[asyncio.Future[None]]
+    ) -> bool:
+        """Queue a resume: its `gap` marker, if any, first, then the replayed `events`.
+
+        Adds the waiter to wake to `waiters`. Returns False, queueing nothing, if the
+        subscription was closed meanwhile. Lock held.
+        """
+        if self._closed:
+            return False
+        self._gap = gap
+        for event in events:
+            if (waiter := self._push(event)) is not None:
+                waiters.append(waiter)
+        if gap is not None and self._waiter is not None:
+            waiters.append(self._waiter)
+            self._waiter = None
+        return True
+
     def _take(self, max_events: int) -> list[Event]:
         """Remove and return up to `max_events` ready events, gap markers first. Lock held."""
         batch: list[Event] = []
