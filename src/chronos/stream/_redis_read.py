@@ -6,9 +6,12 @@ it needs from Redis), fanning out live entries and reporting gaps after an outag
 cannot race with each other. It reads the broker's registry under the broker's lock.
 
 Fairness: the blocking read names three streams whatever is followed (the wake-up key, the
-notices, the announcements). A notice makes its topic *due*; `read_due` reads due topics in
-turns, a bounded batch each, so a connection following a hundred busy topics costs a quiet
-client one turn, not a read of everything (`bench/redis_fairness.py`).
+notices, the announcements). A notice is a copy of an event with its topic's name, in the
+order Redis ran the publishes: the reader delivers those of followed topics as they come, in
+bounded batches, so a connection following a hundred busy topics costs a quiet client its
+place in that order, not a read of every topic (`bench/redis_fairness.py`). Topics *due*
+(newly followed, or after notices were lost) are read from their own streams in turns by
+`read_due`, a bounded batch each.
 
 Subscriptions to every topic: the reader then also follows the stream on which publishers
 announce each topic's first event (its cursor is `announce_cursor`), starts following every topic
@@ -50,9 +53,9 @@ __all__ = [
     "text",
 ]
 
-NOTICES_KEPT: Final = 10_000
+NOTICES_KEPT: Final = 4096
 """About how many notices Redis keeps: a reader further behind reads every topic it follows."""
-_NOTICES_PER_READ: Final = 10_000
+_NOTICES_PER_READ: Final = 1024
 _TOPICS_PER_READ: Final = 256
 _ENTRIES_PER_READ: Final = 4096
 _MIN_PER_TOPIC: Final = 16
@@ -170,6 +173,7 @@ class Reader:
         self._known: dict[str, Position] = {}
         self.announce_cursor: Position | None = None  # followed while they exist
         self._notice_cursor = ORIGIN  # the last notice read
+        self._notice_seq = 0  # the sequence number (`n`) the next notice should follow
         # Followed topics that may hold unread entries, in the order they are to be read.
         self._due: dict[str, None] = {}
         self._next_prune = 0.0
@@ -202,7 +206,7 @@ class Reader:
                 await asyncio.sleep(backoff.next())
                 continue
             announced: list[_Entry] = []
-            noticed: list[str] = []
+            batch: list[_Entry] = []
             for key, rows in reply or ():  # RESP2: [[key, [(id, fields), ...]], ...]
                 name = key.decode()
                 if name == self._keys.wake:
@@ -210,8 +214,7 @@ class Reader:
                 elif name == self._keys.announce:
                     announced.extend(entries(rows, ""))
                 else:
-                    noticed.extend(self._notices(rows))
-            batch: list[_Entry] = []
+                    batch.extend(self._noticed(rows))
             try:
                 if announced:
                     # A new topic's first entries may be older than what this round reads of
@@ -220,26 +223,32 @@ class Reader:
                     limit = max(entry[0] for entry in announced)
                     batch.extend(await self.discover(announced, max(limit, self._notice_cursor)))
                     self.announce_cursor = announced[-1][0]
-                for topic in noticed:
-                    if topic in self.cursors:
-                        self._due[topic] = None
                 batch.extend(await self.read_due())
             except UNAVAILABLE:
                 recovering = True  # `recover` reads every followed topic again
             self.deliver(batch)
 
-    def _notices(self, rows: Any) -> list[str]:
-        """The topics named by notices `rows`; every followed topic if notices were lost."""
-        topics = []
+    def _noticed(self, rows: Any) -> list[_Entry]:
+        """The entries of followed topics among notices `rows`, to deliver as they are.
+
+        A topic that is due is read from its stream instead (`read_due`): its entries before
+        these may not have been delivered yet.
+        """
+        found: list[_Entry] = []
+        cursors, due = self.cursors, self._due
         for id, fields in rows:
             position = position_of(id)
-            if position[1] != self._notice_cursor[1] + 1 and self._notice_cursor != ORIGIN:
+            if position[1] != self._notice_seq + 1:
                 # The sequence skipped: notices were trimmed before this reader read them (or
                 # Redis lost its data). Which topics they named is unknown: read them all.
-                self._due.update(dict.fromkeys(self.cursors))
+                due.update(dict.fromkeys(cursors))
+                found.clear()
             self._notice_cursor = position
-            topics.append(fields[b"t"].decode())
-        return topics
+            self._notice_seq = position[1]
+            topic = fields[b"n"].decode()
+            if topic in cursors and topic not in due:
+                found.append((position, topic, fields))
+        return found
 
     async def read_due(self) -> list[_Entry]:
         """Read what the topics `due` hold after their cursors: a bounded batch, in turns.
@@ -293,10 +302,13 @@ class Reader:
             if lost:
                 self.deliver_gap(topic, gap_event("expired", format_id(cursor)))
         # Notices from here on; what came before them is read from every followed topic.
-        last = entries(
-            await self._redis.xrevrange(self._keys.notices, count=1), ""
-        )
-        self._notice_cursor = last[0][0] if last else ORIGIN
+        last = entries(await self._redis.xrevrange(self._keys.notices, count=1), "")
+        if last:
+            self._notice_cursor = last[0][0]
+            self._notice_seq = self._notice_cursor[1]
+        else:  # none kept: the next one follows the last event issued
+            self._notice_cursor = ORIGIN
+            self._notice_seq = int(await self._redis.hget(self._keys.clock, "n") or 0)
         self._due.update(dict.fromkeys(self.cursors))
         return new_run_id
 

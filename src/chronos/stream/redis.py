@@ -19,14 +19,15 @@ Per process there are two tasks and two connections, however many subscribers th
   blocks, any thread); the writer sends everything pending in one pipeline. It also resolves
   where new subscriptions start (the stream's last id, read *before* the events published after
   `subscribe` returned are written, so none of them can be missed).
-- the *reader* blocks on one stream of *notices* (every event's topic name, written with the
-  event), then reads the followed topics the notices name, at most 256 topics and about 4,096
-  entries a read, a topic with more to read going behind the others. Its cost follows what is
-  published, not how many topics are followed, and a busy topic cannot hold up a quiet one.
-  It fans the entries out to bounded per-subscriber buffers (the in-process broker's
+- the *reader* blocks on one stream of *notices* (a copy of every event with its topic's
+  name, written with the event) and delivers those of the topics it follows, up to 1,024 a
+  read, in the order Redis ran the publishes. Its cost follows what is published, not how
+  many topics are followed, and a busy topic holds up a quiet one by its place in that order
+  only. It fans the entries out to bounded per-subscriber buffers (the in-process broker's
   subscriptions, with the same overflow `GAP` policy). A new subscription wakes it by
-  appending to a private wake-up stream. Redis keeps about 10,000 notices; a reader further
-  behind than that (it sees their sequence skip) reads every topic it follows once.
+  appending to a private wake-up stream. Redis keeps about 4,096 notices (their events' size
+  each); a reader further behind than that (it sees their sequence skip) reads every topic
+  it follows from its own stream, in turns of at most 256 topics and about 4,096 entries.
 
 Redis going away. Publishers: events wait in the outbox (`max_outbox`, default 10,000) and are
 written, in order, once Redis answers again; when it is full `publish` raises
@@ -107,10 +108,11 @@ __all__ = ["RedisBroker"]
 # The clock's `epoch` is the ms of the first id since Redis's data began (the clock hash is
 # new: a first start, or a restart that lost everything): every id of this epoch has ms at or
 # after it, so an older id is from data that is gone, and resuming after it needs a gap.
-# Every event is also noted, under its own id, on one stream of topic names (the *notices*):
-# readers block on that stream alone and then read only the topics it names, so a reader's
-# cost follows what is published, not how many topics its subscribers follow. The sequence
-# `n` is shared by every topic, so a reader that sees it skip knows notices were trimmed.
+# Every event is also copied, under its own id and with its topic's name, to one stream of
+# *notices* (about NOTICES_KEPT long): readers block on that stream alone and deliver what
+# they follow from it, so a reader's cost follows what is published, not how many topics
+# its subscribers follow. The sequence `n` is shared by every topic, so a reader that sees
+# it skip knows notices were trimmed before it read them.
 _XADD: Final = """
 local t = redis.call('TIME')
 local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -128,7 +130,8 @@ if c == 1 then
   redis.call('XADD', KEYS[5], 'MAXLEN', '~', '1000', id, 't', ARGV[5])
   redis.call('PEXPIRE', KEYS[5], ARGV[4])
 end
-redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[6], id, 't', ARGV[5])
+redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[6], id,
+           'n', ARGV[5], 't', ARGV[2], 'd', ARGV[3], 'c', c)
 redis.call('PEXPIRE', KEYS[6], ARGV[4])
 return id
 """
