@@ -66,12 +66,15 @@ async def _load(pipe: Any, prefix: str, port: int, connections: int, topics: int
 
     names = [[f"load-{c}-{t}" for t in range(topics)] for c in range(connections)]
     received = 0
+    streaming = 0
 
     async def follow(mine: list[str]) -> None:
-        nonlocal received
+        nonlocal received, streaming
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         query = "&".join(f"topic={name}" for name in mine)
         writer.write(f"GET /events?{query} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        await reader.read(65536)  # the headers: subscribed
+        streaming += 1
         while chunk := await reader.read(65536):
             received += chunk.count(b"\n\n")
 
@@ -79,6 +82,8 @@ async def _load(pipe: Any, prefix: str, port: int, connections: int, topics: int
     every = [name for mine in names for name in mine]
     loop = asyncio.get_running_loop()
     async with RedisBroker(REDIS_URL, key_prefix=prefix, max_outbox=1_000_000) as broker:
+        while streaming < connections:  # noqa: ASYNC110  # counted by the tasks above
+            await asyncio.sleep(0.05)
         pipe.send("connected")
         while True:
             command, rate = await loop.run_in_executor(None, pipe.recv)
@@ -186,7 +191,7 @@ def main() -> None:
         )
         worker.start()
         parent.recv()
-        time.sleep(1.0)
+        time.sleep(2.0)  # the server's reader admits the new subscriptions
         followed = f"{args.connections} x {args.topics} topics"
         rows.append(row("idle", asyncio.run(probe(prefix, port, args.seconds)), expected, followed))
         parent.send(("publish", (args.rate, args.seconds + 2.0)))

@@ -173,7 +173,8 @@ class Reader:
         self._known: dict[str, Position] = {}
         self.announce_cursor: Position | None = None  # followed while they exist
         self._notice_cursor = ORIGIN  # the last notice read
-        self._notice_seq = 0  # the sequence number (`n`) the next notice should follow
+        # The sequence number (`n`) the next notice should follow; None: not reading them.
+        self._notice_seq: int | None = None
         # Followed topics that may hold unread entries, in the order they are to be read.
         self._due: dict[str, None] = {}
         self._next_prune = 0.0
@@ -189,10 +190,13 @@ class Reader:
                     run_id = await self.recover(run_id)
                     recovering = False
                 await self.admit()
-                streams: dict[Any, Any] = {
-                    self._keys.wake: format_id(wake_cursor),
-                    self._keys.notices: format_id(self._notice_cursor),
-                }
+                streams: dict[Any, Any] = {self._keys.wake: format_id(wake_cursor)}
+                if not self.cursors and self.announce_cursor is None:
+                    self._notice_seq = None  # following nothing: no notices to read
+                else:
+                    if self._notice_seq is None:
+                        await self._catch_up_notices()
+                    streams[self._keys.notices] = format_id(self._notice_cursor)
                 if self.announce_cursor is not None:
                     streams[self._keys.announce] = format_id(self.announce_cursor)
                 # Block only with nothing left to read: topics still `due` come first.
@@ -238,7 +242,7 @@ class Reader:
         cursors, due = self.cursors, self._due
         for id, fields in rows:
             position = position_of(id)
-            if position[1] != self._notice_seq + 1:
+            if self._notice_seq is not None and position[1] != self._notice_seq + 1:
                 # The sequence skipped: notices were trimmed before this reader read them (or
                 # Redis lost its data). Which topics they named is unknown: read them all.
                 due.update(dict.fromkeys(cursors))
@@ -301,7 +305,11 @@ class Reader:
                     lost = trimmed and first is not None and cursor < position_of(first[0])
             if lost:
                 self.deliver_gap(topic, gap_event("expired", format_id(cursor)))
-        # Notices from here on; what came before them is read from every followed topic.
+        await self._catch_up_notices()
+        return new_run_id
+
+    async def _catch_up_notices(self) -> None:
+        """Read notices from here on, and every followed topic up to here from its stream."""
         last = entries(await self._redis.xrevrange(self._keys.notices, count=1), "")
         if last:
             self._notice_cursor = last[0][0]
@@ -310,7 +318,6 @@ class Reader:
             self._notice_cursor = ORIGIN
             self._notice_seq = int(await self._redis.hget(self._keys.clock, "n") or 0)
         self._due.update(dict.fromkeys(self.cursors))
-        return new_run_id
 
     async def discover(self, announced: list[_Entry], limit: Position) -> list[_Entry]:
         """Follow the topics `announced`, from their first entry; return those up to `limit`."""
@@ -358,7 +365,8 @@ class Reader:
                 cursor = self.cursors.get(topic)
                 if cursor is None:
                     self.cursors[topic] = start
-                    self._due[topic] = None  # its notices may have gone by: read it once
+                    if start < self._notice_cursor:  # notices after it may have gone by
+                        self._due[topic] = None
                     if topic in joiner.counts:
                         self._counts[topic] = joiner.counts[topic]
                     continue
