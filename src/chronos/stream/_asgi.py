@@ -292,12 +292,9 @@ class SSEHandler:
     def _encode(self, batch: list[Event]) -> bytes:
         """The body for `batch`: its events' frames, joined."""
         # In a fan-out, every connection wakes up to the same events (the same objects): join
-        # them once, not once per connection. At 1,000 clients and bursts of 100 events,
-        # joining per connection was about a quarter of the server's CPU. `==` finds the same
-        # objects equal by identity, in C: 20x faster than `map(operator.is_)` for 100. Two
-        # distinct events are equal only with the same id, type, topic and data: one broker
-        # issues an id once, so they are one published event (or two gap markers alike),
-        # with the same frame.
+        # them once, not once per connection (per connection it was a large share of the
+        # server's CPU; BENCHMARKS.md). Events compare by identity, so the lists' `==` runs
+        # in C and never looks at the data (which numpy arrays would refuse).
         last, body = self._last_joined
         if batch == last:
             return body
