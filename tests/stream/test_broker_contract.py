@@ -34,6 +34,7 @@ from chronos.errors import (
 from chronos.stream import GAP, Broker, BrokerProtocol, Event, Subscription
 from chronos.stream._ids import parse_id
 from chronos.stream.redis import RedisBroker
+from tests.stream.reading import take
 from tests.stream.redis_helpers import redis_brokers, unique_prefix
 
 pytestmark = pytest.mark.anyio
@@ -63,17 +64,6 @@ async def make_broker(request: pytest.FixtureRequest) -> AsyncIterator[MakeBroke
             return brokers[-1]
 
         yield redis
-
-
-async def take(subscription: Subscription, count: int) -> list[Event]:
-    events: list[Event] = []
-    with anyio.fail_after(10):
-        while len(events) < count:
-            batch = await subscription.receive_batch()
-            assert batch, "subscription ended early"
-            events.extend(batch)
-    assert len(events) == count, events[count:]
-    return events
 
 
 async def take_until(subscription: Subscription, last_data: object) -> list[Event]:

@@ -7,28 +7,56 @@ event, different events in between included).
 
 from __future__ import annotations
 
+import anyio
+import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.routing import Route
 
 from chronos import stream
-from chronos.stream._wire import event_frame
+from chronos.stream._wire import encode_retry, event_frame
+from tests.stream.conftest import serve
+from tests.stream.reading import take
 
 pytestmark = pytest.mark.anyio
+
+
+async def body_of(response: httpx.Response, length: int) -> bytes:
+    """The first `length` bytes of a streamed body (and no more arrive with them)."""
+    body = b""
+    with anyio.fail_after(10):
+        async for chunk in response.aiter_raw():
+            body += chunk
+            if len(body) >= length:
+                return body
+    return body
 
 
 @pytest.mark.parametrize("named", [False, True])
 async def test_each_body_is_its_own_events(named: bool) -> None:
     broker = stream.Broker()
-    handler = broker.sse_handler(named_events=named)
-    xy = broker.subscribe("xy", ["x", "y"])
-    xz = broker.subscribe("xz", ["x", "z"])
-    everything = broker.subscribe("all")
-    for topic in ["x", "y", "z", "x"]:
-        broker.publish(stream.Event("tick", {"topic": topic}), topic=topic)
-    on_xy, on_xz, on_all = [await s.receive_batch(timeout=1) for s in (xy, xz, everything)]
-    # xy and xz: 3 events each, the same first and last, a different one in the middle.
-    assert (len(on_xy), len(on_xz), len(on_all)) == (3, 3, 4)
-    assert [a is b for a, b in zip(on_xy, on_xz, strict=True)] == [True, False, True]
-    for batch in [on_xy, on_xz, on_xy, on_all, on_xz, list(on_xz)]:
-        expected = b"".join(event_frame(event, named=named) for event in batch)
-        assert handler._encode(batch) == expected
+    app = Starlette(routes=[Route("/events", broker.sse_handler(named_events=named))])
+    watcher = broker.subscribe("watcher")
+    queries = {"xy": "?topic=x&topic=y", "xz": "?topic=x&topic=z", "all": ""}
+    async with (
+        serve(app) as server,
+        httpx.AsyncClient(base_url=server.url) as client,
+        client.stream("GET", "/events" + queries["xy"]) as xy,
+        client.stream("GET", "/events" + queries["xz"]) as xz,
+        client.stream("GET", "/events" + queries["all"]) as everything,
+    ):
+        with anyio.fail_after(10):
+            while broker.statistics().subscriptions < 4:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        # Every connection wakes to the same events at once: xy and xz to three each, the
+        # same first and last, a different one in the middle.
+        for topic in ["x", "y", "z", "x"]:
+            broker.publish(stream.Event("tick", {"topic": topic}), topic=topic)
+        published = await take(watcher, 4)
+        for response, topics in [(xy, "xy"), (xz, "xz"), (everything, "xyz")]:
+            mine = [event for event in published if event.topic in topics]
+            expected = encode_retry(3000) + b"".join(
+                event_frame(event, named=named) for event in mine
+            )
+            assert await body_of(response, len(expected)) == expected
     await broker.aclose()

@@ -34,9 +34,14 @@ def test_default_frame_is_data_only_with_the_type_in_the_json() -> None:
     assert message.last_event_id == "5-1"
 
 
-def test_frame_is_built_once_and_shared() -> None:
-    event = Event("t", [1, 2], id="1-0")
-    assert event_frame(event) is event_frame(event)
+def test_frame_is_the_event_as_first_encoded() -> None:
+    # Encoded once, for every connection: changing the data afterwards changes nothing sent.
+    data = [1, 2]
+    event = Event("t", data, id="1-0")
+    first = event_frame(event)
+    data.append(3)
+    assert event_frame(event) == first
+    assert orjson.loads(SpecDecoder().feed(first.decode())[0].data)["data"] == [1, 2]
 
 
 def test_named_frame_carries_an_event_line() -> None:

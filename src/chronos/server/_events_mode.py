@@ -12,7 +12,7 @@ same shape (`{"event", "name", "run_id", "parent_ids", "tags", "metadata", "data
   state it started from, tagged `graph:step:N`;
 - `on_chat_model_start` / `on_chat_model_stream` (one per token, `data.chunk` an
   `AIMessageChunk`) / `on_chat_model_end` for each model message a node streams;
-- `on_custom_event` for `chronos.stream.emit(name, data)`, as for LangChain's
+- `on_custom_event` for `chronos.graph.emit(name, data)`, as for LangChain's
   `adispatch_custom_event(name, data)`.
 
 Run ids are UUIDs derived from the run and the task, so a join or a reconnect sees the same

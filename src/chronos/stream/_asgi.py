@@ -28,18 +28,21 @@ from typing import TYPE_CHECKING, Final
 from urllib.parse import parse_qs
 
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chronos.errors import BrokerError, InvalidLastEventID, SubscriptionOverflow
-from chronos.stream._protocol import DEFAULT_MAX_TOPICS
 from chronos.stream._wire import HEARTBEAT, encode_retry, event_frame
 
 if TYPE_CHECKING:
     from chronos.stream._event import Event
     from chronos.stream._protocol import BrokerProtocol, Overflow, Subscription
 
-__all__ = ["Authorize", "SSEHandler"]
+__all__ = ["DEFAULT_MAX_TOPICS", "Authorize", "SSEHandler"]
+
+DEFAULT_MAX_TOPICS: Final = 100
+"""How many topics one SSE connection may follow unless `SSEHandler(max_topics=...)` says."""
 
 Authorize = Callable[[Request, "frozenset[str] | None"], "bool | Awaitable[bool]"]
 """`authorize(request, topics)`: may this request read `topics` (None: every topic)?
@@ -67,7 +70,8 @@ class SSEHandler:
     ])
     ```
 
-    Usually made by `broker.sse_handler(...)`. Works under any ASGI server, in Starlette and
+    Over any broker: `SSEHandler(broker)`, which `Broker` and `RedisBroker` also spell
+    `broker.sse_handler()`. Works under any ASGI server, in Starlette and
     FastAPI (`app.add_route(...)` or `Route`), or as the whole app.
 
     Args:
@@ -85,7 +89,9 @@ class SSEHandler:
         retry: milliseconds a browser waits before reconnecting, sent once (None: don't).
         send_timeout: seconds a write may wait for a client that stopped reading before the
             connection is dropped (checked four times per `send_timeout`).
-        cors_origins: origins allowed to read the stream from other sites (`["*"]` for any).
+        cors_origins: origins allowed to read the stream from other sites (`["*"]` for any):
+            the handler is then wrapped in Starlette's `CORSMiddleware`, which answers
+            preflight requests. Shorthand for adding that middleware yourself.
         cors_credentials: allow cookies on cross-site requests (`withCredentials`).
         overflow: what happens to a connection that falls `max_pending` events behind:
             `"drop_oldest"` sends a `gap` event in place of the events dropped;
@@ -131,6 +137,16 @@ class SSEHandler:
         self._preamble = encode_retry(retry) if retry is not None else b": connected\n"
         self.cors_origins = frozenset(cors_origins or ())
         self.cors_credentials = cors_credentials
+        self._app: ASGIApp = self._serve
+        if cors_origins:
+            self._app = CORSMiddleware(
+                self._serve,
+                allow_origins=list(cors_origins),
+                allow_credentials=cors_credentials,
+                allow_methods=["GET", "HEAD"],
+                allow_headers=["*"],  # what the browser asks for: `Last-Event-ID`, say
+                max_age=600,
+            )
         self.overflow: Overflow = overflow
         self.max_pending = max_pending
         self.max_topics = max_topics
@@ -146,6 +162,9 @@ class SSEHandler:
         return f"<SSEHandler subscription_id={self.subscription_id!r} topics={self.topics!r}>"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._app(scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
             return
@@ -156,41 +175,26 @@ class SSEHandler:
         # before the stream starts: a stream may stay open for hours, and there are many.
         opened = await self._open(scope, send)
         if opened is not None:
-            subscription, cors = opened
-            await self._stream(subscription, cors, scope["method"] == "HEAD", receive, send)
+            await self._stream(opened, scope["method"] == "HEAD", receive, send)
 
-    async def _open(
-        self, scope: Scope, send: Send
-    ) -> tuple[Subscription, list[tuple[bytes, bytes]]] | None:
+    async def _open(self, scope: Scope, send: Send) -> Subscription | None:
         """Check the request and subscribe; or respond with an error and return None."""
         headers = _headers(scope)
-        cors = self._cors_headers(headers.get("origin"))
-        method = scope["method"]
-        if method == "OPTIONS" and cors:
-            requested = headers.get("access-control-request-headers", "")
-            preflight = [
-                *cors,
-                (b"access-control-allow-methods", b"GET, HEAD, OPTIONS"),
-                (b"access-control-allow-headers", requested.encode("latin-1")),
-                (b"access-control-max-age", b"600"),
-            ]
-            await _respond(send, 204, "", preflight)
-            return None
-        if method not in ("GET", "HEAD"):
-            await _respond(send, 405, "use GET", [(b"allow", b"GET, HEAD"), *cors])
+        if scope["method"] not in ("GET", "HEAD"):
+            await _respond(send, 405, "use GET", [(b"allow", b"GET, HEAD")])
             return None
 
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         topics = self._topics(scope, query)
         if topics is not None and len(topics) > self.max_topics:
             detail = f"{len(topics)} topics asked for; at most {self.max_topics} per connection"
-            await _respond(send, 400, detail, cors)
+            await _respond(send, 400, detail, [])
             return None
         if self.authorize is not None:
             refusal = await self._check(scope, topics)
             if refusal is not None:
                 status, detail, extra = refusal
-                await _respond(send, status, detail, [*extra, *cors])
+                await _respond(send, status, detail, extra)
                 return None
 
         last_event_id = headers.get("last-event-id")
@@ -211,24 +215,23 @@ class SSEHandler:
                 overflow=self.overflow,
             )
         except InvalidLastEventID as exc:
-            await _respond(send, 400, f"{exc}; expected an id this server sent", cors)
+            await _respond(send, 400, f"{exc}; expected an id this server sent", [])
             return None
         except BrokerError as exc:
-            await _respond(send, 503, str(exc), cors)
+            await _respond(send, 503, str(exc), [])
             return None
-        return subscription, cors
+        return subscription
 
     async def _stream(
         self,
         subscription: Subscription,
-        cors: list[tuple[bytes, bytes]],
         head_only: bool,
         receive: Receive,
         send: Send,
     ) -> None:
         try:
             await send(
-                {"type": "http.response.start", "status": 200, "headers": _STREAM_HEADERS + cors}
+                {"type": "http.response.start", "status": 200, "headers": _STREAM_HEADERS}
             )
             if head_only:
                 await send({"type": "http.response.body", "body": b""})
@@ -289,12 +292,9 @@ class SSEHandler:
     def _encode(self, batch: list[Event]) -> bytes:
         """The body for `batch`: its events' frames, joined."""
         # In a fan-out, every connection wakes up to the same events (the same objects): join
-        # them once, not once per connection. At 1,000 clients and bursts of 100 events,
-        # joining per connection was about a quarter of the server's CPU. `==` finds the same
-        # objects equal by identity, in C: much faster than `map(operator.is_)`. Two
-        # distinct events are equal only with the same id, type, topic and data: one broker
-        # issues an id once, so they are one published event (or two gap markers alike),
-        # with the same frame.
+        # them once, not once per connection (per connection it was a large share of the
+        # server's CPU; BENCHMARKS.md). Events compare by identity, so the lists' `==` runs
+        # in C and never looks at the data (which numpy arrays would refuse).
         last, body = self._last_joined
         if batch == last:
             return body
@@ -327,18 +327,6 @@ class SSEHandler:
         if verdict is True:
             return None
         return 403, "not allowed to read these topics", []
-
-    def _cors_headers(self, origin: str | None) -> list[tuple[bytes, bytes]]:
-        if origin is None or not self.cors_origins:
-            return []
-        if "*" in self.cors_origins and not self.cors_credentials:
-            return [(b"access-control-allow-origin", b"*")]
-        if "*" not in self.cors_origins and origin not in self.cors_origins:
-            return []
-        cors = [(b"access-control-allow-origin", origin.encode("latin-1")), (b"vary", b"origin")]
-        if self.cors_credentials:
-            cors.append((b"access-control-allow-credentials", b"true"))
-        return cors
 
 
 class _Stop:

@@ -24,18 +24,18 @@ evicted, the replay starts with a `GAP` marker saying so.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 from chronos.errors import BrokerError, SubscriptionExists
-from chronos.stream._event import DEFAULT_TOPIC, GAP, Event, prepare, stamp
+from chronos.stream._asgi import DEFAULT_MAX_TOPICS, Authorize, SSEHandler
+from chronos.stream._event import DEFAULT_TOPIC, Event, gap_event, prepare, stamp
 from chronos.stream._ids import IdClock, Position, format_id, parse_id
 from chronos.stream._protocol import BrokerProtocol, Overflow, Subscription
 from chronos.stream._replay import Replay, TopicLog, put_first
-from chronos.stream._subscription import LocalSubscription, push_all, wake, wake_all
+from chronos.stream._subscription import LocalSubscription, push_all, wake
 from chronos.stream._wire import event_frame
 
 __all__ = ["Broker", "BrokerStatistics"]
@@ -52,35 +52,124 @@ class BrokerStatistics(NamedTuple):
     """Events held for replay, over all topics."""
 
 
-class _Fanout(BrokerProtocol):
+class Fanout(BrokerProtocol):
     """The subscription registry both brokers share: who follows which topic, and closing.
 
     Subclasses deliver into `LocalSubscription`s; `_lock` guards the registry and every
-    subscription. Subscriptions to every topic live in `_all_topics`.
+    subscription. Subscriptions to every topic live in `_all_topics`. Also `sse_handler`,
+    the spelling of `stream.SSEHandler(broker)` that both brokers offer.
     """
+
+    max_pending: int
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._subscriptions: dict[str, LocalSubscription] = {}
         self._by_topic: dict[str, dict[str, LocalSubscription]] = {}
         self._all_topics: dict[str, LocalSubscription] = {}
+        self._closed = False
 
-    @staticmethod
-    def _wake(waiters: list[asyncio.Future[None]]) -> None:
-        try:
-            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        elsewhere: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-        for waiter in waiters:
-            loop = waiter.get_loop()
-            if loop is running:
-                wake(waiter)
-            else:
-                elsewhere.setdefault(loop, []).append(waiter)
-        for loop, group in elsewhere.items():
-            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody to wake
-                loop.call_soon_threadsafe(wake_all, group)
+    @property
+    def lock(self) -> threading.Lock:
+        """Guards the registry and every subscription; held by the methods marked so."""
+        return self._lock
+
+    @property
+    def closed(self) -> bool:
+        """True once `aclose` has begun."""
+        return self._closed
+
+    def _open(
+        self,
+        id: str,
+        topics: Iterable[str] | None,
+        *,
+        replace: bool,
+        max_pending: int | None,
+        overflow: Overflow,
+    ) -> tuple[LocalSubscription, asyncio.Future[None] | None]:
+        """The half of `subscribe` every broker shares: a new subscription, registered by id.
+
+        It follows nothing yet (`attach` does that). Returns it and the waiter of a replaced
+        subscription, to wake once the lock is released. Lock held.
+
+        Raises:
+            BrokerError: the broker is closed.
+            SubscriptionExists: `id` is open already and `replace` is False.
+        """
+        wanted = frozenset(topics) if topics is not None else None
+        subscription = LocalSubscription(
+            self._lock, self._close, id, wanted, max_pending or self.max_pending, overflow
+        )
+        if self._closed:
+            raise BrokerError("the broker is closed")
+        waiter = None
+        previous = self._subscriptions.get(id)
+        if previous is not None:
+            if not replace and not previous._overflowed:
+                raise SubscriptionExists(id)
+            waiter = self._remove(previous)
+        self._subscriptions[id] = subscription
+        return subscription, waiter
+
+    def attach(self, subscription: LocalSubscription, topics: Iterable[str] | None) -> None:
+        """Deliver `topics`' events (None: every topic's) to `subscription` from now. Lock held."""
+        if topics is None:
+            self._all_topics[subscription.id] = subscription
+        else:
+            for topic in topics:
+                self._by_topic.setdefault(topic, {})[subscription.id] = subscription
+
+    def followers(self, topic: str) -> list[LocalSubscription]:
+        """The subscriptions that get `topic`'s events. Lock held."""
+        named = self._by_topic.get(topic)
+        followers = list(named.values()) if named else []
+        followers.extend(self._all_topics.values())
+        return followers
+
+    def followed(self) -> tuple[set[str], bool]:
+        """The topics some subscription names, and whether one follows every topic. Lock held."""
+        return set(self._by_topic), bool(self._all_topics)
+
+    def sse_handler(
+        self,
+        subscription_id: str | None = None,
+        *,
+        topics: Sequence[str] | None = None,
+        authorize: Authorize | None = None,
+        named_events: bool = False,
+        heartbeat: float = 15.0,
+        retry: int | None = 3000,
+        send_timeout: float = 30.0,
+        cors_origins: Sequence[str] | None = None,
+        cors_credentials: bool = False,
+        overflow: Overflow = "drop_oldest",
+        max_pending: int | None = None,
+        max_topics: int = DEFAULT_MAX_TOPICS,
+    ) -> SSEHandler:
+        """`stream.SSEHandler(self, ...)`: an ASGI app streaming this broker's events.
+
+        ```python
+        app = Starlette(routes=[Route("/events", broker.sse_handler("client-123"))])
+        ```
+
+        See `stream.SSEHandler` for the arguments.
+        """
+        return SSEHandler(
+            self,
+            subscription_id,
+            topics=topics,
+            authorize=authorize,
+            named_events=named_events,
+            heartbeat=heartbeat,
+            retry=retry,
+            send_timeout=send_timeout,
+            cors_origins=cors_origins,
+            cors_credentials=cors_credentials,
+            overflow=overflow,
+            max_pending=max_pending,
+            max_topics=max_topics,
+        )
 
     def unsubscribe(self, id: str) -> None:
         """Close subscription `id`; its reader's iteration ends. Unknown ids are ignored."""
@@ -88,13 +177,13 @@ class _Fanout(BrokerProtocol):
             subscription = self._subscriptions.get(id)
             waiter = self._remove(subscription) if subscription is not None else None
         if waiter is not None:
-            self._wake([waiter])
+            wake([waiter])
 
     def _close(self, subscription: LocalSubscription) -> None:
         with self._lock:
             waiter = self._remove(subscription)
         if waiter is not None:
-            self._wake([waiter])
+            wake([waiter])
 
     def _remove(self, subscription: LocalSubscription) -> asyncio.Future[None] | None:
         """Unregister and close `subscription`; return its waiter to wake. Lock held."""
@@ -119,7 +208,7 @@ class _Fanout(BrokerProtocol):
         return waiter
 
 
-class Broker(_Fanout):
+class Broker(Fanout):
     """The in-process event broker: publish from anywhere, subscribe by id and topics.
 
     ```python
@@ -166,7 +255,6 @@ class Broker(_Fanout):
         self._forgotten_through: Position = self._clock.last
         self._logs: dict[str, TopicLog] = {}  # least recently published first
         self._next_sweep = time.monotonic() + 1.0
-        self._closed = False
 
     def __repr__(self) -> str:
         return f"<Broker subscriptions={len(self._subscriptions)} topics={len(self._logs)}>"
@@ -201,7 +289,7 @@ class Broker(_Fanout):
             if now >= self._next_sweep:
                 self._sweep(now)
         if waiters:
-            self._wake(waiters)
+            wake(waiters)
 
     def _retain(self, topic: str, position: Position, frame: bytes) -> None:
         logs = self._logs
@@ -265,30 +353,17 @@ class Broker(_Fanout):
             BrokerError: the broker is closed.
         """
         after = parse_id(last_event_id) if last_event_id is not None else None
-        wanted = frozenset(topics) if topics is not None else None
-        subscription = LocalSubscription(
-            self._lock, self._close, id, wanted, max_pending or self.max_pending, overflow
-        )
-        waiter = None
         with self._lock:
-            if self._closed:
-                raise BrokerError("the broker is closed")
-            previous = self._subscriptions.get(id)
-            if previous is not None:
-                if not replace and not previous._overflowed:
-                    raise SubscriptionExists(id)
-                waiter = self._remove(previous)
-            self._subscriptions[id] = subscription
-            if wanted is None:
-                self._all_topics[id] = subscription
-            else:
-                for topic in wanted:
-                    self._by_topic.setdefault(topic, {})[id] = subscription
+            subscription, waiter = self._open(
+                id, topics, replace=replace, max_pending=max_pending, overflow=overflow
+            )
+            wanted = subscription.topics
+            self.attach(subscription, wanted)
             issued = self._clock.last
             # The most recently published first: a bounded replay stops looking sooner.
             names = list(wanted) if wanted is not None else list(reversed(self._logs))
         if waiter is not None:
-            self._wake([waiter])
+            wake([waiter])
         if after is not None:
             self._replay(subscription, after, issued, names)
         return subscription
@@ -324,16 +399,12 @@ class Broker(_Fanout):
             else:
                 reason = None
             if reason is not None:
-                subscription._gap = Event(
-                    GAP,
-                    {"reason": reason, "missed": None, "first_id": None, "last_id": None},
-                    id=format_id(after),
-                )
+                subscription._gap = gap_event(reason, format_id(after))
             put_first(subscription, events, replay)
             waiter = subscription._waiter
             subscription._waiter = None
         if waiter is not None:
-            self._wake([waiter])
+            wake([waiter])
 
     def statistics(self) -> BrokerStatistics:
         """How many subscriptions are open and how many events are retained for replay."""
@@ -350,7 +421,7 @@ class Broker(_Fanout):
             self._closed = True
             waiters = [self._remove(s) for s in list(self._subscriptions.values())]
             self._logs.clear()
-        self._wake([w for w in waiters if w is not None])
+        wake([w for w in waiters if w is not None])
 
     async def __aenter__(self) -> Broker:
         return self

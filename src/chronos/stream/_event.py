@@ -22,7 +22,7 @@ import orjson
 
 from chronos.errors import EventNotSerializable
 
-__all__ = ["DEFAULT_TOPIC", "GAP", "Event", "encode_json", "prepare", "stamp"]
+__all__ = ["DEFAULT_TOPIC", "GAP", "Event", "encode_json", "gap_event", "prepare", "stamp"]
 
 DEFAULT_TOPIC: Final = "default"
 """The topic of events published without one."""
@@ -55,7 +55,7 @@ def encode_json(value: Any) -> bytes:
         EventNotSerializable: `value` holds something JSON cannot carry (also a TypeError).
     """
     # orjson 3.13 leaves a 4 KiB allocation behind even a 100-byte result; what is kept (in
-    # a replay log, an outbox) must be an exact-size copy, which costs little next to that.
+    # a replay log, an outbox) must be an exact-size copy, which is cheap.
     return bytes(memoryview(_dumps(value)))
 
 
@@ -137,6 +137,23 @@ class Event:
                 )
             object.__setattr__(self, "_json", cached)
         return cached
+
+
+def gap_event(
+    reason: str,
+    id: str | None,
+    missed: int | None = None,
+    first_id: str | None = None,
+    last_id: str | None = None,
+) -> Event:
+    """The `GAP` marker a subscriber reads in place of events it missed (see `GAP`).
+
+    ```python
+    gap_event("expired", "1732460000000-3")  # a resume after that id may have missed events
+    ```
+    """
+    data = {"reason": reason, "missed": missed, "first_id": first_id, "last_id": last_id}
+    return Event(GAP, data, id=id)
 
 
 def prepare(event: Event, topic: str) -> tuple[Any, bytes]:

@@ -1,31 +1,24 @@
 """What every broker and every subscription offers: the in-process one and the Redis one.
 
-`BrokerProtocol` is what code that only publishes or subscribes (the graph runner, an app)
-should accept. A broker that subclasses it explicitly inherits `sse_handler`, so the HTTP side
-is written once for every backend.
+`BrokerProtocol` is what code that publishes or subscribes (the graph runner, the server, an
+app) should accept: publish, subscribe, unsubscribe, close. The HTTP side is not part of it:
+`stream.SSEHandler(broker)` streams any broker's events.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING, Final, Literal, NamedTuple, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 from chronos.stream._event import Event
 
-if TYPE_CHECKING:
-    from chronos.stream._asgi import Authorize, SSEHandler
-
 __all__ = [
-    "DEFAULT_MAX_TOPICS",
     "BrokerProtocol",
     "Overflow",
     "Subscription",
     "SubscriptionStatistics",
 ]
-
-DEFAULT_MAX_TOPICS: Final = 100
-"""How many topics one SSE connection may follow unless `sse_handler(max_topics=...)` says."""
 
 Overflow = Literal["drop_oldest", "disconnect"]
 """What a subscription does when its reader falls `max_pending` events behind.
@@ -157,41 +150,3 @@ class BrokerProtocol(Protocol):
     async def aclose(self) -> None:
         """End every subscription; the broker accepts no more events."""
         ...
-
-    def sse_handler(
-        self,
-        subscription_id: str | None = None,
-        *,
-        topics: Sequence[str] | None = None,
-        authorize: Authorize | None = None,
-        named_events: bool = False,
-        heartbeat: float = 15.0,
-        retry: int | None = 3000,
-        send_timeout: float = 30.0,
-        cors_origins: Sequence[str] | None = None,
-        cors_credentials: bool = False,
-        overflow: Overflow = "drop_oldest",
-        max_pending: int | None = None,
-        max_topics: int = DEFAULT_MAX_TOPICS,
-    ) -> SSEHandler:
-        """An ASGI app streaming this broker's events as Server-Sent Events.
-
-        See `stream.SSEHandler` for the arguments.
-        """
-        from chronos.stream._asgi import SSEHandler
-
-        return SSEHandler(
-            self,
-            subscription_id,
-            topics=topics,
-            authorize=authorize,
-            named_events=named_events,
-            heartbeat=heartbeat,
-            retry=retry,
-            send_timeout=send_timeout,
-            cors_origins=cors_origins,
-            cors_credentials=cors_credentials,
-            overflow=overflow,
-            max_pending=max_pending,
-            max_topics=max_topics,
-        )

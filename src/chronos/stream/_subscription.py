@@ -10,24 +10,42 @@ wakes it with `call_soon_threadsafe`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import threading
 from collections.abc import Callable, Iterable
 from types import TracebackType
 
 from chronos.errors import SubscriptionOverflow
-from chronos.stream._event import GAP, Event
+from chronos.stream._event import Event, gap_event
 from chronos.stream._protocol import Overflow, SubscriptionStatistics
 
-__all__ = ["LocalSubscription", "push_all", "wake", "wake_all"]
+__all__ = ["LocalSubscription", "push_all", "wake"]
 
 
-def wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
+def wake(waiters: Iterable[asyncio.Future[None]]) -> None:
+    """Wake the readers waiting on `waiters`, from any thread. Lock not held.
+
+    Waiters of this thread's running loop are woken at once; those of other loops with one
+    `call_soon_threadsafe` per loop, however many of its readers there are.
+    """
+    try:
+        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    elsewhere: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for waiter in waiters:
+        loop = waiter.get_loop()
+        if loop is running:
+            _resolve([waiter])
+        else:
+            elsewhere.setdefault(loop, []).append(waiter)
+    for loop, group in elsewhere.items():
+        with contextlib.suppress(RuntimeError):  # that loop is closed: nobody to wake
+            loop.call_soon_threadsafe(_resolve, group)
 
 
-def wake_all(waiters: list[asyncio.Future[None]]) -> None:
+def _resolve(waiters: list[asyncio.Future[None]]) -> None:
     for waiter in waiters:
         if not waiter.done():
             waiter.set_result(None)
@@ -140,6 +158,25 @@ class LocalSubscription:
             self._waiter = None
         return waiter
 
+    def resume(
+        self, gap: Event | None, events: Iterable[Event], waiters: list[asyncio.Future[None]]
+    ) -> bool:
+        """Queue a resume: its `gap` marker, if any, first, then the replayed `events`.
+
+        Adds the waiter to wake to `waiters`. Returns False, queueing nothing, if the
+        subscription was closed meanwhile. Lock held.
+        """
+        if self._closed:
+            return False
+        self._gap = gap
+        for event in events:
+            if (waiter := self._push(event)) is not None:
+                waiters.append(waiter)
+        if gap is not None and self._waiter is not None:
+            waiters.append(self._waiter)
+            self._waiter = None
+        return True
+
     def _take(self, max_events: int) -> list[Event]:
         """Remove and return up to `max_events` ready events, gap markers first. Lock held."""
         batch: list[Event] = []
@@ -147,18 +184,8 @@ class LocalSubscription:
             batch.append(self._gap)
             self._gap = None
         if self._dropped and len(batch) < max_events:
-            batch.append(
-                Event(
-                    GAP,
-                    {
-                        "reason": "overflow",
-                        "missed": self._dropped,
-                        "first_id": self._dropped_first,
-                        "last_id": self._dropped_last,
-                    },
-                    id=self._dropped_last,
-                )
-            )
+            first, last = self._dropped_first, self._dropped_last
+            batch.append(gap_event("overflow", last, self._dropped, first, last))
             self._dropped = 0
         room = max_events - len(batch)
         pending = self._pending
@@ -242,7 +269,7 @@ class LocalSubscription:
                 self._timer = loop.call_at(deadline, self._expire)
                 return
             self._waiter = None
-        wake(waiter)
+        _resolve([waiter])  # on its own loop: this is the loop's timer
 
     def statistics(self) -> SubscriptionStatistics:
         with self._lock:

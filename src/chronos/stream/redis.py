@@ -19,9 +19,15 @@ Per process there are two tasks and two connections, however many subscribers th
   blocks, any thread); the writer sends everything pending in one pipeline. It also resolves
   where new subscriptions start (the stream's last id, read *before* the events published after
   `subscribe` returned are written, so none of them can be missed).
-- the *reader* runs one `XREAD BLOCK` over every followed topic and fans the entries out to
-  bounded per-subscriber buffers (the in-process broker's subscriptions, with the same overflow
-  `GAP` policy). A new subscription wakes it by appending to a private wake-up stream.
+- the *reader* blocks on one stream of *notices* (a copy of every event with its topic's
+  name, written with the event) and delivers those of the topics it follows, up to 1,024 a
+  read, in the order Redis ran the publishes. Its cost follows what is published, not how
+  many topics are followed, and a busy topic holds up a quiet one by its place in that order
+  only. It fans the entries out to bounded per-subscriber buffers (the in-process broker's
+  subscriptions, with the same overflow `GAP` policy). A new subscription wakes it by
+  appending to a private wake-up stream. Redis keeps about 4,096 notices (their events' size
+  each); a reader further behind than that (it sees their sequence skip) reads every topic
+  it follows from its own stream, in turns of at most 256 topics and about 4,096 entries.
 
 Redis going away. Publishers: events wait in the outbox (`max_outbox`, default 10,000) and are
 written, in order, once Redis answers again; when it is full `publish` raises
@@ -42,8 +48,8 @@ Every topic (`subscribe(id)`, `topics=None`): publishers keep a registry of live
 sorted set) and announce each topic's first event on a stream of topic names; the reader then
 follows every live topic and each new one from its first event, so nothing is missed. Each
 topic's events come in order; a topic that begins while others are streaming may come a
-little behind them. Its single `XREAD` names every live topic, so this suits deployments
-with up to some thousands of concurrent topics.
+little behind them. Such a reader follows every live topic: a catch-up after an outage reads
+each of them, so this suits deployments with up to some thousands of concurrent topics.
 
 Slow subscribers: the in-process broker's policies (`overflow="drop_oldest"` with a `GAP`
 event, or `"disconnect"`). The broker belongs to the event loop that first uses it.
@@ -55,17 +61,16 @@ import asyncio
 import contextlib
 import hashlib
 import time
-import uuid
 from collections import deque
 from collections.abc import Iterable
 from typing import Any, Final
 
-from chronos.errors import BrokerError, BrokerUnavailable, SubscriptionExists
-from chronos.stream._broker import _Fanout
-from chronos.stream._event import DEFAULT_TOPIC, Event, encode_json
+from chronos.errors import BrokerError, BrokerUnavailable
+from chronos.stream._broker import Fanout
+from chronos.stream._event import DEFAULT_TOPIC, Event, encode_json, gap_event
 from chronos.stream._ids import format_id, parse_id
 from chronos.stream._protocol import Overflow, Subscription
-from chronos.stream._subscription import LocalSubscription
+from chronos.stream._subscription import wake
 
 try:
     import redis.asyncio as aioredis
@@ -76,12 +81,13 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from chronos.stream._redis_read import (  # after redis: it needs the package too
+    NOTICES_KEPT,
     ORIGIN,
     Backoff,
     Joiner,
+    Keys,
     Reader,
     entries,
-    gap_event,
     position_of,
     text,
 )
@@ -102,6 +108,11 @@ __all__ = ["RedisBroker"]
 # The clock's `epoch` is the ms of the first id since Redis's data began (the clock hash is
 # new: a first start, or a restart that lost everything): every id of this epoch has ms at or
 # after it, so an older id is from data that is gone, and resuming after it needs a gap.
+# Every event is also copied, under its own id and with its topic's name, to one stream of
+# *notices* (about NOTICES_KEPT long): readers block on that stream alone and deliver what
+# they follow from it, so a reader's cost follows what is published, not how many topics
+# its subscribers follow. The sequence `n` is shared by every topic, so a reader that sees
+# it skip knows notices were trimmed before it read them.
 _XADD: Final = """
 local t = redis.call('TIME')
 local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -119,11 +130,14 @@ if c == 1 then
   redis.call('XADD', KEYS[5], 'MAXLEN', '~', '1000', id, 't', ARGV[5])
   redis.call('PEXPIRE', KEYS[5], ARGV[4])
 end
+redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[6], id,
+           'n', ARGV[5], 't', ARGV[2], 'd', ARGV[3], 'c', c)
+redis.call('PEXPIRE', KEYS[6], ARGV[4])
 return id
 """
 
 
-class RedisBroker(_Fanout):
+class RedisBroker(Fanout):
     """An event broker on Redis Streams, shared by every process that uses the same Redis.
 
     ```python
@@ -170,35 +184,35 @@ class RedisBroker(_Fanout):
         self.replay_events = replay_events
         self.replay_seconds = replay_seconds
         self.max_outbox = max_outbox
-        self._block_ms = max(1, int(block_seconds * 1000))
         self._skew_ms = max(0, int(clock_skew * 1000))
         # Separate clients: the reader's connection spends its life inside XREAD BLOCK.
         timeout = block_seconds + 10.0
         self._writer_redis = aioredis.Redis.from_url(url, socket_timeout=timeout)
         self._reader_redis = aioredis.Redis.from_url(url, socket_timeout=timeout)
-        self._wake_key = f"{key_prefix}_wake:{uuid.uuid4().hex}"
-        self._clock_key = f"{key_prefix}_clock"
-        # Topics' keys and the broker's own never collide, whatever a client names a topic.
-        self._topic_prefix = key_prefix + "t:"  # a topic's stream
-        self._count_prefix = key_prefix + "c:"  # a topic's event counter
-        self._registry_key = key_prefix + "_topics"  # every live topic, by last event time
-        self._announce_key = key_prefix + "_new"  # topics' first events
+        self._keys = keys = Keys(key_prefix)
         self._registry_trimmed = 0.0
         self._xadd_sha = hashlib.sha1(_XADD.encode()).hexdigest()
         self._xadd_loaded = False  # per connection to Redis: a restart forgets scripts
         self._outbox: deque[tuple[str, bytes, bytes]] = deque()
         self._joining: list[Joiner] = []  # waiting for the writer to resolve their start
         self._ready: list[Joiner] = []  # resolved, waiting for the reader to admit them
-        self._reader = Reader(self)
+        self._reader = Reader(
+            self,
+            self._reader_redis,
+            keys,
+            block_ms=max(1, int(block_seconds * 1000)),
+            replay_seconds=replay_seconds,
+            take_ready=self._take_ready,
+        )
         self._trimmed: dict[str, float] = {}  # writer only: when MINID last ran per topic
         self._loop: asyncio.AbstractEventLoop | None = None
         self._work: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._closed = False
 
-    def _key(self, topic: str) -> str:
-        """The key of `topic`'s stream."""
-        return self._topic_prefix + topic
+    def _take_ready(self) -> list[Joiner]:
+        """The subscriptions resolved by the writer, for the reader to admit. Lock held."""
+        ready, self._ready = self._ready, []
+        return ready
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisBroker:
@@ -252,7 +266,7 @@ class RedisBroker(_Fanout):
         with self._lock:
             already, self._closed = self._closed, True
             waiters = [self._remove(s) for s in list(self._subscriptions.values())]
-        self._wake([w for w in waiters if w is not None])
+        wake([w for w in waiters if w is not None])
         if already:
             return
         if self._tasks:
@@ -262,8 +276,8 @@ class RedisBroker(_Fanout):
             # Stop the reader through Redis: redis-py may retry a blocking read it was
             # cancelled in, so cancelling is only the fallback when Redis is away.
             with contextlib.suppress(RedisError, OSError):
-                await self._writer_redis.xadd(self._wake_key, {b"w": b"1"}, maxlen=1)
-                await self._writer_redis.delete(self._wake_key)
+                await self._writer_redis.xadd(self._keys.wake, {b"w": b"1"}, maxlen=1)
+                await self._writer_redis.delete(self._keys.wake)
             await asyncio.wait([reader], timeout=1.0)
             for task in (writer, reader):
                 task.cancel()
@@ -353,21 +367,23 @@ class RedisBroker(_Fanout):
         pipe = self._writer_redis.pipeline(transaction=True)
         ttl = int(self.replay_seconds * 1000)
         touched: set[str] = set()
+        keys = self._keys
         for topic, type_, data in batch:
-            key = self._key(topic)
             pipe.evalsha(
                 self._xadd_sha,
-                5,
-                key,
-                self._clock_key,
-                self._count_prefix + topic,
-                self._registry_key,
-                self._announce_key,
+                6,
+                keys.topic(topic),
+                keys.clock,
+                keys.count(topic),
+                keys.registry,
+                keys.announce,
+                keys.notices,
                 self.replay_events,
                 type_,
                 data,
                 ttl,
                 topic,
+                NOTICES_KEPT,
             )
             touched.add(topic)
         if len(self._trimmed) > 10_000:  # remembers recent topics only: bounded memory
@@ -375,17 +391,16 @@ class RedisBroker(_Fanout):
         now_ms = int(time.time() * 1000)
         cutoff = now_ms - ttl
         for topic in touched:
-            key = self._key(topic)
             if now - self._trimmed.get(topic, 0.0) >= 1.0:  # age trimming, once a second
                 self._trimmed[topic] = now
-                pipe.xtrim(key, minid=f"{cutoff}-0", approximate=True)
-                pipe.zadd(self._registry_key, {topic: now_ms})
+                pipe.xtrim(keys.topic(topic), minid=f"{cutoff}-0", approximate=True)
+                pipe.zadd(keys.registry, {topic: now_ms})
         if touched and now - self._registry_trimmed >= 1.0:  # topics whose keys expired
             self._registry_trimmed = now
-            pipe.zremrangebyscore(self._registry_key, 0, cutoff)
+            pipe.zremrangebyscore(keys.registry, 0, cutoff)
         if wake:  # the reader may be blocked in XREAD on topics the joiners do not follow
-            pipe.xadd(self._wake_key, {b"w": b"1"}, maxlen=1, approximate=False)
-            pipe.pexpire(self._wake_key, 600_000)
+            pipe.xadd(keys.wake, {b"w": b"1"}, maxlen=1, approximate=False)
+            pipe.pexpire(keys.wake, 600_000)
         await pipe.execute()
 
     async def _resolve(self, joiner: Joiner) -> None:
@@ -393,14 +408,15 @@ class RedisBroker(_Fanout):
         topics = joiner.subscription.topics
         horizon = int(time.time() * 1000 - self.replay_seconds * 1000)
         if topics is None:  # every topic: those alive now, then those announced from here
-            announced = entries(await self._writer_redis.xrevrange(self._announce_key, count=1), "")
+            rows = await self._writer_redis.xrevrange(self._keys.announce, count=1)
+            announced = entries(rows, "")
             joiner.announce_start = announced[0][0] if announced else ORIGIN
-            names = await self._writer_redis.zrangebyscore(self._registry_key, horizon, "+inf")
+            names = await self._writer_redis.zrangebyscore(self._keys.registry, horizon, "+inf")
             topics = frozenset(text(name) for name in names)
         after = joiner.after
         reasons: set[str] = set()
         if after is not None:
-            ms, n, epoch = await self._writer_redis.hmget(self._clock_key, ["ms", "n", "epoch"])
+            ms, n, epoch = await self._writer_redis.hmget(self._keys.clock, ["ms", "n", "epoch"])
             if ms is None or (epoch is not None and after[0] < int(epoch)):
                 # Issued before Redis's data began (it restarted and lost it, or never held
                 # this id): whatever followed it is gone. Say so, then replay what it holds.
@@ -415,7 +431,7 @@ class RedisBroker(_Fanout):
             ordered = list(topics)
             pipe = self._writer_redis.pipeline(transaction=False)  # one round trip for all
             for topic in ordered:
-                pipe.xrevrange(self._key(topic), count=1)
+                pipe.xrevrange(self._keys.topic(topic), count=1)
             # Another process may have published after `subscribe` returned but before this
             # lookup: start no later than `clock_skew` before the call.
             since = (max(0, joiner.since_ms - self._skew_ms), 0)
@@ -434,7 +450,7 @@ class RedisBroker(_Fanout):
         # events waiting in the outbox, so a resume to many topics must not hold them up.
         pipe = self._writer_redis.pipeline(transaction=False)
         for topic in ordered:
-            pipe.xinfo_stream(self._key(topic))
+            pipe.xinfo_stream(self._keys.topic(topic))
         answers = await pipe.execute(raise_on_error=False)
         for topic, info in zip(ordered, answers, strict=True):
             # Never past what the stream holds: everything added from here on is new, and
@@ -494,28 +510,14 @@ class RedisBroker(_Fanout):
             BrokerError: the broker is closed.
         """
         after = parse_id(last_event_id) if last_event_id is not None else None
-        subscription = LocalSubscription(
-            self._lock,
-            self._close,
-            id,
-            frozenset(topics) if topics is not None else None,
-            max_pending or self.max_pending,
-            overflow,
-        )
         self._start_here()
-        waiter = None
         with self._lock:
-            if self._closed:
-                raise BrokerError("the broker is closed")
-            previous = self._subscriptions.get(id)
-            if previous is not None:
-                if not replace and not previous._overflowed:
-                    raise SubscriptionExists(id)
-                waiter = self._remove(previous)
-            self._subscriptions[id] = subscription
+            subscription, waiter = self._open(
+                id, topics, replace=replace, max_pending=max_pending, overflow=overflow
+            )
+            # The writer resolves where it starts, the reader attaches it: see `Joiner`.
             self._joining.append(Joiner(subscription, after))
         if waiter is not None:
-            self._wake([waiter])
+            wake([waiter])
         self._signal()
         return subscription
-
