@@ -50,6 +50,11 @@ async def test_create_get_search_and_delete(served: Served) -> None:
     await client.threads.delete(mine["thread_id"])
     with pytest.raises(NotFoundError):
         await client.threads.get(mine["thread_id"])
+    # Its checkpoints went with it: the same id made again starts empty.
+    again = await client.threads.create(thread_id=mine["thread_id"])
+    assert again["values"] is None or again["values"] == {}
+    assert (await client.threads.get_state(mine["thread_id"]))["values"] == {}
+    assert await client.threads.get_history(mine["thread_id"]) == []
 
 
 async def test_state_history_and_state_at_a_checkpoint(served: Served) -> None:

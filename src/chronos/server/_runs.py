@@ -255,12 +255,14 @@ class Runs:
             await self.records.delete(_runs_of(run.thread_id), run.run_id)
 
     async def delete_thread(self, thread_id: str) -> None:
-        """Cancel a thread's runs, then forget them and the thread (records do not pile up)."""
+        """Cancel a thread's runs, then forget them, the thread and its checkpoints (as
+        LangGraph's delete does: a thread created again with the same id starts empty)."""
         for run in await self.of_thread(thread_id):
             if not run.finished:
                 await self.cancel(run)
         await self.records.drop(_runs_of(thread_id))
         await self.threads.remove(thread_id)
+        await self.threads.store.delete_session(thread_id)
 
     async def aclose(self) -> None:
         """Stop following the control topic; cancel every run here and wait for them."""
@@ -333,10 +335,11 @@ class Runs:
                                             "error_type": record.error_type})
             self._local.pop(record.run_id, None)
             record.done.set()
-            if record.temporary:  # a stateless run's thread and record go with it
+            if record.temporary:  # a stateless run's thread, record and checkpoints go with it
                 with contextlib.suppress(Exception):
                     await self.records.drop(_runs_of(thread_id))
                     await self.threads.remove(thread_id)
+                    await self.threads.store.delete_session(thread_id)
 
     def _publish(self, type: str, record: RunRecord, data: dict[str, Any]) -> None:
         payload = _plain({"run_id": record.run_id, **data})
