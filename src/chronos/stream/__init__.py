@@ -39,6 +39,7 @@ __all__ = [
 ]
 
 # Reprs, docs and pickles name the public path (`chronos.stream.X`), not the private module.
+# (A mypyc-compiled function has `__module__` None: left as it is.)
 for _name in __all__:
-    if getattr(globals()[_name], "__module__", "").startswith(__name__ + "."):
+    if (getattr(globals()[_name], "__module__", None) or "").startswith(__name__ + "."):
         globals()[_name].__module__ = __name__
