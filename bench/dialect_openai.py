@@ -150,7 +150,9 @@ def ttft_in_process(rounds: int) -> None:
     from bench.dialect_openai_graphs import burst
     from starlette.requests import Request
 
+    from chronos.server import Retention
     from chronos.server._assistants import Assistants
+    from chronos.server._metrics import ServerMetrics
     from chronos.server._records import MemoryRecords
     from chronos.server._runs import Runs
     from chronos.server._threads import Threads
@@ -162,7 +164,8 @@ def ttft_in_process(rounds: int) -> None:
         store, broker = MemoryStore(), Broker()
         assistants = Assistants({"burst": burst.compile()}, store, broker)
         records = MemoryRecords()
-        runs = Runs(assistants, Threads(store, assistants, records), broker, records)
+        runs = Runs(assistants, Threads(store, assistants, records), broker, records,
+                    ServerMetrics(), Retention())
         await runs.open()
         request = Request({"type": "http", "method": "POST", "path": "/", "headers": []})
         started: list[float] = []
