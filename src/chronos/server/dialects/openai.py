@@ -203,11 +203,8 @@ async def _chat_frames(run: RunSource, completion: ChatCompletion) -> AsyncItera
             if _gap(batch):
                 yield completion.error_chunk("the stream fell behind and lost events", "gap")
                 return
-            out = b""
-            for token in _tokens(batch):
-                delta = completion.delta(token)
-                if delta is not None:
-                    out += completion.chunk(delta)
+            deltas = (completion.delta(token) for token in _tokens(batch))
+            out = b"".join(completion.chunk(d) for d in deltas if d is not None)
             if out:
                 yield out
         failure = _failure(run)
