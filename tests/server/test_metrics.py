@@ -138,14 +138,28 @@ def _reset_meter_provider() -> None:
     internal._METER_PROVIDER = None
 
 
-def test_opentelemetry_metrics_when_a_meter_provider_is_set() -> None:
+def test_opentelemetry_metrics_when_a_meter_provider_is_set_before_the_app() -> None:
     with metered() as reader, TestClient(create_app({"held": held}, MemoryStore(), Broker())
-                                         ) as client:  # the provider set before the app
-        for n in range(3):
-            done = client.post("/runs/wait", json={
-                "assistant_id": "held", "input": {"n": n, "gate": "/nonexistent", "fail": n == 0}})
-            assert done.status_code == 200
-        data = reader.get_metrics_data()
+                                         ) as client:
+        check_otel_metrics(client, reader)
+
+
+def test_opentelemetry_metrics_when_a_meter_provider_is_set_after_the_app() -> None:
+    with TestClient(create_app({"held": held}, MemoryStore(), Broker())) as client:
+        # A run before any provider is set: counted by Prometheus alone.
+        assert client.post("/runs/wait", json={
+            "assistant_id": "held", "input": {"n": 9, "gate": "/nonexistent"}}).status_code == 200
+        with metered() as reader:
+            check_otel_metrics(client, reader)
+
+
+def check_otel_metrics(client: TestClient, reader: InMemoryMetricReader) -> None:
+    """Three runs (one failing) counted by the meter provider `reader` reads."""
+    for n in range(3):
+        done = client.post("/runs/wait", json={
+            "assistant_id": "held", "input": {"n": n, "gate": "/nonexistent", "fail": n == 0}})
+        assert done.status_code == 200
+    data = reader.get_metrics_data()
     points: dict[str, list[Any]] = {}
     for resource in data.resource_metrics:  # type: ignore[union-attr]
         for scope in resource.scope_metrics:

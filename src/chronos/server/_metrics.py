@@ -6,8 +6,10 @@ curl http://127.0.0.1:8123/metrics      # Prometheus text format
 
 Recorded into `prometheus-client` metrics when that package is installed (the `prometheus`
 extra; `/metrics` serves them, each app its own registry), and into OpenTelemetry metrics
-when the application set a meter provider (`opentelemetry.metrics.set_meter_provider`).
-Without either, recording is a loop over nothing.
+when the application set a meter provider (`opentelemetry.metrics.set_meter_provider`),
+before or after creating the app: the provider is looked up again as each run and each
+stream starts, and counted into from then on. Without either, recording is a loop over
+nothing.
 
 | Prometheus | OpenTelemetry | what |
 | --- | --- | --- |
@@ -55,25 +57,36 @@ class ServerMetrics:
 
     def __init__(self) -> None:
         self.registry: CollectorRegistry | None = None
-        recorders: list[_Recorder] = []
+        self._prometheus: tuple[_Recorder, ...] = ()
         try:
             prometheus = _Prometheus()
         except ImportError:  # the `prometheus` extra is not installed
             pass
         else:
             self.registry = prometheus.registry
-            recorders.append(prometheus)
-        otel = _open_telemetry()
-        if otel is not None:
-            recorders.append(otel)
-        self._recorders = tuple(recorders)
+            self._prometheus = (prometheus,)
+        self._recorders: tuple[_Recorder, ...] = self._prometheus
+        self._meter_provider: MeterProvider | None = None
+        self._follow_meter_provider()
+
+    def _follow_meter_provider(self) -> None:
+        """Record into the meter provider set now, if it is not the one recorded into."""
+        provider = _meter_provider()
+        if provider is not self._meter_provider:
+            self._meter_provider = provider
+            otel = () if provider is None else (_OpenTelemetry(provider),)
+            self._recorders = self._prometheus + otel
 
     @property
     def enabled(self) -> bool:
+        """Whether anything records (asked as each run starts)."""
+        self._follow_meter_provider()
         return bool(self._recorders)
 
     def streams(self, change: int) -> None:
         """A run stream opened (+1) or closed (-1)."""
+        if change > 0:
+            self._follow_meter_provider()
         for recorder in self._recorders:
             recorder.streams(change)
 
@@ -163,7 +176,8 @@ class _Prometheus:
         self._tokens.labels(kind).inc(count)
 
 
-def _open_telemetry() -> _OpenTelemetry | None:
+def _meter_provider() -> MeterProvider | None:
+    """The meter provider the application set, or None."""
     if "opentelemetry.metrics" not in sys.modules:  # never imported: no provider can be set
         return None
     from opentelemetry import metrics
@@ -173,7 +187,7 @@ def _open_telemetry() -> _OpenTelemetry | None:
     provider = metrics.get_meter_provider()
     if isinstance(provider, _ProxyMeterProvider | NoOpMeterProvider):
         return None
-    return _OpenTelemetry(provider)
+    return provider
 
 
 class _OpenTelemetry:

@@ -288,8 +288,9 @@ class Runs:
                 await self.finished(waits_for)
             record.status = "running"
             started = time.monotonic()
+            follow = self.metrics.enabled  # first: it adopts a meter provider set meanwhile
             self.metrics.running(+1)
-            if self.metrics.enabled:  # lossless, to count every call's tokens; read at once
+            if follow:  # lossless, to count every call's tokens; read at once
                 nodes = runner.stream(("tasks", "messages"), session_id=thread_id)
                 timing = asyncio.create_task(self.metrics.follow(runner.graph.id, nodes))
             await self._save(record)
