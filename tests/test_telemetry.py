@@ -277,15 +277,18 @@ def _one_per_api() -> list[Recording]:
     return list(chosen.values())
 
 
-def _run_chat(provider: Any, *, sync: bool = False) -> ChatResponse:
+def _run_chat(provider: Any, *, sync: bool = False, whole: bool = False) -> ChatResponse:
+    """One model call in a node: streamed into the run, or `whole` (`provider.chat`)."""
     responses: list[ChatResponse] = []
 
     async def chat(state: dict[str, Any]) -> dict[str, Any]:
-        responses.append(await graph.stream_chat(provider, REQUEST))
+        responses.append(await (provider.chat(REQUEST) if whole
+                                else graph.stream_chat(provider, REQUEST)))
         return {}
 
     def chat_sync(state: dict[str, Any]) -> dict[str, Any]:
-        responses.append(graph.stream_chat_sync(provider, REQUEST))
+        responses.append(provider.chat_sync(REQUEST) if whole
+                         else graph.stream_chat_sync(provider, REQUEST))
         return {}
 
     async def go() -> None:
@@ -312,15 +315,16 @@ def server() -> Iterator[ReplayServer]:
     replay.close()
 
 
+@pytest.mark.parametrize("how", ["stream_chat", "chat", "chat_sync"])
 @pytest.mark.parametrize("recording", _one_per_api(), ids=recording_id)
 def test_a_model_call_span_follows_the_genai_conventions(
-    recording: Recording, server: ReplayServer, aws_environment: None
+    recording: Recording, how: str, server: ReplayServer, aws_environment: None
 ) -> None:
     body = Reply(status=recording.status, body=recording.body, seed=zlib.crc32(recording.body),
                  headers={"content-type": recording.content_type})
     provider = PROVIDERS[recording.api](recording, server.script(body).base_url)
     with traced() as exporter:
-        response = _run_chat(provider)
+        response = _run_chat(provider, whole=how != "stream_chat", sync=how == "chat_sync")
     spans = by_name(exporter.get_finished_spans())
     call = spans[f"chat {provider.model}"]
     attributes = dict(call.attributes or {})
@@ -392,11 +396,12 @@ def test_message_content_is_recorded_only_when_asked(
     assert output["finish_reason"] == response.raw_stop_reason
 
 
-def test_a_failed_model_call_has_the_providers_error(server: ReplayServer) -> None:
+@pytest.mark.parametrize("whole", [False, True], ids=["stream_chat", "chat"])
+def test_a_failed_model_call_has_the_providers_error(server: ReplayServer, whole: bool) -> None:
     provider = _openai(server, Reply(status=401, body=b'{"error": {"message": "no"}}',
                                      headers={"content-type": "application/json"}))
     with traced() as exporter, pytest.raises(NodeError) as info:
-        _run_chat(provider)
+        _run_chat(provider, whole=whole)
     call = next(s for s in exporter.get_finished_spans() if s.name.startswith("chat "))
 
     cause = info.value.__cause__

@@ -37,6 +37,7 @@ import orjson
 
 if TYPE_CHECKING:
     from contextvars import Token
+    from types import TracebackType
 
     from opentelemetry.context import Context
     from opentelemetry.trace import Span, Tracer
@@ -218,7 +219,14 @@ def start_run(
 
 
 class ChatSpan:
-    """One model call's span: `watch` its chunks, then `finish` or `fail` it."""
+    """One model call's span: `watch` its chunks, then `finish` or `fail` it.
+
+    ```python
+    with span:                       # an error leaving the block fails the span
+        response = await accumulate(span.watch(chunks))
+    span.finish(response)
+    ```
+    """
 
     __slots__ = ("_capture", "_first", "_span", "_started")
 
@@ -228,8 +236,16 @@ class ChatSpan:
         self._started = time.perf_counter()
         self._first = 0.0
 
+    def __enter__(self) -> ChatSpan:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        if error is not None:
+            self.fail(error)
+
     def watch(self, chunks: ChatStream) -> AsyncIterator[ChatResponse]:
-        """`chunks`, noting when the first arrives."""
+        """`chunks`, noting when the first arrives (closing it closes `chunks`)."""
         return _Watched(self, chunks)
 
     def watch_sync(self, chunks: Iterator[ChatResponse]) -> Iterator[ChatResponse]:
@@ -297,6 +313,9 @@ class _Watched:
         chunk = await self._chunks.__anext__()
         self._call._arrived()
         return chunk
+
+    async def aclose(self) -> None:
+        await self._chunks.aclose()
 
 
 def start_chat(provider: Provider, request: ChatRequest) -> ChatSpan | None:

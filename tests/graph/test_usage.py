@@ -46,6 +46,13 @@ def _reply(recording: Recording) -> Reply:
                  seed=zlib.crc32(recording.body))
 
 
+def _replaying(recording: Recording, replay_server: ReplayServer) -> Any:
+    """The recording's vendor's provider, answered by the recording (once, no retry)."""
+    provider = PROVIDERS[recording.api](recording, replay_server.script(_reply(recording)).base_url)
+    provider.retry = RetryPolicy(max_retries=0)
+    return provider
+
+
 def one_node_graph(node: graph.NodeFunction) -> graph.CompiledGraph:
     return (graph.StateGraph("g").add_node("chat", node).set_entry_point("chat")
             .set_finish_point("chat").compile())
@@ -56,9 +63,7 @@ def one_node_graph(node: graph.NodeFunction) -> graph.CompiledGraph:
 async def test_the_last_token_carries_the_usage_each_vendor_recorded(
     recording: Recording, replay_server: ReplayServer
 ) -> None:
-    script = replay_server.script(_reply(recording))
-    provider = PROVIDERS[recording.api](recording, script.base_url)
-    provider.retry = RetryPolicy(max_retries=0)
+    provider = _replaying(recording, replay_server)
 
     async def chat(state: dict[str, Any]) -> dict[str, Any]:
         await graph.stream_chat(provider, REQUEST)
@@ -77,6 +82,29 @@ async def test_the_last_token_carries_the_usage_each_vendor_recorded(
     assert usage.input_tokens is not None or usage.output_tokens is not None
     for name, path in PARTS.get(recording.api, {}).items():
         assert getattr(usage, name) == _at(recording.expected["usage"], path), name
+
+
+@pytest.mark.usefixtures("aws")
+@pytest.mark.parametrize("recording", WITH_USAGE, ids=recording_id)
+async def test_a_whole_response_call_counts_the_usage_each_vendor_recorded(
+    recording: Recording, replay_server: ReplayServer
+) -> None:
+    provider = _replaying(recording, replay_server)
+    responses: list[model.ChatResponse] = []
+
+    async def chat(state: dict[str, Any]) -> dict[str, Any]:
+        responses.append(await provider.chat(REQUEST))  # not streamed into the run
+        return {}
+
+    async with provider:
+        result = await graph.Runner(one_node_graph(chat), prices=None).run("s", {})
+
+    [response] = responses
+    assert response.usage is not None
+    assert dict(response.usage.raw) == recording.expected["usage"]
+    assert counts(result.usage) == counts(response.usage)
+    assert {n: counts(u) for n, u in result.usage_by_node.items()} == {
+        "chat": counts(response.usage)}
 
 
 # Where each vendor reports the parts of its counts that are billed apart.
@@ -166,6 +194,27 @@ async def test_calls_add_up_per_node_and_per_run(provider: OpenAIProvider) -> No
         "plan": times(2), "write": CALL}
     assert result.cost is None
     assert result.cost_by_node == {"plan": None, "write": None}
+
+
+async def test_whole_response_calls_add_up_with_streamed_ones(provider: OpenAIProvider) -> None:
+    async def both(state: dict[str, Any]) -> dict[str, Any]:
+        await provider.chat(REQUEST)
+        await graph.stream_chat(provider, REQUEST)
+        return {}
+
+    def sync_chat(state: dict[str, Any]) -> dict[str, Any]:
+        provider.chat_sync(REQUEST)
+        return {}
+
+    await provider.chat(REQUEST)  # outside any run: nobody's
+    compiled = (graph.StateGraph("g").add_node("both", both).add_node("write", sync_chat)
+                .set_entry_point("both").add_edge("both", "write").set_finish_point("write")
+                .compile())
+    result = await graph.Runner(compiled, prices=None).run("s", {})
+
+    assert {n: counts(u) for n, u in result.usage_by_node.items()} == {
+        "both": times(2), "write": CALL}
+    assert result.usage == times(3)
 
 
 async def test_a_run_without_model_calls_has_no_usage() -> None:

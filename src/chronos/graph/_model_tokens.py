@@ -25,8 +25,7 @@ from typing import Final, cast
 
 from chronos import _telemetry
 from chronos.graph._emit import EventSink, current_sink
-from chronos.graph._events import CURRENT_NODE
-from chronos.graph._usage import current_ledger, node_key
+from chronos.graph._usage import count_call
 from chronos.model import (
     ChatRequest,
     ChatResponse,
@@ -146,7 +145,8 @@ async def stream_chat(
         if span is not None:
             span.fail(exc)
         raise
-    response = _counted(provider, request, acc.result())
+    response = acc.result()
+    count_call(provider, request, response)
     if span is not None:
         span.finish(response)
     return response
@@ -181,18 +181,8 @@ def stream_chat_sync(
         close = getattr(chunks, "close", None)
         if close is not None:
             close()
-    response = _counted(provider, request, acc.result())
+    response = acc.result()
+    count_call(provider, request, response)
     if span is not None:
         span.finish(response)
-    return response
-
-
-def _counted(provider: Provider, request: ChatRequest, response: ChatResponse) -> ChatResponse:
-    """Add the call's usage to the running node's (once per call, never per token)."""
-    ledger = current_ledger()
-    if ledger is not None and response.usage is not None:
-        node_id, path = CURRENT_NODE.get()
-        # The name the caller chose, which their own `Prices` table is keyed by.
-        model = request.model or provider.model or response.model
-        ledger.add(node_key(node_id, path), provider.name, model, response.usage)
     return response

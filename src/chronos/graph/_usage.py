@@ -1,10 +1,10 @@
 """A run's model usage and cost, per node: added to once per model call, kept in checkpoints.
 
-`stream_chat` adds each call's `Usage` (and its cost, priced when it is added) to the ledger
-of the run it runs in, under the node that made it; a retried attempt's calls stay counted,
-since they were paid for. Each checkpoint records the totals so far in its metadata, and a
-run resumed from it (in any process) starts from them: the totals cover the session's line
-of history up to that point.
+`stream_chat` and `provider.chat` (through `chronos._calls`) add each call's `Usage` (and its
+cost, priced when it is added) to the ledger of the run it runs in, under the node that made
+it; a retried attempt's calls stay counted, since they were paid for. Each checkpoint records
+the totals so far in its metadata, and a run resumed from it (in any process) starts from
+them: the totals cover the session's line of history up to that point.
 """
 
 from __future__ import annotations
@@ -15,15 +15,16 @@ from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from typing import Any, Final
 
-from chronos.model import Pricing, Usage
+from chronos._calls import counting
+from chronos.graph._events import CURRENT_NODE
+from chronos.model import ChatRequest, ChatResponse, Pricing, Provider, Usage
 
-__all__ = ["USAGE_KEY", "UsageLedger", "current_ledger", "node_key", "recording"]
+__all__ = ["USAGE_KEY", "UsageLedger", "count_call", "node_key", "recording"]
 
 USAGE_KEY: Final = "usage"  # the key of the totals in a checkpoint's metadata
 _COST: Final = "cost"
 
 _LEDGER: ContextVar[UsageLedger | None] = ContextVar("chronos_graph_usage", default=None)
-current_ledger: Final = _LEDGER.get
 
 
 def node_key(node_id: str, path: tuple[str, ...]) -> str:
@@ -93,6 +94,17 @@ def recording(ledger: UsageLedger) -> Iterator[None]:
     """Make `ledger` the one model calls add to, in this context (a run's)."""
     token = _LEDGER.set(ledger)
     try:
-        yield
+        with counting(count_call):  # `provider.chat` calls too
+            yield
     finally:
         _LEDGER.reset(token)
+
+
+def count_call(provider: Provider, request: ChatRequest, response: ChatResponse) -> None:
+    """Add a model call's usage to the running node's (once per call, never per token)."""
+    ledger = _LEDGER.get()
+    if ledger is not None and response.usage is not None:
+        node_id, path = CURRENT_NODE.get()
+        # The name the caller chose, which their own `Prices` table is keyed by.
+        model = request.model or provider.model or response.model
+        ledger.add(node_key(node_id, path), provider.name, model, response.usage)

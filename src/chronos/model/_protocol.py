@@ -11,8 +11,9 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from types import TracebackType
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Protocol, TypeVar, cast, runtime_checkable
 
+from chronos import _calls, _telemetry
 from chronos._sync import iterate_sync, run_sync
 from chronos.model._assemble import accumulate
 from chronos.model._types import ChatRequest, ChatResponse
@@ -117,8 +118,20 @@ class BaseProvider(abc.ABC):
         """Generate the chunks of one response; closing the generator ends the work."""
 
     async def chat(self, req: ChatRequest) -> ChatResponse:
-        """The whole response (`delta=False`), equal to `accumulate(stream_chat(req))`."""
-        return await accumulate(self.stream_chat(req))
+        """The whole response (`delta=False`), equal to `accumulate(stream_chat(req))`.
+
+        A model call of its own: traced (a `chat {model}` span) when tracing is on, and
+        inside a graph node its usage is counted in the run's, as `graph.stream_chat`'s is.
+        """
+        me = cast(Provider, self)  # a subclass has the `name` and `model` a span needs
+        span = _telemetry.start_chat(me, req)
+        if span is None:
+            response = await accumulate(self.stream_chat(req))
+        else:
+            with span:
+                response = await accumulate(span.watch(self.stream_chat(req)))
+            span.finish(response)
+        return _calls.counted(me, req, response)
 
     def stream_chat(self, req: ChatRequest) -> ChatStream:
         """Stream the response: chunks with `delta=True`; see `ChatStream`.
@@ -130,7 +143,17 @@ class BaseProvider(abc.ABC):
 
     def chat_sync(self, req: ChatRequest) -> ChatResponse:
         """`chat` for synchronous code."""
-        return run_sync(lambda: self.chat(req))
+        # Traced and counted here, in the caller's context (a sync node's thread), not on
+        # the bridge loop that streams the response.
+        me = cast(Provider, self)
+        span = _telemetry.start_chat(me, req)
+        if span is None:
+            response = run_sync(lambda: accumulate(self.stream_chat(req)))
+        else:
+            with span:
+                response = run_sync(lambda: accumulate(span.watch(self.stream_chat(req))))
+            span.finish(response)
+        return _calls.counted(me, req, response)
 
     def stream_chat_sync(self, req: ChatRequest) -> Iterator[ChatResponse]:
         """`stream_chat` for synchronous code; leaving the loop early ends the stream."""
