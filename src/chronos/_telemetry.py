@@ -23,6 +23,10 @@ personal data).
 A run's trace context (its `traceparent`) is kept in its checkpoints' metadata, so that a
 resume in any process continues the same trace, and travels in every event the run
 publishes to a broker, so that an SSE client can join its own spans to the run's.
+
+A server tells a client the run's trace context before the run starts (its stream's first
+event): it starts the run's span itself (`begin_run`, under the caller's `traceparent`),
+and `hand_over` lets the runner, started later in that task, take the span as its own.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import os
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Final, cast
 
 import orjson
@@ -46,8 +51,8 @@ if TYPE_CHECKING:
     from chronos.store import Checkpoint
     from chronos.stream import BrokerProtocol, Event
 
-__all__ = ["CAPTURE_CONTENT_ENV", "TRACE_KEY", "ChatSpan", "NodeSpan", "RunTrace", "start_chat",
-           "start_run", "stored_trace", "tracer"]
+__all__ = ["CAPTURE_CONTENT_ENV", "TRACE_KEY", "ChatSpan", "NodeSpan", "RunTrace", "begin_run",
+           "hand_over", "start_chat", "start_run", "stored_trace", "tracer"]
 
 CAPTURE_CONTENT_ENV: Final = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 """Set to "true" to record prompts and responses on model-call spans (off by default)."""
@@ -61,6 +66,8 @@ _PROVIDER_NAMES: Final = {"gemini": "gcp.gemini", "bedrock": "aws.bedrock",
                           "azure_openai": "azure.ai.openai", "openai_responses": "openai"}
 
 _cached: tuple[object, Tracer] | None = None
+# A run's span started ahead by its caller, for the next run started in this context.
+_HANDED: ContextVar[RunTrace | None] = ContextVar("chronos_run_trace", default=None)
 
 
 def tracer() -> Tracer | None:
@@ -142,12 +149,13 @@ class NodeSpan:
 class RunTrace:
     """A run's span, current from `enter` to `end`; see the module docstring."""
 
-    __slots__ = ("_span", "_token", "_tracer", "traceparent")
+    __slots__ = ("_ended", "_span", "_token", "_tracer", "traceparent")
 
     def __init__(self, tracer: Tracer, span: Span) -> None:
         self._tracer = tracer
         self._span = span
         self._token: Token[Context] | None = None
+        self._ended = False
         self.traceparent = _traceparent(span)
 
     def enter(self) -> None:
@@ -164,15 +172,20 @@ class RunTrace:
         return NodeSpan(self._tracer.start_span(f"node {node_id}", attributes=attributes))
 
     def end(self, status: str, steps: int, error: BaseException | None) -> None:
-        """End the run's span with its final status ("completed", "paused", "failed"...)."""
+        """End the run's span with its final status ("completed", "paused", "failed"...);
+        once ended, a later call changes nothing (a server ends a span no runner took)."""
         from opentelemetry import context
 
+        if self._token is not None:
+            context.detach(self._token)
+            self._token = None
+        if self._ended:
+            return
+        self._ended = True
         self._span.set_attribute("chronos.run.status", status)
         self._span.set_attribute("chronos.run.steps", steps)
         if error is not None:
             _fail(self._span, error)
-        if self._token is not None:
-            context.detach(self._token)
         self._span.end()
 
     def broker(self, broker: BrokerProtocol) -> BrokerProtocol:
@@ -201,21 +214,44 @@ class _TracedBroker:
 def start_run(
     graph_id: str, session_id: str, run_id: str, *, resumed: bool, traceparent: str
 ) -> RunTrace | None:
-    """Start a run's span, or None when tracing is off.
+    """Start a run's span, or None when tracing is off; or take the one handed over.
 
     `traceparent` is the trace context a checkpoint kept: a resumed run's span continues
     that trace, under the span of the run that wrote it.
     """
+    handed = _HANDED.get()
+    if handed is not None:  # its caller chose its parent
+        _HANDED.set(None)
+        handed._span.set_attributes({"chronos.run.id": run_id, "chronos.run.resumed": resumed})
+        return handed
     found = tracer()
     if found is None:
         return None
-    span = found.start_span(
+    return RunTrace(found, _run_span(found, graph_id, session_id, traceparent,
+                                     {"chronos.run.id": run_id, "chronos.run.resumed": resumed}))
+
+
+def begin_run(graph_id: str, session_id: str, *, traceparent: str) -> RunTrace | None:
+    """Start a run's span before its runner starts, under `traceparent` (a caller's, or a
+    checkpoint's); None when tracing is off. `hand_over` it to the runner, or `end` it."""
+    found = tracer()
+    if found is None:
+        return None
+    return RunTrace(found, _run_span(found, graph_id, session_id, traceparent, {}))
+
+
+def hand_over(trace: RunTrace) -> None:
+    """Let the next run started in this context (a task's) take `trace` as its span."""
+    _HANDED.set(trace)
+
+
+def _run_span(found: Tracer, graph_id: str, session_id: str, traceparent: str,
+              attributes: dict[str, Any]) -> Span:
+    return found.start_span(
         f"invoke_agent {graph_id}", context=_parent(traceparent),
         attributes={"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": graph_id,
-                    "gen_ai.conversation.id": session_id, "chronos.run.id": run_id,
-                    "chronos.run.resumed": resumed},
+                    "gen_ai.conversation.id": session_id, **attributes},
     )
-    return RunTrace(found, span)
 
 
 class ChatSpan:
@@ -325,10 +361,12 @@ def start_chat(provider: Provider, request: ChatRequest) -> ChatSpan | None:
         return None
     from opentelemetry.trace import SpanKind
 
-    model = request.model or provider.model
+    # A provider of the application's own may lack these; tracing must not fail its calls.
+    model = request.model or str(getattr(provider, "model", ""))
+    name = str(getattr(provider, "name", ""))
     attributes: dict[str, Any] = {
         "gen_ai.operation.name": "chat",
-        "gen_ai.provider.name": _PROVIDER_NAMES.get(provider.name, provider.name),
+        "gen_ai.provider.name": _PROVIDER_NAMES.get(name, name),
         "gen_ai.request.model": model,
     }
     for key, value in (("max_tokens", request.max_tokens), ("temperature", request.temperature),

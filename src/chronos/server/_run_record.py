@@ -9,6 +9,7 @@ from typing import Any, Final
 
 import orjson
 
+from chronos._telemetry import RunTrace
 from chronos.server._assistants import ServedGraph
 from chronos.server._run_request import RunRequest
 from chronos.server._state import iso
@@ -32,6 +33,7 @@ class RunInfo:
     base_checkpoint_id: str | None  # what it started from: where a rollback returns
     created_at: float
     owner: str  # the server process executing it (`Runs.owner`)
+    traceparent: str  # its span's W3C trace context; "" when not traced
 
     @property
     def finished(self) -> bool:
@@ -49,7 +51,7 @@ class RunInfo:
                 "described": described, "result": {"__error__": error},
                 "modes": list(self.modes), "subgraphs": self.subgraphs,
                 "base_checkpoint_id": self.base_checkpoint_id, "created_at": self.created_at,
-                "owner": self.owner}
+                "owner": self.owner, "traceparent": self.traceparent}
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> RunInfo:
@@ -57,7 +59,8 @@ class RunInfo:
                    described=value["described"], result=value["result"],
                    modes=tuple(value["modes"]), subgraphs=value["subgraphs"],
                    base_checkpoint_id=value["base_checkpoint_id"],
-                   created_at=value["created_at"], owner=value.get("owner", ""))
+                   created_at=value["created_at"], owner=value.get("owner", ""),
+                   traceparent=value.get("traceparent", ""))
 
 
 @dataclass
@@ -80,6 +83,11 @@ class RunRecord:
     forgotten: bool = False  # rolled back or deleted: its record is gone for good
     done: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+    trace: RunTrace | None = None  # its span, started with the record, when tracing is on
+
+    @property
+    def traceparent(self) -> str:
+        return self.trace.traceparent if self.trace is not None else ""
 
     def describe(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "thread_id": self.thread_id,
@@ -101,7 +109,7 @@ class RunRecord:
                  "modes": list(self.request.stream_modes),
                  "subgraphs": self.request.stream_subgraphs,
                  "base_checkpoint_id": self.base_checkpoint_id, "created_at": self.created_at,
-                 "owner": self.owner}
+                 "owner": self.owner, "traceparent": self.traceparent}
         plain: dict[str, Any] = orjson.loads(orjson.dumps(value, default=repr))
         return plain
 

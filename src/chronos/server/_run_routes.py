@@ -11,7 +11,7 @@ from chronos.server._body import read_json_object
 from chronos.server._run_record import RunInfo, RunRecord
 from chronos.server._run_request import RunRequest, parse_run_request
 from chronos.server._runs import Runs
-from chronos.server._stream import open_subscription, run_stream_response
+from chronos.server._stream import open_subscription, run_stream_response, trace_headers
 from chronos.server._stream_modes import STREAM_MODES
 from chronos.server._threads import Action, ThreadRecord
 
@@ -21,10 +21,13 @@ _FIRST_EVENT = "0-0"  # the id before every event, in the form both brokers issu
 _RUN_STATUSES = ("pending", "running", "error", "success", "timeout", "interrupted")
 
 
-def _locations(record: RunRecord, stateless: bool) -> dict[str, str]:
+def _headers(record: RunRecord, stateless: bool) -> dict[str, str]:
+    """Where the run is, and its trace context when traced."""
     if stateless:
-        return {"Content-Location": f"/runs/{record.run_id}"}
-    return {"Content-Location": f"/threads/{record.thread_id}/runs/{record.run_id}"}
+        where = f"/runs/{record.run_id}"
+    else:
+        where = f"/threads/{record.thread_id}/runs/{record.run_id}"
+    return {"Content-Location": where, **trace_headers(record.traceparent)}
 
 
 def run_routes(runs: Runs) -> list[Route]:
@@ -41,10 +44,11 @@ def run_routes(runs: Runs) -> list[Route]:
             return run_request, await threads.create(request, thread_id), False
         return run_request, await threads.get(request, thread_id, "run"), False
 
-    async def started(thread: ThreadRecord, run_request: RunRequest, stateless: bool
-                      ) -> RunRecord:
+    async def started(request: Request, thread: ThreadRecord, run_request: RunRequest,
+                      stateless: bool) -> RunRecord:
         try:
-            return await runs.start(thread, run_request)
+            return await runs.start(thread, run_request,
+                                    traceparent=request.headers.get("traceparent", ""))
         except BaseException:
             if stateless:
                 await threads.remove(thread.thread_id)
@@ -54,31 +58,31 @@ def run_routes(runs: Runs) -> list[Route]:
         run_request, thread, stateless = await request_and_thread(request)
         subscription = open_subscription(runs.broker, thread.thread_id)
         try:
-            record = await started(thread, run_request, stateless)
+            record = await started(request, thread, run_request, stateless)
         except BaseException:
             await subscription.aclose()
             raise
-        headers = _locations(record, stateless)
+        headers = _headers(record, stateless)
         if not stateless:
             headers["Location"] = f"{headers['Content-Location']}/stream"
         info = record.info()
         return run_stream_response(
             record.run_id, subscription, modes=run_request.stream_modes,
             subgraphs=run_request.stream_subgraphs, started=False, send_metadata=True,
-            metrics=runs.metrics,
+            metrics=runs.metrics, traceparent=record.traceparent,
             on_disconnect=(lambda: runs.request_cancel(info))
             if run_request.on_disconnect == "cancel" else None, headers=headers)
 
     async def create(request: Request) -> Response:
         run_request, thread, stateless = await request_and_thread(request)
-        record = await started(thread, run_request, stateless)
-        return JSONResponse(record.describe(), headers=_locations(record, stateless))
+        record = await started(request, thread, run_request, stateless)
+        return JSONResponse(record.describe(), headers=_headers(record, stateless))
 
     async def wait(request: Request) -> Response:
         run_request, thread, stateless = await request_and_thread(request)
-        record = await started(thread, run_request, stateless)
+        record = await started(request, thread, run_request, stateless)
         await record.done.wait()
-        return JSONResponse(record.result(), headers=_locations(record, stateless))
+        return JSONResponse(record.result(), headers=_headers(record, stateless))
 
     async def list_runs(request: Request) -> Response:
         thread = await threads.get(request, request.path_params["thread_id"])
@@ -143,7 +147,7 @@ def run_routes(runs: Runs) -> list[Route]:
         return run_stream_response(
             run.run_id, subscription, modes=modes, subgraphs=run.subgraphs,
             started=not from_start and (run.status != "pending" or last_event_id is not None),
-            send_metadata=from_start, metrics=runs.metrics,
+            send_metadata=from_start, metrics=runs.metrics, traceparent=run.traceparent,
             on_disconnect=(lambda: runs.request_cancel(run)) if cancel_on_disconnect else None)
 
     async def cancel_many(request: Request) -> Response:

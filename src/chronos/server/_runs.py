@@ -30,9 +30,10 @@ from typing import Any, Final
 
 import orjson
 
+from chronos import _telemetry
 from chronos.errors import RequestRefused
 from chronos.graph import EventStream, Runner
-from chronos.server._assistants import Assistants
+from chronos.server._assistants import Assistants, ServedGraph
 from chronos.server._metrics import ServerMetrics
 from chronos.server._record_limits import Retention, runs_beyond, threads_beyond
 from chronos.server._records import Records
@@ -158,8 +159,12 @@ class Runs:
         found = [await self._checked(v) for v in await self.records.values(_runs_of(thread_id))]
         return sorted(found, key=lambda r: -r.created_at)
 
-    async def start(self, thread: ThreadRecord, request: RunRequest) -> RunRecord:
+    async def start(self, thread: ThreadRecord, request: RunRequest, *,
+                    traceparent: str = "") -> RunRecord:
         """Start (or enqueue) a run on `thread`, applying its multitask strategy.
+
+        `traceparent` is the caller's W3C trace context (its request's header): when tracing
+        is on, the run's span is a child of it.
 
         Raises:
             RequestRefused: 404 unknown assistant or checkpoint, 409 a busy thread under "reject"
@@ -189,7 +194,8 @@ class Runs:
             thread.metadata.update(graph_id=served.graph_id, assistant_id=served.assistant_id)
             await self.threads.save(thread)
         record = RunRecord(str(uuid.uuid4()), thread.thread_id, thread.temporary, served,
-                           request, time.time(), self.owner)
+                           request, time.time(), self.owner,
+                           trace=await self._trace(served, thread.thread_id, request, traceparent))
         self._local[record.run_id] = record
         await self._save(record)
         await self.records.put(_ACTIVE, record.run_id, {"run_id": record.run_id,
@@ -201,6 +207,23 @@ class Runs:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return record
+
+    async def _trace(self, served: ServedGraph, thread_id: str, request: RunRequest,
+                     traceparent: str) -> _telemetry.RunTrace | None:
+        """The run's span, started now so that its streams can tell clients its trace context
+        from their first event; None when tracing is off.
+
+        Its parent is the caller's `traceparent` if it sent one; else a resume continues the
+        trace of the checkpoint it resumes, as the runner does (a queued run's, the latest now).
+        """
+        if _telemetry.tracer() is None:
+            return None
+        if not traceparent and request.input is None:
+            store = self.threads.store
+            base = (await store.get(request.checkpoint_id) if request.checkpoint_id is not None
+                    else await store.latest(thread_id))
+            traceparent = _telemetry.stored_trace(base)
+        return _telemetry.begin_run(served.graph_id, thread_id, traceparent=traceparent)
 
     async def _rollback_point(self, oldest: RunInfo) -> _Rollback | None:
         if oldest.status == "pending":  # never started: the thread is as it was
@@ -281,6 +304,7 @@ class Runs:
         started: float | None = None
         nodes: EventStream | None = None
         timing: asyncio.Task[None] | None = None
+        failure: BaseException | None = None
         try:
             if record.request.after_seconds:
                 await asyncio.sleep(record.request.after_seconds)
@@ -304,6 +328,8 @@ class Runs:
             else:
                 base = await self.threads.store.latest(thread_id)
             record.base_checkpoint_id = base.id if base is not None else None
+            if record.trace is not None:
+                _telemetry.hand_over(record.trace)
             result = await call_runner(
                 runner, thread_id, request, base,
                 from_base=rollback is not None or request.checkpoint_id is not None,
@@ -320,7 +346,10 @@ class Runs:
             record.status = "error"
             record.error_type = type(exc).__name__
             record.error = str(exc)
+            failure = exc
         finally:
+            if record.trace is not None:  # ended already, unless no runner took it
+                record.trace.end(record.status, 0, failure)
             if started is not None:
                 self.metrics.running(-1)
                 self.metrics.run_ended(record.status, time.monotonic() - started)

@@ -20,7 +20,7 @@ from chronos.server._retention import run_topics
 from chronos.server._stream_modes import RunTranslator
 from chronos.stream import GAP, BrokerProtocol, Subscription
 
-__all__ = ["HEARTBEAT_SECONDS", "open_subscription", "run_stream_response"]
+__all__ = ["HEARTBEAT_SECONDS", "open_subscription", "run_stream_response", "trace_headers"]
 
 HEARTBEAT_SECONDS: Final = 10.0
 _MAX_PENDING: Final = 100_000  # events held for a slow client before it gets a gap
@@ -43,6 +43,11 @@ def frame(event: str, data: Any, id: str | None = None) -> bytes:
     return head + (b"\nid: " + id.encode() if id else b"") + b"\n\n"
 
 
+def trace_headers(traceparent: str) -> dict[str, str]:
+    """A traced run's response headers: its span's W3C `traceparent` (none if untraced)."""
+    return {"traceparent": traceparent} if traceparent else {}
+
+
 def run_stream_response(
     run_id: str,
     subscription: Subscription,
@@ -52,28 +57,32 @@ def run_stream_response(
     started: bool,
     send_metadata: bool,
     metrics: ServerMetrics,
+    traceparent: str = "",
     on_disconnect: Callable[[], None] | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> StreamingResponse:
     """The SSE response streaming run `run_id` from `subscription` (which it closes).
 
-    `on_disconnect` is called if the client leaves before the run's end.
+    A traced run's `traceparent` is a header of the response and a key of the `metadata`
+    event's data (the SDKs pass unknown keys through). `on_disconnect` is called if the
+    client leaves before the run's end.
     """
     translator = RunTranslator(run_id, modes, subgraphs=subgraphs, started=started)
-    body = _frames(run_id, subscription, translator, send_metadata=send_metadata,
+    metadata = {"run_id": run_id, "attempt": 1, **trace_headers(traceparent)}
+    body = _frames(subscription, translator, metadata if send_metadata else None,
                    metrics=metrics, on_disconnect=on_disconnect)
-    return StreamingResponse(body, media_type="text/event-stream",
-                             headers={"Cache-Control": "no-store", **(headers or {})})
+    return StreamingResponse(body, media_type="text/event-stream", headers={
+        "Cache-Control": "no-store", **trace_headers(traceparent), **(headers or {})})
 
 
-async def _frames(run_id: str, subscription: Subscription, translator: RunTranslator, *,
-                  send_metadata: bool, metrics: ServerMetrics,
+async def _frames(subscription: Subscription, translator: RunTranslator,
+                  metadata: dict[str, Any] | None, *, metrics: ServerMetrics,
                   on_disconnect: Callable[[], None] | None) -> AsyncIterator[bytes]:
     metrics.streams(+1)
     try:
-        if send_metadata:
+        if metadata is not None:
             metrics.delivered(1)
-            yield frame("metadata", {"run_id": run_id, "attempt": 1})
+            yield frame("metadata", metadata)
         while not translator.finished:
             batch = await subscription.receive_batch(timeout=HEARTBEAT_SECONDS)
             if not batch:

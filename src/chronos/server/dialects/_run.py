@@ -27,7 +27,7 @@ from chronos.server._run_record import RunInfo, RunRecord
 from chronos.server._run_request import parse_run_request
 from chronos.server._run_routes import _FIRST_EVENT
 from chronos.server._runs import Runs
-from chronos.server._stream import HEARTBEAT_SECONDS, open_subscription
+from chronos.server._stream import HEARTBEAT_SECONDS, open_subscription, trace_headers
 from chronos.server._stream_modes import RUN_END, RUN_START
 from chronos.stream import Event, Subscription
 
@@ -66,6 +66,11 @@ class RunSource:
     @property
     def thread_id(self) -> str:
         return self.record.thread_id
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Headers its streaming response adds: the run's trace context, when traced."""
+        return trace_headers(self.record.traceparent)
 
     @property
     def values(self) -> Any:
@@ -142,7 +147,8 @@ async def start_run(runs: Runs, request: Request, graph_id: str,
         thread = await threads.get(request, thread_id, "run")
     subscription = open_subscription(runs.broker, thread.thread_id)
     try:
-        record = await runs.start(thread, run_request)
+        record = await runs.start(thread, run_request,
+                                  traceparent=request.headers.get("traceparent", ""))
     except BaseException:
         await subscription.aclose()
         if thread.temporary:

@@ -68,7 +68,7 @@ def agui_routes(runs: Runs) -> list[Route]:
                               thread_id=thread_id, command=command)
         translator = AguiTranslator(thread_id, run_id)
         return StreamingResponse(_frames(run, translator), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-store"})
+                                 headers={"Cache-Control": "no-store", **run.headers})
 
     return [Route("/ag-ui/{graph_id}", run_agent, methods=["POST"])]
 

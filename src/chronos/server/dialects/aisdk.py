@@ -100,7 +100,7 @@ def aisdk_routes(runs: Runs) -> list[Route]:
 
 def _response(run: RunSource) -> StreamingResponse:
     return StreamingResponse(_frames(run, UIMessageTranslator(run.run_id)),
-                             media_type="text/event-stream", headers=_HEADERS)
+                             media_type="text/event-stream", headers={**_HEADERS, **run.headers})
 
 
 async def _frames(run: RunSource, translator: UIMessageTranslator) -> AsyncIterator[bytes]:

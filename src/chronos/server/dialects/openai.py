@@ -136,7 +136,7 @@ def openai_routes(runs: Runs) -> list[Route]:
         completion = ChatCompletion(f"chatcmpl-{run.run_id}", asked.graph_id,
                                     include_usage=asked.include_usage)
         if asked.stream:
-            return _event_stream(_chat_frames(run, completion))
+            return _event_stream(run, _chat_frames(run, completion))
         try:
             whole = await _until_end(run, request, _add_delta(completion))
         finally:
@@ -149,14 +149,14 @@ def openai_routes(runs: Runs) -> list[Route]:
             answer = completion.answer_delta(run.values)
             if answer is not None:
                 completion.add(answer)
-        return JSONResponse(completion.whole())
+        return JSONResponse(completion.whole(), headers=run.headers)
 
     async def responses(request: Request) -> Response:
         asked = parse_responses(await read_json_object(request), runs.assistants.served)
         run = await start_run(runs, request, asked.graph_id, {"messages": asked.messages})
         builder = ResponseBuilder(f"resp_{run.run_id.replace('-', '')}", asked.graph_id)
         if asked.stream:
-            return _event_stream(_response_frames(run, builder))
+            return _event_stream(run, _response_frames(run, builder))
         try:
             whole = await _until_end(run, request, builder.token)
         finally:
@@ -168,7 +168,7 @@ def openai_routes(runs: Runs) -> list[Route]:
         if not builder.streamed:
             builder.answer(run.values)
         builder.completed()
-        return JSONResponse(builder.body())
+        return JSONResponse(builder.body(), headers=run.headers)
 
     return [Route("/v1/models", _guarded(models), methods=["GET"]),
             Route("/v1/models/{model:path}", _guarded(model), methods=["GET"]),
@@ -188,9 +188,9 @@ def _add_delta(completion: ChatCompletion) -> Callable[[Mapping[str, Any]], None
     return add
 
 
-def _event_stream(body: AsyncIterator[bytes]) -> StreamingResponse:
+def _event_stream(run: RunSource, body: AsyncIterator[bytes]) -> StreamingResponse:
     return StreamingResponse(body, media_type="text/event-stream",
-                             headers={"Cache-Control": "no-store"})
+                             headers={"Cache-Control": "no-store", **run.headers})
 
 
 async def _chat_frames(run: RunSource, completion: ChatCompletion) -> AsyncIterator[bytes]:
