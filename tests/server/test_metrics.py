@@ -22,7 +22,9 @@ from starlette.testclient import TestClient
 from chronos.server import create_app
 from chronos.store import MemoryStore
 from chronos.stream import Broker
-from tests.server.api_server import Served, serving
+from tests.server.api_server import Served, serving, serving_app
+from tests.server.dialects.graphs import chat
+from tests.server.dialects.requests import DIALECT_IDS, DIALECTS
 from tests.server.metrics_graphs import USAGE, held
 
 RUNS = 12
@@ -130,6 +132,27 @@ def metered() -> Iterator[InMemoryMetricReader]:
     finally:
         provider.shutdown()
         _reset_meter_provider()
+
+
+@pytest.mark.parametrize("request_for", DIALECTS, ids=DIALECT_IDS)
+def test_a_dialect_stream_counts_as_a_run_stream(request_for: Any) -> None:
+    with serving_app(create_app({"chat": chat}, MemoryStore(), Broker())) as url:
+        served = Served(url, Path(), 0)
+        before = scrape(served)
+        path, body = request_for("chat", "slow")  # 40 tokens, 50 ms apart
+        with httpx.stream("POST", f"{url}{path}", json=body, timeout=30) as response:
+            chunks = response.iter_bytes()
+            text = next(chunks)
+            during = scrape(served)
+            text += b"".join(chunks)
+        after = scrape(served)
+
+    frames = [f for f in text.split(b"\n\n") if f.strip() and not f.startswith(b":")]
+    assert len(frames) > 40
+    open_now = ("chronos_sse_streams_open", ())
+    delivered = ("chronos_sse_events_delivered_total", ())
+    assert (before[open_now], during[open_now], after[open_now]) == (0, 1, 0)
+    assert after[delivered] - before[delivered] == len(frames)
 
 
 def _reset_meter_provider() -> None:

@@ -8,7 +8,6 @@ caller's `traceparent` header makes the run's span its child. Untraced, nothing 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,6 +24,7 @@ from chronos.stream import Broker
 from tests.server.api_graphs import agent, asking
 from tests.server.api_server import serving_app
 from tests.server.dialects.graphs import chat
+from tests.server.dialects.requests import DIALECT_IDS, DIALECTS
 from tests.tracing import traced
 
 CALLER_TRACE = 0x4BF92F3577B34DA6A3CE929D0E0E4736
@@ -129,30 +129,12 @@ def test_a_run_that_fails_before_its_runner_ends_its_span_failed(
     assert answer.headers["traceparent"] == traceparent_of(run)
 
 
-def _agui(graph_id: str) -> tuple[str, dict[str, Any]]:
-    return f"/ag-ui/{graph_id}", {
-        "threadId": f"t-{uuid.uuid4().hex}", "runId": uuid.uuid4().hex,
-        "messages": [{"id": "m1", "role": "user", "content": "hi"}], "state": {}, "tools": [],
-        "context": [], "forwardedProps": {}}
-
-
-def _aisdk(graph_id: str) -> tuple[str, dict[str, Any]]:
-    return f"/ai-sdk/{graph_id}", {"id": f"c-{uuid.uuid4().hex}", "trigger": "submit-message",
-                                   "messages": [{"id": "m1", "role": "user",
-                                                 "parts": [{"type": "text", "text": "hi"}]}]}
-
-
-def _openai(graph_id: str) -> tuple[str, dict[str, Any]]:
-    return "/v1/chat/completions", {"model": graph_id, "stream": True,
-                                    "messages": [{"role": "user", "content": "hi"}]}
-
-
-@pytest.mark.parametrize("request_for", [_agui, _aisdk, _openai], ids=["ag-ui", "ai-sdk", "openai"])
+@pytest.mark.parametrize("request_for", DIALECTS, ids=DIALECT_IDS)
 def test_a_dialect_stream_has_the_runs_traceparent_header(
     tracing: tuple[str, InMemorySpanExporter], request_for: Any,
 ) -> None:
     url, exporter = tracing
-    path, body = request_for("chat")
+    path, body = request_for("chat", "hi")
     with httpx.stream("POST", f"{url}{path}", json=body, headers={"traceparent": CALLER},
                       timeout=30) as response:
         assert response.status_code == 200

@@ -13,8 +13,8 @@ nothing.
 
 | Prometheus | OpenTelemetry | what |
 | --- | --- | --- |
-| `chronos_sse_streams_open` | `chronos.sse.streams.open` | run streams open now |
-| `chronos_sse_events_delivered_total` | `chronos.sse.events.delivered` | events sent to clients |
+| `chronos_sse_streams_open` | `chronos.sse.streams.open` | run streams open now (API and dialects) |
+| `chronos_sse_events_delivered_total` | `chronos.sse.events.delivered` | SSE events sent to clients |
 | `chronos_sse_gaps_total{reason}` | `chronos.sse.gaps` | gaps a client was told of (`overflow`: it read too slowly) |
 | `chronos_runs_total{status}` | `chronos.runs` | runs ended: success, error, interrupted |
 | `chronos_runs_running` | `chronos.runs.running` | runs executing in this process |

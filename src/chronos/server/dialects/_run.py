@@ -12,7 +12,8 @@ finally:
 ```
 
 The broker subscription opens before the run starts (as `/runs/stream` does), so no event is
-missed; the run starts through `Runs.start`, the one way runs start.
+missed; the run starts through `Runs.start`, the one way runs start. `sse_response` makes a
+dialect's frames the run's response, counted in the server's metrics as every run stream is.
 """
 
 from __future__ import annotations
@@ -22,16 +23,18 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from starlette.requests import Request
+from starlette.responses import StreamingResponse
 
+from chronos.server._metrics import ServerMetrics
 from chronos.server._run_record import RunInfo, RunRecord
 from chronos.server._run_request import parse_run_request
 from chronos.server._run_routes import _FIRST_EVENT
 from chronos.server._runs import Runs
 from chronos.server._stream import HEARTBEAT_SECONDS, open_subscription, trace_headers
 from chronos.server._stream_modes import RUN_END, RUN_START
-from chronos.stream import Event, Subscription
+from chronos.stream import GAP, Event, Subscription
 
-__all__ = ["RunEnd", "RunSource", "join_run", "start_run"]
+__all__ = ["RunEnd", "RunSource", "join_run", "sse_response", "start_run"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +72,7 @@ class RunSource:
 
     @property
     def headers(self) -> dict[str, str]:
-        """Headers its streaming response adds: the run's trace context, when traced."""
+        """Headers its responses add: the run's trace context, when traced."""
         return trace_headers(self.record.traceparent)
 
     @property
@@ -97,6 +100,9 @@ class RunSource:
                         break
                 elif self.start is not None:  # an earlier run's events on the thread are not ours
                     out.append(event)
+                    if event.type == GAP:
+                        reason = event.data.get("reason") if isinstance(event.data, dict) else ""
+                        self.runs.metrics.gap(str(reason))
             yield out
 
     def _marker(self, event: Event) -> None:
@@ -116,6 +122,34 @@ class RunSource:
         if self.end is None and self._cancel_on_disconnect:
             record = self.record
             self.runs.request_cancel(record.info() if isinstance(record, RunRecord) else record)
+
+
+def sse_response(run: RunSource, frames: AsyncIterator[bytes],
+                 headers: Mapping[str, str] | None = None) -> StreamingResponse:
+    """The run's SSE response of `frames`, with its `headers` and the run's; counted in the
+    server's metrics (a stream open while it runs; each event it sends)."""
+    return StreamingResponse(_metered(frames, run.runs.metrics), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", **(headers or {}),
+                                      **run.headers})
+
+
+async def _metered(frames: AsyncIterator[bytes], metrics: ServerMetrics
+                   ) -> AsyncIterator[bytes]:
+    metrics.streams(+1)
+    try:
+        async for chunk in frames:
+            # A chunk is whole frames, each ending with a blank line (JSON data holds no raw
+            # newline); those starting with ":" are comments (keep-alives), not events.
+            events = chunk.count(b"\n\n") - chunk.count(b"\n\n:") - chunk.startswith(b":")
+            if events:
+                metrics.delivered(events)
+            yield chunk
+    finally:
+        metrics.streams(-1)
+        # Left early (a client gone): the frames' own `finally` closes the run source now.
+        aclose = getattr(frames, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 async def start_run(runs: Runs, request: Request, graph_id: str,

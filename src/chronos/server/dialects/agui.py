@@ -32,7 +32,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any, Final
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from chronos.errors import RequestRefused
@@ -42,7 +42,7 @@ from chronos.server._stream_modes import api_interrupts
 from chronos.server.dialects._history import adding_messages, new_messages, thread_values
 from chronos.server.dialects._parts import Part, tool_results
 from chronos.server.dialects._patch import diff
-from chronos.server.dialects._run import RunEnd, RunSource, start_run
+from chronos.server.dialects._run import RunEnd, RunSource, sse_response, start_run
 from chronos.server.dialects._translate import HEARTBEAT, Translator, data_frames
 
 __all__ = ["AguiTranslator", "agui_routes", "run_input"]
@@ -67,8 +67,7 @@ def agui_routes(runs: Runs) -> list[Route]:
         run = await start_run(runs, request, graph_id, None if command else changes,
                               thread_id=thread_id, command=command)
         translator = AguiTranslator(thread_id, run_id)
-        return StreamingResponse(_frames(run, translator), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-store", **run.headers})
+        return sse_response(run, _frames(run, translator))
 
     return [Route("/ag-ui/{graph_id}", run_agent, methods=["POST"])]
 

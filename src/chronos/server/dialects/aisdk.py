@@ -48,7 +48,7 @@ from chronos.server._runs import Runs
 from chronos.server._stream_modes import api_interrupts
 from chronos.server.dialects._history import adding_messages, new_messages, thread_values
 from chronos.server.dialects._parts import Part, tool_results
-from chronos.server.dialects._run import RunEnd, RunSource, join_run, start_run
+from chronos.server.dialects._run import RunEnd, RunSource, join_run, sse_response, start_run
 from chronos.server.dialects._translate import HEARTBEAT, Translator, data_frames
 
 __all__ = ["UIMessageTranslator", "aisdk_routes", "chat_messages"]
@@ -99,8 +99,7 @@ def aisdk_routes(runs: Runs) -> list[Route]:
 
 
 def _response(run: RunSource) -> StreamingResponse:
-    return StreamingResponse(_frames(run, UIMessageTranslator(run.run_id)),
-                             media_type="text/event-stream", headers={**_HEADERS, **run.headers})
+    return sse_response(run, _frames(run, UIMessageTranslator(run.run_id)), _HEADERS)
 
 
 async def _frames(run: RunSource, translator: UIMessageTranslator) -> AsyncIterator[bytes]:

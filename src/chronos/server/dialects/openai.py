@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Final
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from chronos.errors import ClientGone, RequestRefused
@@ -32,7 +32,7 @@ from chronos.server._runs import Runs
 from chronos.server.dialects._openai_chat import ChatCompletion
 from chronos.server.dialects._openai_request import OpenAIRefusal, parse_chat, parse_responses
 from chronos.server.dialects._openai_responses import Response as ResponseBuilder
-from chronos.server.dialects._run import RunSource, start_run
+from chronos.server.dialects._run import RunSource, sse_response, start_run
 from chronos.stream import GAP, Event
 
 __all__ = ["openai_routes"]
@@ -136,7 +136,7 @@ def openai_routes(runs: Runs) -> list[Route]:
         completion = ChatCompletion(f"chatcmpl-{run.run_id}", asked.graph_id,
                                     include_usage=asked.include_usage)
         if asked.stream:
-            return _event_stream(run, _chat_frames(run, completion))
+            return sse_response(run, _chat_frames(run, completion))
         try:
             whole = await _until_end(run, request, _add_delta(completion))
         finally:
@@ -156,7 +156,7 @@ def openai_routes(runs: Runs) -> list[Route]:
         run = await start_run(runs, request, asked.graph_id, {"messages": asked.messages})
         builder = ResponseBuilder(f"resp_{run.run_id.replace('-', '')}", asked.graph_id)
         if asked.stream:
-            return _event_stream(run, _response_frames(run, builder))
+            return sse_response(run, _response_frames(run, builder))
         try:
             whole = await _until_end(run, request, builder.token)
         finally:
@@ -186,11 +186,6 @@ def _add_delta(completion: ChatCompletion) -> Callable[[Mapping[str, Any]], None
         if delta is not None:
             completion.add(delta)
     return add
-
-
-def _event_stream(run: RunSource, body: AsyncIterator[bytes]) -> StreamingResponse:
-    return StreamingResponse(body, media_type="text/event-stream",
-                             headers={"Cache-Control": "no-store", **run.headers})
 
 
 async def _chat_frames(run: RunSource, completion: ChatCompletion) -> AsyncIterator[bytes]:
