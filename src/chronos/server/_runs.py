@@ -34,6 +34,7 @@ from chronos import _telemetry
 from chronos.errors import RequestRefused
 from chronos.graph import EventStream, Runner
 from chronos.server._assistants import Assistants, ServedGraph
+from chronos.server._log import survived
 from chronos.server._metrics import ServerMetrics
 from chronos.server._record_limits import Retention, runs_beyond, threads_beyond
 from chronos.server._records import Records
@@ -91,7 +92,7 @@ class Runs:
     async def _keep_bounded(self) -> None:
         while True:
             await asyncio.sleep(self.retention.sweep_seconds)
-            with contextlib.suppress(Exception):  # Redis away for a moment: the next sweep
+            with survived("retention sweep"):  # Redis away for a moment: the next sweep
                 await self.sweep()
 
     async def sweep(self) -> None:
@@ -106,7 +107,7 @@ class Runs:
     async def _keep_alive(self) -> None:
         while True:
             await asyncio.sleep(_BEAT_SECONDS)
-            with contextlib.suppress(Exception):  # Redis away for a moment: the next beat
+            with survived("heartbeat"):  # Redis away for a moment: the next beat
                 await self.records.beat(self.owner, _ALIVE_SECONDS)
                 await self._reap()
 
@@ -134,7 +135,7 @@ class Runs:
         await self.records.delete(_ACTIVE, run.run_id)
         await self.threads.set_active(run.thread_id, None, unless=run.run_id)
         error = orphaned["result"]["__error__"]
-        with contextlib.suppress(Exception):
+        with survived("orphaned run's end marker", run=run.run_id):
             self.broker.publish(Event(RUN_END, {"run_id": run.run_id, "status": "error",
                                                 "error": error["message"],
                                                 "error_type": error["error"]}), run.thread_id)
@@ -259,7 +260,7 @@ class Runs:
         if local is not None:
             self._cancel_local(local, action)
             return
-        with contextlib.suppress(Exception):
+        with survived("cancel request", run=run.run_id):
             self.broker.publish(Event(_CANCEL, {"run_id": run.run_id, "action": action}),
                                 _CONTROL_TOPIC)
 
@@ -339,7 +340,7 @@ class Runs:
             record.status = "success"
         except asyncio.CancelledError:
             record.status = "interrupted"
-            with contextlib.suppress(Exception):
+            with survived("interrupted run's values", run=record.run_id):
                 latest = await self.threads.store.latest(thread_id)
                 record.values = _plain(dict(latest.state)) if latest is not None else None
         except Exception as exc:
@@ -356,7 +357,8 @@ class Runs:
             if nodes is not None and timing is not None:
                 await _stop(nodes, timing)
             record.updated_at = time.time()
-            with contextlib.suppress(Exception):  # the end marker must go out regardless
+            # The end marker must go out regardless.
+            with survived("run record at its end", run=record.run_id):
                 await self.threads.set_active(thread_id, None, unless=record.run_id)
                 await self._save(record)
                 await self.records.delete(_ACTIVE, record.run_id)
@@ -366,14 +368,15 @@ class Runs:
             self._local.pop(record.run_id, None)
             record.done.set()
             if record.temporary:  # a stateless run's thread, record and checkpoints go with it
-                with contextlib.suppress(Exception):
+                with survived("stateless run's cleanup", run=record.run_id):
                     await self.records.drop(_runs_of(thread_id))
                     await self.threads.remove(thread_id)
                     await self.threads.store.delete_session(thread_id)
 
     def _publish(self, type: str, record: RunRecord, data: dict[str, Any]) -> None:
         payload = _plain({"run_id": record.run_id, **data})
-        with contextlib.suppress(Exception):  # a broker failure must not lose the run's outcome
+        # A broker failure must not lose the run's outcome.
+        with survived(f"{type} marker", run=record.run_id):
             self.broker.publish(Event(type, payload), record.thread_id)
 
 
