@@ -158,8 +158,12 @@ class Runs:
         found = [await self._checked(v) for v in await self.records.values(_runs_of(thread_id))]
         return sorted(found, key=lambda r: -r.created_at)
 
-    async def start(self, thread: ThreadRecord, request: RunRequest) -> RunRecord:
+    async def start(self, thread: ThreadRecord, request: RunRequest, *,
+                    keep_paused: bool = False) -> RunRecord:
         """Start (or enqueue) a run on `thread`, applying its multitask strategy.
+
+        `keep_paused`: a stateless run's thread is kept while the run is paused (until a run
+        that answers it ends), for a dialect that resumes it by the thread's id.
 
         Raises:
             RequestRefused: 404 unknown assistant or checkpoint, 409 a busy thread under "reject"
@@ -189,7 +193,7 @@ class Runs:
             thread.metadata.update(graph_id=served.graph_id, assistant_id=served.assistant_id)
             await self.threads.save(thread)
         record = RunRecord(str(uuid.uuid4()), thread.thread_id, thread.temporary, served,
-                           request, time.time(), self.owner)
+                           request, time.time(), self.owner, keep_paused=keep_paused)
         self._local[record.run_id] = record
         await self._save(record)
         await self.records.put(_ACTIVE, record.run_id, {"run_id": record.run_id,
@@ -279,6 +283,7 @@ class Runs:
                        rollback: _Rollback | None) -> None:
         thread_id = record.thread_id
         started: float | None = None
+        paused = False
         nodes: EventStream | None = None
         timing: asyncio.Task[None] | None = None
         try:
@@ -310,6 +315,7 @@ class Runs:
                     RUN_START, record, {**data, "graph_id": record.served.graph_id}))
             record.values = _plain(dict(result.state))
             record.status = "success"
+            paused = result.status == "paused"
         except asyncio.CancelledError:
             record.status = "interrupted"
             with contextlib.suppress(Exception):
@@ -335,7 +341,8 @@ class Runs:
                                             "error_type": record.error_type})
             self._local.pop(record.run_id, None)
             record.done.set()
-            if record.temporary:  # a stateless run's thread, record and checkpoints go with it
+            if record.temporary and not (paused and record.keep_paused):
+                # A stateless run's thread, record and checkpoints go with it.
                 with contextlib.suppress(Exception):
                     await self.records.drop(_runs_of(thread_id))
                     await self.threads.remove(thread_id)

@@ -116,13 +116,15 @@ class RunSource:
 async def start_run(runs: Runs, request: Request, graph_id: str,
                     input: Mapping[str, Any] | None, *, thread_id: str | None = None,
                     command: Mapping[str, Any] | None = None,
-                    on_disconnect: Literal["cancel", "continue"] = "cancel") -> RunSource:
+                    on_disconnect: Literal["cancel", "continue"] = "cancel",
+                    keep_paused: bool = False) -> RunSource:
     """Start graph `graph_id` on `input` and return its events' source (close it when done).
 
     Without `thread_id` the run is stateless: its thread is deleted when it ends. With one, the
     run continues that thread (created if new), as `/threads/{id}/runs/stream` would.
     `command` (`{"resume": ..., "update": ..., "goto": ...}`, with `input` None) continues a
-    paused thread instead, as the API's `command` does.
+    paused thread instead, as the API's `command` does. `keep_paused`: a stateless run's
+    thread is kept while it is paused (and goes when a run answering it ends unpaused).
 
     Raises:
         RequestRefused: 404 unknown graph; 403 / 404 a thread `authorize` refuses; 409 a busy
@@ -142,7 +144,7 @@ async def start_run(runs: Runs, request: Request, graph_id: str,
         thread = await threads.get(request, thread_id, "run")
     subscription = open_subscription(runs.broker, thread.thread_id)
     try:
-        record = await runs.start(thread, run_request)
+        record = await runs.start(thread, run_request, keep_paused=keep_paused)
     except BaseException:
         await subscription.aclose()
         if thread.temporary:
