@@ -117,7 +117,7 @@ async def start_run(runs: Runs, request: Request, graph_id: str,
                     input: Mapping[str, Any] | None, *, thread_id: str | None = None,
                     command: Mapping[str, Any] | None = None,
                     on_disconnect: Literal["cancel", "continue"] = "cancel",
-                    keep_paused: bool = False) -> RunSource:
+                    keep_paused: bool = False, checkpoint_id: str | None = None) -> RunSource:
     """Start graph `graph_id` on `input` and return its events' source (close it when done).
 
     Without `thread_id` the run is stateless: its thread is deleted when it ends. With one, the
@@ -125,16 +125,19 @@ async def start_run(runs: Runs, request: Request, graph_id: str,
     `command` (`{"resume": ..., "update": ..., "goto": ...}`, with `input` None) continues a
     paused thread instead, as the API's `command` does. `keep_paused`: a stateless run's
     thread is kept while it is paused (and goes when a run answering it ends unpaused).
+    `checkpoint_id`: the thread's checkpoint whose state `input` is added to (its latest by
+    default), as the API's time travel does.
 
     Raises:
         RequestRefused: 404 unknown graph; 403 / 404 a thread `authorize` refuses; 409 a busy
             thread.
     """
     threads = runs.threads
-    run_request = parse_run_request(
-        {"assistant_id": graph_id, "input": None if input is None else dict(input),
-         "command": command, "on_disconnect": on_disconnect},
-        default_disconnect=on_disconnect)
+    body = {"assistant_id": graph_id, "input": None if input is None else dict(input),
+            "command": command, "on_disconnect": on_disconnect}
+    if checkpoint_id is not None:
+        body["checkpoint_id"] = checkpoint_id
+    run_request = parse_run_request(body, default_disconnect=on_disconnect)
     runs.assistants.find(graph_id)  # an unknown graph fails before a thread is made
     if thread_id is None:
         thread = await threads.create(request, temporary=True)

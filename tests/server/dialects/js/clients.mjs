@@ -2,7 +2,9 @@
 // what they rebuilt, as JSON, for tests/server/dialects/test_js_clients.py.
 //   node clients.mjs agui  <server url>   @ag-ui/client HttpAgent: messages and state
 //   node clients.mjs aisdk <server url>   ai: DefaultChatTransport + readUIMessageStream
+//   node clients.mjs regenerate <server url>   @ai-sdk/react's Chat (useChat's): regenerate()
 import { HttpAgent } from "@ag-ui/client";
+import { Chat } from "@ai-sdk/react";
 import { DefaultChatTransport, readUIMessageStream } from "ai";
 
 const [mode, url] = process.argv.slice(2);
@@ -61,5 +63,24 @@ async function aisdk() {
   return { text, tools, before, resumed: { message, chunks }, afterEnd: afterEnd === null };
 }
 
-const result = mode === "agui" ? await agui() : await aisdk();
+// Two turns, the last answer regenerated, then the first one (which drops the second turn).
+async function regenerate() {
+  const chat = new Chat({
+    id: `c-${id()}`, transport: new DefaultChatTransport({ api: `${url}/ai-sdk/chat` }),
+  });
+  const ids = () => chat.messages.map((m) => m.id);
+  const state = async () => (await (await fetch(`${url}/threads/${chat.id}/state`)).json()).values;
+  await chat.sendMessage({ text: "hello" });
+  await chat.sendMessage({ text: "and again" });
+  const asked = ids();
+  await chat.regenerate();
+  const regenerated = { ids: ids(), messages: chat.messages, error: chat.error?.message ?? null,
+    state: await state() };
+  await chat.regenerate({ messageId: chat.messages[1].id });
+  return { asked, regenerated, first: { ids: ids(), error: chat.error?.message ?? null,
+    state: await state() } };
+}
+
+const modes = { agui, aisdk, regenerate };
+const result = await modes[mode]();
 process.stdout.write(JSON.stringify(result));
