@@ -3,7 +3,8 @@
 an interrupt, its resume); the `ai` package's `DefaultChatTransport` and `readUIMessageStream`
 (what `useChat` runs) rebuild the assistant message with its parts, and a reconnect mid-stream
 resumes it without duplicates; `@ai-sdk/react`'s `Chat` (the state behind `useChat`) regenerates
-answers. `scripts/setup` installs the packages (`npm ci` in
+answers; `HttpAgent.connectAgent()` reconnects to a run in progress once given the `connect()`
+that @ag-ui/client 1.0.0 lacks. `scripts/setup` installs the packages (`npm ci` in
 tests/server/dialects/js, from package-lock.json).
 """
 
@@ -123,3 +124,15 @@ def test_ai_sdk_chat_regenerates_the_last_answer_and_an_earlier_one(served: Serv
     state = first["state"]
     assert [(m["role"], m["content"]) for m in state["messages"]] == \
         [("user", "hello"), ("assistant", "".join(WORDS))]
+
+
+def test_ag_ui_connect_agent_rejoins_a_run_in_progress(served: Served) -> None:
+    result = run_client("aguiConnect", served)
+    assert result["before"] == SLOW_WORDS[:3]  # the first client left after three words
+    assert result["asIs"] == []  # HttpAgent as shipped: connect() is not implemented
+    # With connect() posting to /connect: the run, which went on, from its start, once.
+    assert result["events"][0] == "RUN_STARTED"
+    assert result["events"][-1] == "RUN_FINISHED"
+    assert [(m["role"], m["content"]) for m in result["messages"]] == \
+        [("reasoning", "".join(REASONING)), ("assistant", "".join(SLOW_WORDS))]
+    assert result["afterEnd"] == []  # nothing in progress: an empty stream

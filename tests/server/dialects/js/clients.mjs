@@ -3,7 +3,8 @@
 //   node clients.mjs agui  <server url>   @ag-ui/client HttpAgent: messages and state
 //   node clients.mjs aisdk <server url>   ai: DefaultChatTransport + readUIMessageStream
 //   node clients.mjs regenerate <server url>   @ai-sdk/react's Chat (useChat's): regenerate()
-import { HttpAgent } from "@ag-ui/client";
+//   node clients.mjs aguiConnect <server url>  HttpAgent.connectAgent(), as is and with connect()
+import { HttpAgent, runHttpRequest, transformHttpEventStream } from "@ag-ui/client";
 import { Chat } from "@ai-sdk/react";
 import { DefaultChatTransport, readUIMessageStream } from "ai";
 
@@ -21,6 +22,37 @@ async function agui() {
   const [asked] = agent.pendingInterrupts;
   await agent.runAgent({ resume: [{ interruptId: asked.id, status: "resolved", payload: "yes" }] });
   return { turns, messages: agent.messages, state: agent.state, pending: agent.pendingInterrupts };
+}
+
+// @ag-ui/client 1.0.0's HttpAgent has no connect(): this is the one it lacks, posting to the
+// server's reconnect route; connectAgent() does the rest.
+class ReconnectingAgent extends HttpAgent {
+  connect(input) {
+    return transformHttpEventStream(runHttpRequest(
+      () => this.fetch(`${this.url}/connect`, this.requestInit(input))));
+  }
+}
+
+async function aguiConnect() {
+  const threadId = `t-${id()}`;
+  const agentUrl = `${url}/ag-ui/chat`;
+  const leaving = new HttpAgent({ url: agentUrl, threadId });
+  leaving.addMessage({ id: id(), role: "user", content: "slow please" });
+  const before = [];
+  const left = leaving.runAgent({ forwardedProps: { on_disconnect: "continue" } }, {
+    onTextMessageContentEvent: ({ event }) => {
+      before.push(event.delta);
+      if (before.length === 3) leaving.abortRun();
+    },
+  }).catch((e) => String(e));
+  await left;
+  const asIs = await new HttpAgent({ url: agentUrl, threadId }).connectAgent();
+  const events = [];
+  const back = new ReconnectingAgent({ url: agentUrl, threadId });
+  const joined = await back.connectAgent({}, { onEvent: ({ event }) => events.push(event.type) });
+  const afterEnd = await new ReconnectingAgent({ url: agentUrl, threadId }).connectAgent();
+  return { before, asIs: asIs.newMessages, joined: joined.newMessages, messages: back.messages,
+    events, afterEnd: afterEnd.newMessages };
 }
 
 async function lastMessage(stream) {
@@ -81,6 +113,6 @@ async function regenerate() {
     state: await state() } };
 }
 
-const modes = { agui, aisdk, regenerate };
+const modes = { agui, aisdk, regenerate, aguiConnect };
 const result = await modes[mode]();
 process.stdout.write(JSON.stringify(result));
