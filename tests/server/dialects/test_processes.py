@@ -31,32 +31,33 @@ def two() -> Iterator[tuple[Served, Served]]:
         yield first, second
 
 
-def _data(lines: Iterator[str]) -> list[Any]:
+def data_lines(lines: Iterator[str]) -> list[Any]:
+    """The JSON of each `data:` line but `[DONE]`."""
     return [orjson.loads(line[6:]) for line in lines
             if line.startswith("data: ") and line != "data: [DONE]"]
 
 
-def _leave_after_words(url: str, body: dict[str, Any], word_event: str, count: int) -> None:
-    """POST `body`, read until `count` words came, and leave (the run goes on)."""
+def leave_after(url: str, body: dict[str, Any], marker: str, count: int) -> None:
+    """POST `body`, read until `marker` was seen `count` times, and leave (the run goes on)."""
     with httpx.stream("POST", url, json=body, timeout=30) as r:
         assert r.status_code == 200
         seen = 0
         for line in r.iter_lines():
-            seen += word_event in line
+            seen += marker in line
             if seen == count:
                 return
-    raise AssertionError("the stream ended before the words came")
+    raise AssertionError("the stream ended first")
 
 
 def test_an_ai_sdk_chat_started_on_one_process_is_resumed_through_the_other(
         two: tuple[Served, Served]) -> None:
     a, b = two
     body = chat_request("slow, please")
-    _leave_after_words(f"{a.url}/ai-sdk/chat", body, '"text-delta"', 3)
+    leave_after(f"{a.url}/ai-sdk/chat", body, '"text-delta"', 3)
     with httpx.stream("GET", f"{b.url}/ai-sdk/chat/{body['id']}/stream", timeout=30) as r:
         assert r.status_code == 200
         assert r.headers["x-vercel-ai-ui-message-stream"] == "v1"
-        chunks = _data(r.iter_lines())
+        chunks = data_lines(r.iter_lines())
     assert chunks[0]["type"] == "start"
     assert [c["delta"] for c in chunks if c["type"] == "text-delta"] == SLOW_WORDS
     assert chunks[-1] == {"type": "finish", "finishReason": "stop"}
@@ -80,9 +81,9 @@ def test_an_ag_ui_run_started_on_one_process_is_connected_to_through_the_other(
         two: tuple[Served, Served]) -> None:
     a, b = two
     body = run_input("slow, please", forwardedProps={"on_disconnect": "continue"})
-    _leave_after_words(f"{a.url}/ag-ui/chat", body, "TEXT_MESSAGE_CONTENT", 3)
+    leave_after(f"{a.url}/ag-ui/chat", body, "TEXT_MESSAGE_CONTENT", 3)
     r = httpx.post(f"{b.url}/ag-ui/chat/connect", json=body, timeout=30)
-    events = _data(iter(r.text.splitlines()))
+    events = data_lines(iter(r.text.splitlines()))
     assert events[0]["type"] == "RUN_STARTED"
     assert [e["delta"] for e in events if e["type"] == "TEXT_MESSAGE_CONTENT"] == SLOW_WORDS
     assert events[-1]["type"] == "RUN_FINISHED"

@@ -19,19 +19,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from starlette.requests import Request
 
 from chronos.server._run_record import RunInfo, RunRecord
 from chronos.server._run_request import parse_run_request
-from chronos.server._run_routes import _FIRST_EVENT
 from chronos.server._runs import Runs
 from chronos.server._stream import HEARTBEAT_SECONDS, open_subscription
 from chronos.server._stream_modes import RUN_END, RUN_START
-from chronos.stream import Event, Subscription
+from chronos.stream import GAP, Event, Subscription
 
 __all__ = ["RunEnd", "RunSource", "join_run", "start_run"]
+
+_CLOCK_MARGIN_MS: Final = 5000
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +48,11 @@ class RunSource:
     """One started run's events, read from a subscription opened before it started.
 
     `start` is the `run_start` marker's data (the values the run starts from) once seen;
-    `end` is set once the run has ended.
+    `end` is set once the run has ended. A joined run whose start the broker's replay no
+    longer held (its replay window had passed it) shows none of its events and ends with
+    `missed_start` set: its outcome is then only in `final_values()`. A replay that begins
+    with a `GAP` (events expired) may have lost the run's first tokens: the `GAP` is then
+    given right after the run's start.
     """
 
     def __init__(self, runs: Runs, record: RunRecord | RunInfo, subscription: Subscription, *,
@@ -57,6 +62,8 @@ class RunSource:
         self.subscription = subscription
         self.start: Mapping[str, Any] | None = None
         self.end: RunEnd | None = None
+        self.missed_start = False
+        self._gap: Event | None = None  # one that came before the run's start
         self._cancel_on_disconnect = cancel_on_disconnect
 
     @property
@@ -90,8 +97,13 @@ class RunSource:
                     self._marker(event)
                     if self.end is not None:
                         break
+                    if self.start is not None and self._gap is not None:
+                        out.append(self._gap)
+                        self._gap = None
                 elif self.start is not None:  # an earlier run's events on the thread are not ours
                     out.append(event)
+                elif event.type == GAP:
+                    self._gap = event
             yield out
 
     def _marker(self, event: Event) -> None:
@@ -101,9 +113,18 @@ class RunSource:
         if event.type == RUN_START:
             self.start = data
         else:
-            self.start = self.start or {}
+            if self.start is None:
+                self.missed_start, self.start = True, {}
             self.end = RunEnd(str(data.get("status")), str(data.get("error") or ""),
                               str(data.get("error_type") or ""))
+
+    async def final_values(self) -> Mapping[str, Any]:
+        """The thread's values after the run (from the store when it executed elsewhere)."""
+        values = self.values
+        if isinstance(values, Mapping):
+            return values
+        latest = await self.runs.threads.store.latest(self.thread_id)
+        return latest.state if latest is not None else {}
 
     async def aclose(self) -> None:
         """Stop reading; if the run has not ended and asked for it, cancel it."""
@@ -160,17 +181,21 @@ async def start_run(runs: Runs, request: Request, graph_id: str,
 async def join_run(runs: Runs, request: Request, thread_id: str) -> RunSource | None:
     """The thread's run in progress, read from its start, or None when no run is.
 
-    The broker replays the thread's retained events, of which the source keeps those after
-    the run's start marker; closing the source leaves the run running.
+    The broker replays the thread's retained events from a little before the run was created
+    (`_CLOCK_MARGIN_MS`, for a broker whose clock is another machine's), of which the source
+    keeps those after the run's start marker; closing the source leaves the run running.
+    (A replay from the topic's beginning would always begin with an "expired" `GAP`: a broker
+    cannot tell what came before it started.)
 
     Raises:
         RequestRefused: 404 an unknown thread (or one `authorize` hides).
     """
     await runs.threads.get(request, thread_id)
-    # Subscribed before looking: a run that ends from now on still ends this source.
-    subscription = open_subscription(runs.broker, thread_id, _FIRST_EVENT)
     active = [r for r in await runs.of_thread(thread_id) if not r.finished]
     if not active:
-        await subscription.aclose()
         return None
-    return RunSource(runs, active[-1], subscription, cancel_on_disconnect=False)
+    run = active[-1]
+    # A run that ends from now on still ends this source: its end is in the replay.
+    since = max(int(run.created_at * 1000) - _CLOCK_MARGIN_MS, 0)
+    subscription = open_subscription(runs.broker, thread_id, f"{since}-0")
+    return RunSource(runs, run, subscription, cancel_on_disconnect=False)

@@ -28,7 +28,10 @@ leaves cancels the run, unless `forwardedProps.on_disconnect` is "continue".
 `POST /ag-ui/{graph_id}/connect` (the same `RunAgentInput`; only `threadId` is read) is the
 server side of `AbstractAgent.connectAgent()`: it streams the thread's run in progress from
 its start (the broker's replay), whichever process or dialect started it, as the events of
-that run; leaving it leaves the run alone; an empty stream when no run is in progress.
+that run; leaving it leaves the run alone; an empty stream when no run is in progress. When
+the broker's replay window no longer holds all of the run, from the first event missing on
+it shows only pauses, waits for the run's end and sends the final state (STATE_SNAPSHOT) and
+answer (one TEXT_MESSAGE_*) whole.
 `@ag-ui/client` 1.0.0's `HttpAgent` does not implement `connect()` (the base class throws
 `AGUIConnectNotImplementedError`, which `connectAgent()` swallows, so it resolves with
 nothing): an `HttpAgent` subclass whose `connect(input)` posts to this route does reconnect
@@ -115,11 +118,18 @@ async def _frames(run: RunSource, translator: AguiTranslator) -> AsyncIterator[b
             if not batch and run.start is None:
                 yield HEARTBEAT
                 continue
-            out = translator.snapshot(run.start) if run.start is not None else []
+            out = [] if run.start is None or run.missed_start else translator.snapshot(run.start)
             for event in batch:
                 out.extend(translator.translate(event))
             yield data_frames(out) if out else HEARTBEAT
-        yield data_frames(translator.snapshot(run.start or {}) + translator.finished(run.end))
+        lost = run.missed_start or translator.lost
+        if lost and run.end is not None and run.end.status == "success":
+            values = await run.final_values()  # what it did, whole: its events are gone
+            last = translator.resync(values)
+            last += translator.whole_answer(values, f"{run.run_id}-answer")
+        else:
+            last = translator.snapshot(run.start or {})
+        yield data_frames(last + translator.finished(run.end))
     finally:
         await run.aclose()
 
@@ -265,6 +275,11 @@ class AguiTranslator(Translator):
         if self._state is not None:
             return []
         self._state = dict(values.get("values") or {})
+        return [{"type": "STATE_SNAPSHOT", "snapshot": self._state}]
+
+    def resync(self, values: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """A STATE_SNAPSHOT of `values`, whatever was shown before (events were lost)."""
+        self._state = dict(values)
         return [{"type": "STATE_SNAPSHOT", "snapshot": self._state}]
 
     def finished(self, end: RunEnd | None) -> list[dict[str, Any]]:

@@ -37,7 +37,11 @@ questions, which the next request answers with a `command` beside its messages
 by the command's update); the run ends with `finish` (after an `error` chunk when it failed), then
 `data: [DONE]`. The reconnect route streams the chat's run in progress from its start (the
 broker's replay), which `DefaultChatTransport` expects (`resumeStreamIsReplay`), or answers
-204 when none is running.
+204 when none is running. When the broker's replay window (`replay_events` /
+`replay_seconds` of the broker URL) no longer holds all of the run, a replay would show the
+message with holes: from the first event missing on, the stream shows nothing but a pause,
+waits for the run's end (keep-alive comments meanwhile) and sends its final answer's text
+whole, then `finish` (the same when a reader too slow loses events).
 """
 
 from __future__ import annotations
@@ -122,7 +126,11 @@ async def _frames(run: RunSource, translator: UIMessageTranslator) -> AsyncItera
             for event in batch:
                 out.extend(translator.translate(event))
             yield data_frames(out) if out else HEARTBEAT
-        yield data_frames(translator.started() + translator.finished(run.end)) + _DONE
+        last = translator.started()
+        lost = run.missed_start or translator.lost
+        if lost and run.end is not None and run.end.status == "success":
+            last += translator.whole_answer(await run.final_values(), run.run_id)
+        yield data_frames(last + translator.finished(run.end)) + _DONE
     finally:
         await run.aclose()
 
