@@ -10,6 +10,7 @@
 - `asking`: streams "Draft ready.", emits a custom `progress` event, then asks
   `graph.interrupt({"question": "publish?"})` and answers `published: <answer>` (unstreamed).
 - `nested`: its only node is a subgraph whose node streams "from inside.".
+- `nested_asking`: its only node is the `asking` graph, as a subgraph.
 """
 
 from __future__ import annotations
@@ -113,3 +114,7 @@ nested = graph.StateGraph("nested", reducers={"messages": graph.append})
 nested.add_subgraph("inner", _single("inner", _saying("from ", "inside.")).compile())
 nested.set_entry_point("inner")
 nested.set_finish_point("inner")
+nested_asking = graph.StateGraph("nested_asking", reducers={"messages": graph.append})
+nested_asking.add_subgraph("inner", asking.compile())
+nested_asking.set_entry_point("inner")
+nested_asking.set_finish_point("inner")

@@ -18,7 +18,8 @@ import pytest
 
 from tests.server.api_server import Served, serving
 
-_GRAPHS = tuple(f"tests.server.dialects.openai_graphs:{name}" for name in ("asking", "nested"))
+_GRAPHS = tuple(f"tests.server.dialects.openai_graphs:{name}"
+                for name in ("asking", "nested", "nested_asking"))
 
 
 @pytest.fixture(scope="module")
@@ -62,14 +63,16 @@ def test_a_pause_streams_as_an_interrupt_call_and_its_tool_result_resumes_the_ru
     assert (caught.value.code, caught.value.param) == ("interrupt_not_found", "messages")
 
 
-def test_a_whole_answer_pauses_and_resumes_alike(client: openai.OpenAI) -> None:
+@pytest.mark.parametrize("model", ["asking", "nested_asking"])
+def test_a_whole_answer_pauses_and_resumes_alike(client: openai.OpenAI, model: str) -> None:
+    """Also when the pause is inside a subgraph."""
     question = [{"role": "user", "content": "write it"}]
-    paused = client.chat.completions.create(model="asking", messages=question)
+    paused = client.chat.completions.create(model=model, messages=question)
     assert paused.choices[0].finish_reason == "tool_calls"
     [call] = paused.choices[0].message.tool_calls or []
     answer = {"role": "tool", "tool_call_id": call.id, "content": json.dumps({"ok": True})}
     done = client.chat.completions.create(
-        model="asking",
+        model=model,
         messages=[*question, paused.choices[0].message.model_dump(exclude_none=True), answer])
     assert done.choices[0].message.content == "published: {'ok': True}"  # read as JSON
     assert done.choices[0].finish_reason == "stop"
