@@ -23,8 +23,7 @@ which is kept until answered. The next request whose last messages are the tool 
 those calls (Responses: `function_call_output` items) resumes that thread with them as the
 answers (the content as JSON when it parses, else text); the rest of its conversation is
 already the thread's. Custom events (`emit(name, data)`) have no place in OpenAI's chunks
-and are not shown: watch the same run through the AG-UI or AI SDK routes, or the native
-stream, for them.
+and are not shown (the AG-UI and AI SDK routes and the native stream show them).
 """
 
 from __future__ import annotations
