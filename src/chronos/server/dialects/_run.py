@@ -50,7 +50,7 @@ class RunSource:
     `start` is the `run_start` marker's data (the values the run starts from) once seen;
     `end` is set once the run has ended. A joined run whose start the broker's replay no
     longer held (its replay window had passed it) shows none of its events and ends with
-    `missed_start` set: its outcome is then only in `final_values()`. A replay that begins
+    `missed_start` set: its outcome is then only in `final_state()`. A replay that begins
     with a `GAP` (events expired) may have lost the run's first tokens: the `GAP` is then
     given right after the run's start.
     """
@@ -118,13 +118,15 @@ class RunSource:
             self.end = RunEnd(str(data.get("status")), str(data.get("error") or ""),
                               str(data.get("error_type") or ""))
 
-    async def final_values(self) -> Mapping[str, Any]:
-        """The thread's values after the run (from the store when it executed elsewhere)."""
-        values = self.values
-        if isinstance(values, Mapping):
-            return values
+    async def final_state(self) -> tuple[Mapping[str, Any], list[Any]]:
+        """The thread's values after the run, and the pause it ended in as an `interrupt`
+        event's data (the questions asked, or the nodes paused before; empty: no pause)."""
         latest = await self.runs.threads.store.latest(self.thread_id)
-        return latest.state if latest is not None else {}
+        if latest is None:
+            return {}, []
+        if latest.status != "paused":
+            return latest.state, []
+        return latest.state, [dict(i) for i in latest.interrupts] or list(latest.next)
 
     async def aclose(self) -> None:
         """Stop reading; if the run has not ended and asked for it, cancel it."""

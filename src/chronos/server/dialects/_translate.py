@@ -83,6 +83,15 @@ class Translator:
                              ("text-delta", message_id, text, None),
                              ("text-end", message_id, None, None)])
 
+    def recovered(self, values: Any, pause: list[Any], message_id: str, *,
+                  missed_start: bool) -> list[dict[str, Any]]:
+        """What a run whose events were lost did, from its final state: its answer whole,
+        and, when none of its events were seen (`missed_start`), the pause it ended in."""
+        out = self.whole_answer(values, message_id)
+        if missed_start and pause:
+            out += self._paused(pause)
+        return out
+
     def _close(self) -> list[dict[str, Any]]:
         """Whatever is still open, closed: the parts, then the steps, innermost first."""
         out = self._encode(self._parts.close_all())

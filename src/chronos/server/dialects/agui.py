@@ -124,9 +124,10 @@ async def _frames(run: RunSource, translator: AguiTranslator) -> AsyncIterator[b
             yield data_frames(out) if out else HEARTBEAT
         lost = run.missed_start or translator.lost
         if lost and run.end is not None and run.end.status == "success":
-            values = await run.final_values()  # what it did, whole: its events are gone
+            values, pause = await run.final_state()  # what it did: its events are gone
             last = translator.resync(values)
-            last += translator.whole_answer(values, f"{run.run_id}-answer")
+            last += translator.recovered(values, pause, f"{run.run_id}-answer",
+                                         missed_start=run.missed_start)
         else:
             last = translator.snapshot(run.start or {})
         yield data_frames(last + translator.finished(run.end))

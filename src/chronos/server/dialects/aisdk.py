@@ -41,7 +41,8 @@ broker's replay), which `DefaultChatTransport` expects (`resumeStreamIsReplay`),
 `replay_seconds` of the broker URL) no longer holds all of the run, a replay would show the
 message with holes: from the first event missing on, the stream shows nothing but a pause,
 waits for the run's end (keep-alive comments meanwhile) and sends its final answer's text
-whole, then `finish` (the same when a reader too slow loses events).
+whole (and the pause it ended in, if none of its events was left), then `finish` (the same
+when a reader too slow loses events).
 """
 
 from __future__ import annotations
@@ -129,7 +130,9 @@ async def _frames(run: RunSource, translator: UIMessageTranslator) -> AsyncItera
         last = translator.started()
         lost = run.missed_start or translator.lost
         if lost and run.end is not None and run.end.status == "success":
-            last += translator.whole_answer(await run.final_values(), run.run_id)
+            values, pause = await run.final_state()
+            last += translator.recovered(values, pause, run.run_id,
+                                         missed_start=run.missed_start)
         yield data_frames(last + translator.finished(run.end)) + _DONE
     finally:
         await run.aclose()
