@@ -32,7 +32,12 @@ from chronos.stream import GAP, Event, Subscription
 
 __all__ = ["RunEnd", "RunSource", "join_run", "start_run"]
 
-_CLOCK_MARGIN_MS: Final = 5000
+# How far before a run's creation a join replays from. Event ids are their broker's clock in
+# milliseconds; a wider margin would reach back before an in-process broker started, which it
+# answers with an "expired" gap. (Redis's ids are the Redis server's clock: one behind this
+# host's by more than a run takes to start makes a join miss the start, and show the answer
+# whole, see `missed_start`.)
+_CLOCK_MARGIN_MS: Final = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,11 +188,10 @@ async def start_run(runs: Runs, request: Request, graph_id: str,
 async def join_run(runs: Runs, request: Request, thread_id: str) -> RunSource | None:
     """The thread's run in progress, read from its start, or None when no run is.
 
-    The broker replays the thread's retained events from a little before the run was created
-    (`_CLOCK_MARGIN_MS`, for a broker whose clock is another machine's), of which the source
-    keeps those after the run's start marker; closing the source leaves the run running.
-    (A replay from the topic's beginning would always begin with an "expired" `GAP`: a broker
-    cannot tell what came before it started.)
+    The broker replays the thread's retained events from just before the run was created, of
+    which the source keeps those after the run's start marker; closing the source leaves the
+    run running. (A replay from the topic's beginning would always begin with an "expired"
+    `GAP`: a broker cannot tell what came before it started.)
 
     Raises:
         RequestRefused: 404 an unknown thread (or one `authorize` hides).
