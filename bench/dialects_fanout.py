@@ -34,6 +34,7 @@ import uuid
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
+from chronos.server._metrics import ServerMetrics
 from chronos.server._run_record import RunInfo
 from chronos.server._stream import open_subscription, run_stream_response
 from chronos.server._stream_modes import RUN_END, RUN_START
@@ -43,6 +44,8 @@ from chronos.stream import Broker, Event, Subscription
 from chronos.stream._wire import event_frame
 
 KINDS = ("broker-sse", "native", "ag-ui", "ai-sdk")
+
+_METRICS = ServerMetrics()  # off, as a server without a meter or Prometheus has it
 
 
 def run_events(run_id: str, thread_id: str, tokens: int) -> list[tuple[str, Event]]:
@@ -83,9 +86,9 @@ def body(kind: str, broker: Broker, run_id: str, thread_id: str) -> AsyncIterabl
     if kind == "native":
         response = run_stream_response(
             run_id, subscription, modes=("messages-tuple", "updates", "custom"),
-            subgraphs=False, started=False, send_metadata=True)
+            subgraphs=False, started=False, send_metadata=True, metrics=_METRICS)
         return response.body_iterator
-    info = RunInfo(run_id, thread_id, "running", {}, None, (), False, None, time.time())
+    info = RunInfo(run_id, thread_id, "running", {}, None, (), False, None, time.time(), "bench")
     source = RunSource(None, info, subscription, cancel_on_disconnect=False)  # type: ignore[arg-type]
     if kind == "ag-ui":
         return agui._frames(source, agui.AguiTranslator(thread_id, run_id))

@@ -74,6 +74,7 @@ class RunRecord:
     request: RunRequest
     created_at: float
     owner: str  # this server process (`Runs.owner`)
+    keep_paused: bool = False  # a temporary thread outlives this run if it pauses
     status: str = "pending"  # running, success, error, interrupted
     updated_at: float = 0.0
     values: Any = None  # the thread's values when the run ended

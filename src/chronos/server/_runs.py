@@ -161,11 +161,13 @@ class Runs:
         return sorted(found, key=lambda r: -r.created_at)
 
     async def start(self, thread: ThreadRecord, request: RunRequest, *,
-                    traceparent: str = "") -> RunRecord:
+                    traceparent: str = "", keep_paused: bool = False) -> RunRecord:
         """Start (or enqueue) a run on `thread`, applying its multitask strategy.
 
         `traceparent` is the caller's W3C trace context (its request's header): when tracing
-        is on, the run's span is a child of it.
+        is on, the run's span is a child of it. `keep_paused`: a stateless run's thread is kept
+        while the run is paused (until a run that answers it ends), for a dialect that resumes
+        it by the thread's id.
 
         Raises:
             RequestRefused: 404 unknown assistant or checkpoint, 409 a busy thread under "reject"
@@ -195,7 +197,7 @@ class Runs:
             thread.metadata.update(graph_id=served.graph_id, assistant_id=served.assistant_id)
             await self.threads.save(thread)
         record = RunRecord(str(uuid.uuid4()), thread.thread_id, thread.temporary, served,
-                           request, time.time(), self.owner,
+                           request, time.time(), self.owner, keep_paused=keep_paused,
                            trace=await self._trace(served, thread.thread_id, request, traceparent))
         self._local[record.run_id] = record
         await self._save(record)
@@ -303,6 +305,7 @@ class Runs:
                        rollback: _Rollback | None) -> None:
         thread_id = record.thread_id
         started: float | None = None
+        paused = False
         nodes: EventStream | None = None
         timing: asyncio.Task[None] | None = None
         failure: BaseException | None = None
@@ -338,6 +341,7 @@ class Runs:
                     RUN_START, record, {**data, "graph_id": record.served.graph_id}))
             record.values = _plain(dict(result.state))
             record.status = "success"
+            paused = result.status == "paused"
         except asyncio.CancelledError:
             record.status = "interrupted"
             with survived("interrupted run's values", run=record.run_id):
@@ -367,7 +371,8 @@ class Runs:
                                             "error_type": record.error_type})
             self._local.pop(record.run_id, None)
             record.done.set()
-            if record.temporary:  # a stateless run's thread, record and checkpoints go with it
+            if record.temporary and not (paused and record.keep_paused):
+                # A stateless run's thread, record and checkpoints go with it.
                 with survived("stateless run's cleanup", run=record.run_id):
                     await self.records.drop(_runs_of(thread_id))
                     await self.threads.remove(thread_id)

@@ -7,6 +7,10 @@
 - `failing`: its node raises.
 - `slow`: streams a token every 50 ms for a minute; if it is cancelled, it creates the file
   the last message names, so a test can see the cancel from outside the server.
+- `asking`: streams "Draft ready.", emits a custom `progress` event, then asks
+  `graph.interrupt({"question": "publish?"})` and answers `published: <answer>` (unstreamed).
+- `nested`: its only node is a subgraph whose node streams "from inside.".
+- `nested_asking`: its only node is the `asking` graph, as a subgraph.
 """
 
 from __future__ import annotations
@@ -63,6 +67,33 @@ async def _tick(state: dict[str, Any]) -> dict[str, Any]:
     return {"messages": [{"role": "assistant", "content": response.content}]}
 
 
+class _Words(model.BaseProvider):
+    def __init__(self, words: list[str]) -> None:
+        super().__init__()
+        self.words = words
+
+    async def _stream(self, req: model.ChatRequest) -> AsyncGenerator[model.ChatResponse, None]:
+        for word in self.words:
+            yield model.ChatResponse(content=word, delta=True)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _saying(*words: str) -> Any:
+    async def say(state: dict[str, Any]) -> dict[str, Any]:
+        request = model.ChatRequest(messages=[model.Message(role="user", content="go")])
+        response = await graph.stream_chat(_Words(list(words)), request)
+        graph.emit("progress", {"said": response.content})
+        return {"messages": [{"role": "assistant", "content": response.content}]}
+    return say
+
+
+def _review(state: dict[str, Any]) -> dict[str, Any]:
+    answer = graph.interrupt({"question": "publish?"})
+    return {"messages": [{"role": "assistant", "content": f"published: {answer}"}]}
+
+
 def _single(name: str, node: Any) -> graph.StateGraph:
     g = graph.StateGraph(name, reducers={"messages": graph.append})
     g.add_node("answer", node)
@@ -75,3 +106,15 @@ replay = _single("replay", _answer)
 plain = _single("plain", _echo)
 failing = _single("failing", _fail)
 slow = _single("slow", _tick)
+
+asking = graph.StateGraph("asking", reducers={"messages": graph.append})
+asking.add_node("draft", _saying("Draft ", "ready.")).add_node("review", _review)
+asking.set_entry_point("draft").add_edge("draft", "review").set_finish_point("review")
+nested = graph.StateGraph("nested", reducers={"messages": graph.append})
+nested.add_subgraph("inner", _single("inner", _saying("from ", "inside.")).compile())
+nested.set_entry_point("inner")
+nested.set_finish_point("inner")
+nested_asking = graph.StateGraph("nested_asking", reducers={"messages": graph.append})
+nested_asking.add_subgraph("inner", asking.compile())
+nested_asking.set_entry_point("inner")
+nested_asking.set_finish_point("inner")

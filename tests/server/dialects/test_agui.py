@@ -154,6 +154,8 @@ def test_a_failing_run_ends_with_run_error(served: Served) -> None:
     ({"threadId": "t", "runId": "r", "messages": [], "state": []}, "state"),
     ({"threadId": "t", "runId": "r", "messages": [], "resume": [{"status": "resolved"}]},
      "resume"),
+    ({"threadId": "t", "runId": "r", "messages": [], "forwardedProps": {"on_disconnect": "x"}},
+     "forwardedProps.on_disconnect"),
 ])
 def test_bad_input_is_refused_naming_the_field(served: Served, body: dict[str, Any],
                                                field: str) -> None:
@@ -166,6 +168,30 @@ def test_an_unknown_graph_is_404(served: Served) -> None:
     r = httpx.post(f"{served.url}/ag-ui/nope", json=run_input("hi"))
     assert r.status_code == 404
     assert "nope" in r.json()["detail"]
+    assert httpx.post(f"{served.url}/ag-ui/nope/connect", json=run_input("hi")).status_code \
+        == 404
+
+
+def test_connect_refuses_an_unknown_thread_or_no_thread_id(served: Served) -> None:
+    r = httpx.post(f"{served.url}/ag-ui/chat/connect", json={"threadId": "t-never-made"})
+    assert r.status_code == 404
+    r = httpx.post(f"{served.url}/ag-ui/chat/connect", json={"messages": []})
+    assert r.status_code == 422
+    assert "'threadId'" in r.json()["detail"]
+
+
+def test_a_client_that_leaves_a_continuing_run_leaves_it_running(served: Served) -> None:
+    body = run_input("slow, please", forwardedProps={"on_disconnect": "continue"})
+    with httpx.stream("POST", f"{served.url}/ag-ui/chat", json=body, timeout=30) as r:
+        for line in r.iter_lines():
+            if "TEXT_MESSAGE_CONTENT" in line:
+                break  # leave mid-answer
+    events = [_EVENT.validate_python(orjson.loads(line[6:])) for line in httpx.post(
+        f"{served.url}/ag-ui/chat/connect", json=body, timeout=30).text.splitlines()
+        if line.startswith("data: ")]
+    assert (types(events)[0], types(events)[-1]) == ("RUN_STARTED", "RUN_FINISHED")
+    [run] = httpx.get(f"{served.url}/threads/{body['threadId']}/runs").json()
+    assert run["status"] == "success"
 
 
 def test_a_client_that_leaves_cancels_the_run(served: Served) -> None:

@@ -90,7 +90,8 @@ def test_reconnecting_when_no_run_is_going_gets_204(served: Served) -> None:
     ({"id": "c", "messages": [{"id": "m", "role": "user"}]}, "messages[0].parts"),
     ({"id": "c", "messages": [{"id": "m", "role": "robot", "parts": []}]}, "messages[0].role"),
     ({"id": "c", "messages": [], "trigger": "poke"}, "trigger"),
-    ({"id": "c", "messages": [], "trigger": "regenerate-message"}, "trigger"),
+    ({"id": "c-unknown", "messages": [], "trigger": "regenerate-message",
+      "messageId": 7}, "messageId"),
 ])
 def test_bad_input_is_refused_naming_the_field(served: Served, body: dict[str, Any],
                                                field: str) -> None:
@@ -155,3 +156,15 @@ def test_one_run_is_watched_in_the_ai_sdk_and_the_native_stream_at_once(served: 
     deltas = [c["delta"] for c in chunks if c["type"] == "text-delta"]
     # The same run's tokens, each once, in both (the native join replayed it from its start).
     assert tokens == deltas == SLOW_WORDS
+
+
+def test_regenerating_an_answer_the_chat_does_not_have_is_refused(served: Served) -> None:
+    body = chat_request("hello")
+    stream(served, body)
+    r = httpx.post(f"{served.url}/ai-sdk/chat", json={
+        **body, "trigger": "regenerate-message", "messageId": "not-an-answer"})
+    assert r.status_code == 422
+    assert "'messageId'" in r.json()["detail"]
+    r = httpx.post(f"{served.url}/ai-sdk/chat", json={
+        **body, "id": "c-never-seen", "trigger": "regenerate-message"})
+    assert r.status_code == 404

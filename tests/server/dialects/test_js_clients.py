@@ -2,7 +2,9 @@
 `@ag-ui/client`'s `HttpAgent` rebuilds messages and state over four runs (text, a tool call,
 an interrupt, its resume); the `ai` package's `DefaultChatTransport` and `readUIMessageStream`
 (what `useChat` runs) rebuild the assistant message with its parts, and a reconnect mid-stream
-resumes it without duplicates. `scripts/setup` installs the packages (`npm ci` in
+resumes it without duplicates; `@ai-sdk/react`'s `Chat` (the state behind `useChat`) regenerates
+answers; `HttpAgent.connectAgent()` reconnects to a run in progress once given the `connect()`
+that @ag-ui/client 1.0.0 lacks. `scripts/setup` installs the packages (`npm ci` in
 tests/server/dialects/js, from package-lock.json).
 """
 
@@ -97,3 +99,40 @@ def test_ai_sdk_reconnect_mid_stream_resumes_without_duplicates(aisdk: dict[str,
     assert [c["type"] for c in chunks].count("start") == 1
     assert chunks[-1] == {"type": "finish", "finishReason": "stop"}
     assert result["afterEnd"]  # the run over, a reconnect gets 204: nothing to resume
+
+
+def test_ai_sdk_chat_regenerates_the_last_answer_and_an_earlier_one(served: Served) -> None:
+    result = run_client("regenerate", served)
+    user1, answer1, user2, answer2 = result["asked"]
+    regenerated = result["regenerated"]
+    assert regenerated["error"] is None
+    assert regenerated["ids"][:3] == [user1, answer1, user2]
+    assert regenerated["ids"][3] != answer2  # a new answer: a new run
+    [text] = [p["text"] for p in regenerated["messages"][3]["parts"] if p["type"] == "text"]
+    assert text == "".join(WORDS)
+    # The thread holds the conversation once, with the new answer in place of the old one.
+    state = regenerated["state"]
+    assert [m["role"] for m in state["messages"]] == ["user", "assistant"] * 2
+    assert [m["content"] for m in state["messages"] if m["role"] == "user"] == \
+        ["hello", "and again"]
+    # Regenerating the first answer goes back to before it: the second turn is gone.
+    first = result["first"]
+    assert first["error"] is None
+    assert first["ids"][0] == user1
+    assert first["ids"][1] not in (answer1, answer2)
+    assert len(first["ids"]) == 2
+    state = first["state"]
+    assert [(m["role"], m["content"]) for m in state["messages"]] == \
+        [("user", "hello"), ("assistant", "".join(WORDS))]
+
+
+def test_ag_ui_connect_agent_rejoins_a_run_in_progress(served: Served) -> None:
+    result = run_client("aguiConnect", served)
+    assert result["before"] == SLOW_WORDS[:3]  # the first client left after three words
+    assert result["asIs"] == []  # HttpAgent as shipped: connect() is not implemented
+    # With connect() posting to /connect: the run, which went on, from its start, once.
+    assert result["events"][0] == "RUN_STARTED"
+    assert result["events"][-1] == "RUN_FINISHED"
+    assert [(m["role"], m["content"]) for m in result["messages"]] == \
+        [("reasoning", "".join(REASONING)), ("assistant", "".join(SLOW_WORDS))]
+    assert result["afterEnd"] == []  # nothing in progress: an empty stream

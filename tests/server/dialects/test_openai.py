@@ -45,12 +45,6 @@ def served() -> Iterator[Served]:
         yield s
 
 
-@pytest.fixture
-def client(served: Served) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=f"{served.url}/v1", api_key="unused", max_retries=0) as c:
-        yield c
-
-
 def ask(prompt: str) -> list[Any]:
     return [{"role": "user", "content": prompt}]
 

@@ -19,7 +19,8 @@ _JS = Path(__file__).resolve().parent / "js"
 
 @pytest.fixture(scope="module")
 def served() -> Iterator[Served]:
-    with serving("tests.server.dialects.openai_graphs:replay") as s:
+    with serving("tests.server.dialects.openai_graphs:replay",
+                 "tests.server.dialects.openai_graphs:asking") as s:
         yield s
 
 
@@ -43,3 +44,14 @@ def test_the_npm_client_reads_streams_helpers_and_whole_answers(
     assert out["responsesHelper"]["calls"] == calling["tool_calls"]
     assert out["responsesWhole"] == {"text": thinking["text"], "status": "completed"}
     assert out["unknownModel"] == {"status": 404, "code": "model_not_found", "param": "model"}
+
+
+def test_the_npm_client_answers_a_pause_with_a_tool_result(served: Served) -> None:
+    done = subprocess.run(["node", str(_JS / "answer_interrupt.mjs"), f"{served.url}/v1",
+                           "asking", "yes"], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["paused"] == {"content": "Draft ready.", "finishReason": "tool_calls",
+                             "name": "interrupt", "arguments": {"question": "publish?"}}
+    assert out["done"] == {"content": "published: yes", "finishReason": "stop"}

@@ -85,7 +85,6 @@ _RUN = [
     Event("custom", {"node_id": "n", "name": "progress", "data": {"i": 1}, "path": []}),
     Event("token", {"node_id": "inner", "data": {"message_id": "s", "content": "x"},
                     "path": ["n"]}),  # a subgraph's: left out
-    Event(GAP, {"missed": 3}),
     Event("node_end", {"node_id": "n", "data": {"k": 1}, "state": {"k": 1}, "path": []}),
     Event("node_start", {"node_id": "n2", "path": []}),  # still running when the run ends
 ]
@@ -127,3 +126,24 @@ def test_ai_sdk_chunks_open_and_close_in_order() -> None:
                      "finish"]
     assert chunks[12] == {"type": "tool-input-available", "toolCallId": "c1", "toolName": "f",
                           "input": {}}
+
+
+@pytest.mark.parametrize("translator", [UIMessageTranslator("r"), AguiTranslator("t", "r")])
+def test_after_a_gap_only_pauses_show_and_the_answer_comes_whole(
+        translator: UIMessageTranslator | AguiTranslator) -> None:
+    out = translator.translate(_RUN[0]) + translator.translate(token("n", content="Hel"))
+    closed = translator.translate(Event(GAP, {"missed": 3}))
+    assert translator.lost
+    assert [c["type"] for c in closed] in (["text-end"], ["TEXT_MESSAGE_END"])
+    later = [translator.translate(e) for e in _RUN[2:]]
+    assert later == [[]] * len(later)  # the message would have holes: nothing of it is shown
+    paused = translator.translate(Event("interrupt", {"node_id": "n", "path": [],
+                                                      "data": [{"id": "q", "value": "ok?"}]}))
+    if isinstance(translator, AguiTranslator):  # AG-UI shows it in RUN_FINISHED
+        assert translator.finished(RunEnd("success"))[-1]["outcome"]["type"] == "interrupt"
+    else:
+        assert [p["type"] for p in paused] == ["data-interrupt"]
+    whole = translator.whole_answer({"messages": [{"role": "assistant", "content": "Hello"}]},
+                                    "m")
+    assert [w.get("delta") for w in whole] == [None, "Hello", None]
+    assert out

@@ -4,7 +4,8 @@ One `ChatCompletion` per request. Every model call of the run (each `message_id`
 one assistant message the client sees: text as `content`, reasoning as `reasoning_content`
 (the field DeepSeek, vLLM and llama.cpp's servers use), tool-call fragments as `tool_calls`
 deltas, numbered across the run so that two model calls' first calls do not collide. The
-finish reason is "tool_calls" when the last model call asked for tools, "stop" otherwise.
+finish reason is "tool_calls" when the last model call asked for tools or the run paused,
+"stop" otherwise.
 `usage` adds up what every model call of the run reported.
 """
 
@@ -91,6 +92,13 @@ class ChatCompletion:
             delta["tool_calls"] = [self._call_delta("", p) for p in answer.tool_calls]
             self._last_has_tools = True
         return delta or None
+
+    def calls_delta(self, calls: tuple[ToolCallPiece, ...]) -> dict[str, Any] | None:
+        """Whole tool calls the run ends with (a pause's `interrupt` calls) as one delta."""
+        if not calls:
+            return None
+        self._last_has_tools = True
+        return {"tool_calls": [self._call_delta("", p) for p in calls]}
 
     def _call_delta(self, message_id: str, piece: ToolCallPiece) -> dict[str, Any]:
         key = (message_id, piece.index if piece.index is not None else piece.id)

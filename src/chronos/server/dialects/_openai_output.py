@@ -6,18 +6,31 @@ A token event's data is a `graph.MessageDelta` as JSON (`message_id`, `content`,
 state's `messages`, written either OpenAI's way (`{"role": "assistant", "content",
 "tool_calls": [{"id", "function": {...}}]}`) or as a `model.Message` (`tool_calls: [{"id",
 "name", "arguments"}]`).
+
+A run that pauses (`graph.interrupt(value)`, or before an interrupt node) ends with one call
+of the function `interrupt` per question, its arguments the question's value (an object as
+it is, anything else as `{"value": ...}`; a pause before nodes `{"paused_before": [...]}`).
+The call id names the paused thread and the question, `call_interrupt_<thread>_<question id>`
+(no question id for a pause before nodes), so the tool result that answers it resumes that
+thread (`interrupt_answers`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
+
+import orjson
 
 from chronos.model import Usage
+from chronos.server._stream_modes import api_interrupts
 
-__all__ = ["Answer", "ToolCallPiece", "add_usage", "chat_usage", "final_answer",
-           "responses_usage", "tool_call_pieces"]
+__all__ = ["INTERRUPT_CALL", "Answer", "ToolCallPiece", "add_usage", "chat_usage",
+           "final_answer", "interrupt_calls", "interrupt_questions", "responses_usage",
+           "tool_call_pieces"]
+
+INTERRUPT_CALL: Final = "call_interrupt_"  # the id prefix of a pause's tool calls
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,3 +137,21 @@ def responses_usage(usage: Usage | None) -> dict[str, Any] | None:
             "total_tokens": _total(usage),
             "input_tokens_details": {"cached_tokens": usage.cached_tokens},
             "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens}}
+
+
+def interrupt_questions(data: Any) -> dict[str, Any]:
+    """An `interrupt` event's data as {question id: tool call arguments} ("" for a pause
+    before nodes, which asked nothing)."""
+    asked = {str(q["id"]): q["value"] if isinstance(q["value"], dict) else {"value": q["value"]}
+             for q in api_interrupts(data)}
+    if asked:
+        return asked
+    nodes = [n for n in data or () if isinstance(n, str)]
+    return {"": {"paused_before": nodes}} if nodes else {}
+
+
+def interrupt_calls(thread_id: str, questions: Mapping[str, Any]) -> tuple[ToolCallPiece, ...]:
+    """A pause's questions as whole `interrupt` tool calls, answerable on `thread_id`."""
+    return tuple(ToolCallPiece(None, f"{INTERRUPT_CALL}{thread_id}_{key}", "interrupt",
+                               orjson.dumps(arguments, default=repr).decode())
+                 for key, arguments in questions.items())

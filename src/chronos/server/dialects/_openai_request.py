@@ -3,6 +3,10 @@ the field (`param`), in OpenAI's terms.
 
 A field this server cannot honour (sampling settings, tools, `n` > 1, `previous_response_id`:
 the graph chooses its model and settings) is refused, never ignored.
+
+A request whose last messages are tool results for a paused run's `interrupt` calls (see
+`_openai_output`) answers that pause: its `resume` continues the paused thread, each result's
+content read as JSON when it is JSON, as text otherwise.
 """
 
 from __future__ import annotations
@@ -11,7 +15,11 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-__all__ = ["OpenAIRefusal", "OpenAIRequest", "parse_chat", "parse_responses"]
+import orjson
+
+from chronos.server.dialects._openai_output import INTERRUPT_CALL
+
+__all__ = ["OpenAIRefusal", "OpenAIRequest", "Resume", "parse_chat", "parse_responses"]
 
 _CHAT_FIELDS: Final = frozenset({"model", "messages", "stream", "stream_options", "n"})
 _RESPONSES_FIELDS: Final = frozenset({"model", "input", "instructions", "stream"})
@@ -28,13 +36,25 @@ class OpenAIRefusal(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class Resume:
+    """The answer to a paused run: its thread, the command that continues it, and the
+    request field that gave it (for errors)."""
+
+    thread_id: str
+    command: dict[str, Any]
+    param: str
+
+
+@dataclass(frozen=True, slots=True)
 class OpenAIRequest:
-    """A checked request: the graph to run, its input messages, how to answer."""
+    """A checked request: the graph to run, its input messages (or the pause they answer),
+    how to answer."""
 
     graph_id: str
     messages: list[dict[str, Any]]
     stream: bool
     include_usage: bool = False
+    resume: Resume | None = None
 
 
 def parse_chat(body: Mapping[str, Any], graphs: Collection[str]) -> OpenAIRequest:
@@ -54,14 +74,17 @@ def parse_chat(body: Mapping[str, Any], graphs: Collection[str]) -> OpenAIReques
     if not isinstance(options, dict) or set(options) - {"include_usage"}:
         raise OpenAIRefusal(400, "'stream_options' may only have 'include_usage'",
                             "stream_options", "unsupported_parameter")
-    return OpenAIRequest(graph_id, messages, stream, _flag(options, "include_usage"))
+    return OpenAIRequest(graph_id, messages, stream, _flag(options, "include_usage"),
+                         _resume(messages, "messages"))
 
 
 def parse_responses(body: Mapping[str, Any], graphs: Collection[str]) -> OpenAIRequest:
     """A `/v1/responses` body. Raises: OpenAIRefusal."""
     _known_fields(body, _RESPONSES_FIELDS)
     graph_id = _graph(body, graphs)
-    return OpenAIRequest(graph_id, _responses_messages(body), _flag(body, "stream"))
+    messages = _responses_messages(body)
+    return OpenAIRequest(graph_id, messages, _flag(body, "stream"),
+                         resume=_resume(messages, "input"))
 
 
 def _known_fields(body: Mapping[str, Any], allowed: frozenset[str]) -> None:
@@ -155,3 +178,36 @@ def _input_item(item: Mapping[str, Any], name: str) -> dict[str, Any]:
         raise OpenAIRefusal(400, f"'{name}.content' must be a string or an array of content "
                                  f"parts", f"{name}.content", "invalid_type")
     return {"role": role, "content": content}
+
+
+def _resume(messages: list[dict[str, Any]], field: str) -> Resume | None:
+    """The pause the trailing tool results answer, if they answer `interrupt` calls."""
+    answers: dict[str, Any] = {}
+    threads: set[str] = set()
+    for message in reversed(messages):
+        if message.get("role") != "tool":
+            break
+        call_id = message.get("tool_call_id")
+        if isinstance(call_id, str) and call_id.startswith(INTERRUPT_CALL):
+            thread_id, _, key = call_id[len(INTERRUPT_CALL):].rpartition("_")
+            threads.add(thread_id)
+            answers[key] = _answer(message.get("content"))
+    if not answers:
+        return None
+    if len(threads) != 1 or not next(iter(threads)):
+        raise OpenAIRefusal(400, "the tool results answer 'interrupt' calls of different or "
+                                 "malformed call ids", field, "invalid_value")
+    # A pause before nodes asked nothing: its answer (an object) updates the state.
+    resume = answers.get("", answers)
+    return Resume(threads.pop(), {"resume": resume}, field)
+
+
+def _answer(content: Any) -> Any:
+    if isinstance(content, list):  # text parts
+        content = "".join(str(p.get("text") or "") for p in content if isinstance(p, dict))
+    if not isinstance(content, str):
+        return content
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return content

@@ -95,6 +95,10 @@ class Response:
             out += self._call(piece)
         return out
 
+    def calls(self, calls: tuple[ToolCallPiece, ...]) -> bytes:
+        """Whole tool calls the run ends with (a pause's `interrupt` calls) as items."""
+        return b"".join(self._call(piece) for piece in calls)
+
     def _text(self, kind: str, text: str) -> bytes:
         key = (kind, self._message)
         index = self._open.get(key)

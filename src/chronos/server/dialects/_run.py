@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
@@ -28,13 +28,19 @@ from starlette.responses import StreamingResponse
 from chronos.server._metrics import ServerMetrics
 from chronos.server._run_record import RunInfo, RunRecord
 from chronos.server._run_request import parse_run_request
-from chronos.server._run_routes import _FIRST_EVENT
 from chronos.server._runs import Runs
 from chronos.server._stream import HEARTBEAT_SECONDS, open_subscription, trace_headers
 from chronos.server._stream_modes import RUN_END, RUN_START
 from chronos.stream import GAP, Event, Subscription
 
 __all__ = ["RunEnd", "RunSource", "join_run", "sse_response", "start_run"]
+
+# How far before a run's creation a join replays from. Event ids are their broker's clock in
+# milliseconds; a wider margin would reach back before an in-process broker started, which it
+# answers with an "expired" gap. (Redis's ids are the Redis server's clock: one behind this
+# host's by more than a run takes to start makes a join miss the start, and show the answer
+# whole, see `missed_start`.)
+_CLOCK_MARGIN_MS: Final = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +56,11 @@ class RunSource:
     """One started run's events, read from a subscription opened before it started.
 
     `start` is the `run_start` marker's data (the values the run starts from) once seen;
-    `end` is set once the run has ended.
+    `end` is set once the run has ended. A joined run whose start the broker's replay no
+    longer held (its replay window had passed it) shows none of its events and ends with
+    `missed_start` set: its outcome is then only in `final_state()`. A replay that begins
+    with a `GAP` (events expired) may have lost the run's first tokens: the `GAP` is then
+    given right after the run's start.
     """
 
     def __init__(self, runs: Runs, record: RunRecord | RunInfo, subscription: Subscription, *,
@@ -60,6 +70,8 @@ class RunSource:
         self.subscription = subscription
         self.start: Mapping[str, Any] | None = None
         self.end: RunEnd | None = None
+        self.missed_start = False
+        self._gap: Event | None = None  # one that came before the run's start
         self._cancel_on_disconnect = cancel_on_disconnect
 
     @property
@@ -98,12 +110,19 @@ class RunSource:
                     self._marker(event)
                     if self.end is not None:
                         break
+                    if self.start is not None and self._gap is not None:
+                        out.append(self._counted(self._gap))
+                        self._gap = None
                 elif self.start is not None:  # an earlier run's events on the thread are not ours
-                    out.append(event)
-                    if event.type == GAP:
-                        reason = event.data.get("reason") if isinstance(event.data, dict) else ""
-                        self.runs.metrics.gap(str(reason))
+                    out.append(self._counted(event) if event.type == GAP else event)
+                elif event.type == GAP:
+                    self._gap = event
             yield out
+
+    def _counted(self, gap: Event) -> Event:
+        reason = gap.data.get("reason") if isinstance(gap.data, dict) else ""
+        self.runs.metrics.gap(str(reason))
+        return gap
 
     def _marker(self, event: Event) -> None:
         data = event.data
@@ -112,9 +131,20 @@ class RunSource:
         if event.type == RUN_START:
             self.start = data
         else:
-            self.start = self.start or {}
+            if self.start is None:
+                self.missed_start, self.start = True, {}
             self.end = RunEnd(str(data.get("status")), str(data.get("error") or ""),
                               str(data.get("error_type") or ""))
+
+    async def final_state(self) -> tuple[Mapping[str, Any], list[Any]]:
+        """The thread's values after the run, and the pause it ended in as an `interrupt`
+        event's data (the questions asked, or the nodes paused before; empty: no pause)."""
+        latest = await self.runs.threads.store.latest(self.thread_id)
+        if latest is None:
+            return {}, []
+        if latest.status != "paused":
+            return latest.state, []
+        return latest.state, [dict(i) for i in latest.interrupts] or list(latest.next)
 
     async def aclose(self) -> None:
         """Stop reading; if the run has not ended and asked for it, cancel it."""
@@ -155,23 +185,28 @@ async def _metered(frames: AsyncIterator[bytes], metrics: ServerMetrics
 async def start_run(runs: Runs, request: Request, graph_id: str,
                     input: Mapping[str, Any] | None, *, thread_id: str | None = None,
                     command: Mapping[str, Any] | None = None,
-                    on_disconnect: Literal["cancel", "continue"] = "cancel") -> RunSource:
+                    on_disconnect: Literal["cancel", "continue"] = "cancel",
+                    keep_paused: bool = False, checkpoint_id: str | None = None) -> RunSource:
     """Start graph `graph_id` on `input` and return its events' source (close it when done).
 
     Without `thread_id` the run is stateless: its thread is deleted when it ends. With one, the
     run continues that thread (created if new), as `/threads/{id}/runs/stream` would.
     `command` (`{"resume": ..., "update": ..., "goto": ...}`, with `input` None) continues a
-    paused thread instead, as the API's `command` does.
+    paused thread instead, as the API's `command` does. `keep_paused`: a stateless run's
+    thread is kept while it is paused (and goes when a run answering it ends unpaused).
+    `checkpoint_id`: the thread's checkpoint whose state `input` is added to (its latest by
+    default), as the API's time travel does.
 
     Raises:
         RequestRefused: 404 unknown graph; 403 / 404 a thread `authorize` refuses; 409 a busy
             thread.
     """
     threads = runs.threads
-    run_request = parse_run_request(
-        {"assistant_id": graph_id, "input": None if input is None else dict(input),
-         "command": command, "on_disconnect": on_disconnect},
-        default_disconnect=on_disconnect)
+    body = {"assistant_id": graph_id, "input": None if input is None else dict(input),
+            "command": command, "on_disconnect": on_disconnect}
+    if checkpoint_id is not None:
+        body["checkpoint_id"] = checkpoint_id
+    run_request = parse_run_request(body, default_disconnect=on_disconnect)
     runs.assistants.find(graph_id)  # an unknown graph fails before a thread is made
     if thread_id is None:
         thread = await threads.create(request, temporary=True)
@@ -181,7 +216,7 @@ async def start_run(runs: Runs, request: Request, graph_id: str,
         thread = await threads.get(request, thread_id, "run")
     subscription = open_subscription(runs.broker, thread.thread_id)
     try:
-        record = await runs.start(thread, run_request,
+        record = await runs.start(thread, run_request, keep_paused=keep_paused,
                                   traceparent=request.headers.get("traceparent", ""))
     except BaseException:
         await subscription.aclose()
@@ -195,17 +230,20 @@ async def start_run(runs: Runs, request: Request, graph_id: str,
 async def join_run(runs: Runs, request: Request, thread_id: str) -> RunSource | None:
     """The thread's run in progress, read from its start, or None when no run is.
 
-    The broker replays the thread's retained events, of which the source keeps those after
-    the run's start marker; closing the source leaves the run running.
+    The broker replays the thread's retained events from just before the run was created, of
+    which the source keeps those after the run's start marker; closing the source leaves the
+    run running. (A replay from the topic's beginning would always begin with an "expired"
+    `GAP`: a broker cannot tell what came before it started.)
 
     Raises:
         RequestRefused: 404 an unknown thread (or one `authorize` hides).
     """
     await runs.threads.get(request, thread_id)
-    # Subscribed before looking: a run that ends from now on still ends this source.
-    subscription = open_subscription(runs.broker, thread_id, _FIRST_EVENT)
     active = [r for r in await runs.of_thread(thread_id) if not r.finished]
     if not active:
-        await subscription.aclose()
         return None
-    return RunSource(runs, active[-1], subscription, cancel_on_disconnect=False)
+    run = active[-1]
+    # A run that ends from now on still ends this source: its end is in the replay.
+    since = max(int(run.created_at * 1000) - _CLOCK_MARGIN_MS, 0)
+    subscription = open_subscription(runs.broker, thread_id, f"{since}-0")
+    return RunSource(runs, run, subscription, cancel_on_disconnect=False)

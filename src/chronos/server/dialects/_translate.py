@@ -2,7 +2,8 @@
 
 A subclass names the pieces in its wire format; this base follows model tokens (through
 `MessageParts`) and which nodes have started and not yet ended, and leaves out what no UI
-dialect shows: a subgraph's own events (its parent node's stand for them) and gap markers.
+dialect shows: a subgraph's own events (its parent node's stand for them). After a gap marker
+(events lost) it shows only pauses, and the dialect ends with the final answer whole.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any, Final
 
 import orjson
 
+from chronos.server.dialects._openai_output import final_answer
 from chronos.server.dialects._parts import MessageParts, Part
 from chronos.stream import GAP, Event
 
@@ -30,13 +32,27 @@ class Translator:
     def __init__(self) -> None:
         self._parts = MessageParts()
         self._steps: list[str] = []  # nodes started and not yet ended
+        self.lost = False  # a GAP was seen: events after it are not shown
 
     def translate(self, event: Event) -> list[dict[str, Any]]:
-        """The wire events one broker event gives (most give none or one)."""
+        """The wire events one broker event gives (most give none or one).
+
+        After a `GAP` (events lost: a reader too slow, or a replay that no longer reaches
+        back far enough) a message would be shown with holes: its open parts close, `lost`
+        is set, and only pauses are shown from then on; the dialect ends with the run's
+        final answer whole (`whole_answer`).
+        """
         payload = event.data
-        if event.type == GAP or not isinstance(payload, Mapping) or payload.get("path"):
+        if event.type == GAP:
+            if self.lost:
+                return []
+            self.lost = True
+            return self._encode(self._parts.close_all())
+        if not isinstance(payload, Mapping) or payload.get("path"):
             return []
         type = event.type
+        if self.lost and type != "interrupt":
+            return []
         node_id = str(payload.get("node_id") or "")
         if type == "token":
             delta = payload.get("data")
@@ -56,6 +72,25 @@ class Translator:
         if type == "interrupt":
             return self._paused(payload.get("data"))
         return []
+
+    def whole_answer(self, values: Any, message_id: str) -> list[dict[str, Any]]:
+        """The text of the last assistant message of `values` as one whole text part: a
+        run's answer when its streamed events can no longer be shown."""
+        text = final_answer(values).content
+        if not text:
+            return []
+        return self._encode([("text-start", message_id, message_id, None),
+                             ("text-delta", message_id, text, None),
+                             ("text-end", message_id, None, None)])
+
+    def recovered(self, values: Any, pause: list[Any], message_id: str, *,
+                  missed_start: bool) -> list[dict[str, Any]]:
+        """What a run whose events were lost did, from its final state: its answer whole,
+        and, when none of its events were seen (`missed_start`), the pause it ended in."""
+        out = self.whole_answer(values, message_id)
+        if missed_start and pause:
+            out += self._paused(pause)
+        return out
 
     def _close(self) -> list[dict[str, Any]]:
         """Whatever is still open, closed: the parts, then the steps, innermost first."""

@@ -22,17 +22,30 @@ before an interrupt node) ends with RUN_FINISHED whose outcome is `{"type": "int
 each carrying the question under `metadata.value`. The next run answers them with `resume`
 entries (`agent.runAgent({ resume: [{ interruptId, status: "resolved", payload }] })`), or,
 as LangGraph's AG-UI integration does, with `forwardedProps.command.resume`; what such a
-request adds (new messages, changed state) goes into the command's `update`.
+request adds (new messages, changed state) goes into the command's `update`. A client that
+leaves cancels the run, unless `forwardedProps.on_disconnect` is "continue".
+
+`POST /ag-ui/{graph_id}/connect` (the same `RunAgentInput`; only `threadId` is read) is the
+server side of `AbstractAgent.connectAgent()`: it streams the thread's run in progress from
+its start (the broker's replay), whichever process or dialect started it, as the events of
+that run; leaving it leaves the run alone; an empty stream when no run is in progress. When
+the broker's replay window no longer holds all of the run, from the first event missing on
+it shows only pauses, waits for the run's end and sends the final state (STATE_SNAPSHOT) and
+answer (one TEXT_MESSAGE_*) whole.
+`@ag-ui/client` 1.0.0's `HttpAgent` does not implement `connect()` (the base class throws
+`AGUIConnectNotImplementedError`, which `connectAgent()` swallows, so it resolves with
+nothing): an `HttpAgent` subclass whose `connect(input)` posts to this route does reconnect
+(README, "AG-UI").
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from chronos.errors import RequestRefused
@@ -42,7 +55,7 @@ from chronos.server._stream_modes import api_interrupts
 from chronos.server.dialects._history import adding_messages, new_messages, thread_values
 from chronos.server.dialects._parts import Part, tool_results
 from chronos.server.dialects._patch import diff
-from chronos.server.dialects._run import RunEnd, RunSource, sse_response, start_run
+from chronos.server.dialects._run import RunEnd, RunSource, join_run, sse_response, start_run
 from chronos.server.dialects._translate import HEARTBEAT, Translator, data_frames
 
 __all__ = ["AguiTranslator", "agui_routes", "run_input"]
@@ -57,6 +70,7 @@ def agui_routes(runs: Runs) -> list[Route]:
         runs.assistants.find(graph_id)  # 404 before the body is looked at
         body = await read_json_object(request)
         thread_id, run_id, input_, command = run_input(body)
+        on_disconnect = _on_disconnect(body)
         values = await thread_values(runs, thread_id)
         messages = new_messages(runs, graph_id, values, input_.pop("messages"))
         changes = {k: v for k, v in input_.items() if values.get(k) != v}
@@ -65,11 +79,35 @@ def agui_routes(runs: Runs) -> list[Route]:
         if command is not None:  # what the request adds beside the answer is kept too
             command = adding_messages(command, "forwardedProps.command", changes)
         run = await start_run(runs, request, graph_id, None if command else changes,
-                              thread_id=thread_id, command=command)
-        translator = AguiTranslator(thread_id, run_id)
-        return sse_response(run, _frames(run, translator))
+                              thread_id=thread_id, command=command, on_disconnect=on_disconnect)
+        return _response(run, AguiTranslator(thread_id, run_id))
 
-    return [Route("/ag-ui/{graph_id}", run_agent, methods=["POST"])]
+    async def connect(request: Request) -> Response:
+        runs.assistants.find(request.path_params["graph_id"])
+        thread_id = _string(await read_json_object(request), "threadId")
+        run = await join_run(runs, request, thread_id)
+        if run is None:  # an empty stream: `connectAgent()` resolves, having nothing to add
+            return Response(b"", media_type="text/event-stream",
+                            headers={"Cache-Control": "no-store"})
+        return _response(run, AguiTranslator(thread_id, run.run_id))
+
+    return [Route("/ag-ui/{graph_id}", run_agent, methods=["POST"]),
+            Route("/ag-ui/{graph_id}/connect", connect, methods=["POST"])]
+
+
+def _response(run: RunSource, translator: AguiTranslator) -> StreamingResponse:
+    return sse_response(run, _frames(run, translator))
+
+
+def _on_disconnect(body: Mapping[str, Any]) -> Literal["cancel", "continue"]:
+    props = body.get("forwardedProps")
+    value = props.get("on_disconnect", "cancel") if isinstance(props, dict) else "cancel"
+    if value == "continue":
+        return "continue"
+    if value != "cancel":
+        raise RequestRefused(422, "field 'forwardedProps.on_disconnect' must be 'cancel' or "
+                                  "'continue'")
+    return "cancel"
 
 
 async def _frames(run: RunSource, translator: AguiTranslator) -> AsyncIterator[bytes]:
@@ -79,11 +117,19 @@ async def _frames(run: RunSource, translator: AguiTranslator) -> AsyncIterator[b
             if not batch and run.start is None:
                 yield HEARTBEAT
                 continue
-            out = translator.snapshot(run.start) if run.start is not None else []
+            out = [] if run.start is None or run.missed_start else translator.snapshot(run.start)
             for event in batch:
                 out.extend(translator.translate(event))
             yield data_frames(out) if out else HEARTBEAT
-        yield data_frames(translator.snapshot(run.start or {}) + translator.finished(run.end))
+        lost = run.missed_start or translator.lost
+        if lost and run.end is not None and run.end.status == "success":
+            values, pause = await run.final_state()  # what it did: its events are gone
+            last = translator.resync(values)
+            last += translator.recovered(values, pause, f"{run.run_id}-answer",
+                                         missed_start=run.missed_start)
+        else:
+            last = translator.snapshot(run.start or {})
+        yield data_frames(last + translator.finished(run.end))
     finally:
         await run.aclose()
 
@@ -229,6 +275,11 @@ class AguiTranslator(Translator):
         if self._state is not None:
             return []
         self._state = dict(values.get("values") or {})
+        return [{"type": "STATE_SNAPSHOT", "snapshot": self._state}]
+
+    def resync(self, values: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """A STATE_SNAPSHOT of `values`, whatever was shown before (events were lost)."""
+        self._state = dict(values)
         return [{"type": "STATE_SNAPSHOT", "snapshot": self._state}]
 
     def finished(self, end: RunEnd | None) -> list[dict[str, Any]]:

@@ -16,8 +16,16 @@ its last assistant message (the thread holds the graph's own answers), in both c
 the ids the thread already has, as OpenAI-style dicts under `messages` (text parts as
 `content`; tool parts as the assistant's `tool_calls` and, with their output, tool messages).
 A client that leaves does not stop the run (`useChat` reconnects to it; its stop button ends
-the request only). `trigger: "regenerate-message"` is refused (422): a thread's answers are
-its checkpoints, which `useChat` cannot roll back this way.
+the request only).
+
+`trigger: "regenerate-message"` (`useChat`'s `regenerate()`) runs the answer again from the
+thread's state before it, time travel as the API's `checkpoint_id` does: the answer's run
+(`messageId` is its id, which the `start` chunk gave; without one, the chat's latest run) is
+started again from the checkpoint it started from (a first answer: the thread's first
+checkpoint, its input), with the request's messages after its last assistant message that
+this state does not hold. The thread's history keeps the old answer as a branch; its latest
+state is the new one. An answer whose run the server no longer remembers (older than the
+runs it keeps per thread) cannot be regenerated (422 naming `messageId`).
 
 The answer (header `x-vercel-ai-ui-message-stream: v1`) is SSE, one UI message chunk per
 `data:` line, translated from the run's broker events: `start` (the message id is the run id),
@@ -29,7 +37,12 @@ questions, which the next request answers with a `command` beside its messages
 by the command's update); the run ends with `finish` (after an `error` chunk when it failed), then
 `data: [DONE]`. The reconnect route streams the chat's run in progress from its start (the
 broker's replay), which `DefaultChatTransport` expects (`resumeStreamIsReplay`), or answers
-204 when none is running.
+204 when none is running. When the broker's replay window (`replay_events` /
+`replay_seconds` of the broker URL) no longer holds all of the run, a replay would show the
+message with holes: from the first event missing on, the stream shows nothing but a pause,
+waits for the run's end (keep-alive comments meanwhile) and sends its final answer's text
+whole (and the pause it ended in, if none of its events was left), then `finish` (the same
+when a reader too slow loses events).
 """
 
 from __future__ import annotations
@@ -50,6 +63,7 @@ from chronos.server.dialects._history import adding_messages, new_messages, thre
 from chronos.server.dialects._parts import Part, tool_results
 from chronos.server.dialects._run import RunEnd, RunSource, join_run, sse_response, start_run
 from chronos.server.dialects._translate import HEARTBEAT, Translator, data_frames
+from chronos.store import Checkpoint
 
 __all__ = ["UIMessageTranslator", "aisdk_routes", "chat_messages"]
 
@@ -70,11 +84,13 @@ def aisdk_routes(runs: Runs) -> list[Route]:
         trigger = body.get("trigger", "submit-message")
         if trigger not in _TRIGGERS:
             raise RequestRefused(422, f"field 'trigger' must be one of {list(_TRIGGERS)}")
-        if trigger == "regenerate-message":
-            raise RequestRefused(422, "field 'trigger': 'regenerate-message' is not supported; "
-                                 "a chat's answers are its thread's checkpoints")
         messages = chat_messages(body.get("messages"))
-        values = await thread_values(runs, chat_id)
+        checkpoint: Checkpoint | None = None
+        if trigger == "regenerate-message":
+            checkpoint = await _before_answer(runs, request, chat_id, body)
+            values: Mapping[str, Any] = checkpoint.state if checkpoint is not None else {}
+        else:
+            values = await thread_values(runs, chat_id)
         if values:
             last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"),
                        default=-1)
@@ -84,7 +100,8 @@ def aisdk_routes(runs: Runs) -> list[Route]:
         # A chat that reloads reconnects to its run (`resume: true`), so leaving must not end it.
         run = await start_run(runs, request, graph_id,
                               None if command else {"messages": messages}, thread_id=chat_id,
-                              command=command, on_disconnect="continue")
+                              command=command, on_disconnect="continue",
+                              checkpoint_id=checkpoint.id if checkpoint is not None else None)
         return _response(run)
 
     async def reconnect(request: Request) -> Response:
@@ -109,9 +126,43 @@ async def _frames(run: RunSource, translator: UIMessageTranslator) -> AsyncItera
             for event in batch:
                 out.extend(translator.translate(event))
             yield data_frames(out) if out else HEARTBEAT
-        yield data_frames(translator.started() + translator.finished(run.end)) + _DONE
+        last = translator.started()
+        lost = run.missed_start or translator.lost
+        if lost and run.end is not None and run.end.status == "success":
+            values, pause = await run.final_state()
+            last += translator.recovered(values, pause, run.run_id,
+                                         missed_start=run.missed_start)
+        yield data_frames(last + translator.finished(run.end)) + _DONE
     finally:
         await run.aclose()
+
+
+async def _before_answer(runs: Runs, request: Request, chat_id: str,
+                         body: Mapping[str, Any]) -> Checkpoint | None:
+    """The checkpoint the answer to regenerate started from (None: the chat has none).
+
+    Raises:
+        RequestRefused: 404 an unknown chat; 422 `messageId` names no answer of it, or a
+            `command` comes with it.
+    """
+    if body.get("command") is not None:
+        raise RequestRefused(422, "field 'command' cannot answer a pause while regenerating")
+    message_id = body.get("messageId")
+    if message_id is not None and not isinstance(message_id, str):
+        raise RequestRefused(422, "field 'messageId' must be a string")
+    await runs.threads.get(request, chat_id, "run")
+    answers = await runs.of_thread(chat_id)  # newest first
+    if message_id is not None:
+        answers = [r for r in answers if r.run_id == message_id]
+    if not answers:
+        raise RequestRefused(422, f"field 'messageId': {message_id!r} names no answer of chat "
+                                  f"{chat_id!r} that the server remembers")
+    store = runs.threads.store
+    base = answers[0].base_checkpoint_id
+    if base is not None:
+        return await store.get(base)
+    first = await store.history(chat_id, limit=None)
+    return first[0] if first else None
 
 
 def _command(body: Mapping[str, Any], messages: list[dict[str, Any]]

@@ -14,6 +14,16 @@ stops its generation. Options a graph cannot honour (sampling settings, tools, `
 are refused with a 400 naming them rather than ignored. Errors have OpenAI's shape,
 `{"error": {"message", "type", "param", "code"}}`; once a stream has begun, an error is an
 event of the stream.
+
+Tokens of a subgraph's nodes are content like any other node's. A run that pauses
+(`graph.interrupt(value)`) ends with a call of the function `interrupt` per question (finish
+reason "tool_calls"; in a Responses answer a `function_call` item), its arguments the
+question: the call id (`call_interrupt_<thread>_<question id>`) names the paused thread,
+which is kept until answered. The next request whose last messages are the tool results for
+those calls (Responses: `function_call_output` items) resumes that thread with them as the
+answers (the content as JSON when it parses, else text); the rest of its conversation is
+already the thread's. Custom events (`emit(name, data)`) have no place in OpenAI's chunks
+and are not shown (the AG-UI and AI SDK routes and the native stream show them).
 """
 
 from __future__ import annotations
@@ -30,7 +40,17 @@ from chronos.errors import ClientGone, RequestRefused
 from chronos.server._body import read_json_object
 from chronos.server._runs import Runs
 from chronos.server.dialects._openai_chat import ChatCompletion
-from chronos.server.dialects._openai_request import OpenAIRefusal, parse_chat, parse_responses
+from chronos.server.dialects._openai_output import (
+    ToolCallPiece,
+    interrupt_calls,
+    interrupt_questions,
+)
+from chronos.server.dialects._openai_request import (
+    OpenAIRefusal,
+    OpenAIRequest,
+    parse_chat,
+    parse_responses,
+)
 from chronos.server.dialects._openai_responses import Response as ResponseBuilder
 from chronos.server.dialects._run import RunSource, sse_response, start_run
 from chronos.stream import GAP, Event
@@ -86,28 +106,60 @@ def _gap(batch: list[Event]) -> bool:
     return any(e.type == GAP for e in batch)
 
 
-def _tokens(batch: list[Event]) -> list[Mapping[str, Any]]:
-    """The token deltas of a batch (of the outermost graph: a subgraph's model calls are its
-    own business, as in LangGraph's `messages` mode without subgraphs)."""
-    out = []
-    for event in batch:
-        payload = event.data
-        if event.type == "token" and isinstance(payload, Mapping) and not payload.get("path"):
-            data = payload.get("data")
-            if isinstance(data, Mapping):
-                out.append(data)
-    return out
+class _Reader:
+    """What the OpenAI routes take from a run's events: token deltas, of the graph and its
+    subgraphs alike, and the questions of a pause."""
+
+    def __init__(self, run: RunSource) -> None:
+        self.run = run
+        self.questions: dict[str, Any] = {}  # question id -> its tool call's arguments
+
+    def tokens(self, batch: list[Event]) -> list[Mapping[str, Any]]:
+        out = []
+        for event in batch:
+            payload = event.data
+            if not isinstance(payload, Mapping):
+                continue
+            if event.type == "token":
+                data = payload.get("data")
+                if isinstance(data, Mapping):
+                    out.append(data)
+            elif event.type == "interrupt":  # a subgraph's pause may be told twice: by id
+                self.questions.update(interrupt_questions(payload.get("data")))
+        return out
+
+    def pause_calls(self) -> tuple[ToolCallPiece, ...]:
+        """The pause's `interrupt` calls, if the run paused."""
+        return interrupt_calls(self.run.thread_id, self.questions)
 
 
-async def _until_end(run: RunSource, request: Request,
+async def _start(runs: Runs, request: Request, asked: OpenAIRequest) -> _Reader:
+    """A new stateless run of the request's messages, or the paused thread it answers
+    resumed (either kept while paused)."""
+    resume = asked.resume
+    if resume is None:
+        run = await start_run(runs, request, asked.graph_id, {"messages": asked.messages},
+                              keep_paused=True)
+        return _Reader(run)
+    thread = await runs.threads.find(resume.thread_id)
+    if thread is None or thread.metadata.get("graph_id") != asked.graph_id:
+        raise OpenAIRefusal(404, f"No paused run of model '{asked.graph_id}' waits for these "
+                                 f"tool results (answered already, or never asked)",
+                            resume.param, "interrupt_not_found")
+    run = await start_run(runs, request, asked.graph_id, None, thread_id=resume.thread_id,
+                          command=resume.command, keep_paused=True)
+    return _Reader(run)
+
+
+async def _until_end(reader: _Reader, request: Request,
                      each: Callable[[Mapping[str, Any]], object]) -> bool:
     """Feed the run's token deltas to `each` until it ends; False if the client left (the
     run is then cancelled) or events were lost."""
     check_at = time.monotonic() + _DISCONNECT_CHECK_SECONDS
-    async for batch in run.batches(heartbeat=_DISCONNECT_CHECK_SECONDS):
+    async for batch in reader.run.batches(heartbeat=_DISCONNECT_CHECK_SECONDS):
         if _gap(batch):
             return False
-        for token in _tokens(batch):
+        for token in reader.tokens(batch):
             each(token)
         if time.monotonic() >= check_at:
             if await request.is_disconnected():
@@ -132,13 +184,14 @@ def openai_routes(runs: Runs) -> list[Route]:
 
     async def chat(request: Request) -> Response:
         asked = parse_chat(await read_json_object(request), runs.assistants.served)
-        run = await start_run(runs, request, asked.graph_id, {"messages": asked.messages})
+        reader = await _start(runs, request, asked)
+        run = reader.run
         completion = ChatCompletion(f"chatcmpl-{run.run_id}", asked.graph_id,
                                     include_usage=asked.include_usage)
         if asked.stream:
-            return sse_response(run, _chat_frames(run, completion))
+            return sse_response(run, _chat_frames(reader, completion))
         try:
-            whole = await _until_end(run, request, _add_delta(completion))
+            whole = await _until_end(reader, request, _add_delta(completion))
         finally:
             await run.aclose()
         failure = _failure(run) if whole else ("the client left, or events were lost",
@@ -149,16 +202,20 @@ def openai_routes(runs: Runs) -> list[Route]:
             answer = completion.answer_delta(run.values)
             if answer is not None:
                 completion.add(answer)
+        calls = completion.calls_delta(reader.pause_calls())
+        if calls is not None:
+            completion.add(calls)
         return JSONResponse(completion.whole(), headers=run.headers)
 
     async def responses(request: Request) -> Response:
         asked = parse_responses(await read_json_object(request), runs.assistants.served)
-        run = await start_run(runs, request, asked.graph_id, {"messages": asked.messages})
+        reader = await _start(runs, request, asked)
+        run = reader.run
         builder = ResponseBuilder(f"resp_{run.run_id.replace('-', '')}", asked.graph_id)
         if asked.stream:
-            return sse_response(run, _response_frames(run, builder))
+            return sse_response(run, _response_frames(reader, builder))
         try:
-            whole = await _until_end(run, request, builder.token)
+            whole = await _until_end(reader, request, builder.token)
         finally:
             await run.aclose()
         failure = _failure(run) if whole else ("the client left, or events were lost",
@@ -167,6 +224,7 @@ def openai_routes(runs: Runs) -> list[Route]:
             return _error(500, failure[0], code=failure[1])
         if not builder.streamed:
             builder.answer(run.values)
+        builder.calls(reader.pause_calls())
         builder.completed()
         return JSONResponse(builder.body(), headers=run.headers)
 
@@ -188,7 +246,8 @@ def _add_delta(completion: ChatCompletion) -> Callable[[Mapping[str, Any]], None
     return add
 
 
-async def _chat_frames(run: RunSource, completion: ChatCompletion) -> AsyncIterator[bytes]:
+async def _chat_frames(reader: _Reader, completion: ChatCompletion) -> AsyncIterator[bytes]:
+    run = reader.run
     try:
         yield completion.first_chunk()
         async for batch in run.batches():
@@ -198,7 +257,7 @@ async def _chat_frames(run: RunSource, completion: ChatCompletion) -> AsyncItera
             if _gap(batch):
                 yield completion.error_chunk("the stream fell behind and lost events", "gap")
                 return
-            deltas = (completion.delta(token) for token in _tokens(batch))
+            deltas = (completion.delta(token) for token in reader.tokens(batch))
             out = b"".join(completion.chunk(d) for d in deltas if d is not None)
             if out:
                 yield out
@@ -210,12 +269,17 @@ async def _chat_frames(run: RunSource, completion: ChatCompletion) -> AsyncItera
             answer = completion.answer_delta(run.values)
             if answer is not None:
                 yield completion.chunk(answer)
+        calls = completion.calls_delta(reader.pause_calls())
+        if calls is not None:
+            yield completion.chunk(calls)
         yield completion.last_chunks()
     finally:
         await run.aclose()
 
 
-async def _response_frames(run: RunSource, builder: ResponseBuilder) -> AsyncIterator[bytes]:
+async def _response_frames(reader: _Reader, builder: ResponseBuilder
+                          ) -> AsyncIterator[bytes]:
+    run = reader.run
     try:
         yield builder.opening()
         async for batch in run.batches():
@@ -225,13 +289,14 @@ async def _response_frames(run: RunSource, builder: ResponseBuilder) -> AsyncIte
             if _gap(batch):
                 yield builder.failed("the stream fell behind and lost events", "gap")
                 return
-            out = b"".join(builder.token(token) for token in _tokens(batch))
+            out = b"".join(builder.token(token) for token in reader.tokens(batch))
             if out:
                 yield out
         failure = _failure(run)
         if failure is not None:
             yield builder.failed(*failure)
             return
-        yield (b"" if builder.streamed else builder.answer(run.values)) + builder.completed()
+        yield ((b"" if builder.streamed else builder.answer(run.values))
+               + builder.calls(reader.pause_calls()) + builder.completed())
     finally:
         await run.aclose()
