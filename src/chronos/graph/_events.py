@@ -106,10 +106,14 @@ CURRENT_NODE: ContextVar[tuple[str, tuple[str, ...]]] = ContextVar(
 )
 """The node (and subgraph path) executing in this context: whom an `emit()` comes from."""
 
+# The names the per-event path calls, as finals: compiled, each is a static, not a lookup in
+# the module's dict per event. `_now` returns Any so the compiled path keeps time.time's float
+# object as it is instead of unboxing it and boxing it again.
 _new_event: Final[Callable[[type[StreamEvent], tuple[Any, ...]], StreamEvent]] = tuple.__new__
-_now = time.time
-_thread_id = threading.get_ident
-_current_node = CURRENT_NODE.get
+_EVENT: Final = StreamEvent
+_now: Final[Callable[[], Any]] = time.time
+_thread_id: Final = threading.get_ident
+_current_node: Final = CURRENT_NODE.get
 
 
 def event_payload(event: StreamEvent) -> dict[str, Any]:
@@ -167,9 +171,9 @@ class EventStream:
     Created by `Runner.stream()`.
     """
 
-    __slots__ = ("_buffer", "_capacity", "_closed", "_first_missed", "_hub", "_last_missed",
-                 "_missed", "_open", "_types", "_waiter", "_waiter_thread", "_woken", "lossless",
-                 "modes", "session_id")
+    __slots__ = ("_append", "_buffer", "_capacity", "_closed", "_first_missed", "_hub",
+                 "_last_missed", "_missed", "_open", "_popleft", "_types", "_waiter",
+                 "_waiter_thread", "_woken", "lossless", "modes", "session_id")
 
     def __init__(
         self, modes: Collection[str], capacity: int | None, session_id: str | None
@@ -181,6 +185,10 @@ class EventStream:
         self.lossless = capacity is None
         self._capacity = _UNBOUNDED if capacity is None else capacity
         self._buffer: deque[Any] = deque()
+        # The buffer's two per-event methods, bound once: compiled, `buffer.append(x)` looks the
+        # method up by name on every call, while calling a bound method is one C call.
+        self._append: Callable[[Any], None] = self._buffer.append
+        self._popleft: Callable[[], Any] = self._buffer.popleft
         self._missed = 0
         self._first_missed = 0
         self._last_missed = 0
@@ -208,7 +216,7 @@ class EventStream:
         buffer = self._buffer
         while True:
             if buffer:
-                item = buffer.popleft()
+                item = self._popleft()
                 if item is _END:
                     self._closed = True
                     self._open = False
@@ -257,7 +265,7 @@ class EventStream:
         """
         buffer = self._buffer
         if self._open and len(buffer) < self._capacity:
-            buffer.append(event)
+            self._append(event)
             if self._waiter is not None:
                 self._wake()
         else:
@@ -410,7 +418,7 @@ class EventHub:
         """
         if self._ended:
             return
-        event = _new_event(StreamEvent, (type, node_id, self.seq, _now(), self.run_id,
+        event = _new_event(_EVENT, (type, node_id, self.seq, _now(), self.run_id,
                                          self.session_id, MappingProxyType(state), "", None, "",
                                          path))
         for sub in self._routes[type]:
@@ -472,7 +480,7 @@ class EventHub:
         broker = self._broker
         if not subscribers and broker is None:
             return
-        event = _new_event(StreamEvent, (type, node_id, seq, _now(), self.run_id,
+        event = _new_event(_EVENT, (type, node_id, seq, _now(), self.run_id,
                                          self.session_id, state, error, data, name, path))
         for sub in subscribers:
             sub._offer(event)
@@ -494,18 +502,17 @@ class EventHub:
             subscribers = self._token_route
             if not subscribers and self._broker is None:
                 return
-            event = _new_event(StreamEvent, ("token", node_id, seq, _now(), self.run_id,
+            event = _new_event(_EVENT, ("token", node_id, seq, _now(), self.run_id,
                                              self.session_id, None, "", data, "", path))
         else:
             subscribers = self._custom_route
             if not subscribers and self._broker is None:
                 return
-            event = _new_event(StreamEvent, ("custom", node_id, seq, _now(), self.run_id,
+            event = _new_event(_EVENT, ("custom", node_id, seq, _now(), self.run_id,
                                              self.session_id, None, "", data, type, path))
         for sub in subscribers:
-            buffer = sub._buffer
-            if sub._open and len(buffer) < sub._capacity:
-                buffer.append(event)
+            if sub._open and len(sub._buffer) < sub._capacity:
+                sub._append(event)
                 if sub._waiter is not None:
                     sub._wake()
             else:
