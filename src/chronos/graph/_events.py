@@ -6,9 +6,18 @@ grows as needed: a node that emits a million events before its reader runs holds
 events in memory. A sync node runs in a worker thread, and that thread is held back instead:
 its `emit()` waits while a reader is `_BACKLOG_LIMIT` events behind, so sync nodes take bounded
 memory however slow the reader. A reader that asked for `buffer=N` never holds anyone up: past
-`N` unread events it misses the newest and gets one `gap` event, in place, saying how many
-(sequence numbers `first_seq`..`last_seq`). Terminal events and the end marker are always
-delivered, so every stream ends, even when the broker fails to take the terminal event.
+`N` unread events it misses the newest and gets one `gap` event, in place, whose data is the
+broker's `GAP` payload (`{"reason": "overflow", "missed", "first_id", "last_id"}`, the ids the
+missed events' `seq` as strings), counted and built by the stream package's `MissedEvents`, as
+for every bounded reader. Terminal events and the end marker are always delivered, so every
+stream ends, even when the broker fails to take the terminal event.
+
+These readers are not the stream package's `Subscription`, though they share its gap marker:
+a subscription is bounded by design, guarded by a lock and drops its oldest events, while the
+default reader here must never drop and holds back worker threads instead, and a bounded one
+keeps its oldest events (a run's start, what a late reader most needs) and misses the newest.
+Both are filled on the loop thread without a lock, on the path every token and custom event
+takes.
 
 Every event is numbered and buffered on the run's event-loop thread, so the hot path takes no
 lock. `chronos.graph.emit` from a sync node in a worker thread appends to a hand-off queue
@@ -32,7 +41,7 @@ from typing import Any, Final, NamedTuple
 import orjson
 
 from chronos.graph._types import StreamMode
-from chronos.stream import BrokerProtocol, Event
+from chronos.stream import GAP, BrokerProtocol, Event, MissedEvents
 
 __all__ = [
     "CURRENT_NODE",
@@ -75,7 +84,8 @@ class StreamEvent(NamedTuple):
     `type` is one of `node_start`, `node_end`, `edge_transition`, `checkpoint`, `custom`,
     `token`, `retry` (a failed attempt; `data` has the attempt number and the delay), and the
     terminal `completed`, `interrupt` (`data` the `graph.Interrupt`s asked, or the nodes a run
-    paused before), `error`, `cancelled`; a reader that fell behind gets a `gap`, and a
+    paused before), `error`, `cancelled`; a bounded reader that fell behind gets a `gap` (its
+    `data` the broker's `stream.GAP` payload; `seq` the first it missed), and a
     "values" reader `values` snapshots (numbered as the event before them). `state` is a
     read-only snapshot of the state after the node (node_end and terminal events); `data`
     holds the node's changed keys (node_end), the next node (edge_transition), the checkpoint
@@ -171,9 +181,9 @@ class EventStream:
     Created by `Runner.stream()`.
     """
 
-    __slots__ = ("_append", "_buffer", "_capacity", "_closed", "_first_missed", "_hub",
-                 "_last_missed", "_missed", "_open", "_popleft", "_types", "_waiter",
-                 "_waiter_thread", "_woken", "lossless", "modes", "session_id")
+    __slots__ = ("_append", "_buffer", "_capacity", "_closed", "_hub", "_missed", "_open",
+                 "_popleft", "_types", "_waiter", "_waiter_thread", "_woken", "lossless",
+                 "modes", "session_id")
 
     def __init__(
         self, modes: Collection[str], capacity: int | None, session_id: str | None
@@ -189,9 +199,7 @@ class EventStream:
         # method up by name on every call, while calling a bound method is one C call.
         self._append: Callable[[Any], None] = self._buffer.append
         self._popleft: Callable[[], Any] = self._buffer.popleft
-        self._missed = 0
-        self._first_missed = 0
-        self._last_missed = 0
+        self._missed = MissedEvents()  # since the last gap: what a bounded reader did not get
         self._waiter: asyncio.Future[None] | None = None
         self._waiter_thread = 0
         self._woken: asyncio.Future[None] | None = None
@@ -276,13 +284,10 @@ class EventStream:
             return
         buffer = self._buffer
         if len(buffer) >= self._capacity and event.type not in TERMINAL:
-            if not self._missed:
-                self._first_missed = event.seq
-                self._open = False
-            self._missed += 1
-            self._last_missed = event.seq
+            self._missed.add(str(event.seq))
+            self._open = False
             return
-        if self._missed:
+        if self._missed.count:
             buffer.append(self._gap(event))
         buffer.append(event)
         if self._waiter is not None:
@@ -295,12 +300,12 @@ class EventStream:
         self._wake()
 
     def _gap(self, after: StreamEvent) -> StreamEvent:
-        data = {"missed": self._missed, "first_seq": self._first_missed,
-                "last_seq": self._last_missed}
-        self._missed = 0
+        """The missed events' marker, numbered as the first of them, before `after`."""
+        first = int(self._missed.first_id)
+        marker = self._missed.gap()
         self._open = not self._closed
-        return StreamEvent("gap", "", self._first_missed, _now(), after.run_id,
-                           after.session_id, data=data)
+        return StreamEvent(GAP, "", first, _now(), after.run_id, after.session_id,
+                           data=marker.data)
 
     def _wake(self) -> None:
         # Only the loop thread calls this, so `_woken` needs no lock: it makes the wake-up one
