@@ -424,8 +424,8 @@ class EventHub:
         if self._ended:
             return
         event = _new_event(_EVENT, (type, node_id, self.seq, _now(), self.run_id,
-                                         self.session_id, MappingProxyType(state), "", None, "",
-                                         path))
+                                    self.session_id, MappingProxyType(state), "", None, "",
+                                    path))
         for sub in self._routes[type]:
             sub._offer(event)
 
@@ -486,7 +486,7 @@ class EventHub:
         if not subscribers and broker is None:
             return
         event = _new_event(_EVENT, (type, node_id, seq, _now(), self.run_id,
-                                         self.session_id, state, error, data, name, path))
+                                    self.session_id, state, error, data, name, path))
         for sub in subscribers:
             sub._offer(event)
         if broker is not None:
@@ -508,13 +508,13 @@ class EventHub:
             if not subscribers and self._broker is None:
                 return
             event = _new_event(_EVENT, ("token", node_id, seq, _now(), self.run_id,
-                                             self.session_id, None, "", data, "", path))
+                                        self.session_id, None, "", data, "", path))
         else:
             subscribers = self._custom_route
             if not subscribers and self._broker is None:
                 return
             event = _new_event(_EVENT, ("custom", node_id, seq, _now(), self.run_id,
-                                             self.session_id, None, "", data, type, path))
+                                        self.session_id, None, "", data, type, path))
         for sub in subscribers:
             if sub._open and len(sub._buffer) < sub._capacity:
                 sub._append(event)
