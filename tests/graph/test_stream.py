@@ -120,10 +120,45 @@ async def test_a_reader_that_stops_reading_gets_a_gap_and_never_blocks_the_run()
     assert [e.data for e in slow_seen[:100]] == [str(i) for i in range(100)]
     gap = slow_seen[100]
     assert gap.type == "gap"
-    assert gap.data == {"missed": 900, "first_seq": slow_seen[99].seq + 1,
-                        "last_seq": slow_seen[99].seq + 900}
+    first, last = slow_seen[99].seq + 1, slow_seen[99].seq + 900
+    assert gap.seq == first
+    assert gap.data == {
+        "reason": "overflow", "missed": 900, "first_id": str(first), "last_id": str(last)
+    }
     assert slow_seen[-1].type == "completed"
     assert len(slow_seen) == 102
+
+
+async def test_a_local_readers_gap_says_what_a_broker_subscribers_gap_says() -> None:
+    """One gap payload: a bounded local reader is told as an SSE subscriber of a broker is."""
+
+    async def chatty(state: dict[str, Any]) -> None:
+        for i in range(10):
+            emit("progress", i)
+
+    broker = stream.Broker()
+    async with broker.subscribe("slow", max_pending=4) as subscription:
+        g = graph.StateGraph("g").add_node("chat", chatty).set_entry_point("chat")
+        runner = graph.Runner(g.set_finish_point("chat").compile(), broker=broker)
+        local = runner.stream("custom", buffer=4)
+        await runner.run("s", {})
+        remote = await subscription.receive_batch(100, timeout=1)
+        local_seen = await collect(local)
+
+    remote_gap = next(e for e in remote if e.type == stream.GAP)
+    local_gap = next(e for e in local_seen if e.type == stream.GAP)
+    assert remote_gap.data["reason"] == local_gap.data["reason"] == "overflow"
+    assert {k: type(v) for k, v in local_gap.data.items()} == {
+        k: type(v) for k, v in remote_gap.data.items()
+    }
+    # The local reader kept the first four events and missed the other six, named by `seq`.
+    kept = [e for e in local_seen if e.type == "custom"]
+    assert [e.data for e in kept] == [0, 1, 2, 3]
+    first, last = kept[-1].seq + 1, kept[-1].seq + 6
+    assert local_gap.data == {
+        "reason": "overflow", "missed": 6, "first_id": str(first), "last_id": str(last)
+    }
+    assert local_seen[-1].type == "completed"
 
 
 async def test_closing_a_stream_early_unsubscribes_it() -> None:

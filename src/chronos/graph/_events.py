@@ -6,9 +6,18 @@ grows as needed: a node that emits a million events before its reader runs holds
 events in memory. A sync node runs in a worker thread, and that thread is held back instead:
 its `emit()` waits while a reader is `_BACKLOG_LIMIT` events behind, so sync nodes take bounded
 memory however slow the reader. A reader that asked for `buffer=N` never holds anyone up: past
-`N` unread events it misses the newest and gets one `gap` event, in place, saying how many
-(sequence numbers `first_seq`..`last_seq`). Terminal events and the end marker are always
-delivered, so every stream ends, even when the broker fails to take the terminal event.
+`N` unread events it misses the newest and gets one `gap` event, in place, whose data is the
+broker's `GAP` payload (`{"reason": "overflow", "missed", "first_id", "last_id"}`, the ids the
+missed events' `seq` as strings), counted and built by the stream package's `MissedEvents`, as
+for every bounded reader. Terminal events and the end marker are always delivered, so every
+stream ends, even when the broker fails to take the terminal event.
+
+These readers are not the stream package's `Subscription`, though they share its gap marker:
+a subscription is bounded by design, guarded by a lock and drops its oldest events, while the
+default reader here must never drop and holds back worker threads instead, and a bounded one
+keeps its oldest events (a run's start, what a late reader most needs) and misses the newest.
+Both are filled on the loop thread without a lock, on the path every token and custom event
+takes.
 
 Every event is numbered and buffered on the run's event-loop thread, so the hot path takes no
 lock. `chronos.graph.emit` from a sync node in a worker thread appends to a hand-off queue
@@ -32,7 +41,7 @@ from typing import Any, Final, NamedTuple
 import orjson
 
 from chronos.graph._types import StreamMode
-from chronos.stream import BrokerProtocol, Event
+from chronos.stream import GAP, BrokerProtocol, Event, MissedEvents
 
 __all__ = [
     "CURRENT_NODE",
@@ -75,7 +84,8 @@ class StreamEvent(NamedTuple):
     `type` is one of `node_start`, `node_end`, `edge_transition`, `checkpoint`, `custom`,
     `token`, `retry` (a failed attempt; `data` has the attempt number and the delay), and the
     terminal `completed`, `interrupt` (`data` the `graph.Interrupt`s asked, or the nodes a run
-    paused before), `error`, `cancelled`; a reader that fell behind gets a `gap`, and a
+    paused before), `error`, `cancelled`; a bounded reader that fell behind gets a `gap` (its
+    `data` the broker's `stream.GAP` payload; `seq` the first it missed), and a
     "values" reader `values` snapshots (numbered as the event before them). `state` is a
     read-only snapshot of the state after the node (node_end and terminal events); `data`
     holds the node's changed keys (node_end), the next node (edge_transition), the checkpoint
@@ -106,10 +116,14 @@ CURRENT_NODE: ContextVar[tuple[str, tuple[str, ...]]] = ContextVar(
 )
 """The node (and subgraph path) executing in this context: whom an `emit()` comes from."""
 
+# The names the per-event path calls, as finals: compiled, each is a static, not a lookup in
+# the module's dict per event. `_now` returns Any so the compiled path keeps time.time's float
+# object as it is instead of unboxing it and boxing it again.
 _new_event: Final[Callable[[type[StreamEvent], tuple[Any, ...]], StreamEvent]] = tuple.__new__
-_now = time.time
-_thread_id = threading.get_ident
-_current_node = CURRENT_NODE.get
+_EVENT: Final = StreamEvent
+_now: Final[Callable[[], Any]] = time.time
+_thread_id: Final = threading.get_ident
+_current_node: Final = CURRENT_NODE.get
 
 
 def event_payload(event: StreamEvent) -> dict[str, Any]:
@@ -167,8 +181,8 @@ class EventStream:
     Created by `Runner.stream()`.
     """
 
-    __slots__ = ("_buffer", "_capacity", "_closed", "_first_missed", "_hub", "_last_missed",
-                 "_missed", "_open", "_types", "_waiter", "_waiter_thread", "_woken", "lossless",
+    __slots__ = ("_append", "_buffer", "_capacity", "_closed", "_hub", "_missed", "_open",
+                 "_popleft", "_types", "_waiter", "_waiter_thread", "_woken", "lossless",
                  "modes", "session_id")
 
     def __init__(
@@ -181,9 +195,11 @@ class EventStream:
         self.lossless = capacity is None
         self._capacity = _UNBOUNDED if capacity is None else capacity
         self._buffer: deque[Any] = deque()
-        self._missed = 0
-        self._first_missed = 0
-        self._last_missed = 0
+        # The buffer's two per-event methods, bound once: compiled, `buffer.append(x)` looks the
+        # method up by name on every call, while calling a bound method is one C call.
+        self._append: Callable[[Any], None] = self._buffer.append
+        self._popleft: Callable[[], Any] = self._buffer.popleft
+        self._missed = MissedEvents()  # since the last gap: what a bounded reader did not get
         self._waiter: asyncio.Future[None] | None = None
         self._waiter_thread = 0
         self._woken: asyncio.Future[None] | None = None
@@ -208,7 +224,7 @@ class EventStream:
         buffer = self._buffer
         while True:
             if buffer:
-                item = buffer.popleft()
+                item = self._popleft()
                 if item is _END:
                     self._closed = True
                     self._open = False
@@ -257,7 +273,7 @@ class EventStream:
         """
         buffer = self._buffer
         if self._open and len(buffer) < self._capacity:
-            buffer.append(event)
+            self._append(event)
             if self._waiter is not None:
                 self._wake()
         else:
@@ -268,13 +284,10 @@ class EventStream:
             return
         buffer = self._buffer
         if len(buffer) >= self._capacity and event.type not in TERMINAL:
-            if not self._missed:
-                self._first_missed = event.seq
-                self._open = False
-            self._missed += 1
-            self._last_missed = event.seq
+            self._missed.add(str(event.seq))
+            self._open = False
             return
-        if self._missed:
+        if self._missed.count:
             buffer.append(self._gap(event))
         buffer.append(event)
         if self._waiter is not None:
@@ -287,12 +300,12 @@ class EventStream:
         self._wake()
 
     def _gap(self, after: StreamEvent) -> StreamEvent:
-        data = {"missed": self._missed, "first_seq": self._first_missed,
-                "last_seq": self._last_missed}
-        self._missed = 0
+        """The missed events' marker, numbered as the first of them, before `after`."""
+        first = int(self._missed.first_id)
+        marker = self._missed.gap()
         self._open = not self._closed
-        return StreamEvent("gap", "", self._first_missed, _now(), after.run_id,
-                           after.session_id, data=data)
+        return StreamEvent(GAP, "", first, _now(), after.run_id, after.session_id,
+                           data=marker.data)
 
     def _wake(self) -> None:
         # Only the loop thread calls this, so `_woken` needs no lock: it makes the wake-up one
@@ -410,9 +423,9 @@ class EventHub:
         """
         if self._ended:
             return
-        event = _new_event(StreamEvent, (type, node_id, self.seq, _now(), self.run_id,
-                                         self.session_id, MappingProxyType(state), "", None, "",
-                                         path))
+        event = _new_event(_EVENT, (type, node_id, self.seq, _now(), self.run_id,
+                                    self.session_id, MappingProxyType(state), "", None, "",
+                                    path))
         for sub in self._routes[type]:
             sub._offer(event)
 
@@ -472,8 +485,8 @@ class EventHub:
         broker = self._broker
         if not subscribers and broker is None:
             return
-        event = _new_event(StreamEvent, (type, node_id, seq, _now(), self.run_id,
-                                         self.session_id, state, error, data, name, path))
+        event = _new_event(_EVENT, (type, node_id, seq, _now(), self.run_id,
+                                    self.session_id, state, error, data, name, path))
         for sub in subscribers:
             sub._offer(event)
         if broker is not None:
@@ -494,18 +507,17 @@ class EventHub:
             subscribers = self._token_route
             if not subscribers and self._broker is None:
                 return
-            event = _new_event(StreamEvent, ("token", node_id, seq, _now(), self.run_id,
-                                             self.session_id, None, "", data, "", path))
+            event = _new_event(_EVENT, ("token", node_id, seq, _now(), self.run_id,
+                                        self.session_id, None, "", data, "", path))
         else:
             subscribers = self._custom_route
             if not subscribers and self._broker is None:
                 return
-            event = _new_event(StreamEvent, ("custom", node_id, seq, _now(), self.run_id,
-                                             self.session_id, None, "", data, type, path))
+            event = _new_event(_EVENT, ("custom", node_id, seq, _now(), self.run_id,
+                                        self.session_id, None, "", data, type, path))
         for sub in subscribers:
-            buffer = sub._buffer
-            if sub._open and len(buffer) < sub._capacity:
-                buffer.append(event)
+            if sub._open and len(sub._buffer) < sub._capacity:
+                sub._append(event)
                 if sub._waiter is not None:
                     sub._wake()
             else:

@@ -124,7 +124,9 @@ class Runner:
         million unread `emit()`s hold about 200 MB), while a sync node's `emit()` waits once
         a reader is 65,536 events behind. A reader that may stop reading should pass
         `buffer`: past that many unread events it misses the newest ones and is told by a
-        `gap` event, and the run never waits for it.
+        `gap` event (`data` as an SSE subscriber's gap: `{"reason": "overflow", "missed",
+        "first_id", "last_id"}`, the ids the missed events' `seq`), and the run never waits
+        for it.
 
         Args:
             mode: one mode or several.

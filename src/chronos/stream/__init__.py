@@ -21,6 +21,7 @@ from chronos.stream._protocol import (
     Subscription,
     SubscriptionStatistics,
 )
+from chronos.stream._subscription import MissedEvents
 from chronos.stream._url import broker_from_url
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "BrokerProtocol",
     "BrokerStatistics",
     "Event",
+    "MissedEvents",
     "Overflow",
     "SSEHandler",
     "Subscription",

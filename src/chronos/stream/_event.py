@@ -31,10 +31,13 @@ GAP: Final = "gap"
 """The type of the marker event a subscriber gets in place of events it missed.
 
 Its data says why and what: `{"reason": "overflow" | "expired" | "unknown", "missed": int |
-None, "first_id": str | None, "last_id": str | None}`. `overflow`: the subscriber read too slowly
-and its oldest pending events were dropped. `expired`: a resume asked for events that are no
-longer retained (older than the replay buffer, or published before this broker or, on Redis,
-before Redis's data began). `unknown`: a resume named an id this broker never issued.
+None, "first_id": str | None, "last_id": str | None}`. `overflow`: the reader read too slowly and
+missed `missed` events, `first_id` to `last_id` (a broker's subscriber: its oldest pending ones;
+a graph's local reader with a buffer, `runner.stream(buffer=N)`: the newest, its ids the events'
+`seq` as strings). `expired`: a resume asked for events that are no longer retained (older
+than the replay buffer, or published before this broker or, on Redis, before Redis's data
+began). `unknown`: a resume named an id this broker never issued. Every overflow marker is
+built by `MissedEvents`, the count shared by all bounded readers.
 """
 
 _JSON_OPTIONS: Final = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY

@@ -14,7 +14,7 @@ from collections import deque
 
 from chronos.stream._event import Event
 from chronos.stream._ids import Position, format_id
-from chronos.stream._subscription import LocalSubscription
+from chronos.stream._subscription import LocalSubscription, MissedEvents
 from chronos.stream._wire import event_from_frame, frame_position
 
 __all__ = ["Replay", "TopicLog", "put_first"]
@@ -127,30 +127,29 @@ def put_first(subscription: LocalSubscription, replayed: list[Event], replay: Re
     The buffer is rebuilt through `_push`, so overflow is counted as for live events. Lock held.
     """
     live, live_overflowed = subscription._pending, subscription._overflowed
-    live_dropped = subscription._dropped
-    live_dropped_first, live_dropped_last = subscription._dropped_first, subscription._dropped_last
+    live_missed = subscription._missed
     subscription._pending = []
-    subscription._dropped = 0
+    subscription._missed = missed = MissedEvents()
     subscription._overflowed = False
     not_kept = replay.total - len(replayed)
     if not_kept and not subscription._disconnect:
         assert replay.dropped_first is not None
         assert replay.dropped_last is not None
-        subscription._dropped = not_kept
-        subscription._dropped_first = format_id(replay.dropped_first)
-        subscription._dropped_last = format_id(replay.dropped_last)
+        missed.count = not_kept
+        missed.first_id = format_id(replay.dropped_first)
+        missed.last_id = format_id(replay.dropped_last)
     subscription._dropped_total += not_kept
     for event in replayed:
         subscription._push(event)
-    if live_dropped:
+    if live_missed.count:
         # Live events were dropped while the replay was gathered: everything older, the whole
         # replay, would have been dropped before them.
-        if not subscription._dropped:
+        if not missed.count:
             pending = subscription._pending
-            subscription._dropped_first = pending[0].id or "" if pending else live_dropped_first
-        subscription._dropped += len(subscription._pending) + live_dropped
+            missed.first_id = pending[0].id or "" if pending else live_missed.first_id
+        missed.count += len(subscription._pending) + live_missed.count
         subscription._dropped_total += len(subscription._pending)
-        subscription._dropped_last = live_dropped_last
+        missed.last_id = live_missed.last_id
         subscription._pending = []
     for event in live:
         subscription._push(event)

@@ -1,4 +1,6 @@
-"""The in-process broker's subscription: a bounded buffer, gap markers, one waiter.
+"""The in-process broker's subscription: a bounded buffer, gap markers, one waiter; and
+`MissedEvents`, how every bounded reader (this subscription, the graph's local `EventStream`
+with a buffer) counts what did not fit and tells its reader with one `GAP` marker.
 
 Every field is guarded by the broker's lock, which is shared with the publisher: publishing
 appends to `_pending` (when full, dropping the oldest, or under the "disconnect" policy taking
@@ -20,7 +22,7 @@ from chronos.errors import SubscriptionOverflow
 from chronos.stream._event import Event, gap_event
 from chronos.stream._protocol import Overflow, SubscriptionStatistics
 
-__all__ = ["LocalSubscription", "push_all", "wake"]
+__all__ = ["LocalSubscription", "MissedEvents", "push_all", "wake"]
 
 
 def wake(waiters: Iterable[asyncio.Future[None]]) -> None:
@@ -69,6 +71,45 @@ def push_all(
             waiters.append(waiter)
 
 
+class MissedEvents:
+    """What a bounded reader missed since it was last told, and the `GAP` marker that tells it.
+
+    ```python
+    missed = MissedEvents()
+    missed.add("1732460000000-3")   # an event that did not fit: counted, not kept
+    if missed.count:
+        marker = missed.gap()       # data {"reason": "overflow", "missed": 1, "first_id": ...}
+    ```
+
+    The one place an overflow gap is counted and built: a broker's subscriptions (which drop
+    their oldest pending events) and the graph's bounded local readers (which miss the newest)
+    use it, so every reader that fell behind is told the same way. Not thread-safe: its owner
+    guards it as it guards its buffer.
+    """
+
+    __slots__ = ("count", "first_id", "last_id")
+
+    def __init__(self) -> None:
+        self.count = 0  # missed since the last gap marker
+        self.first_id = ""
+        self.last_id = ""
+
+    def add(self, id: str) -> None:
+        """Count one missed event, `id` naming it (ids of one reader increase)."""
+        if not self.count:
+            self.first_id = id
+        self.count += 1
+        self.last_id = id
+
+    def gap(self) -> Event:
+        """The marker for what was missed, with the last missed id as its own (a reader that
+        resumes after it misses nothing more); counting starts again from zero."""
+        last = self.last_id
+        marker = gap_event("overflow", last, self.count, self.first_id, last)
+        self.count = 0
+        return marker
+
+
 class LocalSubscription:
     """`Subscription` of the in-process broker. The broker's lock guards every field."""
 
@@ -77,14 +118,12 @@ class LocalSubscription:
         "_deadline",
         "_delivered",
         "_disconnect",
-        "_dropped",
-        "_dropped_first",
-        "_dropped_last",
         "_dropped_total",
         "_gap",
         "_last_id",
         "_lock",
         "_max_pending",
+        "_missed",
         "_on_close",
         "_overflowed",
         "_pending",
@@ -124,9 +163,7 @@ class LocalSubscription:
         self._overflowed = False  # full under the "disconnect" policy: takes no more events
         self._last_id: str | None = None  # of the last event read: where to resume
         self._gap: Event | None = None  # a resume gap, delivered before anything else
-        self._dropped = 0  # dropped since the last overflow gap was delivered
-        self._dropped_first = ""
-        self._dropped_last = ""
+        self._missed = MissedEvents()  # dropped since the last overflow gap was delivered
         self._dropped_total = 0
         self._delivered = 0
 
@@ -146,12 +183,8 @@ class LocalSubscription:
                 self._overflowed = True
                 self._dropped_total += 1
                 return None
-            oldest = pending.pop(0)
-            if not self._dropped:
-                self._dropped_first = oldest.id or ""
-            self._dropped += 1
+            self._missed.add(pending.pop(0).id or "")
             self._dropped_total += 1
-            self._dropped_last = oldest.id or ""
         pending.append(event)
         waiter = self._waiter
         if waiter is not None:
@@ -183,10 +216,8 @@ class LocalSubscription:
         if self._gap is not None:
             batch.append(self._gap)
             self._gap = None
-        if self._dropped and len(batch) < max_events:
-            first, last = self._dropped_first, self._dropped_last
-            batch.append(gap_event("overflow", last, self._dropped, first, last))
-            self._dropped = 0
+        if self._missed.count and len(batch) < max_events:
+            batch.append(self._missed.gap())
         room = max_events - len(batch)
         pending = self._pending
         if not batch and len(pending) <= room:
@@ -222,7 +253,7 @@ class LocalSubscription:
             with lock:
                 if self._closed:
                     return []
-                if self._pending or self._gap is not None or self._dropped:
+                if self._pending or self._gap is not None or self._missed.count:
                     return self._take(max_events)
                 if self._overflowed:
                     raise SubscriptionOverflow(self.id, self._last_id)
