@@ -24,7 +24,7 @@ from chronos.graph._builder import CompiledGraph
 from chronos.graph._command import Command, goto_targets
 from chronos.graph._events import EventHub, EventStream, resolve_modes
 from chronos.graph._execute import execute
-from chronos.graph._interrupt import Interrupt, resolve_resume
+from chronos.graph._interrupt import Interrupt, point_key, resolve_resume
 from chronos.graph._log import log_end, log_start
 from chronos.graph._plan import (
     Step,
@@ -318,12 +318,14 @@ class Runner:
                 checkpoint.status == "completed" and session_id == checkpoint.session_id):
             raise SessionCompletedError(session_id, checkpoint.id)
         answers = dict(checkpoint.answers)
-        if command.has_resume:  # checked before anything runs: a wrong id changes nothing
-            asked = [Interrupt.from_record(r) for r in checkpoint.interrupts]
-            given = resolve_resume(command.resume, asked)
-            for question in asked:
-                if question.id in given:
-                    answers[question.task] = (*answers.get(question.task, ()), given[question.id])
+        asked = [Interrupt.from_record(r) for r in checkpoint.interrupts]
+        # Checked before anything runs: a wrong id changes nothing.
+        given = resolve_resume(command.resume, asked) if command.has_resume else {}
+        for question in asked:
+            if question.point:  # any resume passes a static interrupt point
+                answers[point_key(question.task, question.point)] = (given.get(question.id),)
+            elif question.id in given:
+                answers[question.task] = (*answers.get(question.task, ()), given[question.id])
         step: Step = step_of(checkpoint)
         goto = goto_targets(command.goto)
         if goto:
