@@ -13,7 +13,7 @@ and do its side effects after the last of them, or make them idempotent.
 from __future__ import annotations
 
 import re
-import uuid
+import secrets
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
@@ -143,8 +143,8 @@ def reset_answers(token: Token[_Answers | None] | None) -> None:
 
 
 def new_interrupt_id() -> str:
-    """An interrupt id: 32 hex digits, the shape LangGraph's ids have too."""
-    return uuid.uuid4().hex
+    """An interrupt id: 32 random hex digits, the shape LangGraph's ids have too."""
+    return secrets.token_hex(16)  # what uuid4().hex holds, at a fraction of its cost
 
 
 def point_key(task: str, point: str) -> str:

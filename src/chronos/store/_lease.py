@@ -25,7 +25,7 @@ import os
 import struct
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Final
 
 from chronos.errors import RunConflictError, StoreError
@@ -50,24 +50,46 @@ class SessionClaims:
         self._held: set[str] = set()
         self._lock = threading.Lock()  # several event loops (the `_sync` twins) may share us
 
-    @contextlib.contextmanager
-    def hold(self, session_id: str) -> Iterator[None]:
+    def hold(self, session_id: str) -> _Held:
         """Hold `session_id` for the block; RunConflictError at once if it is held already."""
+        return _Held(self, session_id)
+
+    def lease(self, session_id: str) -> _Held:
+        """`hold` as the async context manager `SessionLeasing.lease` is."""
+        return _Held(self, session_id)
+
+    def _claim(self, session_id: str) -> None:
         with self._lock:
             if session_id in self._held:
                 raise RunConflictError(session_id)
             self._held.add(session_id)
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._held.discard(session_id)
 
-    @contextlib.asynccontextmanager
-    async def lease(self, session_id: str) -> AsyncIterator[None]:
-        """`hold` as the async context manager `SessionLeasing.lease` is."""
-        with self.hold(session_id):
-            yield
+    def _give_back(self, session_id: str) -> None:
+        with self._lock:
+            self._held.discard(session_id)
+
+
+class _Held:
+    """A session held in a `SessionClaims`, with and `async with`: a class, not a generator
+    context manager, as it is taken once per run."""
+
+    __slots__ = ("_claims", "_session_id")
+
+    def __init__(self, claims: SessionClaims, session_id: str) -> None:
+        self._claims = claims
+        self._session_id = session_id
+
+    def __enter__(self) -> None:
+        self._claims._claim(self._session_id)
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._claims._give_back(self._session_id)
+
+    async def __aenter__(self) -> None:
+        self._claims._claim(self._session_id)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._claims._give_back(self._session_id)
 
 
 class RangeLeases:
