@@ -19,6 +19,7 @@ from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from chronos._records import quick_init
 from chronos.errors import GraphError, InterruptNotFound
 from chronos.graph._events import CURRENT_NODE
 from chronos.graph._types import END, START
@@ -37,7 +38,8 @@ __all__ = [
 _ID_SHAPE: Final = re.compile(r"[0-9a-f]{32}")
 
 
-@dataclass(frozen=True, slots=True)
+@quick_init  # made per question and per resume: its fields set in one step (_records.py)
+@dataclass(frozen=True)
 class Interrupt:
     """A question a paused run waits on: what `interrupt(value)` asked, and where.
 

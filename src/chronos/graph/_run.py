@@ -120,6 +120,7 @@ class Run:
         parent: Checkpoint | None,
         durability: Durability = "sync",
         pricing: Pricing | None = None,
+        asked: tuple[Interrupt, ...] | None = None,
     ) -> None:
         self.graph = graph
         self.hub = hub
@@ -135,7 +136,8 @@ class Run:
         # Answers to the current step's interrupts, by task, and the questions last asked
         # (whose ids a task asking again keeps).
         self.answers: dict[str, tuple[Any, ...]] = dict(parent.answers) if parent else {}
-        self.asked: tuple[Interrupt, ...] = (
+        # (`asked`: the parent's interrupts, when the caller has read them already.)
+        self.asked: tuple[Interrupt, ...] = asked if asked is not None else (
             tuple(Interrupt.from_record(r) for r in parent.interrupts) if parent else ()
         )
         self.gotos: list[tuple[str, Step]] = []  # `Command(goto=...)`s of the step just run

@@ -319,7 +319,7 @@ class Runner:
                 checkpoint.status == "completed" and session_id == checkpoint.session_id):
             raise SessionCompletedError(session_id, checkpoint.id)
         answers = dict(checkpoint.answers)
-        asked = [Interrupt.from_record(r) for r in checkpoint.interrupts]
+        asked = tuple(Interrupt.from_record(r) for r in checkpoint.interrupts)
         # Checked before anything runs: a wrong id changes nothing.
         given = resolve_resume(command.resume, asked) if command.has_resume else {}
         for question in asked:
@@ -340,7 +340,8 @@ class Runner:
                        or session_id != checkpoint.session_id)
         return await self._start(session_id, state, checkpoint, resumed=True,
                                  write_first=write_first, replay=replay, step=step,
-                                 answers=None if goto else answers, durability=durability)
+                                 answers=None if goto else answers, durability=durability,
+                                 asked=asked)
 
     async def _start(
         self,
@@ -354,11 +355,14 @@ class Runner:
         step: Step | None = None,
         answers: dict[str, tuple[Any, ...]] | None = None,
         durability: Durability | None = None,
+        asked: tuple[Interrupt, ...] | None = None,
     ) -> RunState:
-        with self._lock:
-            mine = [s for s in self._pending
-                    if s.session_id in (None, session_id) and not s.closed]
-            self._pending = [s for s in self._pending if s not in mine and not s.closed]
+        mine: list[EventStream] = []
+        if self._pending:  # read unlocked: a stream subscribed meanwhile waits for the next run
+            with self._lock:
+                mine = [s for s in self._pending
+                        if s.session_id in (None, session_id) and not s.closed]
+                self._pending = [s for s in self._pending if s not in mine and not s.closed]
         run_id = secrets.token_hex(16)  # uuid4().hex's shape, a few microseconds cheaper
         trace = _telemetry.start_run(self.graph.id, session_id, run_id, resumed=resumed,
                                      traceparent=_telemetry.stored_trace(parent))
@@ -367,7 +371,7 @@ class Runner:
             broker = trace.broker(broker)
         hub = EventHub(run_id, session_id, mine, broker, self._lock)
         run = Run(self.graph, hub, self.store, state, step_limit=self.step_limit, parent=parent,
-                  durability=durability or self.durability, pricing=self.prices)
+                  durability=durability or self.durability, pricing=self.prices, asked=asked)
         if trace is not None:
             run.trace, run.traceparent = trace, trace.traceparent
         status = "failed"
