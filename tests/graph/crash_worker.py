@@ -1,12 +1,14 @@
 """A process that runs (or resumes) a graph, for the SIGKILL and cross-process tests.
 
-    python -m tests.graph.crash_worker run|resume|pause|approve|branch|resume-branch \
-        sqlite|postgres LOCATION WORKDIR
+    python -m tests.graph.crash_worker run|resume|pause|approve|branch|resume-branch| \
+        gate|gate-answer|gate-resume sqlite|postgres LOCATION WORKDIR
 
 Each node appends its name to WORKDIR/calls when it starts. Node "slow" blocks forever while
 WORKDIR/hang exists, so the test can kill the process in the middle of it. "pause" runs a graph
 that stops before its interrupt node, "approve" resumes it with an answer. "branch" runs a
-graph whose "router" returns a `Command(goto=...)` beside "slow" in one parallel step. A run
+graph whose "router" returns a `Command(goto=...)` beside "slow" in one parallel step. "gate"
+runs a subgraph (prep, the interrupt node "gate", then "slow") beside "ask", which calls
+`interrupt()`; "gate-answer" resumes it answering "yes", "gate-resume" without an answer. A run
 refused because another process holds the session prints {"conflict": session_id} and exits
 with 3.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,20 +30,38 @@ from chronos.store import CheckpointStore, PostgresStore, SQLiteStore
 from tests.store.backends import POSTGRES_URL
 
 
-def build(workdir: Path) -> graph.CompiledGraph:
+def recorder(workdir: Path) -> Callable[[str], None]:
+    """Appends a node's name to WORKDIR/calls."""
     def record(name: str) -> None:
         with open(workdir / "calls", "a") as f:
             f.write(name + "\n")
 
-    async def fetch(state: dict[str, Any]) -> dict[str, Any]:
-        record("fetch")
-        return {"doc": state["query"] * 2, "log": ["fetch"]}
+    return record
+
+
+def slow_node(
+    workdir: Path, update: Callable[[dict[str, Any]], dict[str, Any]]
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A sync node "slow" that blocks while WORKDIR/hang exists, then returns `update(state)`."""
+    record = recorder(workdir)
 
     def slow(state: dict[str, Any]) -> dict[str, Any]:
         record("slow")
         while (workdir / "hang").exists():
             time.sleep(0.01)
-        return {"summary": state["doc"].upper(), "log": ["slow"]}
+        return update(state)
+
+    return slow
+
+
+def build(workdir: Path) -> graph.CompiledGraph:
+    record = recorder(workdir)
+
+    async def fetch(state: dict[str, Any]) -> dict[str, Any]:
+        record("fetch")
+        return {"doc": state["query"] * 2, "log": ["fetch"]}
+
+    slow = slow_node(workdir, lambda state: {"summary": state["doc"].upper(), "log": ["slow"]})
 
     async def finish(state: dict[str, Any]) -> dict[str, Any]:
         record("finish")
@@ -56,9 +77,7 @@ def build(workdir: Path) -> graph.CompiledGraph:
 
 def build_pausing(workdir: Path) -> graph.CompiledGraph:
     """draft, then a human's approval (an interrupt node), then publish."""
-    def record(name: str) -> None:
-        with open(workdir / "calls", "a") as f:
-            f.write(name + "\n")
+    record = recorder(workdir)
 
     async def draft(state: dict[str, Any]) -> dict[str, Any]:
         record("draft")
@@ -78,19 +97,13 @@ def build_pausing(workdir: Path) -> graph.CompiledGraph:
 
 def build_branching(workdir: Path) -> graph.CompiledGraph:
     """"router" (whose Command sends the run on to "extra") and "slow", side by side."""
-    def record(name: str) -> None:
-        with open(workdir / "calls", "a") as f:
-            f.write(name + "\n")
+    record = recorder(workdir)
 
     async def router(state: dict[str, Any]) -> graph.Command:
         record("router")
         return graph.Command(update={"log": ["router"]}, goto="extra")
 
-    def slow(state: dict[str, Any]) -> dict[str, Any]:
-        record("slow")
-        while (workdir / "hang").exists():
-            time.sleep(0.01)
-        return {"log": ["slow"]}
+    slow = slow_node(workdir, lambda state: {"log": ["slow"]})
 
     async def extra(state: dict[str, Any]) -> dict[str, Any]:
         record("extra")
@@ -104,6 +117,33 @@ def build_branching(workdir: Path) -> graph.CompiledGraph:
     )
 
 
+def build_gated(workdir: Path) -> graph.CompiledGraph:
+    """A subgraph with an interrupt node, beside a node that asks a question."""
+    record = recorder(workdir)
+
+    async def prep(state: dict[str, Any]) -> dict[str, Any]:
+        record("prep")
+        return {"log": ["prep"]}
+
+    slow = slow_node(workdir, lambda state: {"log": ["slow"]})
+
+    async def ask(state: dict[str, Any]) -> dict[str, Any]:
+        record("ask")
+        return {"log": [f"ask={graph.interrupt('ok?')}"]}
+
+    inner = (
+        graph.StateGraph("inner", reducers={"log": graph.append})
+        .add_node("prep", prep).add_interrupt_node("gate").add_node("slow", slow)
+        .set_entry_point("prep").add_edge("prep", "gate").add_edge("gate", "slow")
+        .set_finish_point("slow").compile()
+    )
+    return (
+        graph.StateGraph("gated", reducers={"log": graph.append})
+        .add_subgraph("sub", inner).add_node("ask", ask)
+        .add_edge(graph.START, ["sub", "ask"]).add_edge(["sub", "ask"], graph.END).compile()
+    )
+
+
 async def main(command: str, kind: str, location: str, workdir: Path) -> None:
     store: CheckpointStore
     if kind == "sqlite":
@@ -114,14 +154,18 @@ async def main(command: str, kind: str, location: str, workdir: Path) -> None:
         compiled = build_pausing(workdir)
     elif command in ("branch", "resume-branch"):
         compiled = build_branching(workdir)
+    elif command.startswith("gate"):
+        compiled = build_gated(workdir)
     else:
         compiled = build(workdir)
     runner = graph.Runner(compiled, store)
     try:
         if command == "run":
             result = await runner.run("crash-session", {"query": "ab", "log": []})
-        elif command == "branch":
+        elif command in ("branch", "gate"):
             result = await runner.run("crash-session", {"log": []})
+        elif command == "gate-answer":
+            result = await runner.resume("crash-session", resume="yes")
         elif command == "pause":
             result = await runner.run("crash-session", {"query": "hello world", "log": []})
         elif command == "approve":

@@ -13,7 +13,6 @@ from chronos import graph
 from chronos.errors import (
     CheckpointNotFound,
     ConfigurationError,
-    GraphError,
     NodeError,
     StateNotSerializable,
 )
@@ -508,22 +507,3 @@ async def test_a_failure_inside_a_subgraph_resumes_there_without_rerunning_finis
     result = await runner.resume("s")
     assert dict(result.state) == {"a": 1, "b": 2}
     assert calls == {"a": 1, "b": 2}
-
-
-async def test_a_subgraph_beside_other_nodes_cannot_pause_the_run() -> None:
-    inner = (
-        graph.StateGraph("inner").add_interrupt_node("ask").set_entry_point("ask")
-        .set_finish_point("ask").compile()
-    )
-    outer = (
-        graph.StateGraph("outer").add_subgraph("sub", inner)
-        .add_node("other", lambda s: {"other": 1}, inline=True)
-        .add_edge(graph.START, ["sub", "other"]).set_finish_point("sub")
-        .set_finish_point("other").compile()
-    )
-    runner = graph.Runner(outer)
-    stream = runner.stream()
-    with pytest.raises(GraphError, match="subgraph 'sub' reached interrupt node 'ask' while "
-                                         "running beside other nodes"):
-        await runner.run("s", {})
-    assert [e async for e in stream][-1].type == "error"

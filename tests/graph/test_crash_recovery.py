@@ -141,6 +141,45 @@ def test_a_goto_from_a_branch_that_finished_before_sigkill_is_taken_on_resume(
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_sigkill_after_an_interrupt_node_in_a_parallel_subgraph_was_passed(
+    kind: str, tmp_path: Path
+) -> None:
+    location = str(tmp_path / "runs.db") if kind == "sqlite" else unique_table()
+    calls = tmp_path / "calls"
+    victim = None
+    try:
+        code, paused = finish(worker("gate", kind, location, tmp_path))
+        assert (code, paused["status"]) == (0, "paused")
+        (tmp_path / "hang").touch()
+        # The answer passes the gate and answers ask; killed in slow, after ask's update
+        # was recorded beside it.
+        victim = worker("gate-answer", kind, location, tmp_path)
+        wait_until_in_slow(victim, calls)
+        deadline = time.monotonic() + 30
+        while "ask" not in latest_pending(kind, location):
+            assert time.monotonic() < deadline, "ask's update was never checkpointed"
+            time.sleep(0.01)
+        victim.send_signal(signal.SIGKILL)
+        assert victim.wait(10) == -signal.SIGKILL
+        (tmp_path / "hang").unlink()
+
+        # A resume without an answer: the gate stays passed, ask's answer and update stay.
+        code, result = finish(worker("gate-resume", kind, location, tmp_path))
+        assert code == 0
+        assert result == {"status": "completed",
+                          "state": {"log": ["prep", "slow", "ask=yes"]}}
+        # Each run's tasks start side by side, in no set order; ask never ran a third time.
+        seen = calls.read_text().split()
+        assert [sorted(seen[:2]), sorted(seen[2:5]), seen[5:]] == [
+            ["ask", "prep"], ["ask", "prep", "slow"], ["prep", "slow"]]
+    finally:
+        if victim is not None and victim.poll() is None:
+            victim.kill()
+        if kind == "postgres":
+            drop(location)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
 def test_refused_while_another_process_runs_then_resumes_after_it_ends(
     kind: str, tmp_path: Path
 ) -> None:

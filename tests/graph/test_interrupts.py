@@ -317,3 +317,142 @@ async def test_a_node_that_pauses_after_it_ran_is_not_run_again_on_resume(
     assert done.status == "completed"
     assert done.state["seen"] == ["route", "work", "work"]
     assert calls == Counter(route=1, work=2)
+
+
+def gated_beside_graph(calls: Counter[str]) -> graph.CompiledGraph:
+    """A subgraph (prep, then the interrupt node gate) beside an asking and a quiet node."""
+
+    def prep(state: dict[str, Any]) -> dict[str, Any]:
+        calls["prep"] += 1
+        return {"log": ["prep"]}
+
+    async def gate(state: dict[str, Any]) -> dict[str, Any]:
+        calls["gate"] += 1
+        return {"log": ["gate"]}
+
+    async def ask(state: dict[str, Any]) -> dict[str, Any]:
+        calls["ask"] += 1
+        return {"log": [f"ask={graph.interrupt('ok?')}"]}
+
+    inner = (
+        graph.StateGraph("inner", reducers={"log": graph.append})
+        .add_node("prep", prep, inline=True).add_interrupt_node("gate", gate)
+        .set_entry_point("prep").add_edge("prep", "gate").set_finish_point("gate").compile()
+    )
+    return (
+        graph.StateGraph("outer", reducers={"log": graph.append})
+        .add_subgraph("sub", inner).add_node("ask", ask)
+        .add_node("quiet", lambda s: {"log": ["quiet"]}, inline=True)
+        .add_edge(graph.START, ["sub", "ask", "quiet"])
+        .add_edge(["sub", "ask", "quiet"], graph.END).compile()
+    )
+
+
+def trail(events: list[graph.StreamEvent]) -> list[tuple[str, str, tuple[str, ...]]]:
+    return [(e.type, e.node_id, e.path) for e in events]
+
+
+async def test_an_interrupt_node_in_a_subgraph_beside_others_pauses_with_their_questions(
+    store: CheckpointStore,
+) -> None:
+    calls: Counter[str] = Counter()
+    runner = graph.Runner(gated_beside_graph(calls), store)
+    events = runner.stream()
+    seen, paused = await asyncio.gather(collect(events), runner.run("g", {"log": []}))
+    assert paused.status == "paused"
+    gate, ask = paused.interrupts
+    assert (gate.task, gate.node_id, gate.path, gate.value, gate.point) == (
+        "sub/gate", "gate", ("sub",), None, "before")
+    assert (ask.task, ask.value, ask.point) == ("ask", "ok?", "")
+    assert trail(seen) == [
+        ("checkpoint", "", ()), ("node_start", "sub", ()), ("node_start", "prep", ("sub",)),
+        ("node_end", "prep", ("sub",)), ("edge_transition", "prep", ("sub",)),
+        ("node_start", "ask", ()), ("node_start", "quiet", ()),
+        ("checkpoint", "quiet", ()),  # quiet finished: recorded while the others run
+        ("checkpoint", "", ()), ("interrupt", "gate", ()),
+    ]
+    assert seen[-1].data == paused.interrupts
+    latest = await store.latest("g")
+    assert latest is not None
+    assert (latest.status, dict(latest.pending)) == ("paused", {"quiet": {"log": ["quiet"]}})
+    assert [(r["task"], r.get("point")) for r in latest.interrupts] == [
+        ("sub/gate", "before"), ("ask", None)]
+    state = await runner.get_state("g")
+    assert state is not None
+    assert (state.status, state.node_id, state.interrupts) == ("paused", "gate", paused.interrupts)
+
+    # One answer is all a resume needs: it goes to the one question; the gate is passed.
+    events = runner.stream()
+    seen, done = await asyncio.gather(collect(events), runner.resume("g", resume="yes"))
+    assert done.status == "completed"
+    assert done.state["log"] == ["prep", "gate", "ask=yes", "quiet"]
+    assert trail(seen) == [
+        ("checkpoint", "", ()), ("node_start", "sub", ()), ("node_start", "prep", ("sub",)),
+        ("node_end", "prep", ("sub",)), ("edge_transition", "prep", ("sub",)),
+        ("node_start", "gate", ("sub",)), ("node_end", "gate", ("sub",)),
+        ("edge_transition", "gate", ("sub",)), ("node_start", "ask", ()),
+        ("checkpoint", "ask", ()), ("node_end", "sub", ()), ("node_end", "ask", ()),
+        ("node_end", "quiet", ()), ("edge_transition", "sub", ()),
+        ("edge_transition", "ask", ()), ("edge_transition", "quiet", ()),
+        ("checkpoint", "quiet", ()), ("completed", "gate", ()),
+    ]
+    # The subgraph ran again from its entry; quiet finished before the pause.
+    assert calls == Counter({"prep": 2, "ask": 2, "gate": 1})
+
+
+async def test_a_resume_naming_a_static_point_by_id_passes_it_and_a_wrong_id_changes_nothing(
+    store: CheckpointStore,
+) -> None:
+    calls: Counter[str] = Counter()
+    runner = graph.Runner(gated_beside_graph(calls), store)
+    gate, ask = (await runner.run("i", {"log": []})).interrupts
+    before = [c.id for c in await store.history("i")]
+    with pytest.raises(InterruptNotFound):
+        await runner.resume("i", resume={gate.id: None, "0" * 32: "yes"})
+    assert [c.id for c in await store.history("i")] == before
+    # Without an answer for ask, it asks again (same id); the subgraph got past its gate and
+    # finished, so it is kept like quiet and does not run again.
+    again = await runner.resume("i", resume={gate.id: "go"})
+    assert [(i.task, i.id) for i in again.interrupts] == [("ask", ask.id)]
+    assert sorted((await store.latest("i")).pending) == ["quiet", "sub"]  # type: ignore[union-attr]
+    done = await runner.resume("i", resume={ask.id: "ok"})
+    assert done.state["log"] == ["prep", "gate", "ask=ok", "quiet"]
+    assert calls == Counter({"prep": 2, "ask": 3, "gate": 1})
+
+
+async def test_a_node_pausing_after_it_ran_in_a_subgraph_beside_others_pauses_the_run(
+    store: CheckpointStore,
+) -> None:
+    calls: Counter[str] = Counter()
+
+    async def work(state: dict[str, Any]) -> dict[str, Any]:
+        calls["work"] += 1
+        return {"log": ["work"]}
+
+    inner = (
+        graph.StateGraph("inner", reducers={"log": graph.append})
+        .add_node("work", work).add_node("last", lambda s: {"log": ["last"]}, inline=True)
+        .set_entry_point("work").add_edge("work", "last").set_finish_point("last").compile()
+    )
+    specs = {n: dataclasses.replace(s, pause_after=n == "work") for n, s in inner.nodes.items()}
+    pausing = dataclasses.replace(inner, nodes=specs, has_interrupts=True)
+    outer = (
+        graph.StateGraph("outer", reducers={"log": graph.append})
+        .add_subgraph("sub", pausing).add_node("quiet", lambda s: {"log": ["quiet"]}, inline=True)
+        .add_edge(graph.START, ["sub", "quiet"]).add_edge(["sub", "quiet"], graph.END).compile()
+    )
+    runner = graph.Runner(outer, store)
+    events = runner.stream()
+    seen, paused = await asyncio.gather(collect(events), runner.run("a", {"log": []}))
+    assert [(i.task, i.node_id, i.path, i.point) for i in paused.interrupts] == [
+        ("sub/work", "work", ("sub",), "after")]
+    assert trail(seen) == [
+        ("checkpoint", "", ()), ("node_start", "sub", ()), ("node_start", "work", ("sub",)),
+        ("node_end", "work", ("sub",)), ("edge_transition", "work", ("sub",)),
+        ("node_start", "quiet", ()), ("checkpoint", "quiet", ()),
+        ("checkpoint", "", ()), ("interrupt", "work", ()),
+    ]
+    done = await runner.resume("a")  # no answer needed: a resume passes the point
+    assert done.status == "completed"
+    assert done.state["log"] == ["work", "last", "quiet"]
+    assert calls == Counter({"work": 2})

@@ -1,7 +1,8 @@
 """Session leases: one executor per session, on every store.
 
 PostgreSQL advisory locks across connections; SQLite file locks across stores on one file (as
-separate processes see it); the memory store within itself. A lease never waits: a held
+separate processes see it: a byte each of one shared file on Linux, a file per session
+elsewhere); the memory store within itself. A lease never waits: a held
 session is refused at once, so every step below is bounded (`_BOUND`) and a lease that blocked
 instead of refusing fails its test rather than hanging it.
 """
@@ -16,7 +17,7 @@ import pytest
 
 from chronos.errors import RunConflictError
 from chronos.store import MemoryStore, PostgresStore, SQLiteStore
-from chronos.store._lease import lease_file_name
+from chronos.store._lease import RangeLeases, file_lease, lease_file_name
 from chronos.store._protocol import SessionLeasing
 from chronos.store._sql import lease_key
 from tests.store.backends import POSTGRES_URL, unique_table
@@ -140,24 +141,48 @@ def test_lease_key_is_stable_and_64_bit() -> None:
     assert lease_key("t", "s") == 9066264237744474509  # pinned: changing it splits versions
 
 
-async def test_a_sqlite_lease_leaves_no_file_behind(tmp_path: Path) -> None:
+@pytest.mark.skipif(not RangeLeases.available(), reason="no open file description locks")
+async def test_sqlite_leases_share_one_file_whatever_the_sessions(tmp_path: Path) -> None:
     async with SQLiteStore(tmp_path / "c.db") as sqlite:
-        for i in range(3):
-            async with sqlite.lease(f"s{i}"):
-                assert len(list((tmp_path / "c.db-leases").iterdir())) == 1
-        assert list((tmp_path / "c.db-leases").iterdir()) == []
+        async with sqlite.lease("s0"), sqlite.lease("s1"):
+            assert [p.name for p in (tmp_path / "c.db-leases").iterdir()] == ["sessions.lock"]
+        async with sqlite.lease("s2"):
+            pass
+        assert [p.name for p in (tmp_path / "c.db-leases").iterdir()] == ["sessions.lock"]
 
 
-async def test_a_sqlite_lease_file_left_by_a_dead_holder_is_taken_over(tmp_path: Path) -> None:
+@pytest.mark.skipif(not RangeLeases.available(), reason="no open file description locks")
+async def test_a_range_lease_closed_with_its_file_is_given_back(tmp_path: Path) -> None:
+    # As when its process dies: the kernel drops the locks of a file's last descriptor.
+    path = str(tmp_path / "sessions.lock")
+    holder, other = RangeLeases(path), RangeLeases(path)
+    with holder.hold("s1", 7):
+        with pytest.raises(RunConflictError), other.hold("s1", 7):
+            pass
+        with other.hold("s2", 8):  # another key: another byte
+            pass
+        holder.close()
+        with other.hold("s1", 7):
+            pass
+    other.close()
+
+
+def test_a_file_lease_leaves_no_file_behind(tmp_path: Path) -> None:
+    # The leases of platforms without open file description locks: a file per session.
+    path = str(tmp_path / lease_file_name(lease_key("chronos_checkpoints", "s1")))
+    with file_lease(path, "s1"):
+        assert len(list(tmp_path.iterdir())) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_lease_left_by_a_dead_holder_is_taken_over(tmp_path: Path) -> None:
     # A process killed while holding a lease leaves its (unlocked) file; SIGKILL itself is
     # tested with real processes in tests/graph/test_crash_recovery.py.
-    sqlite = SQLiteStore(tmp_path / "c.db")
-    folder = tmp_path / "c.db-leases"
-    folder.mkdir()
-    (folder / lease_file_name(lease_key("chronos_checkpoints", "s1"))).touch()
-    async with asyncio.timeout(_BOUND), sqlite.lease("s1"):
-        await _refused(SQLiteStore(tmp_path / "c.db"), "s1")
-    assert list(folder.iterdir()) == []
+    path = tmp_path / lease_file_name(lease_key("chronos_checkpoints", "s1"))
+    path.touch()
+    with file_lease(str(path), "s1"), pytest.raises(RunConflictError), file_lease(str(path), "s1"):
+        pass
+    assert list(tmp_path.iterdir()) == []
 
 
 async def test_every_store_leases(tmp_path: Path) -> None:

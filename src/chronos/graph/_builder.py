@@ -159,7 +159,9 @@ class StateGraph:
         subgraph); `resume` continues inside it. Beside other nodes in a parallel step it runs
         as one unit: its nodes' `graph.interrupt()` questions pause the run with the step's
         others (`task` "sub/node"), and on resume it runs again from its entry with their
-        answers replayed; reaching an interrupt node there fails the run with a `GraphError`.
+        answers replayed. Its interrupt nodes (and nodes that pause after they ran) pause the
+        run the same way, reported as questions without a value (`Interrupt.point` "before"
+        or "after"), which any resume passes.
         """
         return self._add(node_id, None, inline=False, interrupt=False, subgraph=subgraph)
 

@@ -9,14 +9,17 @@ A subgraph that is the only node of its step is "tracked": its steps are checkpo
 parent's (with the subgraph path), and an interrupt node inside it pauses the whole run. A
 resume then continues inside the subgraph and, once it ends, finishes the subgraph's node in
 each enclosing graph. A subgraph running beside other nodes has no state of its own to
-record, so it runs as one unit of its parent's step and may not reach an interrupt node.
+record, so it runs as one unit of its parent's step (see below).
 
 A node that calls `graph.interrupt()` without an answer ends its task early: the other tasks
 of the step still finish (their updates kept in `pending`), then the run pauses with every
 question of the step in one "paused" checkpoint, to run the unanswered tasks again on resume.
 A subgraph running beside other nodes is one such task: its questions (`task` named
 `"sub/inner"`, the subgraph's task then the asking node's) are reported with the step's
-others, and on resume it runs again from its entry, its nodes' answers replayed.
+others, and on resume it runs again from its entry, its nodes' answers replayed. Its static
+interrupt points (an interrupt node, a node that pauses after it ran) pause it the same way,
+as questions without a value (`Interrupt.point`); a resume records them as passed, so the
+run goes on past them.
 """
 
 from __future__ import annotations
@@ -25,14 +28,14 @@ import asyncio
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextvars import ContextVar
 from types import MappingProxyType
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from chronos.errors import GraphError, NodeError, StepLimitError
 from chronos.graph._builder import CompiledGraph
 from chronos.graph._command import Send
 from chronos.graph._emit import event_sink
 from chronos.graph._events import CURRENT_NODE, EventHub
-from chronos.graph._interrupt import Interrupt, new_interrupt_id
+from chronos.graph._interrupt import Interrupt, new_interrupt_id, point_key
 from chronos.graph._node import Interrupted, call_function
 from chronos.graph._persist import checkpoint as _checkpoint
 from chronos.graph._persist import record_failure as _record_failure
@@ -196,8 +199,11 @@ async def _advance(
         nxt = merge_targets(routes.values())
         _transitions(hub, routes, path)
     if not tracked:
-        if graph.has_interrupts and interrupts_in(graph, nxt):
-            await _pause_before(run, graph, path, nxt, state, tracked=False)
+        if graph.has_interrupts:
+            if _pauses_after(graph, names):
+                _ask_at_points(run, graph, path, ran, "after")
+            if interrupts_in(graph, nxt):
+                await _pause_before(run, graph, path, nxt, state, tracked=False)
         return nxt
     if run.answers:  # answered tasks finished with the tracked step (untracked ones inside it)
         run.answers = {}
@@ -223,13 +229,13 @@ async def _pause_before(
     *,
     tracked: bool,
 ) -> None:
-    """Pause the run before `step`, which holds an interrupt node (raises `_Paused`)."""
+    """Pause the run before `step`, which holds an interrupt node (raises `_Paused`).
+
+    In an untracked subgraph, raise `_SubgraphAsked` unless a resume passed those points.
+    """
     if not tracked:
-        raise GraphError(
-            f"subgraph {path[-1]!r} reached interrupt node {interrupts_in(graph, step)[0]!r} "
-            f"while running beside other nodes of its parent's step; a subgraph with interrupt "
-            f"nodes must be the only node of its step"
-        )
+        _ask_at_points(run, graph, path, step, "before")
+        return
     if path:  # entering a subgraph: a run's own first step was checkpointed when it started
         run.state = state
         if run.store is not None:
@@ -279,6 +285,27 @@ async def _pause_inside(
         await _checkpoint(run, state, (), step, "paused", pending=pending, path=path,
                           interrupts=interrupts)
     raise _Paused(path, step, interrupts)
+
+
+def _ask_at_points(
+    run: Run, graph: CompiledGraph, path: tuple[str, ...], step: Step,
+    point: Literal["before", "after"],
+) -> None:
+    """An untracked subgraph reached static interrupt points of `step`'s tasks, before they
+    run or after: raise `_SubgraphAsked` with those that no resume has passed yet."""
+    nodes = graph.nodes
+    prefix = _TASK_PREFIX.get()
+    asked = []
+    for task, key in zip(step, task_keys(step), strict=True):
+        node_id = task if type(task) is str else cast(Send, task).node
+        spec = nodes[node_id]
+        full = prefix + key
+        if (spec.interrupt if point == "before" else spec.pause_after) and (
+                point_key(full, point) not in run.answers):
+            asked.append(Interrupt(id=new_interrupt_id(), value=None, node_id=node_id,
+                                   task=full, index=0, path=path, point=point))
+    if asked:
+        raise _SubgraphAsked(tuple(asked))
 
 
 def _pauses_after(graph: CompiledGraph, ran: tuple[str, ...]) -> bool:

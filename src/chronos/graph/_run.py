@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from chronos import _telemetry
+from chronos._records import quick_init
 from chronos._telemetry import RunTrace
 from chronos.graph._builder import CompiledGraph
 from chronos.graph._command import Send
@@ -29,7 +30,8 @@ __all__ = ["Run", "RunState", "RunStatus", "new_id", "step_of", "usage_fields"]
 RunStatus = Literal["running", "paused", "completed", "failed", "cancelled"]
 
 
-@dataclass(frozen=True, slots=True)
+@quick_init  # made per run: without slots, its fields are set in one step (_records.py)
+@dataclass(frozen=True)
 class RunState:
     """Where a run stands: what `run` and `resume` return, and `Runner.get_state` reports.
 
@@ -118,6 +120,7 @@ class Run:
         parent: Checkpoint | None,
         durability: Durability = "sync",
         pricing: Pricing | None = None,
+        asked: tuple[Interrupt, ...] | None = None,
     ) -> None:
         self.graph = graph
         self.hub = hub
@@ -133,7 +136,8 @@ class Run:
         # Answers to the current step's interrupts, by task, and the questions last asked
         # (whose ids a task asking again keeps).
         self.answers: dict[str, tuple[Any, ...]] = dict(parent.answers) if parent else {}
-        self.asked: tuple[Interrupt, ...] = (
+        # (`asked`: the parent's interrupts, when the caller has read them already.)
+        self.asked: tuple[Interrupt, ...] = asked if asked is not None else (
             tuple(Interrupt.from_record(r) for r in parent.interrupts) if parent else ()
         )
         self.gotos: list[tuple[str, Step]] = []  # `Command(goto=...)`s of the step just run
@@ -163,10 +167,18 @@ class Run:
         )
 
 
+# `RunState`'s usage fields when nothing was spent, made once: as the defaults, they would
+# build a `Usage` and two dicts for every result.
+_NOTHING_SPENT: dict[str, Any] = {
+    "usage": Usage(raw=MappingProxyType({})), "usage_by_node": MappingProxyType({}),
+    "cost_by_node": MappingProxyType({}),
+}
+
+
 def usage_fields(ledger: UsageLedger) -> dict[str, Any]:
     """`RunState`'s usage and cost fields, from a ledger."""
     if not ledger:
-        return {}
+        return _NOTHING_SPENT
     return {"usage": ledger.total(), "usage_by_node": MappingProxyType(dict(ledger.by_node)),
             "cost": ledger.total_cost(),
             "cost_by_node": MappingProxyType(dict(ledger.cost_by_node))}

@@ -14,6 +14,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import orjson
 
+from chronos._records import quick_init
 from chronos.errors import StateNotSerializable
 
 __all__ = [
@@ -34,7 +35,8 @@ CheckpointStatus = Literal["running", "paused", "completed", "failed"]
 """A run's status when the checkpoint was written: "running" means it was still going."""
 
 
-@dataclass(frozen=True, slots=True)
+@quick_init  # made per step: without slots, its fields are set in one step (_records.py)
+@dataclass(frozen=True)
 class Checkpoint:
     """A run's state after a step, and the step that comes next.
 

@@ -15,8 +15,9 @@ left is an INSERT and a write() into the page cache; the hop to the thread and b
 several times that per checkpoint, most of a step (BENCHMARKS.md, graph execution).
 
 `lease` keeps two runners, in this process or any other, from executing one session at once:
-an `flock` on a file of the session's own in `<path>-leases/`, which dies with its process
-(see `_lease.py`). `":memory:"` is a database of the store's own, on its one connection:
+on Linux a lock on the session's byte of `<path>-leases/sessions.lock`, elsewhere an `flock`
+on a file of the session's own in `<path>-leases/`; either dies with its process (see
+`_lease.py`). `":memory:"` is a database of the store's own, on its one connection:
 nothing else can open it, so its leases are held within the process.
 """
 
@@ -32,7 +33,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, Final, Literal, TypeVar
 
 from chronos.errors import CheckpointNotFound, StoreError
-from chronos.store._lease import SessionClaims, file_lease, lease_file_name
+from chronos.store._lease import RangeLeases, SessionClaims, file_lease, lease_file_name
 from chronos.store._protocol import Checkpoint, SessionInfo
 from chronos.store._sql import (
     SQLITE,
@@ -83,6 +84,8 @@ class SQLiteStore:
         self._table = table
         self._in_memory = self.path == _IN_MEMORY
         self._claims = SessionClaims()  # the leases of an in-memory database
+        self._ranges = (RangeLeases(os.path.join(f"{self.path}-leases", "sessions.lock"))
+                        if RangeLeases.available() and not self._in_memory else None)
         self._synchronous = synchronous
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -188,6 +191,10 @@ class SQLiteStore:
             with self._claims.hold(session_id):
                 yield
             return
+        if self._ranges is not None:
+            with self._ranges.hold(session_id, lease_key(self._table, session_id)):
+                yield
+            return
         folder = f"{self.path}-leases"
         try:
             os.makedirs(folder, exist_ok=True)
@@ -212,6 +219,8 @@ class SQLiteStore:
             if writer is not None:
                 writer.close()
             self._jobs.put(None)
+        if self._ranges is not None:
+            self._ranges.close()
 
     async def __aenter__(self) -> SQLiteStore:
         return self
