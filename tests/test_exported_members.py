@@ -29,10 +29,11 @@ import importlib, json, sys
 from types import ModuleType
 name = sys.argv[1]
 package = importlib.import_module(name)
+# A mypyc-compiled function's `__module__` is None: it is chronos's own.
 public = sorted(
     attr for attr, value in vars(package).items()
     if not attr.startswith("_")
-    and getattr(value, "__module__", name).startswith("chronos")
+    and (getattr(value, "__module__", None) or name).startswith("chronos")
     and not (isinstance(value, ModuleType) and not value.__name__.startswith("chronos"))
 )
 print(json.dumps({"public": public, "all": list(package.__all__), "names": list(vars(package))}))
