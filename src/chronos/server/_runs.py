@@ -31,7 +31,7 @@ from typing import Any, Final
 import orjson
 
 from chronos.errors import RequestRefused
-from chronos.graph import EventStream, Runner
+from chronos.graph import Runner
 from chronos.server._assistants import Assistants
 from chronos.server._metrics import ServerMetrics
 from chronos.server._record_limits import Retention, runs_beyond, threads_beyond
@@ -279,8 +279,6 @@ class Runs:
                        rollback: _Rollback | None) -> None:
         thread_id = record.thread_id
         started: float | None = None
-        nodes: EventStream | None = None
-        timing: asyncio.Task[None] | None = None
         try:
             if record.request.after_seconds:
                 await asyncio.sleep(record.request.after_seconds)
@@ -289,9 +287,6 @@ class Runs:
             record.status = "running"
             started = time.monotonic()
             self.metrics.running(+1)
-            if self.metrics.enabled:  # lossless, to count every call's tokens; read at once
-                nodes = runner.stream(("tasks", "messages"), session_id=thread_id)
-                timing = asyncio.create_task(self.metrics.follow(runner.graph.id, nodes))
             await self._save(record)
             await self.threads.set_active(thread_id, record.run_id)
             request = record.request
@@ -323,8 +318,6 @@ class Runs:
             if started is not None:
                 self.metrics.running(-1)
                 self.metrics.run_ended(record.status, time.monotonic() - started)
-            if nodes is not None and timing is not None:
-                await _stop(nodes, timing)
             record.updated_at = time.time()
             with contextlib.suppress(Exception):  # the end marker must go out regardless
                 await self.threads.set_active(thread_id, None, unless=record.run_id)
@@ -345,18 +338,6 @@ class Runs:
         payload = _plain({"run_id": record.run_id, **data})
         with contextlib.suppress(Exception):  # a broker failure must not lose the run's outcome
             self.broker.publish(Event(type, payload), record.thread_id)
-
-
-async def _stop(nodes: EventStream, timing: asyncio.Task[None]) -> None:
-    """Stop the node timer once it read what the run left in its stream.
-
-    A run that ended left its last events and the stream's end in the buffer, which the
-    timer reads in one go when next scheduled, ahead of us; a run that never began (a
-    refused resume) left nothing, and closing is what ends that stream.
-    """
-    await asyncio.sleep(0)
-    await nodes.aclose()
-    await timing
 
 
 def _runs_of(thread_id: str) -> str:
