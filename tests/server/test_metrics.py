@@ -20,8 +20,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from chronos.server import create_app
+from chronos.server._metrics import ServerMetrics
 from chronos.store import MemoryStore
-from chronos.stream import Broker
+from chronos.stream import Broker, Event
 from tests.server.api_server import Served, serving, serving_app
 from tests.server.dialects.graphs import chat
 from tests.server.dialects.requests import DIALECT_IDS, DIALECTS
@@ -198,3 +199,24 @@ def check_otel_metrics(client: TestClient, reader: InMemoryMetricReader) -> None
     assert sum(p.count for p in points["chronos.run.duration"]) == 3
     tokens = {p.attributes["gen_ai.token.type"]: p.sum for p in points["gen_ai.client.token.usage"]}
     assert tokens == {"input": 2 * USAGE.input_tokens, "output": 2 * USAGE.output_tokens}
+
+
+def test_node_durations_are_timed_within_each_run() -> None:
+    metrics = ServerMetrics()
+    observe = metrics.run_events("g")
+    assert metrics.registry is not None
+
+    def event(type: str, run_id: str, timestamp: float) -> Event:
+        return Event(type, {"run_id": run_id, "node_id": "n", "path": [],
+                            "timestamp": timestamp, "data": None})
+
+    # Two runs of the same node overlap: run a for 10 s, run b (started later) for 1 s.
+    for type, run_id, timestamp in [("node_start", "a", 0.0), ("node_start", "b", 5.0),
+                                    ("node_end", "b", 6.0), ("node_end", "a", 10.0),
+                                    ("completed", "a", 10.0), ("completed", "b", 6.0)]:
+        observe(event(type, run_id, timestamp))
+    labels = {"graph": "g", "node": "n"}
+    sample = metrics.registry.get_sample_value
+    assert sample("chronos_node_duration_seconds_count", labels) == 2
+    assert sample("chronos_node_duration_seconds_sum", labels) == 11.0
+    assert sample("chronos_node_duration_seconds_bucket", {**labels, "le": "2.5"}) == 1

@@ -176,3 +176,18 @@ def test_publishers_on_other_threads_go_on_during_a_replay() -> None:
     replayed = [e for e in subscription._take(200_000) if e.type == "x"]
     assert len(replayed) == 20_000  # everything retained, in order, before the live events
     assert during >= 20, during
+
+
+async def test_an_event_nobody_followed_replays_as_its_json_says() -> None:
+    # Kept as its frame only (its data is decoded for followers); a resume decodes it then.
+    broker = Broker()
+    broker.publish(Event("first", {"n": 0}), "t")
+    broker.publish(Event("kept", {"when": (1, 2), "nested": {"k": [None]}}), "t")
+    async with broker.subscribe("late", ["t"], last_event_id="0-0") as sub:
+        gap, first, kept = await take(sub, 3)
+    assert gap.type == GAP  # "0-0" is older than this broker
+    assert (first.type, first.data) == ("first", {"n": 0})
+    assert (kept.type, kept.topic, kept.data) == ("kept", "t", {"when": [1, 2],
+                                                                "nested": {"k": [None]}})
+    assert parse_id(first.id) < parse_id(kept.id)
+    await broker.aclose()

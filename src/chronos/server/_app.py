@@ -91,10 +91,10 @@ def create_app(
         store = store or defaults.store
         broker = broker or defaults.broker
         owned = [defaults.store, defaults.broker]
-    assistants = Assistants(compiled, store, broker)
+    metrics = ServerMetrics()
+    assistants = Assistants(compiled, store, broker, metrics)
     records = records if records is not None else MemoryRecords()
     threads = Threads(store, assistants, records, authorize)
-    metrics = ServerMetrics()
     runs = Runs(assistants, threads, broker, records, metrics, retention or Retention())
 
     @contextlib.asynccontextmanager

@@ -21,6 +21,7 @@ from chronos.errors import RequestRefused
 from chronos.graph import END, START, CompiledGraph, Runner
 from chronos.server._body import read_json_object
 from chronos.server._fields import field
+from chronos.server._metrics import ServerMetrics
 from chronos.server._retention import TokenTopics
 from chronos.store import CheckpointStore
 from chronos.stream import BrokerProtocol
@@ -58,6 +59,7 @@ class Assistants:
         graphs: Mapping[str, CompiledGraph],
         store: CheckpointStore,
         broker: BrokerProtocol,
+        metrics: ServerMetrics | None = None,
     ) -> None:
         now = datetime.now(UTC).isoformat()
         self.served = {
@@ -68,6 +70,7 @@ class Assistants:
         self._by_assistant = {s.assistant_id: s for s in self.served.values()}
         self._store = store
         self._broker = broker
+        self._metrics = metrics
         self._runners: dict[tuple[str, frozenset[str], frozenset[str]], Runner] = {}
 
     def find(self, assistant_id: str) -> ServedGraph:
@@ -101,8 +104,9 @@ class Assistants:
         key = (served.graph_id, before, after)
         runner = self._runners.get(key)
         if runner is None:
+            observe = self._metrics.run_events(graph.id) if self._metrics else None
             runner = Runner(_pausing(graph, before, after), self._store,
-                            broker=TokenTopics(self._broker))
+                            broker=TokenTopics(self._broker, observe))
             self._runners[key] = runner
         return runner
 

@@ -21,18 +21,25 @@ def message_chunk(message_id: str, content: str, *, complete: bool = False,
     """
     delta = delta or {}
     reasoning = delta.get("reasoning") or ""
+    # Most deltas are text alone: the fragments and calls are looked at only when present.
+    deltas = delta.get("tool_call_deltas")
     chunks = [{"name": d.get("name"), "args": d.get("arguments") or "", "id": d.get("id"),
                "index": d.get("index"), "type": "tool_call_chunk"}
-              for d in delta.get("tool_call_deltas") or () if isinstance(d, Mapping)]
+              for d in deltas if isinstance(d, Mapping)] if deltas else []
+    whole = delta.get("tool_calls")
     calls = [{"name": c.get("name"), "args": _arguments(c.get("arguments")), "id": c.get("id"),
               "type": "tool_call"}
-             for c in delta.get("tool_calls") or () if isinstance(c, Mapping)]
-    return {"content": content,
-            "additional_kwargs": {"reasoning_content": reasoning} if reasoning else {},
-            "response_metadata": {}, "type": "ai" if complete else "AIMessageChunk",
-            "name": None, "id": message_id, "example": False, "tool_calls": calls,
-            "invalid_tool_calls": [], "usage_metadata": _usage_metadata(delta.get("usage")),
-            **({} if complete else {"tool_call_chunks": chunks})}
+             for c in whole if isinstance(c, Mapping)] if whole else []
+    usage = delta.get("usage")
+    message = {"content": content,
+               "additional_kwargs": {"reasoning_content": reasoning} if reasoning else {},
+               "response_metadata": {}, "type": "ai" if complete else "AIMessageChunk",
+               "name": None, "id": message_id, "example": False, "tool_calls": calls,
+               "invalid_tool_calls": [],
+               "usage_metadata": None if usage is None else _usage_metadata(usage)}
+    if not complete:
+        message["tool_call_chunks"] = chunks
+    return message
 
 
 def _usage_metadata(usage: Any) -> dict[str, Any] | None:

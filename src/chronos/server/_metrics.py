@@ -27,13 +27,15 @@ from __future__ import annotations
 
 import sys
 from collections import defaultdict, deque
-from typing import TYPE_CHECKING, Final, Protocol
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+from chronos.model import Usage
+from chronos.stream import Event
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from prometheus_client import CollectorRegistry
-
-    from chronos.graph import EventStream
 
 __all__ = ["ServerMetrics"]
 
@@ -77,12 +79,6 @@ class ServerMetrics:
             otel = () if provider is None else (_OpenTelemetry(provider),)
             self._recorders = self._prometheus + otel
 
-    @property
-    def enabled(self) -> bool:
-        """Whether anything records (asked as each run starts)."""
-        self._follow_meter_provider()
-        return bool(self._recorders)
-
     def streams(self, change: int) -> None:
         """A run stream opened (+1) or closed (-1)."""
         if change > 0:
@@ -99,6 +95,9 @@ class ServerMetrics:
             recorder.gap(reason)
 
     def running(self, change: int) -> None:
+        """A run started (+1: it adopts a meter provider set since the last) or ended (-1)."""
+        if change > 0:
+            self._follow_meter_provider()
         for recorder in self._recorders:
             recorder.running(change)
 
@@ -113,23 +112,60 @@ class ServerMetrics:
             if output_tokens:
                 recorder.tokens("output", output_tokens)
 
-    async def follow(self, graph_id: str, events: EventStream) -> None:
-        """Record a run's node durations and model tokens from its `tasks` and `messages`
-        stream, until it ends: each model call's usage is on its last `MessageDelta`."""
-        started: defaultdict[tuple[str, tuple[str, ...]], deque[float]] = defaultdict(deque)
-        async for event in events:
-            if event.type == "token":
-                usage = getattr(event.data, "usage", None)  # a node may emit its own tokens
-                if usage is not None:
-                    self.tokens(usage.input_tokens, usage.output_tokens)
-                continue
-            key = (event.node_id, event.path)
-            if event.type == "node_start":
-                started[key].append(event.timestamp)
-            elif event.type == "node_end" and started[key]:
-                seconds = event.timestamp - started[key].popleft()
-                for recorder in self._recorders:
-                    recorder.node_ended(graph_id, event.node_id, seconds)
+    def run_events(self, graph_id: str) -> Callable[[Event], None]:
+        """What sees every event a runner of `graph_id` publishes, to record its node
+        durations and model tokens (each model call's usage is on its last `MessageDelta`),
+        into whatever records when the event comes (a meter provider may be set later).
+
+        Called in the publisher's hands, once the broker took the event: a reader of the
+        run's own stream would be woken for every token, which cost as much as the broker's
+        whole publish."""
+        return _RunEvents(self, graph_id)
+
+
+class _RunEvents:
+    """Node durations and model tokens from the events of one graph's runs."""
+
+    def __init__(self, metrics: ServerMetrics, graph_id: str) -> None:
+        self._metrics = metrics
+        self._graph_id = graph_id
+        # By run, then node (and subgraph path): the start times of its tasks still running.
+        self._started: dict[str, defaultdict[tuple[str, tuple[str, ...]], deque[float]]] = {}
+
+    def __call__(self, event: Event) -> None:
+        if not self._metrics._recorders:
+            return
+        type = event.type
+        payload = event.data
+        if type == "token":
+            usage = _usage(payload["data"])
+            if usage is not None:
+                self._metrics.tokens(usage.input_tokens, usage.output_tokens)
+        elif type == "node_start":
+            started = self._started.setdefault(payload["run_id"], defaultdict(deque))
+            started[_node(payload)].append(payload["timestamp"])
+        elif type == "node_end":
+            tasks = self._started.get(payload["run_id"])
+            key = _node(payload)
+            if tasks is not None and tasks[key]:
+                seconds = payload["timestamp"] - tasks[key].popleft()
+                for recorder in self._metrics._recorders:
+                    recorder.node_ended(self._graph_id, payload["node_id"], seconds)
+        elif type in _RUN_ENDS and not payload["path"]:  # a subgraph's end is not its run's
+            self._started.pop(payload["run_id"], None)
+
+
+_RUN_ENDS: Final = frozenset({"completed", "interrupt", "error", "cancelled"})
+
+
+def _node(payload: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
+    return payload["node_id"], tuple(payload["path"])
+
+
+def _usage(delta: Any) -> Usage | None:
+    """The usage a token's `MessageDelta` carries (a node may emit tokens of its own)."""
+    usage = getattr(delta, "usage", None)
+    return usage if isinstance(usage, Usage) else None
 
 
 class _Prometheus:

@@ -16,7 +16,7 @@ picture is consistent, only the token-by-token animation of an old node is gone.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from chronos.stream import BrokerProtocol, Event, Overflow, Subscription
 
@@ -31,15 +31,22 @@ def run_topics(thread_id: str) -> list[str]:
 
 
 class TokenTopics(BrokerProtocol):
-    """A broker that publishes `token` events to their thread's token topic (see above)."""
+    """A broker that publishes `token` events to their thread's token topic (see above).
 
-    def __init__(self, broker: BrokerProtocol) -> None:
+    `observe`, if given, sees each event once the broker took it (the server's metrics).
+    """
+
+    def __init__(self, broker: BrokerProtocol,
+                 observe: Callable[[Event], None] | None = None) -> None:
         self.broker = broker
+        self._observe = observe
 
     def publish(self, event: Event, topic: str | None = None) -> None:
         if event.type == "token" and topic is not None:
             topic += _TOKENS
         self.broker.publish(event, topic)
+        if self._observe is not None:
+            self._observe(event)
 
     def subscribe(
         self,

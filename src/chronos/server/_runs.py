@@ -32,7 +32,7 @@ import orjson
 
 from chronos import _telemetry
 from chronos.errors import RequestRefused
-from chronos.graph import EventStream, Runner
+from chronos.graph import Runner
 from chronos.server._assistants import Assistants, ServedGraph
 from chronos.server._log import survived
 from chronos.server._metrics import ServerMetrics
@@ -306,8 +306,6 @@ class Runs:
         thread_id = record.thread_id
         started: float | None = None
         paused = False
-        nodes: EventStream | None = None
-        timing: asyncio.Task[None] | None = None
         failure: BaseException | None = None
         try:
             if record.request.after_seconds:
@@ -316,11 +314,7 @@ class Runs:
                 await self.finished(waits_for)
             record.status = "running"
             started = time.monotonic()
-            follow = self.metrics.enabled  # first: it adopts a meter provider set meanwhile
             self.metrics.running(+1)
-            if follow:  # lossless, to count every call's tokens; read at once
-                nodes = runner.stream(("tasks", "messages"), session_id=thread_id)
-                timing = asyncio.create_task(self.metrics.follow(runner.graph.id, nodes))
             await self._save(record)
             await self.threads.set_active(thread_id, record.run_id)
             request = record.request
@@ -358,8 +352,6 @@ class Runs:
             if started is not None:
                 self.metrics.running(-1)
                 self.metrics.run_ended(record.status, time.monotonic() - started)
-            if nodes is not None and timing is not None:
-                await _stop(nodes, timing)
             record.updated_at = time.time()
             # The end marker must go out regardless.
             with survived("run record at its end", run=record.run_id):
@@ -383,18 +375,6 @@ class Runs:
         # A broker failure must not lose the run's outcome.
         with survived(f"{type} marker", run=record.run_id):
             self.broker.publish(Event(type, payload), record.thread_id)
-
-
-async def _stop(nodes: EventStream, timing: asyncio.Task[None]) -> None:
-    """Stop the node timer once it read what the run left in its stream.
-
-    A run that ended left its last events and the stream's end in the buffer, which the
-    timer reads in one go when next scheduled, ahead of us; a run that never began (a
-    refused resume) left nothing, and closing is what ends that stream.
-    """
-    await asyncio.sleep(0)
-    await nodes.aclose()
-    await timing
 
 
 def _runs_of(thread_id: str) -> str:

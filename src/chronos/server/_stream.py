@@ -8,6 +8,8 @@ to (`on_disconnect="cancel"`), cancels the run.
 
 from __future__ import annotations
 
+import asyncio
+import math
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final
@@ -18,13 +20,14 @@ from starlette.responses import StreamingResponse
 from chronos.server._metrics import ServerMetrics
 from chronos.server._retention import run_topics
 from chronos.server._stream_modes import RunTranslator
-from chronos.stream import GAP, BrokerProtocol, Subscription
+from chronos.stream import GAP, BrokerProtocol, Event, Subscription
 
 __all__ = ["HEARTBEAT_SECONDS", "open_subscription", "run_stream_response", "trace_headers"]
 
 HEARTBEAT_SECONDS: Final = 10.0
 _MAX_PENDING: Final = 100_000  # events held for a slow client before it gets a gap
 _HEARTBEAT: Final = b": heartbeat\n\n"
+_BURST_SECONDS: Final = 0.002  # frames closer together than this share a write
 
 
 def open_subscription(broker: BrokerProtocol, thread_id: str,
@@ -79,6 +82,8 @@ async def _frames(subscription: Subscription, translator: RunTranslator,
                   metadata: dict[str, Any] | None, *, metrics: ServerMetrics,
                   on_disconnect: Callable[[], None] | None) -> AsyncIterator[bytes]:
     metrics.streams(+1)
+    loop = asyncio.get_running_loop()
+    written = -math.inf  # when frames last went out
     try:
         if metadata is not None:
             metrics.delivered(1)
@@ -90,24 +95,44 @@ async def _frames(subscription: Subscription, translator: RunTranslator,
                     break
                 yield _HEARTBEAT
                 continue
-            out: list[bytes] = []
-            gaps = 0
-            for event in batch:
-                if event.type == GAP:
-                    # Too slow a reader: say so (SDKs ignore comments; a browser sees the gap).
-                    out.append(b": gap " + orjson.dumps(event.data) + b"\n\n")
-                    metrics.gap(str(event.data.get("reason")))
-                    gaps += 1
-                    continue
-                for name, data in translator.frames(event.type, event.data):
-                    out.append(frame(name, data, event.id))
-                if translator.finished:
-                    break
+            out = _translate(batch, translator, metrics)
+            # In a burst (frames went out less than _BURST_SECONDS ago), the rest of that
+            # window gathers what comes meanwhile into the same write: a write (a send and
+            # the ASGI chain) cost more than translating a token. A stream that was quiet
+            # writes at once, so a first event or a model's token seconds apart waits for
+            # nothing.
+            wait = written + _BURST_SECONDS - loop.time()
+            if wait > 0 and not translator.finished:
+                await asyncio.sleep(wait)
+                if subscription.statistics().pending:
+                    more = await subscription.receive_batch()
+                    out += _translate(more, translator, metrics)
             if out:
-                metrics.delivered(len(out) - gaps)
                 yield b"".join(out)
+                written = loop.time()
     finally:
         metrics.streams(-1)
         await subscription.aclose()
         if on_disconnect is not None and not translator.finished:
             on_disconnect()
+
+
+def _translate(batch: list[Event], translator: RunTranslator,
+               metrics: ServerMetrics) -> list[bytes]:
+    """The frames of `batch`, up to the run's end; counted as delivered."""
+    out: list[bytes] = []
+    gaps = 0
+    for event in batch:
+        if event.type == GAP:
+            # Too slow a reader: say so (SDKs ignore comments; a browser sees the gap).
+            out.append(b": gap " + orjson.dumps(event.data) + b"\n\n")
+            metrics.gap(str(event.data.get("reason")))
+            gaps += 1
+            continue
+        for name, data in translator.frames(event.type, event.data):
+            out.append(frame(name, data, event.id))
+        if translator.finished:
+            break
+    if len(out) > gaps:
+        metrics.delivered(len(out) - gaps)
+    return out

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 import orjson
 
@@ -73,7 +73,7 @@ class RunTranslator:
         """The frames one broker event gives (most give none or one)."""
         if type in (RUN_START, RUN_END):
             return self._marker(type, payload)
-        if not self.inside or self.finished or not isinstance(payload, Mapping):
+        if not self.inside or self.finished or not _is_mapping(payload):
             return []
         path = payload.get("path") or []
         if path and not self.subgraphs:
@@ -172,7 +172,7 @@ class RunTranslator:
 
     def _token(self, out: list[Frame], suffix: str, payload: Mapping[str, Any]) -> None:
         delta = payload.get("data")
-        if not isinstance(delta, Mapping):
+        if not _is_mapping(delta):
             return
         message_id = str(delta.get("message_id", ""))
         content = str(delta.get("content") or "")
@@ -223,6 +223,11 @@ def api_interrupts(data: Any) -> list[dict[str, Any]]:
     records = orjson.loads(orjson.dumps(data, default=repr)) if data else []
     return [{"value": r.get("value"), "id": r.get("id")} for r in records
             if isinstance(r, dict)]
+
+
+def _is_mapping(value: Any) -> TypeGuard[Mapping[str, Any]]:
+    # Every event's payload: a dict (decoded JSON) answers at once, without the ABC's check.
+    return type(value) is dict or isinstance(value, Mapping)
 
 
 def _task_id(payload: Mapping[str, Any]) -> str:

@@ -156,8 +156,11 @@ class Threads:
             return "idle"
         return {"paused": "interrupted", "failed": "error"}.get(latest.status, "idle")
 
-    async def describe(self, record: ThreadRecord) -> dict[str, Any]:
-        latest = await self.store.latest(record.thread_id)
+    async def describe(self, record: ThreadRecord, *, new: bool = False) -> dict[str, Any]:
+        """The thread as the API returns it; `new`: one whose id this server just made, which
+        has no checkpoints to read (a store round trip, on every run's path through the SDK's
+        `threads.create`)."""
+        latest = None if new else await self.store.latest(record.thread_id)
         tasks = thread_state(record.thread_id, latest)["tasks"]
         return {
             "thread_id": record.thread_id, "created_at": iso(record.created_at),
@@ -238,7 +241,7 @@ def thread_routes(threads: Threads,
             return JSONResponse(await threads.describe(
                 await threads.get(request, thread_id)))
         record = await threads.create(request, thread_id, metadata)
-        return JSONResponse(await threads.describe(record))
+        return JSONResponse(await threads.describe(record, new=thread_id is None))
 
     async def get(request: Request) -> Response:
         return JSONResponse(await threads.describe(

@@ -27,18 +27,21 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
+
+import orjson
 
 from chronos.errors import BrokerError, SubscriptionExists
 from chronos.stream._asgi import DEFAULT_MAX_TOPICS, Authorize, SSEHandler
-from chronos.stream._event import DEFAULT_TOPIC, Event, gap_event, prepare, stamp
+from chronos.stream._event import DEFAULT_TOPIC, Event, frame, gap_event, prepare, stamp
 from chronos.stream._ids import IdClock, Position, format_id, parse_id
 from chronos.stream._protocol import BrokerProtocol, Overflow, Subscription
 from chronos.stream._replay import Replay, TopicLog, put_first
 from chronos.stream._subscription import LocalSubscription, push_all, wake
-from chronos.stream._wire import event_frame
 
 __all__ = ["Broker", "BrokerStatistics"]
+
+_UNDECODED: Final = object()  # an event's data not decoded yet
 
 
 class BrokerStatistics(NamedTuple):
@@ -273,18 +276,29 @@ class Broker(Fanout):
         """
         if topic is None:
             topic = event.topic if event.topic is not None else DEFAULT_TOPIC
-        prepared = prepare(event, topic)  # outside the lock: the costly half of publishing
+        data_json, rest = prepare(event, topic)  # outside the lock: the costly half
+        # Decoded for subscribers only: a topic nobody follows (a run's tokens while no client
+        # streams it) keeps just the frame. Looked up without the lock: one who subscribes
+        # meanwhile gets the data decoded under it.
+        data = _UNDECODED
+        if self._by_topic.get(topic) or self._all_topics:
+            data = orjson.loads(data_json)
         waiters: list[asyncio.Future[None]] = []
         with self._lock:
             if self._closed:
                 raise BrokerError("the broker is closed")
             position = self._clock.next()
-            published = stamp(event, topic, format_id(position), prepared)
-            self._retain(topic, position, event_frame(published))
+            id = format_id(position)
+            sse = frame(id, rest)
+            self._retain(topic, position, sse)
             followers = self._by_topic.get(topic)
-            if followers:
-                push_all(followers.values(), published, waiters)
-            push_all(self._all_topics.values(), published, waiters)
+            if followers or self._all_topics:
+                if data is _UNDECODED:
+                    data = orjson.loads(data_json)
+                published = stamp(event, topic, id, data, sse)
+                if followers:
+                    push_all(followers.values(), published, waiters)
+                push_all(self._all_topics.values(), published, waiters)
             now = time.monotonic()
             if now >= self._next_sweep:
                 self._sweep(now)

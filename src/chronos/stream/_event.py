@@ -22,7 +22,9 @@ import orjson
 
 from chronos.errors import EventNotSerializable
 
-__all__ = ["DEFAULT_TOPIC", "GAP", "Event", "encode_json", "gap_event", "prepare", "stamp"]
+__all__ = [
+    "DEFAULT_TOPIC", "GAP", "Event", "encode_json", "frame", "gap_event", "prepare", "stamp"
+]
 
 DEFAULT_TOPIC: Final = "default"
 """The topic of events published without one."""
@@ -159,27 +161,31 @@ def gap_event(
     return Event(GAP, data, id=id)
 
 
-def prepare(event: Event, topic: str) -> tuple[Any, bytes]:
+def prepare(event: Event, topic: str) -> tuple[bytes, bytes]:
     """Serialise `event` for publishing to `topic`, before it has an id.
 
-    Returns the data as subscribers get it (decoded from its JSON) and the JSON line after its
-    `"id"` member. This is most of the work of publishing, done before the broker's lock.
+    Returns the data's JSON, which subscribers get decoded (`stamp`), and the JSON line after
+    its `"id"` member (`frame`). This is most of the work of publishing, done before the
+    broker's lock.
 
     Raises:
         EventNotSerializable: the data holds something JSON cannot carry.
     """
     data_json = _dumps(event.data)
     rest = b',"type":%b,"topic":%b,"data":%b}' % (_dumps(event.type), _dumps(topic), data_json)
-    return orjson.loads(data_json), rest
+    return data_json, rest
 
 
-def stamp(event: Event, topic: str, id: str, prepared: tuple[Any, bytes]) -> Event:
-    """The published event: `event` with its id, topic, the data `prepare` decoded, and its
-    default SSE frame (what `stream._wire.event_frame` makes of it), built in one step."""
-    data, rest = prepared
-    published = Event(event.type, data, id, topic)
+def frame(id: str, rest: bytes) -> bytes:
+    """The published event's default SSE frame (what `stream._wire.event_frame` makes of it),
+    from its id and the `rest` of its JSON that `prepare` made."""
     raw_id = id.encode()
-    object.__setattr__(
-        published, "_frame", b'id: %b\ndata: {"id":"%b"%b\n\n' % (raw_id, raw_id, rest)
-    )
+    return b'id: %b\ndata: {"id":"%b"%b\n\n' % (raw_id, raw_id, rest)
+
+
+def stamp(event: Event, topic: str, id: str, data: Any, sse: bytes) -> Event:
+    """The published event, as subscribers get it: `event` with its id, topic, the data
+    decoded from its JSON, and its `frame`."""
+    published = Event(event.type, data, id, topic)
+    object.__setattr__(published, "_frame", sse)
     return published

@@ -1,0 +1,99 @@
+"""Two `chronos serve` checkouts side by side: runs/s, server CPU per run, first-event latency.
+
+    .venv/bin/python bench/serve_ab.py /work/main .          # before (main) and after (here)
+    .venv/bin/python bench/serve_ab.py /work/main . --rounds 5 --duration 5 --users 1 50
+
+Each argument is a checkout with its own `.venv` (`chronos serve tests.server.graphs:agent`
+from it, SQLite store in a temporary directory, in-process broker: the defaults). Both
+servers run at once; the rounds alternate between them, so both see the same machine load.
+Per round and server: `runs.wait` loops (official `langgraph-sdk`, a new thread per run, as
+`bench/serve_vs_langgraph.py` does) for `--duration` seconds with each user count, giving
+runs/s and the server process's CPU time (user + system, from /proc) per run, which depends
+little on the load; then `--latency-runs` `runs.stream` calls one after another (modes
+`custom` + `messages-tuple`), timed to the first event the SDK yields, and 50 users streaming
+two runs each at once, with the server's CPU time per streamed run. Medians over the rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import statistics
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.serve_vs_langgraph import first_event_latency, runs_per_second
+from tests.server.conformance_servers import ServedAPI, _serve
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def _server(checkout: Path) -> Iterator[ServedAPI]:
+    argv = [str(checkout / ".venv" / "bin" / "chronos"), "serve", "tests.server.graphs:agent"]
+    with _serve("chronos", argv, {"PYTHONPATH": str(checkout)}) as served:
+        yield served
+
+
+async def _measure(served: ServedAPI, users: list[int], duration: float,
+                   latency_runs: int) -> dict[str, float]:
+    found: dict[str, float] = {}
+    for count in users:
+        before = _cpu_seconds(served.pid)
+        start = time.monotonic()
+        rate = await runs_per_second(served.url, count, duration)
+        runs = rate * (time.monotonic() - start)
+        found[f"runs/s, {count} users"] = rate
+        found[f"server CPU ms per run, {count} users"] = \
+            1000 * (_cpu_seconds(served.pid) - before) / max(runs, 1)
+    latency = await first_event_latency(served.url, 1, latency_runs)
+    found["first event p50 ms, 1 user"] = latency["first p50 ms"]
+    found["first event p99 ms, 1 user"] = latency["first p99 ms"]
+    before = _cpu_seconds(served.pid)
+    latency = await first_event_latency(served.url, 50, 2)
+    found["first event p50 ms, 50 users"] = latency["first p50 ms"]
+    found["first event p99 ms, 50 users"] = latency["first p99 ms"]
+    found["server CPU ms per streamed run, 50 users"] = \
+        1000 * (_cpu_seconds(served.pid) - before) / latency["samples"]
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkouts", nargs=2, type=Path)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=4.0)
+    parser.add_argument("--users", type=int, nargs="+", default=[1, 50])
+    parser.add_argument("--latency-runs", type=int, default=100)
+    args = parser.parse_args()
+    names = [str(c) for c in args.checkouts]
+    results: dict[str, dict[str, list[float]]] = {n: {} for n in names}
+    with _server(args.checkouts[0].resolve()) as first, \
+            _server(args.checkouts[1].resolve()) as second:
+        servers = dict(zip(names, (first, second), strict=True))
+        for round_ in range(args.rounds):
+            order = names if round_ % 2 == 0 else names[::-1]
+            for name in order:
+                measured = asyncio.run(_measure(servers[name], args.users, args.duration,
+                                                args.latency_runs))
+                for key, value in measured.items():
+                    results[name].setdefault(key, []).append(value)
+            print(f"round {round_ + 1} done; load {os.getloadavg()[0]:.2f}", flush=True)
+    header = f"median of {args.rounds} rounds"
+    print(f"{header:40} " + " ".join(f"{n:>16}" for n in names))
+    for key in results[names[0]]:
+        values = [statistics.median(results[n][key]) for n in names]
+        print(f"{key:40} " + " ".join(f"{v:16.2f}" for v in values))
+
+
+if __name__ == "__main__":
+    main()
