@@ -32,6 +32,8 @@ COMPILED_MODULES = (
     "chronos.stream._subscription",
     "chronos.model._decode",
     "chronos.model._assemble",
+    "chronos.model._openai_translate",
+    "chronos.model._anthropic_translate",
 )
 STAMP = "SOURCE_HASH"  # in the build directory: the `source_hash` it was built from
 

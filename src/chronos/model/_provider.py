@@ -167,19 +167,30 @@ class StreamTranslator:
             if type(out.id) is not str or type(out.model) is not str:
                 raise TypeError(f"id {out.id!r} and model {out.model!r} must be strings")
         except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
-            problem = _http.redact(repr(exc), self.secret)
+            failure: Exception = exc
         else:
             return
         # Raised outside the handler, so neither chained nor as context: the original's
-        # args hold the vendor's values unredacted (an echoed key); its text is redacted here.
+        # args hold the vendor's values unredacted (an echoed key); its text is redacted.
+        raise self._shape_error(event, failure)
+
+    def _shape_error(self, event: Any, failure: Exception) -> StreamProtocolError:
+        """The error for `event`, whose translation failed with `failure` (see `translate`);
+        also used by the compiled translators (`_openai_translate`, `_anthropic_translate`)."""
         data = getattr(event, "data", event)
         raw = data if isinstance(data, str) else bytes(data).decode("utf-8", "replace")
-        raise StreamProtocolError(
-            f"{self.provider}: a chunk does not have the expected shape ({problem})",
+        return StreamProtocolError(
+            f"{self.provider}: a chunk does not have the expected shape "
+            f"({_http.redact(repr(failure), self.secret)})",
             raw=_http.redact(raw, self.secret),
             provider=self.provider,
             model=self.model,
         )
+
+    def _event_handler(self) -> Callable[[Any, ChunkBuilder], None]:
+        """What the provider calls per event: `translate`, unless a built-in translator
+        hands out its compiled equivalent, saving an interpreted call per event."""
+        return self.translate
 
     def on_end(self, out: ChunkBuilder) -> None:
         """The body ended. The default raises if the vendor's terminal event never came."""
@@ -442,8 +453,8 @@ class HTTPProvider(BaseProvider):
             translator = new_translator()
             translator.secret = self._secret()
             out = ChunkBuilder()
-            translate = translator.translate
-            build = out.build
+            translate = translator._event_handler()
+            chunks = out.chunks
             decoder = translator.new_decoder(response.headers.get("content-type", ""))
             body = response.aiter_bytes()
             # Nothing delivered and nothing resumed yet: the stream may be started again.
@@ -455,14 +466,9 @@ class HTTPProvider(BaseProvider):
                 while True:
                     try:
                         async for raw in body:
-                            for event in decoder.feed(raw):
-                                translate(event, out)
-                                chunk = build()
-                                if chunk is not None:
-                                    restartable = False
-                                    yield chunk
-                                if out.ended:
-                                    break
+                            for chunk in chunks(decoder.feed(raw), translate):
+                                restartable = False
+                                yield chunk
                             if out.ended:
                                 break
                         break
