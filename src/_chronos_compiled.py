@@ -32,6 +32,7 @@ COMPILED_MODULES = (
     "chronos.stream._subscription",
     "chronos.model._decode",
     "chronos.model._assemble",
+    "chronos.model._translate",
     "chronos.model._openai_translate",
     "chronos.model._anthropic_translate",
 )

@@ -15,6 +15,7 @@ import orjson
 
 from chronos.model._assemble import ChunkBuilder
 from chronos.model._decode import SSEEvent
+from chronos.model._translate import EventTranslation, parse_object
 from chronos.model._types import StopReason, Usage
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ STOP_REASONS: Final[Mapping[str, StopReason]] = {
 }
 
 
-class MessagesEvents:
+class MessagesEvents(EventTranslation):
     """One Messages stream's state and per-event translation; content blocks are keyed by
     their `index`. `translator` supplies the typed, redacted errors."""
 
@@ -43,32 +44,12 @@ class MessagesEvents:
         self._tools: dict[Any, Any] = {}
         self._streamed: set[Any] = set()
 
-    def translate(self, translator: StreamTranslator, event: SSEEvent, out: ChunkBuilder) -> None:
-        """`StreamTranslator.translate`: `on_event`, a chunk of an unexpected shape typed."""
-        try:
-            self.on_event(translator, event, out)
-            if type(out.id) is not str or type(out.model) is not str:
-                raise TypeError(f"id {out.id!r} and model {out.model!r} must be strings")
-            return
-        except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
-            failure: Exception = exc
-        # Raised outside the handler, as the base class does: not chained to `failure`.
-        raise translator._shape_error(event, failure)
-
     def on_event(self, translator: StreamTranslator, event: SSEEvent, out: ChunkBuilder) -> None:
         """One event: `event: <type>` with its JSON `data:`."""
-        try:
-            data = orjson.loads(event.data)
-        except orjson.JSONDecodeError:
-            data = None
-        if not isinstance(data, dict):
-            # `translator.loads` raises the typed (and redacted) error for what did not parse.
-            data = translator.loads(event.data)
-            if not isinstance(data, dict):
-                raise translator.stream_error(f"unexpected event {event.data[:200]!r}")
+        data = parse_object(translator, event.data, "event")
         kind = data.get("type") or event.event
         if kind == "content_block_delta":
-            delta = data.get("delta") or {}
+            delta: dict[str, Any] = data.get("delta") or {}  # compiled: checked a dict
             if delta.get("type") == "text_delta":  # most events: no call for them
                 out.text(delta.get("text") or "")
             else:

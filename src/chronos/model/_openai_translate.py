@@ -14,16 +14,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-import orjson
-
 from chronos.model._assemble import ChunkBuilder
 from chronos.model._decode import SSEEvent
+from chronos.model._translate import EventTranslation, parse_object
 from chronos.model._types import StopReason, Usage
 
 if TYPE_CHECKING:
     from chronos.model._provider import StreamTranslator
 
-__all__ = ["STOP_REASONS", "on_event", "translate"]
+__all__ = ["STOP_REASONS", "ChatCompletionsEvents"]
 
 STOP_REASONS: Final[Mapping[str, StopReason]] = {
     "stop": StopReason.END,
@@ -37,66 +36,52 @@ STOP_REASONS: Final[Mapping[str, StopReason]] = {
 }
 
 
-def translate(translator: StreamTranslator, event: SSEEvent, out: ChunkBuilder) -> None:
-    """`StreamTranslator.translate` for Chat Completions: `on_event`, shape errors typed."""
-    try:
-        on_event(translator, event, out)
-        if type(out.id) is not str or type(out.model) is not str:
-            raise TypeError(f"id {out.id!r} and model {out.model!r} must be strings")
-        return
-    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
-        failure: Exception = exc
-    # Raised outside the handler, as the base class does: not chained to `failure`.
-    raise translator._shape_error(event, failure)
+class ChatCompletionsEvents(EventTranslation):
+    """A Chat Completions stream's translation (it keeps no state)."""
 
-
-def on_event(translator: StreamTranslator, event: SSEEvent, out: ChunkBuilder) -> None:
-    """One event: `data: {chunk}`, `data: [DONE]`, or an empty keep-alive."""
-    data = event.data
-    if data[:1] != "{":  # chunks are JSON objects: the tests below are for the rest
-        if data == "[DONE]":
-            out.end_stream()
-            return
-        if not data or data.isspace():  # an empty `data:` keep-alive
-            return
-    try:
-        chunk = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        chunk = None
-    if not isinstance(chunk, dict):
-        # `translator.loads` raises the typed (and redacted) error for what did not parse.
-        chunk = translator.loads(data)
-        if not isinstance(chunk, dict):
-            raise translator.stream_error(f"unexpected chunk {data[:200]!r}")
-    error = chunk.get("error")
-    if error or event.event == "error":
-        _raise_error(translator, error if error is not None else chunk)
-    # Set only on change: most chunks repeat the same id and model.
-    value = chunk.get("id")
-    if value and value != out.id:
-        out.id = value
-    value = chunk.get("model")
-    if value and value != out.model:
-        out.model = value
-    usage = chunk.get("usage")
-    if usage is None and "x_groq" in chunk:
-        usage = (chunk["x_groq"] or {}).get("usage")
-    if usage:
-        out.usage(_usage(usage))
-    choices = chunk.get("choices")
-    if choices:
-        for choice in choices:
-            if choice.get("index", 0) == 0:
-                delta = choice.get("delta")
-                if delta:
-                    text = delta.get("content")
-                    if type(text) is str and len(delta) == 1:  # most chunks: text only
-                        out.text(text)
-                    else:
-                        _delta(delta, out)
-                finish = choice.get("finish_reason")
-                if finish:
-                    out.stop(finish, STOP_REASONS.get(finish, StopReason.OTHER))
+    def on_event(self, translator: StreamTranslator, event: SSEEvent, out: ChunkBuilder) -> None:
+        """One event: `data: {chunk}`, `data: [DONE]`, or an empty keep-alive."""
+        data = event.data
+        if data[:1] != "{":  # chunks are JSON objects: the tests below are for the rest
+            if data == "[DONE]":
+                out.end_stream()
+                return
+            if not data or data.isspace():  # an empty `data:` keep-alive
+                return
+        chunk = parse_object(translator, data, "chunk")
+        error = chunk.get("error")
+        if error or event.event == "error":
+            _raise_error(translator, error if error is not None else chunk)
+        # Set only on change: most chunks repeat the same id and model.
+        value = chunk.get("id")
+        if value and value != out.id:
+            out.id = value
+        value = chunk.get("model")
+        if value and value != out.model:
+            out.model = value
+        usage = chunk.get("usage")
+        if usage is None and "x_groq" in chunk:
+            usage = (chunk["x_groq"] or {}).get("usage")
+        if usage:
+            out.usage(_usage(usage))
+        # Typed where the compiled build reads them: a list and dicts, checked as they are
+        # taken (a value of another type is a malformed chunk, as it is interpreted).
+        choices: list[Any] | None = chunk.get("choices") or None
+        if choices:
+            for item in choices:
+                choice: dict[str, Any] = item
+                if choice.get("index", 0) == 0:
+                    found = choice.get("delta")
+                    if found:
+                        delta: dict[str, Any] = found
+                        text = delta.get("content")
+                        if type(text) is str and len(delta) == 1:  # most chunks: text only
+                            out.text(text)
+                        else:
+                            _delta(delta, out)
+                    finish = choice.get("finish_reason")
+                    if finish:
+                        out.stop(finish, STOP_REASONS.get(finish, StopReason.OTHER))
 
 
 def _delta(delta: Mapping[str, Any], out: ChunkBuilder) -> None:

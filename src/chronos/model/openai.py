@@ -33,9 +33,9 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, Final
 
-from chronos.model import _openai_translate
 from chronos.model._assemble import ChunkBuilder
 from chronos.model._decode import SSEEvent
+from chronos.model._openai_translate import ChatCompletionsEvents
 from chronos.model._provider import HTTPProvider, StreamTranslator, VendorRequest
 from chronos.model._types import (
     ChatRequest,
@@ -58,13 +58,16 @@ class _ChatCompletionsStream(StreamTranslator):
     """
 
     def on_event(self, event: SSEEvent, out: ChunkBuilder) -> None:
-        _openai_translate.on_event(self, event, out)
+        _EVENTS.on_event(self, event, out)
 
     def translate(self, event: SSEEvent, out: ChunkBuilder) -> None:
-        _openai_translate.translate(self, event, out)
+        _EVENTS.translate(self, event, out)
 
     def _event_handler(self) -> Callable[[SSEEvent, ChunkBuilder], None]:
-        return partial(_openai_translate.translate, self)
+        return partial(_EVENTS.translate, self)
+
+
+_EVENTS: Final = ChatCompletionsEvents()  # it keeps no state: one serves every stream
 
 
 def chat_content(content: str | Sequence[ContentPart]) -> str | list[dict[str, Any]]:
