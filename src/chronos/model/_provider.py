@@ -176,7 +176,7 @@ class StreamTranslator:
 
     def _shape_error(self, event: Any, failure: Exception) -> StreamProtocolError:
         """The error for `event`, whose translation failed with `failure` (see `translate`);
-        also used by the compiled translators (`_openai_translate`, `_anthropic_translate`)."""
+        also raised by the compiled translations (`_translate.EventTranslation`)."""
         data = getattr(event, "data", event)
         raw = data if isinstance(data, str) else bytes(data).decode("utf-8", "replace")
         return StreamProtocolError(

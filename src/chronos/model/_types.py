@@ -303,4 +303,3 @@ def _stream_chunk(
     chunk.__class__ = ChatResponse
     done: ChatResponse = chunk  # not `cast`: a call per chunk
     return done
-

@@ -54,7 +54,8 @@ class _ChatCompletionsStream(StreamTranslator):
     """One Chat Completions stream: `data: {chunk}` events, then `data: [DONE]`.
 
     The per-event work is compiled (`_openai_translate`); this class is the subclassable
-    translator around it.
+    translator around it. A subclass that changes `on_event` overrides `translate` and
+    `_event_handler` too: the provider calls `_event_handler()`'s callable per event.
     """
 
     def on_event(self, event: SSEEvent, out: ChunkBuilder) -> None:
