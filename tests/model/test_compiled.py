@@ -33,6 +33,7 @@ async def test_a_stream_goes_through_the_expected_build(replay_server: ReplaySer
     assert compiled(ChatCompletionsEvents.on_event) == expected()
     assert compiled(MessagesEvents.on_event) == expected()
     assert compiled(EventTranslation.translate) == expected()
+    assert compiled(EventTranslation.chunks) == expected()
 
 
 def test_the_vendor_translators_stay_interpreted_and_subclassable() -> None:

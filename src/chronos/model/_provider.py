@@ -59,10 +59,12 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
+    Iterator,
     Mapping,
     Sequence,
 )
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, ClassVar, Final, Protocol
 
 import anyio
@@ -187,10 +189,11 @@ class StreamTranslator:
             model=self.model,
         )
 
-    def _event_handler(self) -> Callable[[Any, ChunkBuilder], None]:
-        """What the provider calls per event: `translate`, unless a built-in translator
-        hands out its compiled equivalent, saving an interpreted call per event."""
-        return self.translate
+    def _chunks(self, out: ChunkBuilder) -> Callable[[list[Any]], Iterator[ChatResponse]]:
+        """What the provider calls per network read: its events in, their chunks out, each
+        event `translate`d into `out` (the built-in translators hand out a compiled loop
+        that calls their compiled translation directly)."""
+        return partial(out.chunks, translate=self.translate)
 
     def on_end(self, out: ChunkBuilder) -> None:
         """The body ended. The default raises if the vendor's terminal event never came."""
@@ -453,8 +456,7 @@ class HTTPProvider(BaseProvider):
             translator = new_translator()
             translator.secret = self._secret()
             out = ChunkBuilder()
-            translate = translator._event_handler()
-            chunks = out.chunks
+            chunks = translator._chunks(out)
             decoder = translator.new_decoder(response.headers.get("content-type", ""))
             body = response.aiter_bytes()
             # Nothing delivered and nothing resumed yet: the stream may be started again.
@@ -466,7 +468,7 @@ class HTTPProvider(BaseProvider):
                 while True:
                     try:
                         async for raw in body:
-                            for chunk in chunks(decoder.feed(raw), translate):
+                            for chunk in chunks(decoder.feed(raw)):
                                 restartable = False
                                 yield chunk
                             if out.ended:
@@ -495,7 +497,7 @@ class HTTPProvider(BaseProvider):
                             model=self._model,
                         ) from exc
                     for event in tail:
-                        translate(event, out)
+                        translator.translate(event, out)
                     translator.on_end(out)
                 final = out.finish()
                 left_early = False

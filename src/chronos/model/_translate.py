@@ -7,12 +7,14 @@ compiled (mypyc), calling back into the translator only to raise its typed, reda
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from chronos.model._assemble import ChunkBuilder
 from chronos.model._decode import SSEEvent
+from chronos.model._types import ChatResponse
 
 if TYPE_CHECKING:
     from chronos.model._provider import StreamTranslator
@@ -38,6 +40,18 @@ class EventTranslation:
     def on_event(self, translator: StreamTranslator, event: SSEEvent, out: ChunkBuilder) -> None:
         """Translate one event into `out`."""
         raise NotImplementedError
+
+    def chunks(
+        self, translator: StreamTranslator, out: ChunkBuilder, events: list[SSEEvent]
+    ) -> Iterator[ChatResponse]:
+        """`ChunkBuilder.chunks` with this translation: the same loop, with native calls."""
+        for event in events:
+            self.translate(translator, event, out)
+            chunk = out.build()
+            if chunk is not None:
+                yield chunk
+            if out.ended:
+                return
 
 
 def parse_object(translator: StreamTranslator, data: str, what: str) -> dict[str, Any]:

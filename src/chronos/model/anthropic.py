@@ -23,7 +23,7 @@ caller has seen nothing); after it, it is raised, as the text would be generated
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any, Final
 
@@ -33,6 +33,7 @@ from chronos.model._decode import SSEEvent
 from chronos.model._provider import HTTPProvider, StreamTranslator, VendorRequest
 from chronos.model._types import (
     ChatRequest,
+    ChatResponse,
     ContentPart,
     ImagePart,
     Message,
@@ -61,8 +62,8 @@ class _MessagesStream(StreamTranslator):
     def translate(self, event: SSEEvent, out: ChunkBuilder) -> None:
         self._events.translate(self, event, out)
 
-    def _event_handler(self) -> Callable[[SSEEvent, ChunkBuilder], None]:
-        return partial(self._events.translate, self)
+    def _chunks(self, out: ChunkBuilder) -> Callable[[list[SSEEvent]], Iterator[ChatResponse]]:
+        return partial(self._events.chunks, self, out)
 
 
 def _content(content: str | Sequence[ContentPart]) -> list[dict[str, Any]]:

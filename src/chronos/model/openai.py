@@ -29,7 +29,7 @@ proxy that adds it), are ignored rather than mixed into the first.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any, Final
 
@@ -39,6 +39,7 @@ from chronos.model._openai_translate import ChatCompletionsEvents
 from chronos.model._provider import HTTPProvider, StreamTranslator, VendorRequest
 from chronos.model._types import (
     ChatRequest,
+    ChatResponse,
     ContentPart,
     ImagePart,
     Message,
@@ -55,7 +56,7 @@ class _ChatCompletionsStream(StreamTranslator):
 
     The per-event work is compiled (`_openai_translate`); this class is the subclassable
     translator around it. A subclass that changes `on_event` overrides `translate` and
-    `_event_handler` too: the provider calls `_event_handler()`'s callable per event.
+    `_chunks` too: the provider runs `_chunks(out)` on each read's events.
     """
 
     def on_event(self, event: SSEEvent, out: ChunkBuilder) -> None:
@@ -64,8 +65,8 @@ class _ChatCompletionsStream(StreamTranslator):
     def translate(self, event: SSEEvent, out: ChunkBuilder) -> None:
         _EVENTS.translate(self, event, out)
 
-    def _event_handler(self) -> Callable[[SSEEvent, ChunkBuilder], None]:
-        return partial(_EVENTS.translate, self)
+    def _chunks(self, out: ChunkBuilder) -> Callable[[list[SSEEvent]], Iterator[ChatResponse]]:
+        return partial(_EVENTS.chunks, self, out)
 
 
 _EVENTS: Final = ChatCompletionsEvents()  # it keeps no state: one serves every stream
