@@ -32,6 +32,9 @@ COMPILED_MODULES = (
     "chronos.stream._subscription",
     "chronos.model._decode",
     "chronos.model._assemble",
+    "chronos.model._translate",
+    "chronos.model._openai_translate",
+    "chronos.model._anthropic_translate",
 )
 STAMP = "SOURCE_HASH"  # in the build directory: the `source_hash` it was built from
 

@@ -59,10 +59,12 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
+    Iterator,
     Mapping,
     Sequence,
 )
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, ClassVar, Final, Protocol
 
 import anyio
@@ -167,19 +169,31 @@ class StreamTranslator:
             if type(out.id) is not str or type(out.model) is not str:
                 raise TypeError(f"id {out.id!r} and model {out.model!r} must be strings")
         except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
-            problem = _http.redact(repr(exc), self.secret)
+            failure: Exception = exc
         else:
             return
         # Raised outside the handler, so neither chained nor as context: the original's
-        # args hold the vendor's values unredacted (an echoed key); its text is redacted here.
+        # args hold the vendor's values unredacted (an echoed key); its text is redacted.
+        raise self._shape_error(event, failure)
+
+    def _shape_error(self, event: Any, failure: Exception) -> StreamProtocolError:
+        """The error for `event`, whose translation failed with `failure` (see `translate`);
+        also raised by the compiled translations (`_translate.EventTranslation`)."""
         data = getattr(event, "data", event)
         raw = data if isinstance(data, str) else bytes(data).decode("utf-8", "replace")
-        raise StreamProtocolError(
-            f"{self.provider}: a chunk does not have the expected shape ({problem})",
+        return StreamProtocolError(
+            f"{self.provider}: a chunk does not have the expected shape "
+            f"({_http.redact(repr(failure), self.secret)})",
             raw=_http.redact(raw, self.secret),
             provider=self.provider,
             model=self.model,
         )
+
+    def _chunks(self, out: ChunkBuilder) -> Callable[[list[Any]], Iterator[ChatResponse]]:
+        """What the provider calls per network read: its events in, their chunks out, each
+        event `translate`d into `out` (the built-in translators hand out a compiled loop
+        that calls their compiled translation directly)."""
+        return partial(out.chunks, translate=self.translate)
 
     def on_end(self, out: ChunkBuilder) -> None:
         """The body ended. The default raises if the vendor's terminal event never came."""
@@ -442,8 +456,7 @@ class HTTPProvider(BaseProvider):
             translator = new_translator()
             translator.secret = self._secret()
             out = ChunkBuilder()
-            translate = translator.translate
-            build = out.build
+            chunks = translator._chunks(out)
             decoder = translator.new_decoder(response.headers.get("content-type", ""))
             body = response.aiter_bytes()
             # Nothing delivered and nothing resumed yet: the stream may be started again.
@@ -455,14 +468,9 @@ class HTTPProvider(BaseProvider):
                 while True:
                     try:
                         async for raw in body:
-                            for event in decoder.feed(raw):
-                                translate(event, out)
-                                chunk = build()
-                                if chunk is not None:
-                                    restartable = False
-                                    yield chunk
-                                if out.ended:
-                                    break
+                            for chunk in chunks(decoder.feed(raw)):
+                                restartable = False
+                                yield chunk
                             if out.ended:
                                 break
                         break
@@ -489,7 +497,7 @@ class HTTPProvider(BaseProvider):
                             model=self._model,
                         ) from exc
                     for event in tail:
-                        translate(event, out)
+                        translator.translate(event, out)
                     translator.on_end(out)
                 final = out.finish()
                 left_early = False

@@ -23,22 +23,21 @@ caller has seen nothing); after it, it is raised, as the text would be generated
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from typing import Any, Final
 
-import orjson
-
+from chronos.model._anthropic_translate import MessagesEvents
 from chronos.model._assemble import ChunkBuilder
 from chronos.model._decode import SSEEvent
 from chronos.model._provider import HTTPProvider, StreamTranslator, VendorRequest
 from chronos.model._types import (
     ChatRequest,
+    ChatResponse,
     ContentPart,
     ImagePart,
     Message,
-    StopReason,
     TextPart,
-    Usage,
 )
 
 __all__ = ["AnthropicProvider"]
@@ -46,120 +45,25 @@ __all__ = ["AnthropicProvider"]
 ANTHROPIC_VERSION: Final = "2023-06-01"
 DEFAULT_MAX_TOKENS: Final = 4096
 
-STOP_REASONS: Final[Mapping[str, StopReason]] = {
-    "end_turn": StopReason.END,
-    "stop_sequence": StopReason.END,
-    "tool_use": StopReason.TOOL_CALL,
-    "max_tokens": StopReason.MAX_TOKENS,
-    "model_context_window_exceeded": StopReason.MAX_TOKENS,
-    "refusal": StopReason.CONTENT_FILTER,
-    "pause_turn": StopReason.OTHER,  # a server tool loop paused; send the turn back to resume
-}
-
-
-def _usage(raw: Mapping[str, Any]) -> Usage:
-    # Cached prompt tokens are billed apart but are input all the same (as OpenAI counts them).
-    input_tokens = None
-    if raw.get("input_tokens") is not None:
-        input_tokens = (
-            raw["input_tokens"]
-            + (raw.get("cache_creation_input_tokens") or 0)
-            + (raw.get("cache_read_input_tokens") or 0)
-        )
-    output_tokens = raw.get("output_tokens")
-    total = None
-    if input_tokens is not None and output_tokens is not None:
-        total = input_tokens + output_tokens
-    return Usage(input_tokens=input_tokens, output_tokens=output_tokens, total_tokens=total,
-                 raw=raw,
-                 reasoning_tokens=(raw.get("output_tokens_details") or {}).get("thinking_tokens"),
-                 cached_tokens=raw.get("cache_read_input_tokens"),
-                 cache_write_tokens=raw.get("cache_creation_input_tokens"))
-
-
 class _MessagesStream(StreamTranslator):
-    """One Messages stream; content blocks are keyed by their `index`."""
+    """One Messages stream. The per-event work and the stream's state are compiled
+    (`_anthropic_translate.MessagesEvents`); this class is the subclassable translator."""
 
     # Error events that mean "try again" (Anthropic's 529, 429 and 500 types).
     retryable_codes = frozenset({"overloaded_error", "rate_limit_error", "api_error"})
 
     def __init__(self, provider: str, model: str) -> None:
         super().__init__(provider, model)
-        self._usage: dict[str, Any] = {}
-        # index -> the input the block started with, for client tool_use blocks only.
-        self._tools: dict[int | None, Any] = {}
-        self._streamed: set[int | None] = set()
+        self._events = MessagesEvents()
 
     def on_event(self, event: SSEEvent, out: ChunkBuilder) -> None:
-        data = self.loads(event.data)
-        if not isinstance(data, dict):
-            raise self.stream_error(f"unexpected event {event.data[:200]!r}")
-        kind = data.get("type") or event.event
-        if kind == "content_block_delta":
-            delta = data.get("delta") or {}
-            if delta.get("type") == "text_delta":  # most events: no call for them
-                out.text(delta.get("text") or "")
-            else:
-                self._delta(data.get("index"), delta, out)
-        elif kind == "content_block_start":
-            self._start(data.get("index"), data.get("content_block") or {}, out)
-        elif kind == "content_block_stop":
-            self._stop(data.get("index"), out)
-        elif kind == "message_start":
-            message = data.get("message") or {}
-            out.id = message.get("id") or out.id
-            out.model = message.get("model") or out.model
-            self._add_usage(message.get("usage"), out)
-        elif kind == "message_delta":
-            self._add_usage(data.get("usage"), out)
-            reason = (data.get("delta") or {}).get("stop_reason")
-            if reason:
-                out.stop(reason, STOP_REASONS.get(reason, StopReason.OTHER))
-        elif kind == "message_stop":
-            out.end_stream()
-        elif kind == "error":
-            error = data["error"] if isinstance(data.get("error"), dict) else data
-            raise self.stream_error(str(error.get("message") or error), code=error.get("type"))
-        # "ping" and event types added later are skipped.
+        self._events.on_event(self, event, out)
 
-    def _start(self, index: int | None, block: Mapping[str, Any], out: ChunkBuilder) -> None:
-        kind = block.get("type")
-        if kind == "text":
-            out.text(block.get("text") or "")
-        elif kind == "thinking":
-            out.reasoning(block.get("thinking") or "")
-        elif kind == "tool_use":
-            self._tools[index] = block.get("input")
-            out.tool_fragment(index, id=block.get("id"), name=block.get("name"))
+    def translate(self, event: SSEEvent, out: ChunkBuilder) -> None:
+        self._events.translate(self, event, out)
 
-    def _delta(self, index: int | None, delta: Mapping[str, Any], out: ChunkBuilder) -> None:
-        kind = delta.get("type")
-        if kind == "text_delta":
-            out.text(delta.get("text") or "")
-        elif kind == "thinking_delta":
-            out.reasoning(delta.get("thinking") or "")
-        elif kind == "input_json_delta" and index in self._tools:
-            # Fragments of server tool blocks (web_search...) arrive too; those are skipped.
-            fragment = delta.get("partial_json")
-            if fragment:
-                self._streamed.add(index)
-            out.tool_fragment(index, arguments=fragment)
-        # signature_delta, citations_delta: metadata of text already delivered.
-
-    def _stop(self, index: int | None, out: ChunkBuilder) -> None:
-        if index not in self._tools:
-            return
-        start_input = self._tools.pop(index)
-        if index not in self._streamed and start_input:
-            # Some gateways put the whole input in the start block and stream no deltas.
-            out.tool_fragment(index, arguments=orjson.dumps(start_input).decode())
-        out.complete_tool(index)
-
-    def _add_usage(self, usage: Any, out: ChunkBuilder) -> None:
-        # message_delta carries the final counts; fields it leaves out keep their start value.
-        if isinstance(usage, dict):
-            self._usage.update({k: v for k, v in usage.items() if v is not None})
-            out.usage(_usage(dict(self._usage)))
+    def _chunks(self, out: ChunkBuilder) -> Callable[[list[SSEEvent]], Iterator[ChatResponse]]:
+        return partial(self._events.chunks, self, out)
 
 
 def _content(content: str | Sequence[ContentPart]) -> list[dict[str, Any]]:

@@ -29,151 +29,47 @@ proxy that adds it), are ignored rather than mixed into the first.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from typing import Any, Final
 
 from chronos.model._assemble import ChunkBuilder
 from chronos.model._decode import SSEEvent
+from chronos.model._openai_translate import ChatCompletionsEvents
 from chronos.model._provider import HTTPProvider, StreamTranslator, VendorRequest
 from chronos.model._types import (
     ChatRequest,
+    ChatResponse,
     ContentPart,
     ImagePart,
     Message,
-    StopReason,
     TextPart,
-    Usage,
 )
 
 __all__ = ["AzureOpenAIProvider", "OpenAIProvider"]
 
 OPENAI_BASE_URL: Final = "https://api.openai.com/v1"
 
-STOP_REASONS: Final[Mapping[str, StopReason]] = {
-    "stop": StopReason.END,
-    "eos": StopReason.END,
-    "end_turn": StopReason.END,
-    "length": StopReason.MAX_TOKENS,
-    "model_length": StopReason.MAX_TOKENS,
-    "tool_calls": StopReason.TOOL_CALL,
-    "function_call": StopReason.TOOL_CALL,
-    "content_filter": StopReason.CONTENT_FILTER,
-}
-
-
-def _usage(raw: Mapping[str, Any]) -> Usage:
-    prompt = raw.get("prompt_tokens_details") or {}
-    completion = raw.get("completion_tokens_details") or {}
-    return Usage(
-        input_tokens=raw.get("prompt_tokens"),
-        output_tokens=raw.get("completion_tokens"),
-        total_tokens=raw.get("total_tokens"),
-        raw=raw,
-        reasoning_tokens=completion.get("reasoning_tokens"),
-        # DeepSeek reports its cache hits at the top level.
-        cached_tokens=prompt.get("cached_tokens", raw.get("prompt_cache_hit_tokens")),
-        cache_write_tokens=prompt.get("cache_write_tokens"),
-    )
-
 
 class _ChatCompletionsStream(StreamTranslator):
-    """One Chat Completions stream: `data: {chunk}` events, then `data: [DONE]`."""
+    """One Chat Completions stream: `data: {chunk}` events, then `data: [DONE]`.
+
+    The per-event work is compiled (`_openai_translate`); this class is the subclassable
+    translator around it. A subclass that changes `on_event` overrides `translate` and
+    `_chunks` too: the provider runs `_chunks(out)` on each read's events.
+    """
 
     def on_event(self, event: SSEEvent, out: ChunkBuilder) -> None:
-        data = event.data
-        if data[:1] != "{":  # chunks are JSON objects: the tests below are for the rest
-            if data == "[DONE]":
-                out.end_stream()
-                return
-            if not data or data.isspace():  # an empty `data:` keep-alive
-                return
-        chunk = self.loads(data)
-        if not isinstance(chunk, dict):
-            raise self.stream_error(f"unexpected chunk {data[:200]!r}")
-        error = chunk.get("error")
-        if error or event.event == "error":
-            self._raise_error(error if error is not None else chunk)
-        # Set only on change: most chunks repeat the same id and model.
-        value = chunk.get("id")
-        if value and value != out.id:
-            out.id = value
-        value = chunk.get("model")
-        if value and value != out.model:
-            out.model = value
-        usage = chunk.get("usage")
-        if usage is None and "x_groq" in chunk:
-            usage = (chunk["x_groq"] or {}).get("usage")
-        if usage:
-            out.usage(_usage(usage))
-        choices = chunk.get("choices")
-        if choices:
-            for choice in choices:
-                if choice.get("index", 0) == 0:
-                    delta = choice.get("delta")
-                    if delta:
-                        text = delta.get("content")
-                        if type(text) is str and len(delta) == 1:  # most chunks: text only
-                            out.text(text)
-                        else:
-                            self._delta(delta, out)
-                    finish = choice.get("finish_reason")
-                    if finish:
-                        out.stop(finish, STOP_REASONS.get(finish, StopReason.OTHER))
+        _EVENTS.on_event(self, event, out)
 
-    def _delta(self, delta: Mapping[str, Any], out: ChunkBuilder) -> None:
-        # One pass over the keys present.
-        for key, value in delta.items():
-            if not value:
-                continue
-            if key == "content":
-                if isinstance(value, str):
-                    out.text(value)
-                else:
-                    self._content_parts(value, out)
-            elif key == "refusal":
-                if isinstance(value, str):
-                    out.refusal(value)
-            elif key == "reasoning" or (
-                key == "reasoning_content" and "reasoning" not in delta
-            ):
-                if isinstance(value, str):
-                    out.reasoning(value)
-            elif key == "tool_calls":
-                for call in value:
-                    function = call.get("function") or {}
-                    index = call.get("index")
-                    out.tool_fragment(
-                        index if index is not None else call.get("id"),
-                        id=call.get("id"),
-                        name=function.get("name"),
-                        arguments=function.get("arguments"),
-                    )
-            elif key == "function_call":  # the pre-tools `functions` API
-                out.tool_fragment(
-                    "function_call", name=value.get("name"), arguments=value.get("arguments")
-                )
+    def translate(self, event: SSEEvent, out: ChunkBuilder) -> None:
+        _EVENTS.translate(self, event, out)
 
-    @staticmethod
-    def _content_parts(parts: Sequence[Any], out: ChunkBuilder) -> None:
-        # Mistral: [{"type": "thinking", "thinking": [{"type": "text", ...}]}, {"type": "text"}]
-        for part in parts:
-            if not isinstance(part, dict):
-                continue
-            if part.get("type") == "thinking":
-                for inner in part.get("thinking") or ():
-                    if isinstance(inner, dict) and inner.get("text"):
-                        out.reasoning(inner["text"])
-            elif part.get("type") == "text" and part.get("text"):
-                out.text(part["text"])
+    def _chunks(self, out: ChunkBuilder) -> Callable[[list[SSEEvent]], Iterator[ChatResponse]]:
+        return partial(_EVENTS.chunks, self, out)
 
-    def _raise_error(self, error: Any) -> None:
-        if isinstance(error, dict):
-            inner = error.get("error", error)
-            if isinstance(inner, dict):
-                message = str(inner.get("message") or inner)
-                code = inner.get("code") or inner.get("type")
-                raise self.stream_error(message, code=str(code) if code is not None else None)
-        raise self.stream_error(str(error))
+
+_EVENTS: Final = ChatCompletionsEvents()  # it keeps no state: one serves every stream
 
 
 def chat_content(content: str | Sequence[ContentPart]) -> str | list[dict[str, Any]]:
