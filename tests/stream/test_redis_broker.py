@@ -5,6 +5,8 @@ The contract it shares with the in-process broker is in `test_broker_contract.py
 
 from __future__ import annotations
 
+import logging
+
 import anyio
 import pytest
 
@@ -206,9 +208,12 @@ def story_runner(broker: RedisBroker, tokens: int) -> graph.Runner:
     return graph.Runner(story.compile(), None, broker=broker)
 
 
-async def test_a_run_while_redis_is_down_reaches_subscribers_when_it_returns() -> None:
+async def test_a_run_while_redis_is_down_reaches_subscribers_when_it_returns(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     # The runner's broker buffers the whole run in its outbox while Redis is away and writes
     # it, in order, once Redis is back; a subscriber in another "process" (broker) gets it.
+    caplog.set_level(logging.INFO, logger="chronos.stream")
     with redis_server() as server:
         prefix = unique_prefix()
         publisher = RedisBroker(server.url, key_prefix=prefix, block_seconds=1.0)
@@ -237,6 +242,16 @@ async def test_a_run_while_redis_is_down_reaches_subscribers_when_it_returns() -
     run = events[1:]
     assert [e.data["seq"] for e in run] == list(range(1, len(run) + 1))
     assert [e.data["data"] for e in run if e.type == "token"] == list(range(200))
+    # The outage is logged as it starts and as it ends, once by each reader and writer that
+    # saw it, with the error's type and never the URL. (Both brokers read; the publisher's
+    # reader may be closed before it reconnects: the watcher's reader and the publisher's
+    # writer must have, to deliver the run.)
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "chronos.stream"]
+    lost = [m for level, m in said if level == "WARNING"]
+    back = [m.removesuffix(" reached Redis again") for level, m in said if level == "INFO"]
+    assert all("error=ConnectionError" in m and server.url not in m for m in lost)
+    sides = {"redis broker reader", "redis broker writer"}
+    assert {m.split(" lost Redis")[0] for m in lost} == set(back) == sides
 
 
 async def test_a_run_that_outgrows_the_outbox_fails_with_broker_unavailable() -> None:

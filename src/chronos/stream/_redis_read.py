@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import random
 import time
 import uuid
@@ -55,6 +56,7 @@ __all__ = [
 
 NOTICES_KEPT: Final = 4096
 """About how many notices Redis keeps: a reader further behind reads every topic it follows."""
+_log: Final = logging.getLogger("chronos.stream")
 _NOTICES_PER_READ: Final = 1024
 _TOPICS_PER_READ: Final = 256
 _ENTRIES_PER_READ: Final = 4096
@@ -85,15 +87,31 @@ def position_of(value: Any) -> Position:
 
 
 class Backoff:
-    """Capped, jittered exponential delays: 50 ms, 100 ms, ... up to 2 s."""
+    """Capped, jittered exponential delays: 50 ms, 100 ms, ... up to 2 s.
 
-    def __init__(self) -> None:
+    An outage is logged once at its start (WARNING, the error's type only: its text may hold
+    a URL with a password) and once at its end (INFO), on the `chronos.stream` logger.
+    """
+
+    def __init__(self, what: str) -> None:
+        self.what = what
         self.attempt = 0
 
-    def next(self) -> float:
+    def next(self, error: BaseException) -> float:
+        """The delay before the next try after `error`."""
+        if self.attempt == 0:
+            _log.warning("%s lost Redis error=%s; retrying", self.what, type(error).__name__,
+                         extra={"chronos": {"lost": self.what, "error": type(error).__name__}})
         delay = min(2.0, 0.05 * (1 << self.attempt))
         self.attempt = min(self.attempt + 1, 16)
         return delay * (0.5 + random.random() / 2)
+
+    def reset(self) -> None:
+        """A try succeeded."""
+        if self.attempt:
+            _log.info("%s reached Redis again", self.what,
+                      extra={"chronos": {"recovered": self.what}})
+            self.attempt = 0
 
 
 class Joiner:
@@ -180,7 +198,7 @@ class Reader:
         self._next_prune = 0.0
 
     async def read(self) -> None:
-        backoff = Backoff()
+        backoff = Backoff("redis broker reader")
         run_id: str | None = None
         wake_cursor = ORIGIN  # the wake-up key is new: every entry in it counts
         recovering = True
@@ -204,10 +222,10 @@ class Reader:
                 reply: Any = await self._redis.xread(
                     streams, count=_NOTICES_PER_READ, block=block
                 )
-                backoff.attempt = 0
-            except UNAVAILABLE:
+                backoff.reset()
+            except UNAVAILABLE as exc:
                 recovering = True
-                await asyncio.sleep(backoff.next())
+                await asyncio.sleep(backoff.next(exc))
                 continue
             announced: list[_Entry] = []
             batch: list[_Entry] = []

@@ -317,7 +317,7 @@ class RedisBroker(Fanout):
 
     async def _write(self) -> None:
         assert self._work is not None
-        backoff = Backoff()
+        backoff = Backoff("redis broker writer")
         wake = False  # resolved joiners are waiting for the reader to notice them
         while True:
             await self._work.wait()
@@ -340,7 +340,7 @@ class RedisBroker(Fanout):
                         joiners, wake = [], True
                     await self._send(batch, wake)
                     wake = False
-                except (RedisError, OSError):
+                except (RedisError, OSError) as exc:
                     # Unreachable, restarted (scripts forgotten) or refusing: keep the batch
                     # and retry; the bounded outbox turns a lasting failure into
                     # BrokerUnavailable for publishers.
@@ -349,9 +349,9 @@ class RedisBroker(Fanout):
                         self._joining[:0] = joiners
                     if closed:
                         return
-                    await asyncio.sleep(backoff.next())
+                    await asyncio.sleep(backoff.next(exc))
                     continue
-                backoff.attempt = 0
+                backoff.reset()
                 with self._lock:
                     for _ in batch:
                         self._outbox.popleft()
