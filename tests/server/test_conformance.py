@@ -41,8 +41,22 @@ def reference_traces() -> dict[str, Trace]:
 
 def _reference_trace(name: str, reference: ServedAPI, cache: dict[str, Trace]) -> Trace:
     if name not in cache:
-        cache[name] = asyncio.run(SCENARIOS[name](reference.url))
+        for _ in range(5):
+            cache[name] = asyncio.run(SCENARIOS[name](reference.url))
+            if not _reference_lost_events(name, cache[name]):
+                break
     return cache[name]
+
+
+def _reference_lost_events(name: str, trace: Trace) -> bool:
+    """Whether the reference lost an event across the reconnect, which it does about once in
+    ten runs here (the `values` after `plan`, published as the first stream was closing; its
+    join from that `Last-Event-ID` then starts at `write`'s custom event). The scenario
+    promises that nothing is lost: such a run is not the behaviour to match, and is run again."""
+    if name != "reconnect_with_last_event_id":
+        return False
+    steps = [len(data["steps"]) for event, data in trace if event == "values"]
+    return steps != [0, 1, 2, 3]
 
 
 def _events(trace: Trace) -> list[str]:
