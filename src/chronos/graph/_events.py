@@ -36,16 +36,18 @@ from collections import deque
 from collections.abc import Callable, Collection, Mapping, Sequence
 from contextvars import ContextVar
 from types import MappingProxyType
-from typing import Any, Final, NamedTuple
+from typing import Any, ClassVar, Final, final
 
 import orjson
 
+from chronos.errors import EmitOutsideRunError
 from chronos.graph._types import StreamMode
 from chronos.stream import GAP, BrokerProtocol, Event, MissedEvents
 
 __all__ = [
     "CURRENT_NODE",
     "EVENT_TYPES",
+    "Emitter",
     "EventHub",
     "EventStream",
     "StreamEvent",
@@ -73,7 +75,8 @@ _MODE_TYPES: Final[Mapping[str, frozenset[str]]] = {
 }
 
 
-class StreamEvent(NamedTuple):
+@final
+class StreamEvent:
     """One thing that happened in a run, as subscribers of `runner.stream()` receive it.
 
     ```python
@@ -92,38 +95,107 @@ class StreamEvent(NamedTuple):
     id, a token's text, or a custom event's payload (whose own type is in `name`). `path`
     names the enclosing subgraph nodes, outermost first.
     `seq` numbers a run's events from 1; `timestamp` is in seconds since the epoch.
+
+    Read-only (the compiled build refuses changes; mypy everywhere). Events with the same
+    fields are equal, and an event pickles. `_replace(**changes)`,
+    `_asdict()` and `_fields` work as they did when it was a named tuple; it is no longer a
+    tuple, so it cannot be indexed or unpacked.
     """
 
-    # A named tuple, not a dataclass: building one from a tuple is a single C call, less than
-    # half the cost of the cheapest frozen dataclass (its `__dict__` filled in one go), which
-    # was half of a token's whole cost (BENCHMARKS.md, graph execution). A tuple of atoms is
-    # also untracked by the GC.
-    type: str
-    node_id: str
-    seq: int
-    timestamp: float
-    run_id: str
-    session_id: str
-    state: Mapping[str, Any] | None = None
-    error: str = ""
-    data: Any = None
-    name: str = ""
-    path: tuple[str, ...] = ()
+    # A compiled class, not a NamedTuple: building one is a single native call that fills its
+    # slots, where `tuple.__new__` on a NamedTuple packed two argument tuples and copied the
+    # fields into a third object, a third of what the hub spent on a custom event
+    # (BENCHMARKS.md, graph execution).
+
+    __slots__ = ("data", "error", "name", "node_id", "path", "run_id", "seq", "session_id",
+                 "state", "timestamp", "type")
+    _fields: ClassVar[tuple[str, ...]] = (
+        "type", "node_id", "seq", "timestamp", "run_id", "session_id", "state", "error", "data",
+        "name", "path",
+    )
+
+    def __init__(
+        self,
+        type: str,
+        node_id: str,
+        seq: int,
+        timestamp: float,
+        run_id: str,
+        session_id: str,
+        state: Mapping[str, Any] | None = None,
+        error: str = "",
+        data: Any = None,
+        name: str = "",
+        path: tuple[str, ...] = (),
+    ) -> None:
+        self.type: Final = type
+        self.node_id: Final = node_id
+        self.seq: Final = seq
+        self.timestamp: Final = timestamp
+        self.run_id: Final = run_id
+        self.session_id: Final = session_id
+        self.state: Final = state
+        self.error: Final = error
+        self.data: Final = data
+        self.name: Final = name
+        self.path: Final = path
+
+    def _values(self) -> tuple[Any, ...]:
+        return (self.type, self.node_id, self.seq, self.timestamp, self.run_id, self.session_id,
+                self.state, self.error, self.data, self.name, self.path)
+
+    def _asdict(self) -> dict[str, Any]:
+        return dict(zip(self._fields, self._values(), strict=True))
+
+    def _replace(self, **changes: Any) -> StreamEvent:
+        return StreamEvent(**(self._asdict() | changes))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, StreamEvent):
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in self._asdict().items())
+        return f"StreamEvent({fields})"
+
+    def __reduce__(self) -> tuple[type[StreamEvent], tuple[Any, ...]]:
+        return StreamEvent, self._values()
 
 
-CURRENT_NODE: ContextVar[tuple[str, tuple[str, ...]]] = ContextVar(
-    "chronos_graph_node", default=("", ())
-)
-"""The node (and subgraph path) executing in this context: whom an `emit()` comes from."""
+@final
+class Emitter:
+    """What `chronos.graph.emit()` calls in a context: the run's hub, and the node (inside the
+    subgraph nodes `path`) the events come from; `node_id` is "" outside a node. Without a
+    hub, outside a run, it raises `EmitOutsideRunError`."""
+
+    # The hub and the node in one value, set once per node: each `emit()` makes one context
+    # variable lookup, not one for the hub and one for the node.
+    __slots__ = ("hub", "node_id", "path")
+
+    def __init__(self, hub: EventHub | None, node_id: str, path: tuple[str, ...]) -> None:
+        self.hub: Final = hub
+        self.node_id: Final = node_id
+        self.path: Final = path
+
+    def __call__(self, type: str, data: Any) -> None:
+        hub = self.hub
+        if hub is None:
+            raise EmitOutsideRunError(f"emit({type!r}) called outside a running node")
+        hub.sink(self.node_id, self.path, type, data)
+
+
+_OUTSIDE_RUN: Final = Emitter(None, "", ())  # read-only, so one shared default is safe
+CURRENT_NODE: ContextVar[Emitter] = ContextVar("chronos_graph_node", default=_OUTSIDE_RUN)
+"""Where `emit()` sends events in this context, and the node (and subgraph path) executing."""
 
 # The names the per-event path calls, as finals: compiled, each is a static, not a lookup in
-# the module's dict per event. `_now` returns Any so the compiled path keeps time.time's float
-# object as it is instead of unboxing it and boxing it again.
-_new_event: Final[Callable[[type[StreamEvent], tuple[Any, ...]], StreamEvent]] = tuple.__new__
-_EVENT: Final = StreamEvent
-_now: Final[Callable[[], Any]] = time.time
+# the module's dict per event.
+_now: Final[Callable[[], float]] = time.time
 _thread_id: Final = threading.get_ident
-_current_node: Final = CURRENT_NODE.get
 
 
 def event_payload(event: StreamEvent) -> dict[str, Any]:
@@ -423,9 +495,8 @@ class EventHub:
         """
         if self._ended:
             return
-        event = _new_event(_EVENT, (type, node_id, self.seq, _now(), self.run_id,
-                                    self.session_id, MappingProxyType(state), "", None, "",
-                                    path))
+        event = StreamEvent(type, node_id, self.seq, _now(), self.run_id, self.session_id,
+                            MappingProxyType(state), "", None, "", path)
         for sub in self._routes[type]:
             sub._offer(event)
 
@@ -485,16 +556,16 @@ class EventHub:
         broker = self._broker
         if not subscribers and broker is None:
             return
-        event = _new_event(_EVENT, (type, node_id, seq, _now(), self.run_id,
-                                    self.session_id, state, error, data, name, path))
+        event = StreamEvent(type, node_id, seq, _now(), self.run_id, self.session_id, state,
+                            error, data, name, path)
         for sub in subscribers:
             sub._offer(event)
         if broker is not None:
             publish_to_broker(broker, event)
 
-    def sink(self, type: str, data: Any) -> None:
-        """Receive `chronos.graph.emit()`: tokens stay `token` events, the rest are custom."""
-        node_id, path = _current_node()
+    def sink(self, node_id: str, path: tuple[str, ...], type: str, data: Any) -> None:
+        """Receive `chronos.graph.emit()` from a node (its `Emitter`): tokens stay `token`
+        events, the rest are custom."""
         if _thread_id() != self._loop_thread:
             self._hand_off(type, node_id, data, path)
             return
@@ -507,14 +578,14 @@ class EventHub:
             subscribers = self._token_route
             if not subscribers and self._broker is None:
                 return
-            event = _new_event(_EVENT, ("token", node_id, seq, _now(), self.run_id,
-                                        self.session_id, None, "", data, "", path))
+            event = StreamEvent("token", node_id, seq, _now(), self.run_id, self.session_id,
+                                None, "", data, "", path)
         else:
             subscribers = self._custom_route
             if not subscribers and self._broker is None:
                 return
-            event = _new_event(_EVENT, ("custom", node_id, seq, _now(), self.run_id,
-                                        self.session_id, None, "", data, type, path))
+            event = StreamEvent("custom", node_id, seq, _now(), self.run_id, self.session_id,
+                                None, "", data, type, path)
         for sub in subscribers:
             if sub._open and len(sub._buffer) < sub._capacity:
                 sub._append(event)

@@ -33,8 +33,7 @@ from typing import Any, Literal, cast
 from chronos.errors import GraphError, NodeError, StepLimitError
 from chronos.graph._builder import CompiledGraph
 from chronos.graph._command import Send
-from chronos.graph._emit import event_sink
-from chronos.graph._events import CURRENT_NODE, EventHub
+from chronos.graph._events import CURRENT_NODE, Emitter, EventHub
 from chronos.graph._interrupt import Interrupt, new_interrupt_id, point_key
 from chronos.graph._node import Interrupted, call_function
 from chronos.graph._persist import checkpoint as _checkpoint
@@ -104,9 +103,11 @@ class _Paused(Exception):
 async def execute(run: Run, step: Step, *, resumed: bool, write_first: bool) -> RunState:
     """Run from `step` until the graph completes or pauses; record a failure before raising."""
     run.current = step
+    # One hub and one usage ledger per run; each node sets its own CURRENT_NODE, which says
+    # who emits and who spends.
+    node = CURRENT_NODE.set(Emitter(run.hub, "", ()))
     try:
-        # One sink and one usage ledger per run; CURRENT_NODE says who emits and who spends.
-        with event_sink(run.hub.sink), recording(run.usage):
+        with recording(run.usage):
             return await _loop(run, step, resumed=resumed, write_first=write_first)
     except asyncio.CancelledError:
         # No checkpoint here: the last one written stays the one to resume from.
@@ -118,6 +119,8 @@ async def execute(run: Run, step: Step, *, resumed: bool, write_first: bool) -> 
             await _record_failure(run, exc)
         run.hub.end("error", run.node_id, state=run.stable, error=str(exc))
         raise
+    finally:
+        CURRENT_NODE.reset(node)
 
 
 async def _loop(run: Run, step: Step, *, resumed: bool, write_first: bool) -> RunState:
@@ -455,7 +458,7 @@ async def _run_node(
     node_id = spec.id
     if hub.observed():
         hub.publish("node_start", node_id, path=path)
-    token = CURRENT_NODE.set((node_id, path))
+    token = CURRENT_NODE.set(Emitter(hub, node_id, path))
     try:
         if spec.subgraph is None:
             answers = run.answers.get(_TASK_PREFIX.get() + key, ()) if run.answers else ()

@@ -115,7 +115,7 @@ def interrupt(value: Any) -> Any:
     """
     answers = _ANSWERS.get()
     if answers is None:  # a node with nothing to replay: this is its first question
-        if CURRENT_NODE.get()[0] == "":
+        if CURRENT_NODE.get().node_id == "":
             raise GraphError("graph.interrupt() was called outside a node of a running graph")
         raise NodeInterrupted(value, 0)
     index = answers.calls

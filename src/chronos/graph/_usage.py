@@ -104,7 +104,7 @@ def count_call(provider: Provider, request: ChatRequest, response: ChatResponse)
     """Add a model call's usage to the running node's (once per call, never per token)."""
     ledger = _LEDGER.get()
     if ledger is not None and response.usage is not None:
-        node_id, path = CURRENT_NODE.get()
+        node = CURRENT_NODE.get()
         # The name the caller chose, which their own `Prices` table is keyed by.
         model = request.model or provider.model or response.model
-        ledger.add(node_key(node_id, path), provider.name, model, response.usage)
+        ledger.add(node_key(node.node_id, node.path), provider.name, model, response.usage)
