@@ -34,6 +34,12 @@ def emit_a_million_sync(state: dict[str, Any]) -> dict[str, Any]:
     return {"done": True}
 
 
+async def emit_a_million_from_a_thread_it_starts(state: dict[str, Any]) -> dict[str, Any]:
+    # `asyncio.to_thread` copies the node's context, and so the node's emitter, onto a worker
+    # thread: the hub must see that thread and hand its events to the loop.
+    return await asyncio.to_thread(emit_a_million_sync, state)
+
+
 def one_node(function: Callable[..., Any], *, inline: bool = False) -> graph.CompiledGraph:
     return (
         graph.StateGraph("g").add_node("n", function, inline=inline)
@@ -75,6 +81,7 @@ GRAPHS = {
     "async node": lambda: one_node(emit_a_million_async),
     "sync node in a worker thread": lambda: one_node(emit_a_million_sync),
     "sync node inline": lambda: one_node(emit_a_million_sync, inline=True),
+    "async node's own worker thread": lambda: one_node(emit_a_million_from_a_thread_it_starts),
     "async node in a subgraph": lambda: in_a_subgraph(emit_a_million_async),
     "sync node in a subgraph": lambda: in_a_subgraph(emit_a_million_sync),
 }
@@ -122,7 +129,8 @@ async def read_fast_tokens(events: graph.EventStream) -> list[graph.StreamEvent]
     return [e async for e in events if e.type == "token"]
 
 
-async def test_a_sync_node_waits_for_a_reader_that_is_far_behind() -> None:
+@pytest.mark.parametrize("thread_of", ["a sync node", "an async node's to_thread"])
+async def test_a_worker_thread_waits_for_a_reader_that_is_far_behind(thread_of: str) -> None:
     emitted = 0
     piling_up, finished = threading.Event(), threading.Event()
 
@@ -135,13 +143,21 @@ async def test_a_sync_node_waits_for_a_reader_that_is_far_behind() -> None:
                 piling_up.set()
         finished.set()
 
-    runner = graph.Runner(one_node(producer))
+    async def starts_a_thread(state: dict[str, Any]) -> None:
+        await asyncio.to_thread(producer, state)  # the node's emitter goes along
+
+    runner = graph.Runner(one_node(producer if thread_of == "a sync node" else starts_a_thread))
     events = runner.stream("custom")
     run = asyncio.ensure_future(runner.run("s", {}))
     # The reader reads nothing: the worker thread fills the hand-off queue and the reader's
     # share of memory, then has to stop until the reader reads.
     assert await asyncio.to_thread(piling_up.wait, 60)
-    await asyncio.sleep(0.2)
+    # A thread held back stops short of what the queue and the backlog hold; one that is not
+    # (emitting onto the loop's buffers itself) runs past it, given a second.
+    for _ in range(20):
+        await asyncio.sleep(0.05)
+        if emitted > _events._HANDOFF_LIMIT + _events._BACKLOG_LIMIT:
+            break
     assert not finished.is_set()
     assert emitted <= _events._HANDOFF_LIMIT + _events._BACKLOG_LIMIT
     seen = await read_fast(events)

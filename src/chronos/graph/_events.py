@@ -192,6 +192,32 @@ _OUTSIDE_RUN: Final = Emitter(None, "", ())  # read-only, so one shared default 
 CURRENT_NODE: ContextVar[Emitter] = ContextVar("chronos_graph_node", default=_OUTSIDE_RUN)
 """Where `emit()` sends events in this context, and the node (and subgraph path) executing."""
 
+
+_node_emitter: Final[Callable[[], Emitter]] = CURRENT_NODE.get
+
+
+def emit(type: str, data: Any = None) -> None:
+    """Send a custom event into the stream of the run this code is executing in.
+
+    ```python
+    def extract(state):
+        graph.emit("progress", {"done": 3, "of": 10})
+        ...
+    ```
+
+    It never loses the event. From a node on the run's event loop it returns at once; from a
+    sync node in a worker thread it may wait while a reader of the run is far behind (the
+    hub decides: see `chronos.graph.Runner.stream`).
+
+    Raises:
+        EmitOutsideRunError: called outside a running node, where no stream would receive it.
+    """
+    # Outside a run the context's default `Emitter` raises, so `emit` itself tests nothing:
+    # it is on every token's path. `__call__` by name: compiled, that is a native call, where
+    # calling the object goes through the interpreter's call protocol and parses the
+    # arguments again.
+    _node_emitter().__call__(type, data)
+
 # The names the per-event path calls, as finals: compiled, each is a static, not a lookup in
 # the module's dict per event.
 _now: Final[Callable[[], float]] = time.time
