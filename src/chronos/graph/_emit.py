@@ -7,7 +7,9 @@ reaches the same hub, which is thread-safe (`EventHub.sink`).
 
 `emit` itself is defined beside the `Emitter` in the compiled `_events` module: a compiled
 `emit` calls the node's `Emitter` natively, without a Python frame of its own or the
-arguments parsed a second time, 18% of a custom event's instructions (BENCHMARKS.md).
+arguments parsed a second time, 18% of a custom event's instructions (BENCHMARKS.md). The
+price: mypyc keeps a compiled function's signature but not its docstring, so `help(emit)`
+shows the signature alone in the compiled build (the README documents `emit`).
 """
 
 from __future__ import annotations

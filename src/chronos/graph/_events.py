@@ -97,9 +97,9 @@ class StreamEvent:
     `seq` numbers a run's events from 1; `timestamp` is in seconds since the epoch.
 
     Read-only (the compiled build refuses changes; mypy everywhere). Events with the same
-    fields are equal, and an event pickles. `_replace(**changes)`,
-    `_asdict()` and `_fields` work as they did when it was a named tuple; it is no longer a
-    tuple, so it cannot be indexed or unpacked.
+    fields are equal, and an event pickles. `_replace(**changes)`, `_asdict()` and `_fields`
+    work as they did when it was a named tuple; it is no longer a tuple, so it cannot be
+    indexed or unpacked.
     """
 
     # A compiled class, not a NamedTuple: building one is a single native call that fills its
@@ -192,8 +192,11 @@ _OUTSIDE_RUN: Final = Emitter(None, "", ())  # read-only, so one shared default 
 CURRENT_NODE: ContextVar[Emitter] = ContextVar("chronos_graph_node", default=_OUTSIDE_RUN)
 """Where `emit()` sends events in this context, and the node (and subgraph path) executing."""
 
-
+# The names the per-event path calls, as finals: compiled, each is a static, not a lookup in
+# the module's dict per event.
 _node_emitter: Final[Callable[[], Emitter]] = CURRENT_NODE.get
+_now: Final[Callable[[], float]] = time.time
+_thread_id: Final = threading.get_ident
 
 
 def emit(type: str, data: Any = None) -> None:
@@ -217,11 +220,6 @@ def emit(type: str, data: Any = None) -> None:
     # calling the object goes through the interpreter's call protocol and parses the
     # arguments again.
     _node_emitter().__call__(type, data)
-
-# The names the per-event path calls, as finals: compiled, each is a static, not a lookup in
-# the module's dict per event.
-_now: Final[Callable[[], float]] = time.time
-_thread_id: Final = threading.get_ident
 
 
 def event_payload(event: StreamEvent) -> dict[str, Any]:
