@@ -4,8 +4,8 @@
     .venv/bin/python bench/serve_profile.py --users 1 50 --duration 20
 
 The server (the benchmark graph `tests/server/graphs.py:agent`: three nodes, a custom event
-each, 200 streamed tokens; SQLite store, in-process broker, as `chronos serve` defaults) runs
-in a child process under cProfile; this process drives it through the official
+each, 200 streamed tokens; SQLite store, in-process broker, uvloop, as `chronos serve`
+defaults) runs in a child process under cProfile; this process drives it through the official
 `langgraph-sdk`, each user creating a thread and calling `runs.wait` in a loop, as
 `bench/serve_vs_langgraph.py` does. It prints the runs done and the server's own time by
 package (`chronos.graph`, `chronos.stream`, `chronos.server`, ...), idle time (`epoll`) apart.
@@ -34,6 +34,7 @@ _ROOT = Path(__file__).resolve().parents[1]
 
 _SERVER = """
 import asyncio, cProfile, sys
+import uvloop  # the loop `chronos serve` runs on
 from chronos import server, store, stream
 from tests.server.graphs import agent
 app = server.create_app({"agent": agent}, store=store.SQLiteStore(sys.argv[2] + "/p.db"),
@@ -42,7 +43,8 @@ sock = server.bind("127.0.0.1", int(sys.argv[1]))
 profile = cProfile.Profile()
 profile.enable()
 try:
-    asyncio.run(server.serve(app, sock))
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(server.serve(app, sock))
 except KeyboardInterrupt:
     pass
 finally:

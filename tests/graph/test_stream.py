@@ -231,6 +231,36 @@ async def test_every_event_reaches_broker_subscribers_of_the_session_topic() -> 
     await broker.aclose()
 
 
+async def test_broker_events_narrow_what_a_run_publishes_not_what_readers_get() -> None:
+    broker = stream.Broker()
+    runner = graph.Runner(two_step_graph(), broker=broker)
+    events = runner.stream()
+    async with broker.subscribe("ui", topics=["session-8"]) as subscription:
+        seen, _ = await asyncio.gather(
+            collect(events),
+            runner.run("session-8", {"query": "q"}, broker_events={"node_end", "completed"}))
+        delivered = await subscription.receive_batch(timeout=0.2)
+    # The local reader still gets the tokens and custom events the broker went without, and
+    # the numbering is the same for both.
+    assert [e.type for e in seen].count("token") == 2
+    assert [e.type for e in seen].count("custom") == 4
+    assert [e.type for e in delivered] == ["node_end", "node_end", "completed"]
+    assert [e.data["seq"] for e in delivered] == [
+        e.seq for e in seen if e.type in ("node_end", "completed")]
+    await broker.aclose()
+
+
+async def test_a_run_without_readers_builds_no_event_the_broker_does_not_take() -> None:
+    broker = stream.Broker()
+    runner = graph.Runner(two_step_graph(), broker=broker)
+    async with broker.subscribe("ui", topics=["session-7"]) as subscription:
+        done = await runner.run("session-7", {"query": "q"}, broker_events={"token"})
+        delivered = await subscription.receive_batch(timeout=0.2)
+    assert [(e.type, e.data["data"]) for e in delivered] == [("token", "He"), ("token", "llo")]
+    assert done.seq > delivered[-1].data["seq"]  # the events it skipped were numbered
+    await broker.aclose()
+
+
 async def test_state_json_cannot_carry_still_reaches_the_broker_by_repr() -> None:
     class Opaque:
         def __repr__(self) -> str:

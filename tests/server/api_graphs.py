@@ -87,3 +87,12 @@ routed.add_node("plan", _plan).add_node("write", _write).add_node("review", _rev
 routed.set_entry_point("plan").add_edge("write", "review").set_finish_point("review")
 routed.add_conditional_edges("plan", lambda state: "review" if state.get("skip") else "write",
                              {"write": "write", "review": "review"})
+
+
+async def _which_loop(state: dict[str, Any]) -> dict[str, Any]:
+    return {"loop": type(asyncio.get_running_loop()).__module__}
+
+
+event_loop = graph.StateGraph("event_loop").add_node("which", _which_loop)
+"""One node that tells which event loop runs it (its class's module)."""
+event_loop.set_entry_point("which").set_finish_point("which")

@@ -262,3 +262,12 @@ async def test_interrupt_after_pauses_once_the_node_has_run(served: Served) -> N
     everywhere = await client.runs.wait(thread, "agent", input=None, interrupt_after="*")
     assert everywhere["steps"] == ["plan", "write"]
     assert (await client.threads.get_state(thread))["next"] == ["review"]
+
+
+async def test_chronos_serve_runs_graphs_on_uvloop() -> None:
+    """As `uvicorn.run` and LangGraph's server do: a loop iteration per model token costs
+    uvloop a fraction of what it costs asyncio."""
+    with serving("tests.server.api_graphs:event_loop") as served:
+        result = await get_client(url=served.url).runs.wait(None, "event_loop", input={})
+    assert isinstance(result, dict)
+    assert result["loop"] == "uvloop"

@@ -226,3 +226,23 @@ async def test_reasoning_and_tool_calls_reach_the_message_chunks(served: Served)
     assert chunks[3]["usage_metadata"] == {
         "input_tokens": 40, "output_tokens": 12, "total_tokens": 52,
         "input_token_details": {"cache_read": 32}, "output_token_details": {"reasoning": 3}}
+
+
+async def test_a_join_gets_what_the_run_was_started_to_stream(served: Served) -> None:
+    """As on LangGraph's server: a run publishes what its own modes need, and a join asking
+    for more gets only those (either messages mode matching the run's, in its format)."""
+    client = get_client(url=served.url)
+    thread = await client.threads.create()
+    thread_id = thread["thread_id"]
+    await client.runs.wait(thread_id, "agent", input={"steps": []})
+    waited = (await client.runs.list(thread_id))[0]["run_id"]
+    joined = [p.event async for p in client.runs.join_stream(
+        thread_id, waited, last_event_id="-1", stream_mode=["messages-tuple", "custom", "values"])]
+    assert joined == ["metadata"] + ["values"] * 4
+    run = await client.runs.create(thread_id, "agent", input={"steps": []},
+                                   stream_mode=["messages-tuple", "updates"])
+    await client.runs.join(thread_id, run["run_id"])
+    parts = [(p.event, p.data) async for p in client.runs.join_stream(
+        thread_id, run["run_id"], last_event_id="-1", stream_mode=["messages", "custom"])]
+    assert "".join(d[0]["content"] for e, d in parts if e == "messages") == "".join(WORDS)
+    assert {e for e, _ in parts} == {"metadata", "messages"}

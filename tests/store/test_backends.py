@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -101,6 +103,29 @@ async def test_sqlite_uses_a_wal_file_that_another_connection_reads(tmp_path: Pa
         await reopened.aclose()
         with pytest.raises(StoreError, match="closed"):
             await reopened.get("c1")
+
+
+async def test_sqlite_reads_one_checkpoint_without_queueing_behind_the_store_thread(
+        tmp_path: Path) -> None:
+    """`get` and `latest` read on the caller's thread, as a put writes, while the store
+    thread is busy (here held on purpose; a WAL checkpoint, say) and while another
+    connection holds a write transaction, whose uncommitted changes they do not see."""
+    path = tmp_path / "runs.db"
+    held = threading.Event()
+    async with store.SQLiteStore(path) as sqlite:
+        await sqlite.put(make("c1"))  # the store is open: its caller-thread connection too
+        sqlite._jobs.put((lambda conn: held.wait(10), None, None))
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("DELETE FROM chronos_checkpoints")
+        try:
+            assert await asyncio.wait_for(sqlite.get("c1"), 2) == make("c1")
+            assert await asyncio.wait_for(sqlite.latest(make("c1").session_id), 2) == make("c1")
+            assert await asyncio.wait_for(sqlite.latest("nobody"), 2) is None
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+            held.set()
 
 
 async def test_sqlite_reports_a_file_it_cannot_open(tmp_path: Path) -> None:

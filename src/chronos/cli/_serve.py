@@ -7,7 +7,8 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from chronos.cli._common import Commands, Terminal, add_store_option, store_url
 from chronos.cli._run import _load_graph
@@ -97,19 +98,33 @@ def _serve(args: argparse.Namespace, terminal: Terminal) -> int:
     try:
         children = _fork_workers(args.workers - 1)
         if children is None:  # a worker: serve, then leave without running the parent's code
-            asyncio.run(run(lambda: None))
+            _run_loop(run(lambda: None))
             os._exit(0)
         if children:
             # uvicorn re-raises the SIGTERM it handled once it has shut down; here that
             # must not end the process before its workers are stopped.
             signal.signal(signal.SIGTERM, lambda signum, frame: None)
         try:
-            asyncio.run(run(ready))
+            _run_loop(run(ready))
         finally:
             _stop_workers(children)
     finally:
         sock.close()
     return 0
+
+
+def _run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run `main` on uvloop's event loop where it is installed (not on Windows), as
+    `uvicorn.run` and LangGraph's server do, else on asyncio's: a served run takes a loop
+    iteration per model token, which costs uvloop a fraction of what it costs asyncio
+    (BENCHMARKS.md, "Agent Server API")."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main)
 
 
 def _fork_workers(count: int) -> list[int] | None:

@@ -441,12 +441,15 @@ class EventHub:
 
     Created on the run's event loop; `publish` and `end` are called there. `sink` (what
     `chronos.graph.emit` calls) works from any thread. The lock only guards the subscriber
-    list, which readers on other threads may change by closing their stream.
+    list, which readers on other threads may change by closing their stream. The broker gets
+    the events of `broker_types` (None: every type), so a run whose broker readers want no
+    tokens builds none for it.
     """
 
-    __slots__ = ("_active", "_broker", "_broker_failure", "_custom_route", "_drain_scheduled",
-                 "_ended", "_handoff", "_lock", "_loop", "_loop_thread", "_lossless", "_retry",
-                 "_room", "_routes", "_subscribers", "_token_route", "run_id", "seq", "session_id")
+    __slots__ = ("_active", "_broker", "_broker_failure", "_broker_types", "_custom_broker",
+                 "_custom_route", "_drain_scheduled", "_ended", "_handoff", "_lock", "_loop",
+                 "_loop_thread", "_lossless", "_retry", "_room", "_routes", "_subscribers",
+                 "_token_broker", "_token_route", "run_id", "seq", "session_id")
 
     def __init__(
         self,
@@ -455,12 +458,18 @@ class EventHub:
         subscribers: Sequence[EventStream],
         broker: BrokerProtocol | None,
         lock: threading.Lock,
+        broker_types: Collection[str] | None = None,
     ) -> None:
         self.run_id = run_id
         self.session_id = session_id
         self.seq = 0
         self._subscribers = list(subscribers)
         self._broker = broker
+        self._broker_types = EVENT_TYPES if broker_types is None else frozenset(broker_types)
+        # What `sink` publishes to, read per token or custom event: None when the broker
+        # takes none of them.
+        self._token_broker = broker if "token" in self._broker_types else None
+        self._custom_broker = broker if "custom" in self._broker_types else None
         self._lock = lock
         self._ended = False
         self._loop = asyncio.get_running_loop()
@@ -577,7 +586,7 @@ class EventHub:
             return
         self.seq = seq = self.seq + 1
         subscribers = self._routes[type]
-        broker = self._broker
+        broker = self._broker if type in self._broker_types else None
         if not subscribers and broker is None:
             return
         event = StreamEvent(type, node_id, seq, _now(), self.run_id, self.session_id, state,
@@ -600,13 +609,15 @@ class EventHub:
         self.seq = seq = self.seq + 1
         if type == "token":
             subscribers = self._token_route
-            if not subscribers and self._broker is None:
+            broker = self._token_broker
+            if not subscribers and broker is None:
                 return
             event = StreamEvent("token", node_id, seq, _now(), self.run_id, self.session_id,
                                 None, "", data, "", path)
         else:
             subscribers = self._custom_route
-            if not subscribers and self._broker is None:
+            broker = self._custom_broker
+            if not subscribers and broker is None:
                 return
             event = StreamEvent("custom", node_id, seq, _now(), self.run_id, self.session_id,
                                 None, "", data, type, path)
@@ -617,8 +628,8 @@ class EventHub:
                     sub._wake()
             else:
                 sub._offer_full(event)
-        if self._broker is not None:
-            publish_to_broker(self._broker, event)
+        if broker is not None:
+            publish_to_broker(broker, event)
 
     def _hand_off(self, type: str, node_id: str, data: Any, path: tuple[str, ...]) -> None:
         """From a worker thread: queue for the loop, scheduling one drain per burst."""

@@ -9,7 +9,7 @@ import sys
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -67,7 +67,8 @@ class Runner:
     Args:
         graph: from `StateGraph.compile()`.
         store: where checkpoints go; None runs without any (and without resume).
-        broker: if given, every event is also published to it, the session id as topic.
+        broker: if given, every event is also published to it, the session id as topic
+            (a run may narrow that to the types its readers want: `broker_events`).
         step_limit: the most steps one run may take; more raises `StepLimitError`.
         durability: when checkpoints are written, unless a run says otherwise: "sync" (after
             each step, before the next), "async" (after each step, while the next runs; a
@@ -152,10 +153,15 @@ class Runner:
         initial_state: Mapping[str, Any],
         *,
         durability: Durability | None = None,
+        broker_events: Collection[str] | None = None,
     ) -> RunState:
         """Run the graph from its entry point on `initial_state`.
 
-        `durability` overrides the runner's for this run (see `Runner`).
+        `durability` overrides the runner's for this run (see `Runner`). `broker_events`: the
+        event types (`StreamEvent.type`) this run publishes to the runner's broker; None, every
+        type. Events of other types are not even built unless a `stream()` reader wants them:
+        a run whose broker readers want no tokens (a server's `runs.wait`) skips a publish per
+        token. Numbering is unchanged (`seq` never depends on who listens).
 
         Returns:
             The final `RunState`: "completed", or "paused" at an interrupt node.
@@ -171,7 +177,7 @@ class Runner:
         state = dict(initial_state)
         async with self._lease(session_id):
             return await self._start(session_id, state, None, resumed=False, write_first=True,
-                                     durability=durability)
+                                     durability=durability, broker_events=broker_events)
 
     def run_sync(
         self,
@@ -190,6 +196,7 @@ class Runner:
         *,
         resume: Any = _NO_ANSWER,
         durability: Durability | None = None,
+        broker_events: Collection[str] | None = None,
     ) -> RunState:
         """Continue a session from its latest checkpoint.
 
@@ -212,6 +219,7 @@ class Runner:
                 applied, `resume` answers, and `goto` names the step to run instead.
             resume: the answer(s) to the pending interrupt(s).
             durability: overrides the runner's for this run (see `Runner`).
+            broker_events: the event types this run publishes to the broker (see `run`).
 
         Raises:
             CheckpointNotFound: the session has no checkpoint.
@@ -233,7 +241,7 @@ class Runner:
             if checkpoint is None:
                 raise CheckpointNotFound(session_id=session_id)
             return await self._continue(checkpoint, session_id, command, head=True,
-                                        durability=durability)
+                                        durability=durability, broker_events=broker_events)
 
     def resume_sync(
         self,
@@ -248,16 +256,22 @@ class Runner:
             lambda: self.resume(session_id, update, resume=resume, durability=durability))
 
     async def resume_from_checkpoint(
-        self, checkpoint_id: str, update: Mapping[str, Any] | None = None
+        self,
+        checkpoint_id: str,
+        update: Mapping[str, Any] | None = None,
+        *,
+        broker_events: Collection[str] | None = None,
     ) -> RunState:
         """Time travel: continue the checkpoint's session from that point.
 
         Later checkpoints stay in the history; the new ones branch off this one (their
-        `parent_id` chain leads back to it) and become the session's latest.
+        `parent_id` chain leads back to it) and become the session's latest. `broker_events`:
+        the event types this run publishes to the broker (see `run`).
         """
         checkpoint = await self._store().get(checkpoint_id)  # immutable: safe to read unleased
         async with self._lease(checkpoint.session_id):
-            return await self._continue(checkpoint, checkpoint.session_id, update, head=False)
+            return await self._continue(checkpoint, checkpoint.session_id, update, head=False,
+                                        broker_events=broker_events)
 
     async def fork_from(
         self,
@@ -306,6 +320,7 @@ class Runner:
         head: bool,
         replay: Sequence[Checkpoint] = (),
         durability: Durability | None = None,
+        broker_events: Collection[str] | None = None,
     ) -> RunState:
         if checkpoint.graph_id != self.graph.id:
             raise GraphError(f"checkpoint {checkpoint.id!r} belongs to graph "
@@ -343,7 +358,7 @@ class Runner:
         return await self._start(session_id, state, checkpoint, resumed=True,
                                  write_first=write_first, replay=replay, step=step,
                                  answers=None if goto else answers, durability=durability,
-                                 asked=asked)
+                                 asked=asked, broker_events=broker_events)
 
     async def _start(
         self,
@@ -358,6 +373,7 @@ class Runner:
         answers: dict[str, tuple[Any, ...]] | None = None,
         durability: Durability | None = None,
         asked: tuple[Interrupt, ...] | None = None,
+        broker_events: Collection[str] | None = None,
     ) -> RunState:
         mine: list[EventStream] = []
         if self._pending:  # read unlocked: a stream subscribed meanwhile waits for the next run
@@ -371,7 +387,7 @@ class Runner:
         broker = self.broker
         if trace is not None and broker is not None:
             broker = trace.broker(broker)
-        hub = EventHub(run_id, session_id, mine, broker, self._lock)
+        hub = EventHub(run_id, session_id, mine, broker, self._lock, broker_events)
         run = Run(self.graph, hub, self.store, state, step_limit=self.step_limit, parent=parent,
                   durability=durability or self.durability, pricing=self.prices, asked=asked)
         if trace is not None:

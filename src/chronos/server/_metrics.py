@@ -30,7 +30,6 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from chronos.model import Usage
 from chronos.stream import Event
 
 if TYPE_CHECKING:
@@ -114,8 +113,8 @@ class ServerMetrics:
 
     def run_events(self, graph_id: str) -> Callable[[Event], None]:
         """What sees every event a runner of `graph_id` publishes, to record its node
-        durations and model tokens (each model call's usage is on its last `MessageDelta`),
-        into whatever records when the event comes (a meter provider may be set later).
+        durations, into whatever records when the event comes (a meter provider may be set
+        later). (Model tokens are counted once per run, from its usage totals: `tokens`.)
 
         Called in the publisher's hands, once the broker took the event: a reader of the
         run's own stream would be woken for every token, which cost as much as the broker's
@@ -124,7 +123,7 @@ class ServerMetrics:
 
 
 class _RunEvents:
-    """Node durations and model tokens from the events of one graph's runs."""
+    """Node durations from the events of one graph's runs."""
 
     def __init__(self, metrics: ServerMetrics, graph_id: str) -> None:
         self._metrics = metrics
@@ -137,11 +136,7 @@ class _RunEvents:
             return
         type = event.type
         payload = event.data
-        if type == "token":
-            usage = _usage(payload["data"])
-            if usage is not None:
-                self._metrics.tokens(usage.input_tokens, usage.output_tokens)
-        elif type == "node_start":
+        if type == "node_start":
             started = self._started.setdefault(payload["run_id"], defaultdict(deque))
             started[_node(payload)].append(payload["timestamp"])
         elif type == "node_end":
@@ -160,12 +155,6 @@ _RUN_ENDS: Final = frozenset({"completed", "interrupt", "error", "cancelled"})
 
 def _node(payload: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
     return payload["node_id"], tuple(payload["path"])
-
-
-def _usage(delta: Any) -> Usage | None:
-    """The usage a token's `MessageDelta` carries (a node may emit tokens of its own)."""
-    usage = getattr(delta, "usage", None)
-    return usage if isinstance(usage, Usage) else None
 
 
 class _Prometheus:

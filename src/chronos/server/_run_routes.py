@@ -19,6 +19,7 @@ __all__ = ["run_routes"]
 
 _FIRST_EVENT = "0-0"  # the id before every event, in the form both brokers issue
 _RUN_STATUSES = ("pending", "running", "error", "success", "timeout", "interrupted")
+_MESSAGES = ("messages", "messages-tuple")
 
 
 def _headers(record: RunRecord, stateless: bool) -> dict[str, str]:
@@ -126,10 +127,11 @@ def run_routes(runs: Runs) -> list[Route]:
     async def join_stream(request: Request) -> Response:
         run = await find(request)
         # The SDK sends `stream_mode=` (empty) when it has none to ask for.
-        modes = tuple(m for m in request.query_params.getlist("stream_mode") if m) or run.modes
-        unknown = [m for m in modes if m not in STREAM_MODES]
+        asked = tuple(m for m in request.query_params.getlist("stream_mode") if m) or run.modes
+        unknown = [m for m in asked if m not in STREAM_MODES]
         if unknown:
             raise RequestRefused(422, f"parameter 'stream_mode' has unsupported modes {unknown}")
+        modes = _joined_modes(asked, run.modes)
         last_event_id = (request.headers.get("last-event-id")
                          or request.query_params.get("last_event_id") or None)
         # "-1" (what useStream sends first) asks for the run from its start: the thread's
@@ -181,6 +183,16 @@ def run_routes(runs: Runs) -> list[Route]:
         Route("/threads/{thread_id}/runs/{run_id}/join", join, methods=["GET"]),
         Route("/threads/{thread_id}/runs/{run_id}/stream", join_stream, methods=["GET"]),
     ]
+
+
+def _joined_modes(asked: tuple[str, ...], started: tuple[str, ...]) -> tuple[str, ...]:
+    """What a join streams: a run published what its own modes need, so a join gets those of
+    them it asks for, as on LangGraph's server, whose joins filter the run's stored stream
+    (where either messages mode asked matches the run's messages, in the run's format)."""
+    modes = [m for m in asked if m in started]
+    if any(m in _MESSAGES for m in asked):
+        modes += [m for m in started if m in _MESSAGES]
+    return tuple(dict.fromkeys(modes))
 
 
 def _int_param(request: Request, name: str, default: int) -> int:

@@ -1,7 +1,8 @@
 """How a run calls the graph's runner: from its input, its command, a checkpoint, a rollback.
 
 Before the runner starts, `announce` gets the values the run starts from (for the `run_start`
-marker: the `values` stream mode's first event and LangGraph's input checkpoint).
+marker: the `values` stream mode's first event and LangGraph's input checkpoint). The run
+publishes the events its stream modes need (`published_events`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from chronos.graph import (
     node_ids,
 )
 from chronos.server._run_request import RunRequest
+from chronos.server._stream_modes import published_events
 from chronos.store import Checkpoint
 
 __all__ = ["call_runner"]
@@ -33,6 +35,7 @@ async def call_runner(runner: Runner, thread_id: str, request: RunRequest,
     """Run `request` on the thread, continuing from `base` (its latest checkpoint, or the one
     asked for: `from_base` then continues from that checkpoint rather than the latest)."""
     graph = runner.graph
+    events = published_events(request.stream_modes)
     update = dict(request.update)
     resume: dict[str, Any] = {}
     if request.has_resume and base is not None and not base.interrupts:
@@ -46,15 +49,16 @@ async def call_runner(runner: Runner, thread_id: str, request: RunRequest,
         before = dict(base.state) if base is not None else _empty_channels(graph)
         state = apply_updates(graph, before, [request.input, update])
         announce({"before": before, "values": state, "next": list(_entry_or_none(graph, state))})
-        return await runner.run(thread_id, state)
+        return await runner.run(thread_id, state, broker_events=events)
     if base is None:
         raise CheckpointNotFound(session_id=thread_id)
     announce({"before": base.state, "next": list(base.next),
               "values": apply_updates(graph, base.state, [update])})
     if from_base:
-        return await runner.resume_from_checkpoint(base.id, update or None)
+        return await runner.resume_from_checkpoint(base.id, update or None,
+                                                   broker_events=events)
     return await runner.resume(thread_id, Command(goto=request.goto, update=update or None,
-                                                  **resume))
+                                                  **resume), broker_events=events)
 
 
 def _empty_channels(graph: CompiledGraph) -> dict[str, Any]:

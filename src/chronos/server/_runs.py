@@ -32,7 +32,8 @@ import orjson
 
 from chronos import _telemetry
 from chronos.errors import RequestRefused
-from chronos.graph import Runner
+from chronos.graph import Runner, RunState, UsageLedger
+from chronos.model import Usage
 from chronos.server._assistants import Assistants, ServedGraph
 from chronos.server._log import survived
 from chronos.server._metrics import ServerMetrics
@@ -307,6 +308,9 @@ class Runs:
         started: float | None = None
         paused = False
         failure: BaseException | None = None
+        result: RunState | None = None
+        parent: Checkpoint | None = None  # what the run's usage totals start from
+        began = time.time()
         try:
             if record.request.after_seconds:
                 await asyncio.sleep(record.request.after_seconds)
@@ -328,6 +332,8 @@ class Runs:
             record.base_checkpoint_id = base.id if base is not None else None
             if record.trace is not None:
                 _telemetry.hand_over(record.trace)
+            parent = base if request.input is None else None  # new input: new totals
+            began = time.time()
             result = await call_runner(
                 runner, thread_id, request, base,
                 from_base=rollback is not None or request.checkpoint_id is not None,
@@ -352,6 +358,8 @@ class Runs:
             if started is not None:
                 self.metrics.running(-1)
                 self.metrics.run_ended(record.status, time.monotonic() - started)
+                with survived("run's token count", run=record.run_id):
+                    await self._count_tokens(runner, thread_id, result, parent, began)
             record.updated_at = time.time()
             # The end marker must go out regardless.
             with survived("run record at its end", run=record.run_id):
@@ -369,6 +377,20 @@ class Runs:
                     await self.records.drop(_runs_of(thread_id))
                     await self.threads.remove(thread_id)
                     await self.threads.store.delete_session(thread_id)
+
+    async def _count_tokens(self, runner: Runner, thread_id: str, result: RunState | None,
+                            parent: Checkpoint | None, began: float) -> None:
+        """Count the model tokens a run spent: its totals (its result's, or as the runner
+        remembers a run that failed or was cancelled), less those of the checkpoint it
+        continued from. Counted once per run, not from each token's event, which a run
+        publishes only when its stream modes stream tokens."""
+        state = result if result is not None else await runner.get_state(thread_id)
+        if state is None or state.started_at < began:  # the runner never started it
+            return
+        spent = state.usage
+        before = UsageLedger.recorded(parent.metadata).total() if parent is not None else Usage()
+        self.metrics.tokens((spent.input_tokens or 0) - (before.input_tokens or 0),
+                            (spent.output_tokens or 0) - (before.output_tokens or 0))
 
     def _publish(self, type: str, record: RunRecord, data: dict[str, Any]) -> None:
         payload = _plain({"run_id": record.run_id, **data})

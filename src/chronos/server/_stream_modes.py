@@ -18,12 +18,15 @@ as topic; the run manager brackets each run with `run_start` and `run_end` marke
 
 Subgraph events carry `event|namespace` names when the run asked for `stream_subgraphs`, and
 are left out otherwise.
+
+A run publishes only what its own modes need (`published_events`), as LangGraph's server
+does: a run started without "messages" sends no tokens, so its joins get none either.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final, TypeGuard
 
 import orjson
@@ -33,7 +36,8 @@ from chronos.server._events_mode import EventsMode
 from chronos.server._message_chunk import message_chunk
 from chronos.server._state import iso
 
-__all__ = ["RUN_END", "RUN_START", "STREAM_MODES", "RunTranslator", "api_interrupts"]
+__all__ = ["RUN_END", "RUN_START", "STREAM_MODES", "RunTranslator", "api_interrupts",
+           "published_events"]
 
 RUN_START: Final = "run_start"
 RUN_END: Final = "run_end"
@@ -41,6 +45,22 @@ STREAM_MODES: Final = ("values", "updates", "messages", "messages-tuple", "custo
                        "tasks", "checkpoints", "events")
 
 Frame = tuple[str, Any]
+
+# The graph events every run publishes: a few per node, which the state modes, the step
+# numbers, interrupts, the run's end and the node metrics rely on. Tokens and custom events,
+# most of a run's events (200 tokens against 9 others in the benchmark's run), only go out
+# for a mode that streams them.
+_GRAPH_EVENTS: Final = frozenset({"node_start", "node_end", "edge_transition", "checkpoint",
+                                  "retry", "interrupt", "completed", "error", "cancelled"})
+_MODE_EVENTS: Final[Mapping[str, frozenset[str]]] = {
+    "messages": frozenset({"token"}), "messages-tuple": frozenset({"token"}),
+    "custom": frozenset({"custom"}), "events": frozenset({"token", "custom"}),
+}
+
+
+def published_events(modes: Iterable[str]) -> frozenset[str]:
+    """The graph event types a run streamed in `modes` publishes to the broker."""
+    return _GRAPH_EVENTS.union(*(_MODE_EVENTS.get(m, ()) for m in modes))
 
 
 class RunTranslator:

@@ -7,8 +7,9 @@ process being killed (SIGKILL); only an OS crash or power loss can lose the last
 
 Reads, the first write and anything that may wait run in one thread per store, which owns a
 connection and executes jobs in order, handing results back through the loop's futures. A
-checkpoint write under NORMAL runs on the caller's thread instead, on a second connection
-that can never wait: `busy_timeout=0` (a locked database sends the write to the thread, which
+checkpoint write under NORMAL runs on the caller's thread instead (and so does the read of one
+checkpoint, `get` or `latest`, when that connection is free), on a second connection that can
+never wait: `busy_timeout=0` (a locked database sends the write to the thread, which
 waits for the lock) and `wal_autocheckpoint=0` (it never copies the WAL into the database,
 the one step that fsyncs; the thread does that every `_WAL_CHECKPOINT_EVERY` writes). What is
 left is an INSERT and a write() into the page cache; the hop to the thread and back cost
@@ -142,15 +143,48 @@ class SQLiteStore:
 
     async def get(self, checkpoint_id: str) -> Checkpoint:
         """The checkpoint with this id; `CheckpointNotFound` if there is none."""
-        row = await self._call(lambda c: c.execute(self._sql.get, (checkpoint_id,)).fetchone())
+        row = await self._row(self._sql.get, (checkpoint_id,))
         if row is None:
             raise CheckpointNotFound(checkpoint_id=checkpoint_id)
         return row_checkpoint(row)
 
     async def latest(self, session_id: str) -> Checkpoint | None:
         """The session's most recent checkpoint, or None."""
-        row = await self._call(lambda c: c.execute(self._sql.latest, (session_id,)).fetchone())
+        row = await self._row(self._sql.latest, (session_id,))
         return None if row is None else row_checkpoint(row)
+
+    async def _row(self, query: str, params: tuple[Any, ...]) -> Any:
+        """One row by an indexed key, read as a put writes: on the caller's thread when the
+        caller-thread connection is free (a read in WAL mode does not wait for writers), else
+        (or should the database be locked) on the store thread. The hop to the thread and
+        back cost 50 us against 6 for the read itself (`latest` of a new session), once per
+        served run (BENCHMARKS.md, Agent Server API)."""
+        if self._writer is not None and self._write_lock.acquire(blocking=False):
+            try:
+                found, row = self._read_here(query, params)
+                if found:
+                    return row
+            finally:
+                self._write_lock.release()
+        return await self._call(lambda c: c.execute(query, params).fetchone())
+
+    def _read_here(self, query: str, params: tuple[Any, ...]) -> tuple[bool, Any]:
+        """(True, the row or None), or (False, None) if the database is locked."""
+        writer = self._writer
+        if writer is None or self._closed:
+            return False, None
+        try:
+            cursor = writer.execute(query, params)
+            try:
+                return True, cursor.fetchone()
+            finally:
+                cursor.close()  # ends the read: an open one would hold WAL checkpoints back
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc):
+                return False, None
+            raise StoreError(f"SQLite store {self.path!r}: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite store {self.path!r}: {exc}") from exc
 
     async def history(self, session_id: str, *, limit: int | None = None) -> list[Checkpoint]:
         """The session's checkpoints, oldest first (the last `limit` of them)."""

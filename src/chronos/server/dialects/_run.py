@@ -41,6 +41,9 @@ __all__ = ["RunEnd", "RunSource", "join_run", "sse_response", "start_run"]
 # host's by more than a run takes to start makes a join miss the start, and show the answer
 # whole, see `missed_start`.)
 _CLOCK_MARGIN_MS: Final = 1
+# The modes a dialect's run is started with: a run publishes only what its modes need, and a
+# dialect reads the graph events whole, its tokens and custom events too.
+_MODES: Final = ["values", "updates", "messages-tuple", "custom"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +206,7 @@ async def start_run(runs: Runs, request: Request, graph_id: str,
     """
     threads = runs.threads
     body = {"assistant_id": graph_id, "input": None if input is None else dict(input),
-            "command": command, "on_disconnect": on_disconnect}
+            "command": command, "on_disconnect": on_disconnect, "stream_mode": _MODES}
     if checkpoint_id is not None:
         body["checkpoint_id"] = checkpoint_id
     run_request = parse_run_request(body, default_disconnect=on_disconnect)
