@@ -248,16 +248,19 @@ class Runner:
             lambda: self.resume(session_id, update, resume=resume, durability=durability))
 
     async def resume_from_checkpoint(
-        self, checkpoint_id: str, update: Mapping[str, Any] | None = None
+        self, checkpoint_id: str, update: Mapping[str, Any] | None = None, *,
+        durability: Durability | None = None,
     ) -> RunState:
         """Time travel: continue the checkpoint's session from that point.
 
         Later checkpoints stay in the history; the new ones branch off this one (their
-        `parent_id` chain leads back to it) and become the session's latest.
+        `parent_id` chain leads back to it) and become the session's latest. `durability`
+        overrides the runner's for this run (see `Runner`).
         """
         checkpoint = await self._store().get(checkpoint_id)  # immutable: safe to read unleased
         async with self._lease(checkpoint.session_id):
-            return await self._continue(checkpoint, checkpoint.session_id, update, head=False)
+            return await self._continue(checkpoint, checkpoint.session_id, update, head=False,
+                                        durability=durability)
 
     async def fork_from(
         self,

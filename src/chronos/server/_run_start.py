@@ -46,15 +46,16 @@ async def call_runner(runner: Runner, thread_id: str, request: RunRequest,
         before = dict(base.state) if base is not None else _empty_channels(graph)
         state = apply_updates(graph, before, [request.input, update])
         announce({"before": before, "values": state, "next": list(_entry_or_none(graph, state))})
-        return await runner.run(thread_id, state)
+        return await runner.run(thread_id, state, durability=request.durability)
     if base is None:
         raise CheckpointNotFound(session_id=thread_id)
     announce({"before": base.state, "next": list(base.next),
               "values": apply_updates(graph, base.state, [update])})
     if from_base:
-        return await runner.resume_from_checkpoint(base.id, update or None)
+        return await runner.resume_from_checkpoint(base.id, update or None,
+                                                   durability=request.durability)
     return await runner.resume(thread_id, Command(goto=request.goto, update=update or None,
-                                                  **resume))
+                                                  **resume), durability=request.durability)
 
 
 def _empty_channels(graph: CompiledGraph) -> dict[str, Any]:

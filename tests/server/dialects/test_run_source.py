@@ -117,6 +117,39 @@ async def test_a_thread_id_keeps_the_thread(runs: Runs) -> None:
 
 
 @pytest.mark.anyio
+async def test_a_stateless_run_writes_no_checkpoint_before_it_ends(runs: Runs) -> None:
+    store = runs.threads.store
+    for thread_id, before_end in ((None, 0), ("t-d", 1)):
+        run = await start_run(runs, _request(), "count", {"n": 3, "delay": 0.02},
+                              thread_id=thread_id)
+        try:
+            async for batch in run.batches():
+                if any(e.type == "custom" for e in batch):
+                    break  # inside its node
+            # Stateless: nothing to resume from before the run ends (or pauses); on a
+            # thread, the checkpoint of its input comes first.
+            assert len(await store.history(run.thread_id)) == before_end
+            async for _ in run.batches():
+                pass
+        finally:
+            await run.aclose()
+        assert run.end is not None
+        assert run.end.status == "success"
+        assert run.values == {"n": 3, "delay": 0.02, "done": True}
+
+
+@pytest.mark.anyio
+async def test_the_run_goes_first_up_to_its_first_wait(runs: Runs) -> None:
+    # The model's request (here: the node's first sleep) is not kept waiting on the
+    # dialect's response.
+    run = await start_run(runs, _request(), "count", {"n": 2, "delay": 0.05})
+    try:
+        assert run.record.status == "running"  # not "pending": its task has begun
+    finally:
+        await run.aclose()
+
+
+@pytest.mark.anyio
 async def test_an_unknown_graph_is_refused_before_any_thread_is_made(runs: Runs) -> None:
     with pytest.raises(RequestRefused) as refused:
         await start_run(runs, _request(), "nope", {})
