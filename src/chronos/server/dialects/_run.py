@@ -190,7 +190,8 @@ async def start_run(runs: Runs, request: Request, graph_id: str,
                     keep_paused: bool = False, checkpoint_id: str | None = None) -> RunSource:
     """Start graph `graph_id` on `input` and return its events' source (close it when done).
 
-    Without `thread_id` the run is stateless: its thread is deleted when it ends. With one, the
+    Without `thread_id` the run is stateless: its thread is deleted when it ends, and it writes
+    only the checkpoint it ends with (durability "exit"). With one, the
     run continues that thread (created if new), as `/threads/{id}/runs/stream` would.
     `command` (`{"resume": ..., "update": ..., "goto": ...}`, with `input` None) continues a
     paused thread instead, as the API's `command` does. `keep_paused`: a stateless run's
