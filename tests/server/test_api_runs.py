@@ -271,3 +271,24 @@ async def test_chronos_serve_runs_graphs_on_uvloop() -> None:
         result = await get_client(url=served.url).runs.wait(None, "event_loop", input={})
     assert isinstance(result, dict)
     assert result["loop"] == "uvloop"
+
+
+async def test_durability_exit_writes_only_the_checkpoint_a_run_ends_with(
+        served: Served) -> None:
+    client = get_client(url=served.url)
+    written = {}
+    for durability in ("sync", "exit"):
+        thread = (await client.threads.create())["thread_id"]
+        values = await client.runs.wait(thread, "agent", input={"steps": []},
+                                        durability=durability)  # type: ignore[arg-type]
+        assert values["steps"] == ["plan", "write", "review"]
+        history = await client.threads.get_history(thread)
+        written[durability] = len(history)
+        assert history[0]["values"] == values  # the latest, newest first
+    assert written["exit"] == 1
+    assert written["sync"] > 1
+    async with httpx.AsyncClient(base_url=served.url) as http:
+        refused = await http.post("/runs/wait", json={"assistant_id": "agent", "input": {},
+                                                      "durability": "never"})
+    assert refused.status_code == 422
+    assert "durability" in refused.json()["detail"]

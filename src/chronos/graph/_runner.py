@@ -261,17 +261,19 @@ class Runner:
         update: Mapping[str, Any] | None = None,
         *,
         broker_events: Collection[str] | None = None,
+        durability: Durability | None = None,
     ) -> RunState:
         """Time travel: continue the checkpoint's session from that point.
 
         Later checkpoints stay in the history; the new ones branch off this one (their
         `parent_id` chain leads back to it) and become the session's latest. `broker_events`:
-        the event types this run publishes to the broker (see `run`).
+        the event types this run publishes to the broker (see `run`); `durability` overrides
+        the runner's for this run (see `Runner`).
         """
         checkpoint = await self._store().get(checkpoint_id)  # immutable: safe to read unleased
         async with self._lease(checkpoint.session_id):
             return await self._continue(checkpoint, checkpoint.session_id, update, head=False,
-                                        broker_events=broker_events)
+                                        broker_events=broker_events, durability=durability)
 
     async def fork_from(
         self,

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final, cast, get_args
 
 from chronos.errors import RequestRefused
-from chronos.graph import Send
+from chronos.graph import Durability, Send
 from chronos.server._fields import choice, field, optional_mapping, string_list
 from chronos.server._stream_modes import STREAM_MODES
 
 __all__ = ["MULTITASK_STRATEGIES", "RunRequest", "parse_run_request"]
 
 MULTITASK_STRATEGIES = ("reject", "interrupt", "rollback", "enqueue")
+_DURABILITIES: Final = get_args(Durability)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,7 @@ class RunRequest:
     checkpoint_id: str | None
     on_completion: str  # a stateless run's thread: "delete" when the run ends, or "keep"
     after_seconds: float  # wait this long (as a pending run) before starting
+    durability: Durability  # when the run writes checkpoints (see `graph.Runner`)
 
     def kwargs(self) -> dict[str, Any]:
         """What the API echoes back as a run's `kwargs`."""
@@ -111,6 +113,7 @@ def parse_run_request(body: Mapping[str, Any], *, default_disconnect: str) -> Ru
         checkpoint_id=checkpoint_id or (nested if isinstance(nested, str) else None),
         on_completion=choice(body, "on_completion", ("delete", "keep"), "delete"),
         after_seconds=_after_seconds(body),
+        durability=cast(Durability, choice(body, "durability", _DURABILITIES, "sync")),
     )
 
 

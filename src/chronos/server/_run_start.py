@@ -49,16 +49,19 @@ async def call_runner(runner: Runner, thread_id: str, request: RunRequest,
         before = dict(base.state) if base is not None else _empty_channels(graph)
         state = apply_updates(graph, before, [request.input, update])
         announce({"before": before, "values": state, "next": list(_entry_or_none(graph, state))})
-        return await runner.run(thread_id, state, broker_events=events)
+        return await runner.run(thread_id, state, broker_events=events,
+                                durability=request.durability)
     if base is None:
         raise CheckpointNotFound(session_id=thread_id)
     announce({"before": base.state, "next": list(base.next),
               "values": apply_updates(graph, base.state, [update])})
     if from_base:
         return await runner.resume_from_checkpoint(base.id, update or None,
-                                                   broker_events=events)
+                                                   broker_events=events,
+                                                   durability=request.durability)
     return await runner.resume(thread_id, Command(goto=request.goto, update=update or None,
-                                                  **resume), broker_events=events)
+                                                  **resume), broker_events=events,
+                               durability=request.durability)
 
 
 def _empty_channels(graph: CompiledGraph) -> dict[str, Any]:

@@ -179,7 +179,8 @@ class Runs:
                                         request.interrupt_after)
         if request.checkpoint_id is not None:
             await self.threads.checkpoint(thread.thread_id, request.checkpoint_id)
-        busy = [r for r in await self.of_thread(thread.thread_id) if not r.finished]
+        earlier = await self.of_thread(thread.thread_id)
+        busy = [r for r in earlier if not r.finished]
         rollback: _Rollback | None = None
         if busy:
             strategy = request.multitask_strategy
@@ -206,7 +207,9 @@ class Runs:
                                                         "thread_id": record.thread_id,
                                                         "owner": self.owner})
         waits_for = busy[0] if busy else None  # the newest: it waits for the older ones
-        task = asyncio.create_task(self._execute(record, runner, waits_for, rollback))
+        # A stateless run's new thread has no checkpoint to read (only runs write them).
+        fresh = thread.temporary and not earlier
+        task = asyncio.create_task(self._execute(record, runner, waits_for, rollback, fresh))
         record.task = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -303,7 +306,7 @@ class Runs:
             await self.records.put(_runs_of(record.thread_id), record.run_id, record.to_json())
 
     async def _execute(self, record: RunRecord, runner: Runner, waits_for: RunInfo | None,
-                       rollback: _Rollback | None) -> None:
+                       rollback: _Rollback | None, fresh: bool) -> None:
         thread_id = record.thread_id
         started: float | None = None
         paused = False
@@ -327,6 +330,8 @@ class Runs:
                 base = await self.threads.store.get(request.checkpoint_id)
             elif rollback is not None:
                 base = rollback.to
+            elif fresh:
+                base = None
             else:
                 base = await self.threads.store.latest(thread_id)
             record.base_checkpoint_id = base.id if base is not None else None

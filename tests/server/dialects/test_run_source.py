@@ -19,7 +19,7 @@ from chronos.server._records import MemoryRecords
 from chronos.server._runs import Runs
 from chronos.server._threads import Threads
 from chronos.server.dialects._run import join_run, start_run
-from chronos.store import MemoryStore
+from chronos.store import Checkpoint, MemoryStore
 from chronos.stream import Broker
 
 
@@ -114,6 +114,75 @@ async def test_a_thread_id_keeps_the_thread(runs: Runs) -> None:
         assert run.end.status == "success"
     assert await runs.threads.find("t-1") is not None
     assert run.values == {"n": 2, "done": True}
+
+
+@pytest.mark.anyio
+async def test_a_stateless_run_writes_no_checkpoint_before_it_ends(runs: Runs) -> None:
+    store = runs.threads.store
+    for thread_id, before_end in ((None, 0), ("t-d", 1)):
+        run = await start_run(runs, _request(), "count", {"n": 3, "delay": 0.02},
+                              thread_id=thread_id)
+        try:
+            async for batch in run.batches():
+                if any(e.type == "custom" for e in batch):
+                    break  # inside its node
+            # Stateless: nothing to resume from before the run ends (or pauses); on a
+            # thread, the checkpoint of its input comes first.
+            assert len(await store.history(run.thread_id)) == before_end
+            async for _ in run.batches():
+                pass
+        finally:
+            await run.aclose()
+        assert run.end is not None
+        assert run.end.status == "success"
+        assert run.values == {"n": 3, "delay": 0.02, "done": True}
+
+
+class _CountingStore(MemoryStore):
+    """Counts the reads of a session's latest checkpoint (a round trip on a real store)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.latest_reads = 0
+
+    async def latest(self, session_id: str) -> Checkpoint | None:
+        self.latest_reads += 1
+        return await super().latest(session_id)
+
+
+@pytest.mark.anyio
+async def test_a_stateless_run_reads_no_checkpoint_of_its_new_thread() -> None:
+    store, broker = _CountingStore(), Broker()
+    assistants = Assistants({"count": _graph("count", _count)}, store, broker)
+    records = MemoryRecords()
+    runs = Runs(assistants, Threads(store, assistants, records), broker, records,
+                ServerMetrics(), Retention())
+    await runs.open()
+    try:
+        for thread_id, reads in ((None, 0), ("t-r", 1)):
+            store.latest_reads = 0
+            run = await start_run(runs, _request(), "count", {"n": 1}, thread_id=thread_id)
+            try:
+                async for _ in run.batches():
+                    pass
+            finally:
+                await run.aclose()
+            assert run.values == {"n": 1, "done": True}
+            assert store.latest_reads == reads
+    finally:
+        await runs.aclose()
+        await broker.aclose()
+
+
+@pytest.mark.anyio
+async def test_the_run_goes_first_up_to_its_first_wait(runs: Runs) -> None:
+    # The model's request (here: the node's first sleep) is not kept waiting on the
+    # dialect's response.
+    run = await start_run(runs, _request(), "count", {"n": 2, "delay": 0.05})
+    try:
+        assert run.record.status == "running"  # not "pending": its task has begun
+    finally:
+        await run.aclose()
 
 
 @pytest.mark.anyio

@@ -18,8 +18,9 @@ dialect's frames the run's response, counted in the server's metrics as every ru
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
 
 from starlette.requests import Request
@@ -192,7 +193,8 @@ async def start_run(runs: Runs, request: Request, graph_id: str,
                     keep_paused: bool = False, checkpoint_id: str | None = None) -> RunSource:
     """Start graph `graph_id` on `input` and return its events' source (close it when done).
 
-    Without `thread_id` the run is stateless: its thread is deleted when it ends. With one, the
+    Without `thread_id` the run is stateless: its thread is deleted when it ends, and it writes
+    only the checkpoint it ends with (durability "exit"). With one, the
     run continues that thread (created if new), as `/threads/{id}/runs/stream` would.
     `command` (`{"resume": ..., "update": ..., "goto": ...}`, with `input` None) continues a
     paused thread instead, as the API's `command` does. `keep_paused`: a stateless run's
@@ -210,13 +212,21 @@ async def start_run(runs: Runs, request: Request, graph_id: str,
     if checkpoint_id is not None:
         body["checkpoint_id"] = checkpoint_id
     run_request = parse_run_request(body, default_disconnect=on_disconnect)
-    runs.assistants.find(graph_id)  # an unknown graph fails before a thread is made
+    served = runs.assistants.find(graph_id)  # an unknown graph fails before a thread is made
     if thread_id is None:
-        thread = await threads.create(request, temporary=True)
+        # Made with the graph's ids, which `runs.start` would otherwise save in a second write.
+        thread = await threads.create(request, metadata={"graph_id": served.graph_id,
+                                                         "assistant_id": served.assistant_id},
+                                      temporary=True)
     elif await threads.find(thread_id) is None:
         thread = await threads.create(request, thread_id)
     else:
         thread = await threads.get(request, thread_id, "run")
+    if thread.temporary:
+        # A temporary thread's checkpoints serve only to resume it once paused: its run
+        # writes the checkpoint it ends with (paused, failed, completed), none before its
+        # first node, which is then not kept waiting on the store.
+        run_request = replace(run_request, durability="exit")
     subscription = open_subscription(runs.broker, thread.thread_id)
     try:
         record = await runs.start(thread, run_request, keep_paused=keep_paused,
@@ -226,6 +236,9 @@ async def start_run(runs: Runs, request: Request, graph_id: str,
         if thread.temporary:
             await threads.remove(thread.thread_id)
         raise
+    # Let the run's task go first, up to its first wait (its model's answer, typically), and
+    # the dialect build its response meanwhile, rather than delay the model's request by it.
+    await asyncio.sleep(0)
     return RunSource(runs, record, subscription,
                      cancel_on_disconnect=on_disconnect == "cancel")
 
