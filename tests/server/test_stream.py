@@ -49,3 +49,32 @@ async def test_a_quiet_stream_writes_at_once_and_a_burst_shares_writes() -> None
     assert sum(chunk.count(b"event: custom") for chunk in writes) == BURST
     assert len(writes) < BURST / 2
     await broker.aclose()
+
+
+@pytest.mark.anyio
+async def test_the_metadata_is_written_before_the_request_task_first_suspends() -> None:
+    broker = Broker()
+    left: list[bool] = []
+    response = run_stream_response("run", open_subscription(broker, "thread"),
+                                   modes=("custom",), subgraphs=False, started=False,
+                                   send_metadata=True, metrics=ServerMetrics(),
+                                   on_disconnect=lambda: left.append(True))
+    sent: list[dict[str, Any]] = []
+    gone = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"spec_version": "2.3"}}
+    serving = asyncio.create_task(response(scope, receive, send))
+    await asyncio.sleep(0)  # the request's task has run until it first waits
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert sent[1]["body"].startswith(b"event: metadata")
+    gone.set()  # the client leaves: the response ends, and the run is told
+    await serving
+    assert left == [True]
+    await broker.aclose()

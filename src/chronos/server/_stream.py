@@ -16,6 +16,7 @@ from typing import Any, Final
 
 import orjson
 from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from chronos.server._metrics import ServerMetrics
 from chronos.server._retention import run_topics
@@ -74,8 +75,40 @@ def run_stream_response(
     metadata = {"run_id": run_id, "attempt": 1, **trace_headers(traceparent)}
     body = _frames(subscription, translator, metadata if send_metadata else None,
                    metrics=metrics, on_disconnect=on_disconnect)
-    return StreamingResponse(body, media_type="text/event-stream", headers={
+    return _RunStream(body, media_type="text/event-stream", headers={
         "Cache-Control": "no-store", **trace_headers(traceparent), **(headers or {})})
+
+
+class _RunStream(StreamingResponse):
+    """Streams in the request's own task, which a second task stops when the client leaves.
+
+    Starlette, under the ASGI spec uvicorn declares (2.3), streams the body from a task of
+    its own, started after the handler returns: the `metadata` event then waited for a loop
+    iteration, a round of every run streaming meanwhile (50 runs x a token each, BENCHMARKS.md).
+    Here it is written before the task first suspends; the task watching for `http.disconnect`
+    starts next, and only needs to.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        streaming = asyncio.current_task()
+        assert streaming is not None  # an ASGI app runs in a task
+        left = False
+
+        async def watch() -> None:
+            nonlocal left
+            await self.listen_for_disconnect(receive)
+            left = True
+            streaming.cancel()
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await self.stream_response(send)
+        except asyncio.CancelledError:
+            # Ours (the client left) ends the response; any other cancellation goes on.
+            if not left or streaming.uncancel() > 0:
+                raise
+        finally:
+            watcher.cancel()
 
 
 async def _frames(subscription: Subscription, translator: RunTranslator,
