@@ -11,7 +11,8 @@ Per round and server: `runs.wait` loops (official `langgraph-sdk`, a new thread 
 runs/s and the server process's CPU time (user + system, from /proc) per run, which depends
 little on the load; then `--latency-runs` `runs.stream` calls one after another (modes
 `custom` + `messages-tuple`), timed to the first event the SDK yields, and 50 users streaming
-two runs each at once, with the server's CPU time per streamed run. Medians over the rounds.
+two runs each at once, with the server's CPU time per streamed run, then the same 50 users
+each in a process of its own. Medians over the rounds.
 """
 
 from __future__ import annotations
@@ -28,7 +29,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.serve_vs_langgraph import first_event_latency, runs_per_second
+from bench.serve_vs_langgraph import (
+    first_event_latency,
+    first_event_latency_per_process,
+    runs_per_second,
+)
 from tests.server.conformance_servers import ServedAPI, _serve
 
 
@@ -85,6 +90,9 @@ def main() -> None:
             for name in order:
                 measured = asyncio.run(_measure(servers[name], args.users, args.duration,
                                                 args.latency_runs))
+                apart = first_event_latency_per_process(servers[name].url, 50, 2)
+                measured["first event p50 ms, 50 procs"] = apart["first p50 ms"]
+                measured["first event p99 ms, 50 procs"] = apart["first p99 ms"]
                 for key, value in measured.items():
                     results[name].setdefault(key, []).append(value)
             print(f"round {round_ + 1} done; load {os.getloadavg()[0]:.2f}", flush=True)

@@ -13,6 +13,8 @@ process on 127.0.0.1:
 - time from the `runs.stream` call to the first event the SDK yields (the `metadata` event)
   and to the first graph event (`plan`'s custom event), p50/p99, with 1 user streaming one
   run after another and with 50 users streaming at once; modes `custom` + `messages-tuple`;
+  the 50 users in this process, then each in a process of its own (as separate clients are:
+  in one process a stream's first event waits while it parses the other streams' tokens);
 - `--streams` threads (1,000) with a stream open each, all at once, tokens `--token-delay`
   apart so the runs overlap: the server's RSS (its process tree) over its RSS before, per open
   stream, at its peak and when every stream has had its first event; and the events/s the
@@ -33,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import multiprocessing
 import os
 import statistics
 import sys
@@ -116,16 +119,46 @@ async def _stream_once(client: Any) -> tuple[float, float]:
     return first, graph_first
 
 
+async def _user_streams(url: str, per_user: int) -> list[tuple[float, float]]:
+    client = get_client(url=url)
+    samples = [await _stream_once(client) for _ in range(per_user)]
+    await client.http.client.aclose()
+    return samples
+
+
 async def first_event_latency(url: str, users: int, per_user: int) -> dict[str, float]:
-    samples: list[tuple[float, float]] = []
+    """Each user streams `per_user` runs one after another; all users in this process."""
+    streams = await asyncio.gather(*(_user_streams(url, per_user) for _ in range(users)))
+    return _latency_figures([sample for samples in streams for sample in samples])
 
-    async def user() -> None:
-        client = get_client(url=url)
-        for _ in range(per_user):
-            samples.append(await _stream_once(client))
-        await client.http.client.aclose()
 
-    await asyncio.gather(*(user() for _ in range(users)))
+def _process_user(url: str, per_user: int, start: Any, results: Any) -> None:
+    start.wait()
+    results.put(asyncio.run(_user_streams(url, per_user)))
+
+
+def first_event_latency_per_process(url: str, users: int, per_user: int) -> dict[str, float]:
+    """As `first_event_latency`, each user in a process of its own, as separate clients are.
+
+    With all users in one process, a stream's first event waits in its socket while that
+    process parses the other streams' tokens (at 50 users its one core is busy throughout):
+    the figure then measures the client as much as the server.
+    """
+    context = multiprocessing.get_context("fork")  # the SDK is imported already
+    start = context.Barrier(users + 1)
+    results = context.SimpleQueue()
+    processes = [context.Process(target=_process_user, args=(url, per_user, start, results))
+                 for _ in range(users)]
+    for process in processes:
+        process.start()
+    start.wait()
+    samples = [sample for _ in processes for sample in results.get()]
+    for process in processes:
+        process.join()
+    return _latency_figures(samples)
+
+
+def _latency_figures(samples: list[tuple[float, float]]) -> dict[str, float]:
     first = [sample[0] for sample in samples]
     graph_first = [sample[1] for sample in samples]
     return {
@@ -248,6 +281,8 @@ def main() -> None:
             _print(name, "first event, 1 user", single)
             crowd = asyncio.run(first_event_latency(api.url, args.concurrency, 2))
             _print(name, f"first event, {args.concurrency} users", crowd)
+            apart = first_event_latency_per_process(api.url, args.concurrency, 2)
+            _print(name, f"first event, {args.concurrency} procs", apart)
         if name == "reference-defaults":
             continue
         for count in args.streams:
