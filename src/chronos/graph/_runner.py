@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
+import os
 import sys
 import threading
 import uuid
@@ -383,7 +383,7 @@ class Runner:
                 mine = [s for s in self._pending
                         if s.session_id in (None, session_id) and not s.closed]
                 self._pending = [s for s in self._pending if s not in mine and not s.closed]
-        run_id = secrets.token_hex(16)  # uuid4().hex's shape, a few microseconds cheaper
+        run_id = os.urandom(16).hex()  # uuid4().hex's shape, without its Python calls
         trace = _telemetry.start_run(self.graph.id, session_id, run_id, resumed=resumed,
                                      traceparent=_telemetry.stored_trace(parent))
         broker = self.broker
