@@ -391,14 +391,11 @@ class Runner:
             broker = trace.broker(broker)
         hub = EventHub(run_id, session_id, mine, broker, self._lock, broker_events)
         run = Run(self.graph, hub, self.store, state, step_limit=self.step_limit, parent=parent,
-                  durability=durability or self.durability, pricing=self.prices, asked=asked)
+                  durability=durability or self.durability, pricing=self.prices, asked=asked,
+                  answers=answers)
         if trace is not None:
             run.trace, run.traceparent = trace, trace.traceparent
         status = "failed"
-        if answers is not None:
-            run.answers = answers
-        elif parent is not None:  # `goto` chose another step: the paused one's work is moot
-            run.answers, run.pending = {}, {}
         self._active[session_id] = run
         self._outcomes.pop(session_id, None)
         log_start(run, resumed=resumed)
