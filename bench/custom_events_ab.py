@@ -67,8 +67,15 @@ print(asyncio.run(main()))
 
 def _run(checkout: Path, kind: str, count: int, repeat: int, valgrind: bool) -> float:
     """CPU ns per event (median), or with `valgrind` all the run's instructions."""
-    env = {**os.environ, "KIND": kind, "COUNT": str(count), "REPEAT": str(repeat)}
-    argv = [str(checkout / ".venv" / "bin" / "python"), "-c", _WORKLOAD]
+    env = {"KIND": kind, "COUNT": str(count), "REPEAT": str(repeat)}
+    return run_workload(checkout, _WORKLOAD, env, valgrind)
+
+
+def run_workload(checkout: Path, workload: str, env: dict[str, str], valgrind: bool) -> float:
+    """What the `workload` script prints, run by `checkout`'s venv with `env` added; or with
+    `valgrind`, the instructions the whole process ran."""
+    env = {**os.environ, **env}
+    argv = [str(checkout / ".venv" / "bin" / "python"), "-c", workload]
     if valgrind:
         argv = ["valgrind", "--tool=cachegrind", "--cache-sim=no",
                 "--cachegrind-out-file=/dev/null", *argv]

@@ -8,9 +8,8 @@ node that made it, and `BaseProvider` reports each whole response to it.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
-from contextvars import ContextVar
+from collections.abc import Callable
+from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -23,14 +22,27 @@ CallCounter = Callable[["Provider", "ChatRequest", "ChatResponse"], None]
 _COUNTER: ContextVar[CallCounter | None] = ContextVar("chronos_call_counter", default=None)
 
 
-@contextlib.contextmanager
-def counting(counter: CallCounter) -> Iterator[None]:
-    """Make `counter` the one told of whole-response calls, in this context (a run's)."""
-    token = _COUNTER.set(counter)
-    try:
-        yield
-    finally:
-        _COUNTER.reset(token)
+def counting(counter: CallCounter) -> _Counting:
+    """Make `counter` the one told of whole-response calls, in this context (a run's):
+    `with counting(counter): ...`."""
+    return _Counting(counter)
+
+
+class _Counting:
+    """`counting`: a class, not a generator context manager, as every run enters one."""
+
+    __slots__ = ("_counter", "_token")
+
+    def __init__(self, counter: CallCounter) -> None:
+        self._counter = counter
+        self._token: Token[CallCounter | None] | None = None
+
+    def __enter__(self) -> None:
+        self._token = _COUNTER.set(self._counter)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._token is not None:
+            _COUNTER.reset(self._token)
 
 
 def counted(provider: Provider, request: ChatRequest, response: ChatResponse) -> ChatResponse:

@@ -31,6 +31,7 @@ and `hand_over` lets the runner, started later in that task, take the span as it
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -66,6 +67,7 @@ _PROVIDER_NAMES: Final = {"gemini": "gcp.gemini", "bedrock": "aws.bedrock",
                           "azure_openai": "azure.ai.openai", "openai_responses": "openai"}
 
 _cached: tuple[object, Tracer] | None = None
+_UNKNOWN: Final = object()
 # A run's span started ahead by its caller, for the next run started in this context.
 _HANDED: ContextVar[RunTrace | None] = ContextVar("chronos_run_trace", default=None)
 
@@ -73,7 +75,15 @@ _HANDED: ContextVar[RunTrace | None] = ContextVar("chronos_run_trace", default=N
 def tracer() -> Tracer | None:
     """The tracer of the provider the application set, or None when tracing is off."""
     global _cached
-    if "opentelemetry.trace" not in sys.modules:  # never imported: no provider can be set
+    module = sys.modules.get("opentelemetry.trace")
+    if module is None:  # never imported: no provider can be set
+        return None
+    # Imported but no provider set (langsmith imports OpenTelemetry): said by the module's
+    # global, as `get_tracer_provider()` would say after looking for the environment variable
+    # in `os.environ` on every call (a KeyError raised and caught, ~2 us, twice per interrupt
+    # round trip); the variable is looked for once. An OpenTelemetry without that global
+    # takes the public way.
+    if getattr(module, "_TRACER_PROVIDER", _UNKNOWN) is None and not _provider_in_environ():
         return None
     from opentelemetry import trace
 
@@ -85,6 +95,12 @@ def tracer() -> Tracer | None:
 
         _cached = provider, provider.get_tracer(_SCOPE, __version__)
     return _cached[1]
+
+
+@functools.cache
+def _provider_in_environ() -> bool:
+    """Whether the environment names a tracer provider for OpenTelemetry to load."""
+    return "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
 
 
 def stored_trace(checkpoint: Checkpoint | None) -> str:

@@ -121,6 +121,7 @@ class Run:
         durability: Durability = "sync",
         pricing: Pricing | None = None,
         asked: tuple[Interrupt, ...] | None = None,
+        answers: dict[str, tuple[Any, ...]] | None = None,
     ) -> None:
         self.graph = graph
         self.hub = hub
@@ -131,11 +132,13 @@ class Run:
         self.stable = state  # the state as last checkpointed (or given): what a failure keeps
         self.current: Step = ()  # the step in flight: what a resume runs again
         self.path = parent.path if parent is not None else ()  # the subgraph `current` is in
-        # Updates of the current step's tasks that already finished (and were recorded).
-        self.pending: dict[str, Mapping[str, Any]] = _pending_of(parent) if parent else {}
-        # Answers to the current step's interrupts, by task, and the questions last asked
-        # (whose ids a task asking again keeps).
-        self.answers: dict[str, tuple[Any, ...]] = dict(parent.answers) if parent else {}
+        # Updates of the current step's tasks that already finished (and were recorded), and
+        # the answers to its interrupts, by task (`answers`: the parent's, with those of the
+        # resume). A parent without `answers`: a `goto` chose another step, whose work is moot.
+        self.pending: dict[str, Mapping[str, Any]] = (
+            _pending_of(parent) if parent and answers is not None else {})
+        self.answers: dict[str, tuple[Any, ...]] = answers if answers is not None else {}
+        # The questions last asked (whose ids a task asking again keeps).
         # (`asked`: the parent's interrupts, when the caller has read them already.)
         self.asked: tuple[Interrupt, ...] = asked if asked is not None else (
             tuple(Interrupt.from_record(r) for r in parent.interrupts) if parent else ()
@@ -177,7 +180,7 @@ _NOTHING_SPENT: dict[str, Any] = {
 
 def usage_fields(ledger: UsageLedger) -> dict[str, Any]:
     """`RunState`'s usage and cost fields, from a ledger."""
-    if not ledger:
+    if not ledger.by_node:  # not `ledger`: its `__bool__` is a Python call
         return _NOTHING_SPENT
     return {"usage": ledger.total(), "usage_by_node": MappingProxyType(dict(ledger.by_node)),
             "cost": ledger.total_cost(),

@@ -9,10 +9,9 @@ them: the totals cover the session's line of history up to that point.
 
 from __future__ import annotations
 
-import contextlib
 import threading
-from collections.abc import Iterator, Mapping
-from contextvars import ContextVar
+from collections.abc import Mapping
+from contextvars import ContextVar, Token
 from typing import Any, Final
 
 from chronos._calls import counting
@@ -89,15 +88,33 @@ class UsageLedger:
                     for node, usage in self.by_node.items()}
 
 
-@contextlib.contextmanager
-def recording(ledger: UsageLedger) -> Iterator[None]:
-    """Make `ledger` the one model calls add to, in this context (a run's)."""
-    token = _LEDGER.set(ledger)
-    try:
-        with counting(count_call):  # `provider.chat` calls too
-            yield
-    finally:
-        _LEDGER.reset(token)
+def recording(ledger: UsageLedger) -> _Recording:
+    """Make `ledger` the one model calls add to, in this context (a run's):
+    `with recording(ledger): ...`."""
+    return _Recording(ledger)
+
+
+class _Recording:
+    """`recording`: a class, not a generator context manager, as every run enters one (two
+    nested generator context managers cost about 6 us per run: BENCHMARKS.md, issue 13)."""
+
+    __slots__ = ("_counting", "_ledger", "_token")
+
+    def __init__(self, ledger: UsageLedger) -> None:
+        self._ledger = ledger
+        self._counting = counting(count_call)  # `provider.chat` calls too
+        self._token: Token[UsageLedger | None] | None = None
+
+    def __enter__(self) -> None:
+        self._token = _LEDGER.set(self._ledger)
+        self._counting.__enter__()
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            self._counting.__exit__()
+        finally:
+            if self._token is not None:
+                _LEDGER.reset(self._token)
 
 
 def count_call(provider: Provider, request: ChatRequest, response: ChatResponse) -> None:
