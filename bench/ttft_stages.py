@@ -161,12 +161,17 @@ def _serve(port: int, model_url: str, max_tokens: int) -> None:
         async def sleep(self, seconds: float) -> None:
             await self._inner.sleep(seconds)
 
-    transport = httpx.AsyncHTTPTransport()
-    pool = transport._pool
+    # The client the provider would make itself (a checkout's own), its connections stamped.
+    timeout = httpx.Timeout(120, connect=10)
+    try:
+        from chronos.model._plain_http import plain_http_client
+        client = plain_http_client(timeout)
+    except ImportError:  # a checkout before it
+        client = httpx.AsyncClient(timeout=timeout)
+    pool = client._transport._pool
     pool._network_backend = Backend(pool._network_backend)
     provider = OpenAIProvider("smollm2", base_url=model_url, api_key="unused",
-                              http_client=httpx.AsyncClient(transport=transport,
-                                                            timeout=httpx.Timeout(120, connect=10)))
+                              http_client=client)
 
     async def ask(state: dict[str, Any]) -> dict[str, Any]:
         stamp("node")
