@@ -81,6 +81,7 @@ from chronos.model import _http
 from chronos.model._assemble import ChunkBuilder
 from chronos.model._decode import SSEDecoder
 from chronos.model._http import RetryPolicy
+from chronos.model._plain_http import plain_http_client
 from chronos.model._protocol import BaseProvider, ChatStream, Provider
 from chronos.model._types import ChatRequest, ChatResponse
 
@@ -338,7 +339,10 @@ class HTTPProvider(BaseProvider):
             # Forget clients of loops that are gone (their connections went with them).
             for dead in [other for other in self._clients if other.is_closed()]:
                 del self._clients[dead]
-            client = self._clients[loop] = httpx.AsyncClient(timeout=self.timeout)
+            # A local server's (plain http://) on asyncio's own transports: see `_plain_http`.
+            client = self._clients[loop] = (
+                plain_http_client(self.timeout) if self.base_url.startswith("http://")
+                else httpx.AsyncClient(timeout=self.timeout))
         return client
 
     def _request_headers(self) -> dict[str, str]:

@@ -1,0 +1,423 @@
+"""Where the OpenAI dialect's time to first token goes: stage timestamps across the served path.
+
+    .venv/bin/python bench/ttft_stages.py --rounds 40
+    .venv/bin/python bench/ttft_stages.py --rounds 40 --python /work/main/.venv/bin/python \\
+        --python .venv/bin/python            # two checkouts side by side, rounds interleaved
+
+Each `--python` (default: this one) serves `/v1/chat/completions` on uvloop, as `chronos serve`
+does, from a process of its own running this file with that interpreter (so with its
+checkout's chronos), memory store and in-process broker, the graph's one node streaming from
+the local model's OpenAI-compatible server (llama.cpp through xllamacpp, as
+`dialect_openai.py ttft` uses; `--fake`: a server of this file's answering at once, closing
+each connection after its answer as llama.cpp's does). The `openai` SDK reads each side and
+the model's server directly in every round, in rotating order.
+
+The served process stamps `time.perf_counter_ns()` (one monotonic clock for every process)
+at: the app's ASGI call, the request body read, the dialect's `start_run` and `Runs.start`
+(entry and return), the run's task starting (`Runs._execute`), the runner being called
+(`call_runner`), the node starting, the provider's connection being opened and made, the
+request's bytes written, the response's first bytes and first token read, the broker's
+`run_start` and first `token` publication, the first token batch reaching the dialect's
+reader, and the response's start and first token chunk handed to uvicorn. Stamps on names a
+checkout does not have are skipped. Printed: each interval's median over the rounds, in ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+_PROMPT = "Tell me a story about a robot"
+_SEED = 42
+_STAMPS_PATH = "/_stamps"
+
+# (label, from stamp, to stamp): the intervals printed, in path order.
+_INTERVALS = [
+    ("SDK + uvicorn: create() -> ASGI call", "create", "asgi"),
+    ("request body read", "asgi", "body"),
+    ("body -> start_run called (parse)", "body", "start_run"),
+    ("start_run -> Runs.start called", "start_run", "runs_start"),
+    ("Runs.start", "runs_start", "runs_start_end"),
+    ("Runs.start returned -> run task runs", "runs_start_end", "execute"),
+    ("run task -> call_runner", "execute", "call_runner"),
+    ("call_runner -> node starts", "call_runner", "node"),
+    ("node -> provider connects", "node", "connect"),
+    ("connect (TCP)", "connect", "connected"),
+    ("connected -> request written", "connected", "written"),
+    ("Chronos: ASGI call -> request written", "asgi", "written"),
+    ("model: request written -> first token read", "written", "token_read"),
+    ("token read -> broker publishes it", "token_read", "token_publish"),
+    ("publish -> dialect's reader has it", "token_publish", "token_batch"),
+    ("reader -> chunk handed to uvicorn", "token_batch", "token_send"),
+    ("Chronos: first token read -> chunk sent", "token_read", "token_send"),
+    ("uvicorn + SDK: chunk sent -> SDK has it", "token_send", "first"),
+    ("response start sent (after ASGI call)", "asgi", "response_start"),
+    ("served TTFT", "create", "first"),
+]
+
+
+# --- the served side (this file run by `--python`'s interpreter) ------------------------------
+
+
+def _serve(port: int, model_url: str, max_tokens: int) -> None:
+    import httpx
+    import uvloop
+
+    from chronos import graph, model, server
+    from chronos.model.openai import OpenAIProvider
+    from chronos.store import MemoryStore
+    from chronos.stream import Broker
+
+    stamps: dict[str, int] = {}
+
+    def stamp(name: str) -> None:
+        stamps.setdefault(name, time.perf_counter_ns())
+
+    def wrap_async(owner: Any, name: str, label: str, end_label: str | None = None) -> None:
+        original = getattr(owner, name, None)
+        if original is None:
+            return
+
+        async def wrapped(*args: Any, **kwargs: Any) -> Any:
+            stamp(label)
+            try:
+                return await original(*args, **kwargs)
+            finally:
+                if end_label is not None:
+                    stamp(end_label)
+
+        setattr(owner, name, wrapped)
+
+    import chronos.server._runs as runs_module
+    import chronos.server.dialects.openai as openai_module
+    from chronos.server.dialects._run import RunSource
+
+    wrap_async(openai_module, "start_run", "start_run")
+    wrap_async(runs_module.Runs, "start", "runs_start", "runs_start_end")
+    wrap_async(runs_module.Runs, "_execute", "execute")
+    wrap_async(runs_module, "call_runner", "call_runner")
+
+    publish = Broker.publish
+
+    def stamped_publish(self: Any, event: Any, topic: str | None = None) -> None:
+        if event.type in ("token", "run_start"):
+            stamp(f"{event.type}_publish")
+        publish(self, event, topic)
+
+    Broker.publish = stamped_publish  # type: ignore[method-assign]
+
+    batches = RunSource.batches
+
+    async def stamped_batches(self: Any, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        async for batch in batches(self, *args, **kwargs):
+            if any(e.type == "token" for e in batch):
+                stamp("token_batch")
+            yield batch
+
+    RunSource.batches = stamped_batches  # type: ignore[method-assign]
+
+    class Stream:
+        def __init__(self, inner: Any) -> None:
+            self._inner = inner
+
+        async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+            await self._inner.write(buffer, timeout)
+            stamps["written"] = time.perf_counter_ns()  # the last write before the answer
+
+        async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+            data = await self._inner.read(max_bytes, timeout)
+            stamp("response_read")
+            if b'"content":"' in data and b'"content":""' not in data:
+                stamp("token_read")
+            return data
+
+        async def aclose(self) -> None:
+            await self._inner.aclose()
+
+        def get_extra_info(self, info: str) -> Any:
+            return self._inner.get_extra_info(info)
+
+    class Backend:
+        def __init__(self, inner: Any) -> None:
+            self._inner = inner
+
+        async def connect_tcp(self, *args: Any, **kwargs: Any) -> Stream:
+            stamp("connect")
+            stream = await self._inner.connect_tcp(*args, **kwargs)
+            stamp("connected")
+            return Stream(stream)
+
+        async def sleep(self, seconds: float) -> None:
+            await self._inner.sleep(seconds)
+
+    # The client the provider would make itself (a checkout's own), its connections stamped.
+    timeout = httpx.Timeout(120, connect=10)
+    try:
+        from chronos.model._plain_http import plain_http_client
+        client = plain_http_client(timeout)
+    except ImportError:  # a checkout before it
+        client = httpx.AsyncClient(timeout=timeout)
+    pool = client._transport._pool
+    pool._network_backend = Backend(pool._network_backend)
+    provider = OpenAIProvider("smollm2", base_url=model_url, api_key="unused",
+                              http_client=client)
+
+    async def ask(state: dict[str, Any]) -> dict[str, Any]:
+        stamp("node")
+        request = model.ChatRequest(
+            messages=[model.Message(role="user", content=state["messages"][-1]["content"])],
+            max_tokens=max_tokens, temperature=0.0, seed=_SEED)
+        response = await graph.stream_chat(provider, request)
+        return {"messages": [{"role": "assistant", "content": response.content}]}
+
+    g = graph.StateGraph("local", reducers={"messages": graph.append})
+    g.add_node("answer", ask)
+    g.set_entry_point("answer")
+    g.set_finish_point("answer")
+    broker = Broker()
+    app = server.create_app({"local": g}, store=MemoryStore(), broker=broker)
+
+    async def probe(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        if scope["path"] == _STAMPS_PATH:
+            body = json.dumps(stamps).encode()
+            stamps.clear()
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        stamps.clear()
+        stamp("asgi")
+
+        async def stamped_receive() -> Any:
+            message = await receive()
+            if message["type"] == "http.request" and not message.get("more_body"):
+                stamp("body")
+            return message
+
+        async def stamped_send(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                stamp("response_start")
+            elif b'"role":"assistant"' in message.get("body", b""):
+                stamp("role_send")
+            elif b'"content":"' in message.get("body", b"") and \
+                    b'"content":""' not in message["body"]:
+                stamp("token_send")
+            await send(message)
+
+        await app(scope, stamped_receive, stamped_send)
+
+    probe.aclose = app.aclose  # type: ignore[attr-defined]
+    sock = server.bind("127.0.0.1", port)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(server.serve(probe, sock))  # type: ignore[arg-type]
+
+
+# --- a model server answering at once (`--fake`) ---------------------------------------------
+
+
+def _fake_model(port: int, tokens: int) -> None:
+    import uvloop
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        body = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0,
+                "model": "smollm2",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        data = b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
+        return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+    head = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            b"transfer-encoding: chunked\r\nconnection: close\r\n\r\n")
+    answer = [chunk({"role": "assistant", "content": None})]
+    answer += [chunk({"content": f" t{i}"}) for i in range(tokens)]
+    answer += [chunk({}, "stop"), b"e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n"]
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head_text = await reader.readuntil(b"\r\n\r\n")
+        length = next((int(line.split(b":")[1]) for line in head_text.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), 0)
+        await reader.readexactly(length)
+        writer.write(head + answer[0] + answer[1])  # as llama.cpp: head, role and first token
+        for piece in answer[2:]:
+            writer.write(piece)
+        with contextlib.suppress(ConnectionError):  # a client may leave after what it needs
+            await writer.drain()
+        writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", port)
+        async with server:
+            await server.serve_forever()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())
+
+
+# --- the measuring side ------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _process(argv: list[str], port: int) -> Any:
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise SystemExit(f"{argv} ended: {process.stderr.read().decode()[-2000:]}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{argv} did not listen")
+            time.sleep(0.05)
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _first_token(client: Any, model: str, **options: Any) -> tuple[int, int, str]:
+    """(create() ns, first text chunk ns, text)."""
+    start = time.perf_counter_ns()
+    first = 0
+    text: list[str] = []
+    for chunk in client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": _PROMPT}], stream=True,
+            **options):
+        content = chunk.choices[0].delta.content if chunk.choices else None
+        if content:
+            first = first or time.perf_counter_ns()
+            text.append(content)
+    return start, first, "".join(text)
+
+
+def _model_server(fake: bool, tokens: int) -> tuple[str, Callable[[], None]]:
+    if fake:
+        port = _free_port()
+        stack = contextlib.ExitStack()
+        stack.enter_context(_process([sys.executable, __file__, "_fake", str(port),
+                                      str(tokens)], port))
+        return f"http://127.0.0.1:{port}/v1", stack.close
+    import xllamacpp
+
+    from chronos.model.llamacpp import default_model_path
+
+    params = xllamacpp.CommonParams()
+    params.model.path = str(default_model_path())
+    params.n_ctx = 2048
+    params.n_parallel = 1
+    params.cpuparams.n_threads = 1
+    params.cpuparams_batch.n_threads = 1
+    params.hostnames = ["127.0.0.1"]
+    params.port = 0
+    model_server = xllamacpp.Server(params)
+    # The closure keeps the server alive (it stops when collected).
+    return f"{model_server.listening_address}/v1", lambda: model_server.__class__
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "_serve":
+        _serve(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "_fake":
+        _fake_model(int(sys.argv[2]), int(sys.argv[3]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--max-tokens", type=int, default=8)
+    parser.add_argument("--python", action="append", default=[],
+                        help="an interpreter whose checkout serves (repeat to compare)")
+    parser.add_argument("--fake", action="store_true",
+                        help="a model server answering at once instead of llama.cpp")
+    parser.add_argument("--timeline", action="store_true",
+                        help="also each stamp's median time after the app's ASGI call")
+    args = parser.parse_args()
+    import httpx
+    import openai
+
+    pythons = args.python or [sys.executable]
+    model_url, stop_model = _model_server(args.fake, args.max_tokens)
+    options = {"max_tokens": args.max_tokens, "temperature": 0.0, "seed": _SEED}
+    direct = openai.OpenAI(base_url=model_url, api_key="unused", max_retries=0)
+    print(f"load before: {' / '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    with contextlib.ExitStack() as stack:
+        sides: dict[str, Any] = {}
+        for i, python in enumerate(pythons):
+            port = _free_port()
+            stack.enter_context(_process(
+                [python, __file__, "_serve", str(port), model_url, str(args.max_tokens)], port))
+            url = f"http://127.0.0.1:{port}"
+            sides[f"{i}:{python}"] = (openai.OpenAI(base_url=f"{url}/v1", api_key="unused",
+                                                    max_retries=0), url)
+        names = [*sides, "direct"]
+        intervals: dict[str, dict[str, list[float]]] = {n: {} for n in sides}
+        offsets: dict[str, dict[str, list[float]]] = {n: {} for n in sides}
+        direct_ttft: list[float] = []
+        texts: set[str] = set()
+        for round_ in range(args.rounds + 3):
+            shift = round_ % len(names)
+            for name in names[shift:] + names[:shift]:
+                if name == "direct":
+                    start, first, text = _first_token(direct, "smollm2", **options)
+                    if round_ >= 3:
+                        direct_ttft.append((first - start) / 1e6)
+                    texts.add(text)
+                    continue
+                client, url = sides[name]
+                start, first, text = _first_token(client, "local")
+                texts.add(text)
+                stamps = {k: int(v) for k, v in httpx.get(url + _STAMPS_PATH).json().items()}
+                stamps.update(create=start, first=first)
+                if round_ < 3:  # warm-up
+                    continue
+                for key, value in stamps.items():
+                    offsets[name].setdefault(key, []).append((value - stamps["asgi"]) / 1e6)
+                for label, begin, end in _INTERVALS:
+                    if begin in stamps and end in stamps:
+                        intervals[name].setdefault(label, []).append(
+                            (stamps[end] - stamps[begin]) / 1e6)
+    stop_model()
+    print(f"load after: {' / '.join(f'{x:.2f}' for x in os.getloadavg())}; {args.rounds} rounds"
+          f"; {'same text on every side' if len(texts) == 1 else f'TEXTS DIFFER: {texts}'}")
+    width = max(len(label) for label, _, _ in _INTERVALS)
+    print(f"{'median ms':{width}s} " + " ".join(f"{n.split(':')[0]:>8s}" for n in sides))
+    for label, _, _ in _INTERVALS:
+        cells = [intervals[n].get(label) for n in sides]
+        if not any(cells):
+            continue
+        print(f"{label:{width}s} " + " ".join(
+            f"{statistics.median(c):8.3f}" if c else f"{'-':>8s}" for c in cells))
+    print(f"{'direct TTFT (SDK -> model server)':{width}s} {statistics.median(direct_ttft):8.3f}")
+    if args.timeline:
+        for name in sides:
+            line = sorted((statistics.median(v), k) for k, v in offsets[name].items())
+            print(f"  timeline {name.split(':')[0]} (ms after the ASGI call): "
+                  + ", ".join(f"{k} {v:.3f}" for v, k in line))
+    for i, name in enumerate(sides):
+        print(f"  side {i}: {name.split(':', 1)[1]}")
+
+
+if __name__ == "__main__":
+    main()
