@@ -8,9 +8,11 @@ from it, SQLite store in a temporary directory, in-process broker: the defaults)
 servers run at once; the rounds alternate between them, so both see the same machine load.
 Per round and server: `runs.wait` loops (official `langgraph-sdk`, a new thread per run, as
 `bench/serve_vs_langgraph.py` does) for `--duration` seconds with each user count, giving
-runs/s and the server process's CPU time (user + system, from /proc) per run, which depends
-little on the load; then `--latency-runs` `runs.stream` calls one after another (modes
-`custom` + `messages-tuple`), timed to the first event the SDK yields, and 50 users streaming
+runs/s, the server process's CPU time (user + system, from /proc) per run, which depends
+little on the load, and this process's own (the SDK clients', their executor threads
+included), which with the server's says what bounds the rate on two cores; then
+`--latency-runs` `runs.stream` calls one after another (modes `custom` +
+`messages-tuple`), timed to the first event the SDK yields, and 50 users streaming
 two runs each at once, with the server's CPU time per streamed run, then the same 50 users
 each in a process of its own. Medians over the rounds.
 """
@@ -54,12 +56,15 @@ async def _measure(served: ServedAPI, users: list[int], duration: float,
     found: dict[str, float] = {}
     for count in users:
         before = _cpu_seconds(served.pid)
+        clients_before = time.process_time()
         start = time.monotonic()
         rate = await runs_per_second(served.url, count, duration)
-        runs = rate * (time.monotonic() - start)
+        runs = max(rate * (time.monotonic() - start), 1)
         found[f"runs/s, {count} users"] = rate
         found[f"server CPU ms per run, {count} users"] = \
-            1000 * (_cpu_seconds(served.pid) - before) / max(runs, 1)
+            1000 * (_cpu_seconds(served.pid) - before) / runs
+        found[f"client CPU ms per run, {count} users"] = \
+            1000 * (time.process_time() - clients_before) / runs
     latency = await first_event_latency(served.url, 1, latency_runs)
     found["first event p50 ms, 1 user"] = latency["first p50 ms"]
     found["first event p99 ms, 1 user"] = latency["first p99 ms"]

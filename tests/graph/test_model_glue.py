@@ -11,6 +11,7 @@ import pytest
 
 from chronos import graph, model, stream
 from chronos.errors import EmitOutsideRunError, NodeError, ProviderError
+from chronos.graph import _model_tokens
 from chronos.model.llamacpp import LlamaCppProvider
 from chronos.model.openai import OpenAIProvider
 from tests.model.replay import ReplayServer, Reply
@@ -147,6 +148,34 @@ async def test_a_sync_node_streams_its_tokens_before_its_node_end(
     assert types[1:-3] == ["token"] * 6
     assert types[-3:] == ["node_end", "edge_transition", "completed"]
     assert result.state["text"] == "Checking."
+
+
+async def test_tokens_nobody_takes_are_numbered_but_never_built(
+    replayed: OpenAIProvider, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    built: list[model.ChatResponse] = []
+    delta = _model_tokens._delta
+
+    def counted(message_id: str, chunk: model.ChatResponse,
+                usage: model.Usage | None) -> graph.MessageDelta:
+        built.append(chunk)
+        return delta(message_id, chunk, usage)
+
+    monkeypatch.setattr(_model_tokens, "_delta", counted)
+
+    async def chat_node(state: dict[str, Any]) -> dict[str, Any]:
+        await graph.stream_chat(replayed, TOOL_REQUEST)
+        return {}
+
+    broker = stream.Broker()
+    runner = graph.Runner(one_node_graph(chat_node), broker=broker)
+    # As a served `runs.wait`: no reader, and a broker that takes no tokens.
+    quiet = await runner.run("s-1", {}, broker_events={"node_end", "completed"})
+    assert built == []
+    loud = await runner.run("s-2", {})
+    assert len(built) == 6
+    assert quiet.seq == loud.seq  # numbered all the same
+    await broker.aclose()
 
 
 async def test_each_call_gets_its_own_message_id(replayed: OpenAIProvider) -> None:

@@ -10,6 +10,7 @@ import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.errors import ConflictError, NotFoundError
 
+from chronos.server._run_request import parse_run_request
 from tests.server.api_server import Served, serving
 
 pytestmark = pytest.mark.anyio
@@ -277,7 +278,7 @@ async def test_durability_exit_writes_only_the_checkpoint_a_run_ends_with(
         served: Served) -> None:
     client = get_client(url=served.url)
     written = {}
-    for durability in ("sync", "exit"):
+    for durability in ("sync", "async", "exit"):
         thread = (await client.threads.create())["thread_id"]
         values = await client.runs.wait(thread, "agent", input={"steps": []},
                                         durability=durability)  # type: ignore[arg-type]
@@ -286,9 +287,18 @@ async def test_durability_exit_writes_only_the_checkpoint_a_run_ends_with(
         written[durability] = len(history)
         assert history[0]["values"] == values  # the latest, newest first
     assert written["exit"] == 1
-    assert written["sync"] > 1
+    assert written["sync"] == written["async"] > 1
     async with httpx.AsyncClient(base_url=served.url) as http:
         refused = await http.post("/runs/wait", json={"assistant_id": "agent", "input": {},
                                                       "durability": "never"})
     assert refused.status_code == 422
     assert "durability" in refused.json()["detail"]
+
+
+def test_runs_write_checkpoints_behind_the_next_step_unless_asked_as_on_langgraph() -> None:
+    # LangGraph's server takes "async" when the body names no durability (langgraph_api
+    # models/run.py); its SDK clients expect its semantics.
+    assert parse_run_request({"assistant_id": "agent"},
+                             default_disconnect="continue").durability == "async"
+    assert parse_run_request({"assistant_id": "agent", "durability": "sync"},
+                             default_disconnect="continue").durability == "sync"

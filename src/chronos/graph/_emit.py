@@ -14,18 +14,14 @@ shows the signature alone in the compiled build (the README documents `emit`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from chronos.graph._events import CURRENT_NODE, Emitter, emit
 
-from chronos.graph._events import CURRENT_NODE, emit
-
-__all__ = ["EventSink", "current_sink", "emit"]
-
-EventSink = Callable[[str, Any], None]
+__all__ = ["current_sink", "emit"]
 
 
-def current_sink() -> EventSink:
+def current_sink() -> Emitter:
     """What `emit()` calls in this context: a loop emitting many events can call it directly,
-    sparing each event `emit`'s call and context-variable lookup. Outside a run it raises
+    sparing each event `emit`'s call and context-variable lookup, and ask it whether anyone
+    takes an event before building it (`Emitter.skip`). Outside a run it raises
     `EmitOutsideRunError` when called, as `emit()` would."""
     return CURRENT_NODE.get()

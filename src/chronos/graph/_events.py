@@ -187,6 +187,11 @@ class Emitter:
             raise EmitOutsideRunError(f"emit({type!r}) called outside a running node")
         hub.sink(self.node_id, self.path, type, data)
 
+    def skip(self, type: str) -> bool:
+        """`EventHub.skip` of this context's run; False outside a run, where emitting raises."""
+        hub = self.hub
+        return hub is not None and hub.skip(type)
+
 
 _OUTSIDE_RUN: Final = Emitter(None, "", ())  # read-only, so one shared default is safe
 CURRENT_NODE: ContextVar[Emitter] = ContextVar("chronos_graph_node", default=_OUTSIDE_RUN)
@@ -630,6 +635,21 @@ class EventHub:
                 sub._offer_full(event)
         if broker is not None:
             publish_to_broker(broker, event)
+
+    def skip(self, type: str) -> bool:
+        """Whether nobody takes the next `sink` event of `type` ("token", else custom): if
+        so it is numbered now, as `sink` would, and its caller need not build it (a served
+        `runs.wait` takes none of its model's tokens). Always False off the loop's thread,
+        where `sink` hands events to the loop, which numbers them."""
+        if self._ended or _thread_id() != self._loop_thread:
+            return False
+        if type == "token":
+            if self._token_route or self._token_broker is not None:
+                return False
+        elif self._custom_route or self._custom_broker is not None:
+            return False
+        self.seq += 1
+        return True
 
     def _hand_off(self, type: str, node_id: str, data: Any, path: tuple[str, ...]) -> None:
         """From a worker thread: queue for the loop, scheduling one drain per burst."""

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from typing import Final, cast
 
 from chronos import _telemetry
-from chronos.graph._emit import EventSink, current_sink
+from chronos.graph._emit import current_sink
+from chronos.graph._events import Emitter
 from chronos.graph._usage import count_call
 from chronos.model import (
     ChatRequest,
@@ -87,11 +88,11 @@ class _DeltaTwin:
 _delta = cast(Callable[[str, ChatResponse, Usage | None], MessageDelta], _DeltaTwin)
 
 
-def _emit_chunk(emit: EventSink, message_id: str, chunk: ChatResponse) -> None:
+def _emit_chunk(emit: Emitter, message_id: str, chunk: ChatResponse) -> None:
     # A chunk with nothing to show (a role-only opener) makes no event; the usage-only closer
-    # most vendors send does, as the call's last delta.
+    # most vendors send does, as the call's last delta. A delta nobody takes is not built.
     if (chunk.content or chunk.reasoning or chunk.tool_call_deltas or chunk.tool_calls
-            or chunk.usage is not None):
+            or chunk.usage is not None) and not emit.skip("token"):
         emit("token", _delta(message_id, chunk, chunk.usage))
 
 

@@ -39,7 +39,9 @@ class RunRequest:
     checkpoint_id: str | None
     on_completion: str  # a stateless run's thread: "delete" when the run ends, or "keep"
     after_seconds: float  # wait this long (as a pending run) before starting
-    durability: Durability  # when the run writes checkpoints (see `graph.Runner`)
+    # When the run writes checkpoints (see `graph.Runner`): "async" unless the body says, as
+    # on LangGraph's server, whose SDK clients expect its semantics.
+    durability: Durability
 
     def kwargs(self) -> dict[str, Any]:
         """What the API echoes back as a run's `kwargs`."""
@@ -113,7 +115,7 @@ def parse_run_request(body: Mapping[str, Any], *, default_disconnect: str) -> Ru
         checkpoint_id=checkpoint_id or (nested if isinstance(nested, str) else None),
         on_completion=choice(body, "on_completion", ("delete", "keep"), "delete"),
         after_seconds=_after_seconds(body),
-        durability=cast(Durability, choice(body, "durability", _DURABILITIES, "sync")),
+        durability=cast(Durability, choice(body, "durability", _DURABILITIES, "async")),
     )
 
 
