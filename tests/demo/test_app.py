@@ -170,6 +170,9 @@ async def test_shutdown_cancels_the_run_in_flight_and_ends_its_streams(
             session = (await client.post("/runs", json={"prompt": "hi"})).json()["session_id"]
             first = await read_events(client, session, until={"token"})
             assert streamed_text(first) == "Once "
+            # The first reader's subscription ends with its connection: counted, it would
+            # stand for the follower's below, and the server could stop before it connects.
+            await wait_until(lambda: app.broker.statistics().subscriptions == 0, 30)
             group.start_soon(follow, client, session)  # open while the server stops
             await wait_until(lambda: app.broker.statistics().subscriptions == 1, 30)
         # The server has stopped: the model's request was abandoned, the stream ended.

@@ -109,6 +109,7 @@ class _RunStream(StreamingResponse):
                 raise
         finally:
             watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
 
 
 async def _frames(subscription: Subscription, translator: RunTranslator,
