@@ -18,11 +18,9 @@ does not move with the load of a shared machine, unlike time; valgrind must be i
 from __future__ import annotations
 
 import argparse
-import os
-import re
-import statistics
-import subprocess
 from pathlib import Path
+
+from _ab import compare, run_workload, summary
 
 _WORKLOAD = """
 import asyncio, gc, os, statistics, time
@@ -71,22 +69,6 @@ def _run(checkout: Path, kind: str, count: int, repeat: int, valgrind: bool) -> 
     return run_workload(checkout, _WORKLOAD, env, valgrind)
 
 
-def run_workload(checkout: Path, workload: str, env: dict[str, str], valgrind: bool) -> float:
-    """What the `workload` script prints, run by `checkout`'s venv with `env` added; or with
-    `valgrind`, the instructions the whole process ran."""
-    env = {**os.environ, **env}
-    argv = [str(checkout / ".venv" / "bin" / "python"), "-c", workload]
-    if valgrind:
-        argv = ["valgrind", "--tool=cachegrind", "--cache-sim=no",
-                "--cachegrind-out-file=/dev/null", *argv]
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
-    if not valgrind:
-        return float(done.stdout)
-    refs = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
-    assert refs is not None, done.stderr
-    return float(refs.group(1).replace(",", ""))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("checkouts", nargs="+", type=Path)
@@ -95,21 +77,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7, help="runs per round (CPU time)")
     parser.add_argument("--instructions", action="store_true")
     args = parser.parse_args()
-    found: dict[Path, list[float]] = {c: [] for c in args.checkouts}
-    for _ in range(1 if args.instructions else args.rounds):
-        for checkout in args.checkouts:
-            if args.instructions:
-                base = _run(checkout, args.kind, 1_000, 1, valgrind=True)
-                full = _run(checkout, args.kind, 101_000, 1, valgrind=True)
-                found[checkout].append((full - base) / 100_000)
-            else:
-                found[checkout].append(_run(checkout, args.kind, 100_000, args.repeat, False))
+    found = compare(
+        args.checkouts,
+        lambda checkout: _run(checkout, args.kind, 100_000, args.repeat, valgrind=False),
+        lambda checkout, count: _run(checkout, args.kind, count, 1, valgrind=True),
+        rounds=args.rounds, instructions=args.instructions, sizes=(1_000, 101_000))
     unit = "instructions" if args.instructions else "CPU ns"
     for checkout, values in found.items():
-        rounds = ", ".join(f"{v:.0f}" for v in values)
-        print(f"{checkout}: {unit} per {args.kind} event, median {statistics.median(values):.0f}"
-              f" (rounds: {rounds})")
-
+        print(f"{checkout}: {unit} per {args.kind} event, {summary(values, '.0f')}")
 
 if __name__ == "__main__":
     main()

@@ -21,10 +21,9 @@ no cache simulation): the count of a process making 1,050 round trips less that 
 from __future__ import annotations
 
 import argparse
-import statistics
 from pathlib import Path
 
-from custom_events_ab import run_workload
+from _ab import compare, run_workload, summary
 
 _WORKLOAD = """
 import asyncio, gc, os, statistics, tempfile, time
@@ -83,22 +82,14 @@ def main() -> None:
     parser.add_argument("--trips", type=int, default=500, help="round trips per run")
     parser.add_argument("--instructions", action="store_true")
     args = parser.parse_args()
-    found: dict[Path, list[float]] = {c: [] for c in args.checkouts}
-    for _ in range(1 if args.instructions else args.rounds):
-        for checkout in args.checkouts:
-            if args.instructions:
-                base = _run(checkout, args.store, 50, 1, valgrind=True)
-                full = _run(checkout, args.store, 1_050, 1, valgrind=True)
-                found[checkout].append((full - base) / 1_000)
-            else:
-                found[checkout].append(
-                    _run(checkout, args.store, args.trips, args.repeat, valgrind=False))
+    found = compare(
+        args.checkouts,
+        lambda checkout: _run(checkout, args.store, args.trips, args.repeat, valgrind=False),
+        lambda checkout, trips: _run(checkout, args.store, trips, 1, valgrind=True),
+        rounds=args.rounds, instructions=args.instructions, sizes=(50, 1_050))
     unit = "instructions" if args.instructions else "CPU us"
     for checkout, values in found.items():
-        rounds = ", ".join(f"{v:,.1f}" for v in values)
-        print(f"{checkout}: {unit} per round trip ({args.store}), median "
-              f"{statistics.median(values):,.1f} (rounds: {rounds})")
-
+        print(f"{checkout}: {unit} per round trip ({args.store}), {summary(values, ',.1f')}")
 
 if __name__ == "__main__":
     main()
