@@ -42,7 +42,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.serve_vs_langgraph import first_event_latency  # noqa: E402
+from bench.serve_vs_langgraph import first_event_latency
 
 _SERVER = r"""
 import asyncio, json, sys, time
