@@ -19,6 +19,11 @@ coroutine at each suspension.
 The client is `bench/serve_vs_langgraph.py`'s `first_event_latency`: 1 user streaming
 `--one-user-runs` runs one after another, then 50 users (one process) streaming 2 runs each at
 once. Prints, per phase, medians and p99 of the milliseconds and loop iterations.
+
+`--instructions` counts instead, under valgrind (cachegrind), the instructions of a
+`threads.create` and a `runs.stream` read to its end, through the app in process (no
+sockets; a one-node graph, so that the request's own path is most of it): a count the load
+of a shared machine does not move. The difference of 210 and 10 such pairs, per pair.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import asyncio
 import collections
 import json
 import os
+import re
 import signal
 import socket
 import statistics
@@ -174,6 +180,62 @@ finally:
         json.dump([r for r in records if "metadata" in r], out)
 """
 
+_IN_PROCESS = r"""
+import asyncio, os, sys, tempfile
+import orjson, uvloop
+from chronos import graph, server, store, stream
+
+async def answer(state):
+    return {"done": True}
+
+builder = graph.StateGraph("one", reducers={})
+builder.add_node("answer", answer).set_entry_point("answer").set_finish_point("answer")
+
+def scope(path):
+    return {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1", "method": "POST", "scheme": "http", "path": path,
+            "raw_path": path.encode(), "query_string": b"", "root_path": "",
+            "headers": [(b"host", b"x"), (b"content-type", b"application/json")],
+            "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2)}
+
+async def request(app, path, body):
+    given, out = [], []
+    async def receive():
+        if given:  # then only a disconnect could come
+            await asyncio.Event().wait()
+        given.append(1)
+        return {"type": "http.request", "body": body, "more_body": False}
+    async def send(message):
+        if message["type"] == "http.response.body":
+            out.append(message["body"])
+    await app(scope(path), receive, send)
+    return b"".join(out)
+
+async def main(count):
+    with tempfile.TemporaryDirectory() as workdir:
+        app = server.create_app({"one": builder.compile()},
+                                store=store.SQLiteStore(workdir + "/s.db"), broker=stream.Broker())
+        body = orjson.dumps({"assistant_id": "one", "input": {"topic": "f"},
+                             "stream_mode": ["custom", "messages-tuple"]})
+        async with app.router.lifespan_context(app):
+            for _ in range(count):
+                thread = orjson.loads(await request(app, "/threads", b"{}"))["thread_id"]
+                await request(app, f"/threads/{thread}/runs/stream", body)
+
+uvloop.run(main(int(sys.argv[1])))
+"""
+
+
+def _instructions(checkout: Path, count: int) -> int:
+    argv = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+            str(checkout / ".venv" / "bin" / "python"), "-c", _IN_PROCESS, str(count)]
+    done = subprocess.run(argv, env={**os.environ, "PYTHONPATH": str(checkout)},
+                          capture_output=True, text=True, check=True)
+    refs = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
+    assert refs is not None, done.stderr
+    return int(refs.group(1).replace(",", ""))
+
+
 _PHASES = (  # (label, from stamp, to stamp)
     ("first bytes -> metadata sent", "bytes", "metadata"),
     ("  first bytes -> headers parsed", "bytes", "headers"),
@@ -242,7 +304,14 @@ def main() -> None:
     parser.add_argument("checkouts", nargs="*", type=Path, default=[Path(".")])
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--one-user-runs", type=int, default=50)
+    parser.add_argument("--instructions", action="store_true")
     args = parser.parse_args()
+    if args.instructions:
+        for checkout in args.checkouts:
+            per_pair = (_instructions(checkout, 210) - _instructions(checkout, 10)) / 200
+            print(f"{checkout}: {per_pair:,.0f} instructions per threads.create + runs.stream",
+                  flush=True)
+        return
     results: dict[Path, list[dict[str, dict[str, tuple[float, float]]]]] = {
         c: [] for c in args.checkouts}
     for round_ in range(args.rounds):
