@@ -125,10 +125,12 @@ def create_app(
         return error_response(exc.status_code, exc.detail)
 
     handlers: dict[Any, Any] = {**exception_handlers, HTTPException: http_error}
-    routes = [Route("/ok", ok, methods=["GET"]), Route("/info", info, methods=["GET"]),
-              Route("/metrics", prometheus, methods=["GET"]),
+    # Starlette tries routes in order, and no path matches routes of two groups: the run
+    # routes, which most requests take, go first (a run stream's was the 22nd of 38 tried).
+    routes = [*run_routes(runs), Route("/ok", ok, methods=["GET"]),
+              Route("/info", info, methods=["GET"]), Route("/metrics", prometheus, methods=["GET"]),
               *assistant_routes(assistants), *thread_routes(threads, runs.delete_thread),
-              *run_routes(runs), *openai_routes(runs),
+              *openai_routes(runs),
               *agui_routes(runs), *aisdk_routes(runs)]
     return AgentServerApp(runs, owned, routes=routes, lifespan=lifespan,
                           exception_handlers=handlers)

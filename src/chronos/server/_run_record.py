@@ -85,6 +85,14 @@ class RunRecord:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     trace: RunTrace | None = None  # its span, started with the record, when tracing is on
+    # What the record says of its request, JSON-ready once: every save (three a run) and
+    # `info` reuse it, rather than re-encoding the request each time to make it plain.
+    _asked: dict[str, Any] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._asked = _plain({"metadata": self.request.metadata,
+                              "multitask_strategy": self.request.multitask_strategy,
+                              "kwargs": self.request.kwargs()})
 
     @property
     def traceparent(self) -> str:
@@ -94,9 +102,7 @@ class RunRecord:
         return {"run_id": self.run_id, "thread_id": self.thread_id,
                 "assistant_id": self.served.assistant_id, "created_at": iso(self.created_at),
                 "updated_at": iso(self.updated_at or self.created_at), "status": self.status,
-                "metadata": self.request.metadata,
-                "multitask_strategy": self.request.multitask_strategy,
-                "kwargs": self.request.kwargs()}
+                **self._asked}
 
     def result(self) -> Any:
         """What `runs.wait` and `runs.join` answer: the final values, or the error."""
@@ -105,14 +111,20 @@ class RunRecord:
         return self.values
 
     def to_json(self) -> dict[str, Any]:
-        value = {"run_id": self.run_id, "thread_id": self.thread_id, "status": self.status,
-                 "described": self.describe(), "result": self.result(),
-                 "modes": list(self.request.stream_modes),
-                 "subgraphs": self.request.stream_subgraphs,
-                 "base_checkpoint_id": self.base_checkpoint_id, "created_at": self.created_at,
-                 "owner": self.owner, "traceparent": self.traceparent}
-        plain: dict[str, Any] = orjson.loads(orjson.dumps(value, default=repr))
-        return plain
+        """JSON-ready as it is: the request's part is (`_asked`), and so are the values a run
+        ends with (`Runs` stores them so) and the rest (strings, numbers)."""
+        return {"run_id": self.run_id, "thread_id": self.thread_id, "status": self.status,
+                "described": self.describe(), "result": self.result(),
+                "modes": list(self.request.stream_modes),
+                "subgraphs": self.request.stream_subgraphs,
+                "base_checkpoint_id": self.base_checkpoint_id, "created_at": self.created_at,
+                "owner": self.owner, "traceparent": self.traceparent}
 
     def info(self) -> RunInfo:
         return RunInfo.from_json(self.to_json())
+
+
+def _plain(value: dict[str, Any]) -> dict[str, Any]:
+    """JSON-ready: what JSON cannot carry (a dialect's objects in `input`) is shown by its repr."""
+    plain: dict[str, Any] = orjson.loads(orjson.dumps(value, default=repr))
+    return plain

@@ -66,12 +66,11 @@ def run_routes(runs: Runs) -> list[Route]:
         headers = _headers(record, stateless)
         if not stateless:
             headers["Location"] = f"{headers['Content-Location']}/stream"
-        info = record.info()
         return run_stream_response(
             record.run_id, subscription, modes=run_request.stream_modes,
             subgraphs=run_request.stream_subgraphs, started=False, send_metadata=True,
             metrics=runs.metrics, traceparent=record.traceparent,
-            on_disconnect=(lambda: runs.request_cancel(info))
+            on_disconnect=(lambda: runs.request_cancel(record.info()))
             if run_request.on_disconnect == "cancel" else None, headers=headers)
 
     async def create(request: Request) -> Response:
