@@ -2,13 +2,16 @@
 
     .venv/bin/python bench/serve_profile.py                    # 1 user, then 20, 10 s each
     .venv/bin/python bench/serve_profile.py --users 1 50 --duration 20
+    .venv/bin/python bench/serve_profile.py --stream --users 50   # runs.stream, per token
 
 The server (the benchmark graph `tests/server/graphs.py:agent`: three nodes, a custom event
 each, 200 streamed tokens; SQLite store, in-process broker, uvloop, as `chronos serve`
 defaults) runs in a child process under cProfile; this process drives it through the official
 `langgraph-sdk`, each user creating a thread and calling `runs.wait` in a loop, as
-`bench/serve_vs_langgraph.py` does. It prints the runs done and the server's own time by
-package (`chronos.graph`, `chronos.stream`, `chronos.server`, ...), idle time (`epoll`) apart.
+`bench/serve_vs_langgraph.py` does, or with `--stream` `runs.stream` in modes custom +
+messages-tuple (the first-event benchmark's request), reading every event. It prints the
+runs done and the server's own time by package (`chronos.graph`, `chronos.stream`,
+`chronos.server`, ...), idle time (`epoll`) apart.
 cProfile slows Python calls down several times, so the split is what to read, not the rates.
 """
 
@@ -53,12 +56,18 @@ finally:
 """
 
 
-async def _user(url: str, deadline: float) -> int:
+async def _user(url: str, deadline: float, stream: bool) -> int:
     client = get_client(url=url)
     done = 0
     while time.monotonic() < deadline:
         thread = await client.threads.create()
-        await client.runs.wait(thread["thread_id"], "agent", input={"topic": "w"})
+        if stream:
+            async for _ in client.runs.stream(thread["thread_id"], "agent",
+                                              input={"topic": "w"},
+                                              stream_mode=["custom", "messages-tuple"]):
+                pass
+        else:
+            await client.runs.wait(thread["thread_id"], "agent", input={"topic": "w"})
         done += 1
     await client.http.client.aclose()
     return done
@@ -82,6 +91,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, nargs="+", default=[1, 20])
     parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--stream", action="store_true",
+                        help="runs.stream (custom + messages-tuple) instead of runs.wait")
     args = parser.parse_args()
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -100,7 +111,7 @@ def main() -> None:
             runs = 0
             for users in args.users:
                 start = time.monotonic()
-                counts = asyncio.run(_gather(url, users, start + args.duration))
+                counts = asyncio.run(_gather(url, users, start + args.duration, args.stream))
                 runs += sum(counts)
                 print(f"{users} users: {sum(counts)} runs in {time.monotonic() - start:.1f} s")
         finally:
@@ -120,8 +131,8 @@ def main() -> None:
         print(f"  {seconds:7.2f} s  {share:>14}  {group}")
 
 
-async def _gather(url: str, users: int, deadline: float) -> list[int]:
-    return list(await asyncio.gather(*(_user(url, deadline) for _ in range(users))))
+async def _gather(url: str, users: int, deadline: float, stream: bool) -> list[int]:
+    return list(await asyncio.gather(*(_user(url, deadline, stream) for _ in range(users))))
 
 
 if __name__ == "__main__":

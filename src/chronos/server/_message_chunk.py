@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
-__all__ = ["message_chunk"]
+__all__ = ["is_text_only", "message_chunk", "text_chunk_tail"]
 
 
 def message_chunk(message_id: str, content: str, *, complete: bool = False,
@@ -40,6 +40,26 @@ def message_chunk(message_id: str, content: str, *, complete: bool = False,
     if not complete:
         message["tool_call_chunks"] = chunks
     return message
+
+
+def is_text_only(delta: Mapping[str, Any]) -> bool:
+    """Whether `message_chunk` makes of `delta` a chunk that differs from another of its
+    message's in its content alone (no reasoning, tool calls or usage): most tokens."""
+    return not (delta.get("reasoning") or delta.get("tool_call_deltas")
+                or delta.get("tool_calls") or delta.get("usage") is not None)
+
+
+_CONTENT_HEAD: Final = b'{"content":""'
+
+
+def text_chunk_tail(message_id: str) -> bytes:
+    """The JSON of a text-only chunk of `message_id` after its content, shared by the
+    message's tokens: such a chunk is `b'{"content":' + orjson.dumps(content) + tail`, the
+    bytes `orjson.dumps(message_chunk(message_id, content))` gives, one encoding of the
+    content instead of the whole chunk's per token."""
+    encoded = orjson.dumps(message_chunk(message_id, ""), default=repr)
+    assert encoded.startswith(_CONTENT_HEAD)  # "content" is the chunk's first key
+    return encoded[len(_CONTENT_HEAD):]
 
 
 def _usage_metadata(usage: Any) -> dict[str, Any] | None:

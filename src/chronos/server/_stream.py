@@ -28,7 +28,7 @@ __all__ = ["HEARTBEAT_SECONDS", "open_subscription", "run_stream_response", "tra
 HEARTBEAT_SECONDS: Final = 10.0
 _MAX_PENDING: Final = 100_000  # events held for a slow client before it gets a gap
 _HEARTBEAT: Final = b": heartbeat\n\n"
-_BURST_SECONDS: Final = 0.002  # frames closer together than this share a write
+_BURST_SECONDS: Final = 0.010  # frames closer together than this share a write
 
 
 def open_subscription(broker: BrokerProtocol, thread_id: str,
@@ -134,7 +134,9 @@ async def _frames(subscription: Subscription, translator: RunTranslator,
             # window gathers what comes meanwhile into the same write: a write (a send and
             # the ASGI chain) cost more than translating a token. A stream that was quiet
             # writes at once, so a first event or a model's token seconds apart waits for
-            # nothing.
+            # nothing. 10 ms, not less: 50 streaming runs make a loop iteration of ~4 ms, one
+            # token per run each, so a shorter window gathered nothing and every token was a
+            # write of its own (BENCHMARKS.md, tokencpu).
             wait = written + _BURST_SECONDS - loop.time()
             if wait > 0 and not translator.finished:
                 await asyncio.sleep(wait)

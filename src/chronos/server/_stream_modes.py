@@ -33,7 +33,7 @@ import orjson
 
 from chronos.graph import END
 from chronos.server._events_mode import EventsMode
-from chronos.server._message_chunk import message_chunk
+from chronos.server._message_chunk import is_text_only, message_chunk, text_chunk_tail
 from chronos.server._state import iso
 
 __all__ = ["RUN_END", "RUN_START", "STREAM_MODES", "RunTranslator", "api_interrupts",
@@ -88,6 +88,11 @@ class RunTranslator:
         self._next: list[str] = []  # where the edges since the last checkpoint lead
         self._events = EventsMode(run_id) if "events" in self.modes else None
         self._inputs: dict[str, Any] = {}  # task id -> the state it started from (events)
+        # messages-tuple: what a node's tokens share, encoded once (`_message_tuple`).
+        self._tail_of: str | None = None  # the message `_chunk_tail` is of
+        self._chunk_tail = b""
+        self._metadata_of: tuple[Any, int] | None = None  # the (node, step) of `_metadata_json`
+        self._metadata_json = b""
 
     def frames(self, type: str, payload: Any) -> list[Frame]:
         """The frames one broker event gives (most give none or one)."""
@@ -196,21 +201,43 @@ class RunTranslator:
             return
         message_id = str(delta.get("message_id", ""))
         content = str(delta.get("content") or "")
-        metadata = self._metadata(payload)
         if self._events is not None and not suffix:
             out += self._events.token(_task_id(payload), message_id,
-                                      message_chunk(message_id, content, delta=delta), metadata)
+                                      message_chunk(message_id, content, delta=delta),
+                                      self._metadata(payload))
         if "messages-tuple" in self.modes:
             out.append(("messages" + suffix,
-                        [message_chunk(message_id, content, delta=delta), metadata]))
+                        self._message_tuple(message_id, content, delta, payload)))
         if "messages" in self.modes:
             if message_id not in self._messages:
                 self._messages[message_id] = ""
                 self._message_nodes[message_id] = str(payload.get("node_id"))
-                out.append(("messages/metadata" + suffix, {message_id: {"metadata": metadata}}))
+                out.append(("messages/metadata" + suffix,
+                            {message_id: {"metadata": self._metadata(payload)}}))
             self._messages[message_id] += content
             out.append(("messages/partial" + suffix,
                         [message_chunk(message_id, self._messages[message_id], complete=True)]))
+
+    def _message_tuple(self, message_id: str, content: str, delta: Mapping[str, Any],
+                       payload: Mapping[str, Any]) -> orjson.Fragment:
+        """A token's `[message chunk, metadata]`, as the JSON `orjson.dumps` makes of them.
+
+        Built from parts instead, per token the most frequent frame of a run: the metadata is
+        the same for every token of a node's step, and a text-only chunk differs from its
+        message's others in its content alone (`text_chunk_tail`), so a token encodes its
+        content and nothing else."""
+        if is_text_only(delta):
+            if message_id != self._tail_of:
+                self._tail_of = message_id
+                self._chunk_tail = text_chunk_tail(message_id)
+            chunk = b'{"content":%b%b' % (orjson.dumps(content), self._chunk_tail)
+        else:
+            chunk = orjson.dumps(message_chunk(message_id, content, delta=delta), default=repr)
+        node = (payload.get("node_id"), self._step)
+        if node != self._metadata_of:
+            self._metadata_of = node
+            self._metadata_json = orjson.dumps(self._metadata(payload), default=repr)
+        return orjson.Fragment(b"[%b,%b]" % (chunk, self._metadata_json))
 
     def _metadata(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         """What LangGraph tells of the node an event comes from."""

@@ -16,6 +16,7 @@ cannot carry (`bytes`, arbitrary objects). The one fallback: a lone surrogate in
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Final
 
 import orjson
@@ -172,8 +173,14 @@ def prepare(event: Event, topic: str) -> tuple[bytes, bytes]:
         EventNotSerializable: the data holds something JSON cannot carry.
     """
     data_json = _dumps(event.data)
-    rest = b',"type":%b,"topic":%b,"data":%b}' % (_dumps(event.type), _dumps(topic), data_json)
+    rest = b',"type":%b,"topic":%b,"data":%b}' % (_name_json(event.type), _name_json(topic),
+                                                    data_json)
     return data_json, rest
+
+
+# A publisher repeats a few types and topics (a run's tokens: "token" and its thread's token
+# topic, 200 times over): each is encoded once while it is in use.
+_name_json: Final = functools.lru_cache(maxsize=4096)(encode_json)
 
 
 def frame(id: str, rest: bytes) -> bytes:
