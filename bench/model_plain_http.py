@@ -43,7 +43,8 @@ async def _first_bytes(client: httpx.AsyncClient, url: str) -> tuple[float, floa
 def _other_client(path: str, timeout: httpx.Timeout) -> httpx.AsyncClient:
     """`plain_http_client` of the `_plain_http.py` at `path` (another checkout's)."""
     spec = importlib.util.spec_from_file_location("other_plain_http", path)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     client: httpx.AsyncClient = module.plain_http_client(timeout)
