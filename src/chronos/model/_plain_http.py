@@ -46,8 +46,9 @@ class _Pool:
     """httpcore's HTTP/1.1 connections to plain `http://` servers, kept alive between requests.
 
     A request takes an idle connection to its origin, or opens one; its connection goes back
-    to the idle ones once its response is closed after a whole exchange. Nothing here yields
-    to the loop but connecting and the connection's own work.
+    to the idle ones once its response is closed after a whole exchange. Taking a connection
+    yields to the loop only to close expired ones; connecting and the connection's own work
+    (httpcore's) are the request's other waits.
     """
 
     def __init__(self, network_backend: httpcore.AsyncNetworkBackend) -> None:
