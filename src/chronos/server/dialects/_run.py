@@ -133,9 +133,9 @@ class RunSource:
         """Wait until the run has published more than its start and its nodes' starts, or for
         `seconds` at most (`batches` then gives what came first).
 
-        A streaming response held until then does not compete with the run's first steps:
-        its start, headers and opening frames go out with the first tokens rather than while
-        the model's request leaves or while the model computes.
+        A streaming response held until then does not compete with the run's first steps
+        (its model's request, typically): its start, headers and opening frames go out while
+        the model works, or with its first token.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds

@@ -59,11 +59,9 @@ __all__ = ["openai_routes"]
 
 _KEEP_ALIVE: Final = b": keep-alive\n\n"
 _DISCONNECT_CHECK_SECONDS: Final = 1.0  # how often a non-streaming request looks for its client
-# How long a stream's response start waits for the run's first events (`RunSource.settle`):
-# its first tokens, typically. Sent earlier, the response start and the client's reading of it
-# run while the model's request leaves, or while the model computes its first token (both
-# measured slower for it on a 2-core machine); a client still hears back within this time.
-_START_HOLD_SECONDS: Final = 1.0
+# How long a stream's response start waits for the run's first events: longer than a model's
+# request takes to leave, short beside its time to first token (see `RunSource.settle`).
+_START_HOLD_SECONDS: Final = 0.005
 _ERROR_TYPES: Final = {400: "invalid_request_error", 403: "permission_error",
                        404: "invalid_request_error", 409: "conflict_error",
                        413: "invalid_request_error"}
