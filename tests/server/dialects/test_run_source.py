@@ -30,12 +30,6 @@ async def _count(state: dict[str, Any]) -> dict[str, Any]:
     return {"done": True}
 
 
-async def _late(state: dict[str, Any]) -> dict[str, Any]:
-    await asyncio.sleep(state["wait"])
-    emit("custom", {"late": True})
-    return {"done": True}
-
-
 async def _fail(state: dict[str, Any]) -> dict[str, Any]:
     raise ValueError("no luck")
 
@@ -51,8 +45,7 @@ def _graph(name: str, node: Any) -> graph.CompiledGraph:
 @pytest.fixture
 async def runs() -> AsyncIterator[Runs]:
     store, broker = MemoryStore(), Broker()
-    assistants = Assistants({"count": _graph("count", _count), "fail": _graph("fail", _fail),
-                             "late": _graph("late", _late)},
+    assistants = Assistants({"count": _graph("count", _count), "fail": _graph("fail", _fail)},
                             store, broker)
     records = MemoryRecords()
     runs = Runs(assistants, Threads(store, assistants, records), broker, records,
@@ -192,34 +185,6 @@ async def test_the_run_goes_first_up_to_its_first_wait(runs: Runs) -> None:
         assert run.record.status == "running"  # not "pending": its task has begun
     finally:
         await run.aclose()
-
-
-@pytest.mark.anyio
-async def test_settle_ends_at_the_first_event_to_show_which_batches_give_first(
-        runs: Runs) -> None:
-    run = await start_run(runs, _request(), "count", {"n": 2, "delay": 30})
-    try:
-        await asyncio.wait_for(run.settle(60), 10)  # not the whole hold: an event came
-        batch = await anext(aiter(run.batches()))
-    finally:
-        await run.aclose()
-    assert run.start is not None
-    assert [e.data["data"] for e in batch if e.type == "custom"] == [{"i": 0}]
-
-
-@pytest.mark.anyio
-async def test_settle_waits_out_the_starts_then_gives_up(runs: Runs) -> None:
-    run = await start_run(runs, _request(), "late", {"wait": 0.2})
-    try:
-        await run.settle(0.01)  # only the run's and its node's starts by then
-        assert run.start is None  # nothing consumed yet: `batches` reads the starts first
-        events = [e async for batch in run.batches() for e in batch]
-    finally:
-        await run.aclose()
-    assert [e.type for e in events if e.type in ("node_start", "custom")] == [
-        "node_start", "custom"]
-    assert run.end is not None
-    assert run.end.status == "success"
 
 
 @pytest.mark.anyio
