@@ -45,8 +45,6 @@ _CLOCK_MARGIN_MS: Final = 1
 # The modes a dialect's run is started with: a run publishes only what its modes need, and a
 # dialect reads the graph events whole, its tokens and custom events too.
 _MODES: Final = ["values", "updates", "messages-tuple", "custom"]
-# What a run publishes before its first node does anything to show (`RunSource.settle`).
-_STARTING: Final = frozenset({RUN_START, "node_start"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +76,6 @@ class RunSource:
         self.end: RunEnd | None = None
         self.missed_start = False
         self._gap: Event | None = None  # one that came before the run's start
-        self._held: list[Event] = []  # received by `settle`, for `batches` to give first
         self._cancel_on_disconnect = cancel_on_disconnect
 
     @property
@@ -108,10 +105,7 @@ class RunSource:
         """
         subscription = self.subscription
         while self.end is None:
-            if self._held:
-                batch, self._held = self._held, []
-            else:
-                batch = await subscription.receive_batch(timeout=heartbeat)
+            batch = await subscription.receive_batch(timeout=heartbeat)
             if not batch and subscription.closed:
                 return
             out: list[Event] = []
@@ -128,26 +122,6 @@ class RunSource:
                 elif event.type == GAP:
                     self._gap = event
             yield out
-
-    async def settle(self, seconds: float) -> None:
-        """Wait until the run has published more than its start and its nodes' starts, or for
-        `seconds` at most (`batches` then gives what came first).
-
-        A streaming response held until then does not compete with the run's first steps
-        (its model's request, typically): its start, headers and opening frames go out while
-        the model works, or with its first token.
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + seconds
-        subscription = self.subscription
-        while not subscription.closed:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return
-            batch = await subscription.receive_batch(timeout=remaining)
-            self._held += batch
-            if any(event.type not in _STARTING for event in batch):
-                return
 
     def _counted(self, gap: Event) -> Event:
         reason = gap.data.get("reason") if isinstance(gap.data, dict) else ""

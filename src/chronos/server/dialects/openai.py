@@ -59,9 +59,6 @@ __all__ = ["openai_routes"]
 
 _KEEP_ALIVE: Final = b": keep-alive\n\n"
 _DISCONNECT_CHECK_SECONDS: Final = 1.0  # how often a non-streaming request looks for its client
-# How long a stream's response start waits for the run's first events: longer than a model's
-# request takes to leave, short beside its time to first token (see `RunSource.settle`).
-_START_HOLD_SECONDS: Final = 0.005
 _ERROR_TYPES: Final = {400: "invalid_request_error", 403: "permission_error",
                        404: "invalid_request_error", 409: "conflict_error",
                        413: "invalid_request_error"}
@@ -171,15 +168,6 @@ async def _until_end(reader: _Reader, request: Request,
     return True
 
 
-async def _settled(run: RunSource) -> None:
-    """Hold a stream's response start for the run's first events (`RunSource.settle`)."""
-    try:
-        await run.settle(_START_HOLD_SECONDS)
-    except BaseException:  # no response to close the run: it ends here
-        await run.aclose()
-        raise
-
-
 def openai_routes(runs: Runs) -> list[Route]:
     """The routes, for the app `create_app` builds."""
 
@@ -201,7 +189,6 @@ def openai_routes(runs: Runs) -> list[Route]:
         completion = ChatCompletion(f"chatcmpl-{run.run_id}", asked.graph_id,
                                     include_usage=asked.include_usage)
         if asked.stream:
-            await _settled(run)
             return sse_response(run, _chat_frames(reader, completion))
         try:
             whole = await _until_end(reader, request, _add_delta(completion))
@@ -226,7 +213,6 @@ def openai_routes(runs: Runs) -> list[Route]:
         run = reader.run
         builder = ResponseBuilder(f"resp_{run.run_id.replace('-', '')}", asked.graph_id)
         if asked.stream:
-            await _settled(run)
             return sse_response(run, _response_frames(reader, builder))
         try:
             whole = await _until_end(reader, request, builder.token)
