@@ -4,6 +4,7 @@ writes that leave at once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 
 import httpx
@@ -112,3 +113,71 @@ async def test_a_server_closing_each_connection_is_connected_to_anew() -> None:
     finally:
         server.close()
     assert connections == 3
+
+
+async def _keep_alive_server(connections: list[int]) -> asyncio.Server:
+    """Answers every request of a connection, keeping it open between them."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length:"))
+                await reader.readexactly(length)
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                             b"content-length: %d\r\n\r\n%s" % (len(ANSWER), ANSWER))
+                await writer.drain()
+        writer.close()
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+
+@pytest.mark.anyio
+async def test_a_server_keeping_connections_alive_is_asked_again_on_the_same_one() -> None:
+    connections: list[int] = []
+    server = await _keep_alive_server(connections)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with OpenAIProvider("m", base_url=f"http://127.0.0.1:{port}", api_key="k",
+                                  retry=RetryPolicy(max_retries=0)) as provider:
+            for _ in range(3):
+                assert (await accumulate(provider.stream_chat(REQ))).content == "Hi"
+            # Two at once: the second opens a connection of its own.
+            both = await asyncio.gather(*(accumulate(provider.stream_chat(REQ))
+                                          for _ in range(2)))
+            assert [r.content for r in both] == ["Hi", "Hi"]
+    finally:
+        server.close()
+    assert len(connections) == 2
+
+
+@pytest.mark.anyio
+async def test_an_idle_connection_the_server_closed_is_not_reused() -> None:
+    connections: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")  # kept alive...
+        await writer.drain()
+        writer.close()  # ...until its idle timeout, here at once
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+    try:
+        async with plain_http_client(httpx.Timeout(5)) as client:
+            for _ in range(2):
+                assert (await client.get(url)).text == "ok"
+                await asyncio.sleep(0.05)  # the server's close arrives
+    finally:
+        server.close()
+    assert len(connections) == 2
+
+
+@pytest.mark.anyio
+async def test_the_client_refuses_https() -> None:
+    async with plain_http_client(httpx.Timeout(5)) as client:
+        with pytest.raises(httpx.UnsupportedProtocol):
+            await client.get("https://127.0.0.1:1/")

@@ -64,7 +64,7 @@ from collections.abc import (
     Sequence,
 )
 from dataclasses import dataclass, field
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any, ClassVar, Final, Protocol
 
 import anyio
@@ -96,6 +96,9 @@ __all__ = [
 ]
 
 _log: Final = logging.getLogger("chronos.model")
+# A request's URL parsed once: httpx parses a string URL on every request (~15 µs, a visible
+# share of what a local model's request costs before it leaves). `httpx.URL` is immutable.
+_parsed_url: Final = lru_cache(maxsize=256)(httpx.URL)
 
 
 def _log_retry(provider: str, model: str, attempt: int, delay: float, error: ProviderError) -> None:
@@ -362,7 +365,7 @@ class HTTPProvider(BaseProvider):
         headers.update(spec.headers)
         return self._client().build_request(
             "POST",
-            spec.url or self.base_url + spec.path,
+            _parsed_url(spec.url or self.base_url + spec.path),
             params=spec.params or None,
             headers=headers,
             content=orjson.dumps(spec.json),
