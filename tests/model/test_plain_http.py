@@ -174,10 +174,3 @@ async def test_an_idle_connection_the_server_closed_is_not_reused() -> None:
     finally:
         server.close()
     assert len(connections) == 2
-
-
-@pytest.mark.anyio
-async def test_the_client_refuses_https() -> None:
-    async with plain_http_client(httpx.Timeout(5)) as client:
-        with pytest.raises(httpx.UnsupportedProtocol):
-            await client.get("https://127.0.0.1:1/")

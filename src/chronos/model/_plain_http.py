@@ -2,16 +2,12 @@
 server (llama.cpp, vLLM, Ollama's `/v1`), where what the request costs on this side shows in
 the time to the first token.
 
-It is httpx's usual client over a pool of this module's (`_Pool`) and asyncio's own
-transports, instead of httpcore's pool and its default anyio streams. Those connect through a
-task group and yield to the event loop after every write: the request's head and its body then
-leave in two packets, each waking the server, and each write waits for whatever else the loop
-has queued (the rest of a served request). Here a write hands its bytes to the transport and
-returns (uvloop sends one loop turn's writes in one system call; asyncio sends each at once),
-waiting only while the transport's buffer is full. The pool keeps httpcore's HTTP/1.1
-connections without httpcore's pool around them, which queues each request and hands it a
-connection through locks and events whose anyio checkpoints each yield to the loop: a request
-waited several times for whatever a served run's handler had queued meanwhile before it left.
+It is httpx's usual client, over asyncio's own transports instead of httpcore's default anyio
+streams, which connect through a task group and yield to the event loop after every write:
+the request's head and its body then leave in two packets, each waking the server, and each
+write waits for whatever else the loop has queued (the rest of a served request). Here a
+write hands its bytes to the transport and returns (uvloop sends one loop turn's writes in one
+system call; asyncio sends each at once), waiting only while the transport's buffer is full.
 `https://` servers keep httpx's default: TLS is not done here.
 """
 
@@ -19,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, Final, cast
 
 import httpcore
@@ -28,123 +24,16 @@ import httpx
 __all__ = ["plain_http_client"]
 
 _READ_AHEAD: Final = 262_144  # bytes received unread before the socket stops being read
-# httpx's default limits.
-_MAX_CONNECTIONS: Final = 100
-_MAX_IDLE_CONNECTIONS: Final = 20
-_KEEPALIVE_SECONDS: Final = 5.0
 
 
 def plain_http_client(timeout: httpx.Timeout) -> httpx.AsyncClient:
     """An `httpx.AsyncClient` (httpx's default limits) for `http://` servers."""
     transport = httpx.AsyncHTTPTransport()
-    # httpx has no argument for its transport's pool: it is replaced.
-    transport._pool = _Pool(_Backend())  # type: ignore[assignment]
+    # httpx has no argument for httpcore's (public) network backend: its pool is replaced.
+    transport._pool = httpcore.AsyncConnectionPool(
+        max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0,
+        network_backend=_Backend())
     return httpx.AsyncClient(timeout=timeout, transport=transport)
-
-
-class _Pool:
-    """httpcore's HTTP/1.1 connections to plain `http://` servers, kept alive between requests.
-
-    A request takes an idle connection to its origin, or opens one; its connection goes back
-    to the idle ones once its response is closed after a whole exchange. Taking a connection
-    yields to the loop only to close expired ones; connecting and the connection's own work
-    (httpcore's) are the request's other waits.
-    """
-
-    def __init__(self, network_backend: httpcore.AsyncNetworkBackend) -> None:
-        self._network_backend = network_backend
-        self._idle: list[httpcore.AsyncHTTP11Connection] = []
-        self._slots = asyncio.Semaphore(_MAX_CONNECTIONS)
-
-    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
-        url = request.url
-        if url.scheme != b"http":
-            raise httpcore.UnsupportedProtocol(
-                f"this client reaches http:// servers only, not {url.scheme.decode()}://")
-        timeouts = request.extensions.get("timeout", {})
-        await self._take_slot(timeouts.get("pool"))
-        try:
-            connection = await self._idle_connection(url.origin)
-            if connection is None:
-                stream = await self._network_backend.connect_tcp(
-                    url.host.decode("ascii"), url.port or 80, timeout=timeouts.get("connect"))
-                connection = httpcore.AsyncHTTP11Connection(url.origin, stream,
-                                                            _KEEPALIVE_SECONDS)
-            response = await connection.handle_async_request(request)
-        except BaseException:
-            self._slots.release()
-            raise
-        return httpcore.Response(
-            status=response.status, headers=response.headers,
-            content=_Body(cast(AsyncIterable[bytes], response.stream),
-                          lambda: self._returned(connection)),
-            extensions=response.extensions)
-
-    async def _take_slot(self, timeout: float | None) -> None:
-        if not self._slots.locked():  # the usual case: taken without a wait
-            await self._slots.acquire()
-            return
-        try:
-            async with asyncio.timeout(timeout):
-                await self._slots.acquire()
-        except TimeoutError:
-            raise httpcore.PoolTimeout("timed out waiting for a connection") from None
-
-    async def _idle_connection(self, origin: httpcore.Origin
-                               ) -> httpcore.AsyncHTTP11Connection | None:
-        """An idle connection to `origin` the server has not closed, the newest first; the
-        expired ones are closed."""
-        expired = [c for c in self._idle if c.has_expired()]
-        for connection in expired:
-            self._idle.remove(connection)
-            await connection.aclose()
-        for connection in reversed(self._idle):
-            if connection.can_handle_request(origin):
-                self._idle.remove(connection)
-                return connection
-        return None
-
-    async def _returned(self, connection: httpcore.AsyncHTTP11Connection) -> None:
-        self._slots.release()
-        if connection.is_idle() and len(self._idle) < _MAX_IDLE_CONNECTIONS:
-            self._idle.append(connection)
-        elif not connection.is_closed():
-            await connection.aclose()
-
-    async def aclose(self) -> None:
-        idle, self._idle = self._idle, []
-        for connection in idle:
-            await connection.aclose()
-
-    async def __aenter__(self) -> _Pool:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-
-class _Body:
-    """A response's body; `returned` runs once it is closed (read whole or not)."""
-
-    def __init__(self, stream: AsyncIterable[bytes],
-                 returned: Callable[[], Awaitable[None]]) -> None:
-        self._stream = stream
-        self._returned = returned
-        self._closed = False
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._stream.__aiter__()
-
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            aclose = getattr(self._stream, "aclose", None)
-            if aclose is not None:
-                await aclose()
-        finally:
-            await self._returned()
 
 
 class _Protocol(asyncio.Protocol):
