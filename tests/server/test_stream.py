@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from chronos.server import _stream
 from chronos.server._metrics import ServerMetrics
 from chronos.server._stream import open_subscription, run_stream_response
 from chronos.server._stream_modes import RUN_END
@@ -48,6 +49,25 @@ async def test_a_quiet_stream_writes_at_once_and_a_burst_shares_writes() -> None
     await publishing
     assert sum(chunk.count(b"event: custom") for chunk in writes) == BURST
     assert len(writes) < BURST / 2
+    await broker.aclose()
+
+
+@pytest.mark.anyio
+async def test_the_event_after_a_lone_write_is_not_held(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A run's first graph event, then its model's first token just after: two writes close
+    # together do not make a burst yet, so the second is not held for the window (a minute
+    # here: were it held, the read below would time out).
+    monkeypatch.setattr(_stream, "_BURST_SECONDS", 60.0)
+    broker = Broker()
+    response = run_stream_response("run", open_subscription(broker, "thread"),
+                                   modes=("custom",), subgraphs=False, started=True,
+                                   send_metadata=False, metrics=ServerMetrics())
+    body: Any = response.body_iterator
+    for n in range(2):
+        broker.publish(_custom(n), "thread")
+        async with asyncio.timeout(10):
+            assert (await anext(body)).count(b"event: custom") == 1
+    await body.aclose()
     await broker.aclose()
 
 

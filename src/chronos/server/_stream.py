@@ -117,7 +117,7 @@ async def _frames(subscription: Subscription, translator: RunTranslator,
                   on_disconnect: Callable[[], None] | None) -> AsyncIterator[bytes]:
     metrics.streams(+1)
     loop = asyncio.get_running_loop()
-    written = -math.inf  # when frames last went out
+    written = before = -math.inf  # when frames last went out, and the time before that
     try:
         if metadata is not None:
             metrics.delivered(1)
@@ -130,22 +130,23 @@ async def _frames(subscription: Subscription, translator: RunTranslator,
                 yield _HEARTBEAT
                 continue
             out = _translate(batch, translator, metrics)
-            # In a burst (frames went out less than _BURST_SECONDS ago), the rest of that
-            # window gathers what comes meanwhile into the same write: a write (a send and
-            # the ASGI chain) cost more than translating a token. A stream that was quiet
-            # writes at once, so a first event or a model's token seconds apart waits for
-            # nothing. 10 ms, not less: 50 streaming runs make a loop iteration of ~4 ms, one
-            # token per run each, so a shorter window gathered nothing and every token was a
-            # write of its own (BENCHMARKS.md, tokencpu).
+            # In a burst (the last two writes less than _BURST_SECONDS apart), the rest of
+            # the window since the last write gathers what comes meanwhile into the same
+            # write: a write (a send and the ASGI chain) costs more than translating a token.
+            # A stream's first events, and any after a quiet spell, go at once: a run's first
+            # graph event and its model's first token wait for nothing. 10 ms, not less: 50
+            # streaming runs make a loop iteration of ~4 ms, one token per run each, so a
+            # shorter window gathered nothing and every token was a write of its own
+            # (BENCHMARKS.md, tokencpu).
             wait = written + _BURST_SECONDS - loop.time()
-            if wait > 0 and not translator.finished:
+            if wait > 0 and written - before < _BURST_SECONDS and not translator.finished:
                 await asyncio.sleep(wait)
                 if subscription.statistics().pending:
                     more = await subscription.receive_batch()
                     out += _translate(more, translator, metrics)
             if out:
                 yield b"".join(out)
-                written = loop.time()
+                before, written = written, loop.time()
     finally:
         metrics.streams(-1)
         await subscription.aclose()
