@@ -67,7 +67,9 @@ def _first_token(client: openai.OpenAI, model: str, **options: Any) -> tuple[flo
     return first, "".join(text)
 
 
-def ttft(rounds: int, max_tokens: int) -> None:
+def local_model_server() -> Any:
+    """llama.cpp's own OpenAI-compatible server (xllamacpp) on the local model, on a free port
+    of 127.0.0.1 (`.listening_address`), one slot, one thread; it serves while it is referenced."""
     import xllamacpp
 
     from chronos.model.llamacpp import default_model_path
@@ -80,7 +82,11 @@ def ttft(rounds: int, max_tokens: int) -> None:
     params.cpuparams_batch.n_threads = 1
     params.hostnames = ["127.0.0.1"]
     params.port = 0
-    model_server = xllamacpp.Server(params)
+    return xllamacpp.Server(params)
+
+
+def ttft(rounds: int, max_tokens: int) -> None:
+    model_server = local_model_server()
     model_url = f"{model_server.listening_address}/v1"
     os.environ["CHRONOS_BENCH_MODEL_URL"] = model_url
     os.environ["CHRONOS_BENCH_MAX_TOKENS"] = str(max_tokens)

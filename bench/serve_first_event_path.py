@@ -34,21 +34,17 @@ import collections
 import json
 import os
 import re
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.serve_vs_langgraph import first_event_latency
+from tests.server.conformance_servers import script_server
 
 _SERVER = r"""
 import asyncio, json, sys, time
@@ -268,27 +264,12 @@ def _summary(records: list[dict[str, Any]]) -> dict[str, tuple[float, float]]:
 
 
 def _measure(checkout: Path, one_user_runs: int) -> dict[str, dict[str, tuple[float, float]]]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
     python = checkout / ".venv" / "bin" / "python"
     with tempfile.TemporaryDirectory(prefix="chronos-first-event-") as workdir:
-        env = {**os.environ, "PYTHONPATH": str(checkout)}
-        server = subprocess.Popen([str(python), "-c", _SERVER, str(port), workdir], env=env)
-        try:
-            while True:
-                try:
-                    if httpx.get(f"{url}/ok", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.05)
+        with script_server(python, _SERVER, workdir, checkout) as url:
             asyncio.run(first_event_latency(url, 5, 2))  # warm-up
             asyncio.run(first_event_latency(url, 1, one_user_runs))
             asyncio.run(first_event_latency(url, 50, 2))
-        finally:
-            server.send_signal(signal.SIGINT)
-            server.wait(60)
         records = json.loads(Path(workdir, "records.json").read_text())
     warm_up, one, fifty = records[:10], records[10:10 + one_user_runs], records[10 + one_user_runs:]
     del warm_up

@@ -22,18 +22,15 @@ import asyncio
 import collections
 import os
 import pstats
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
-from langgraph_sdk import get_client
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-_ROOT = Path(__file__).resolve().parents[1]
+from langgraph_sdk import get_client
+from tests.server.conformance_servers import REPO_ROOT, script_server
 
 _SERVER = """
 import asyncio, cProfile, sys
@@ -94,29 +91,14 @@ def main() -> None:
     parser.add_argument("--stream", action="store_true",
                         help="runs.stream (custom + messages-tuple) instead of runs.wait")
     args = parser.parse_args()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="chronos-profile-") as workdir:
-        env = {**os.environ, "PYTHONPATH": str(_ROOT)}
-        server = subprocess.Popen([sys.executable, "-c", _SERVER, str(port), workdir], env=env)
-        try:
-            while True:
-                try:
-                    if httpx.get(f"{url}/ok", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.05)
-            runs = 0
+        runs = 0
+        with script_server(Path(sys.executable), _SERVER, workdir, REPO_ROOT) as url:
             for users in args.users:
                 start = time.monotonic()
                 counts = asyncio.run(_gather(url, users, start + args.duration, args.stream))
                 runs += sum(counts)
                 print(f"{users} users: {sum(counts)} runs in {time.monotonic() - start:.1f} s")
-        finally:
-            server.send_signal(signal.SIGINT)
-            server.wait(60)
         stats = pstats.Stats(f"{workdir}/server.prof")
         if os.environ.get("CHRONOS_PROFILE_TOP"):
             stats.sort_stats("tottime").print_stats(int(os.environ["CHRONOS_PROFILE_TOP"]))

@@ -16,13 +16,12 @@ tokens less one of 500, over 20,000 (see `bench/custom_events_ab.py`).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.custom_events_ab import run_workload
+from bench._ab import compare, run_workload, summary
 
 _WORKLOAD = """
 import asyncio, gc, os, statistics, time
@@ -82,21 +81,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7, help="runs per round (CPU time)")
     parser.add_argument("--instructions", action="store_true")
     args = parser.parse_args()
-    found: dict[Path, list[float]] = {c: [] for c in args.checkouts}
-    for _ in range(1 if args.instructions else args.rounds):
-        for checkout in args.checkouts:
-            if args.instructions:
-                base = _run(checkout, 500, 1, valgrind=True)
-                full = _run(checkout, 20_500, 1, valgrind=True)
-                found[checkout].append((full - base) / 20_000)
-            else:
-                found[checkout].append(_run(checkout, 20_000, args.repeat, valgrind=False))
+    found = compare(
+        args.checkouts,
+        lambda checkout: _run(checkout, 20_000, args.repeat, valgrind=False),
+        lambda checkout, count: _run(checkout, count, 1, valgrind=True),
+        rounds=args.rounds, instructions=args.instructions, sizes=(500, 20_500))
     unit = "instructions" if args.instructions else "CPU ns"
     for checkout, values in found.items():
-        rounds = ", ".join(f"{v:.0f}" for v in values)
-        print(f"{checkout}: {unit} per streamed token, median {statistics.median(values):.0f}"
-              f" (rounds: {rounds})")
-
+        print(f"{checkout}: {unit} per streamed token, {summary(values, '.0f')}")
 
 if __name__ == "__main__":
     main()

@@ -320,19 +320,9 @@ def _model_server(fake: bool, tokens: int) -> tuple[str, Callable[[], None]]:
         stack.enter_context(_process([sys.executable, __file__, "_fake", str(port),
                                       str(tokens)], port))
         return f"http://127.0.0.1:{port}/v1", stack.close
-    import xllamacpp
+    from dialect_openai import local_model_server
 
-    from chronos.model.llamacpp import default_model_path
-
-    params = xllamacpp.CommonParams()
-    params.model.path = str(default_model_path())
-    params.n_ctx = 2048
-    params.n_parallel = 1
-    params.cpuparams.n_threads = 1
-    params.cpuparams_batch.n_threads = 1
-    params.hostnames = ["127.0.0.1"]
-    params.port = 0
-    model_server = xllamacpp.Server(params)
+    model_server = local_model_server()
     # The closure keeps the server alive (it stops when collected).
     return f"{model_server.listening_address}/v1", lambda: model_server.__class__
 

@@ -27,7 +27,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["Exchange", "ReplayServer", "Reply", "Script", "split_at_random"]
+__all__ = ["Exchange", "ReplayServer", "Reply", "Script", "read_request", "split_at_random"]
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    """One HTTP/1.1 request from `reader`: its head and its body (as its content-length says),
+    for the tests' own servers that shape their connections as the replay server does not."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)
+    return head + await reader.readexactly(length)
 
 
 def split_at_random(body: bytes, seed: int, max_piece: int = 48) -> list[bytes]:

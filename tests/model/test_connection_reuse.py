@@ -8,7 +8,7 @@ import json
 import pytest
 
 from chronos.model import AnthropicProvider, ChatRequest, Message, OpenAIProvider, accumulate
-from tests.model.replay import ReplayServer, Reply
+from tests.model.replay import ReplayServer, Reply, read_request
 
 REQ = ChatRequest(messages=[Message(role="user", content="Hi")])
 EVENTS = [
@@ -33,10 +33,7 @@ async def test_consecutive_streams_share_one_connection() -> None:
         connections += 1
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                               if line.lower().startswith(b"content-length:")), 0)
-                await reader.readexactly(length)
+                await read_request(reader)
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
                              b"transfer-encoding: chunked\r\n\r\n" + BODY)
                 await writer.drain()

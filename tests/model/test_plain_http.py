@@ -13,6 +13,7 @@ import pytest
 from chronos.errors import ProviderConnectionError
 from chronos.model import ChatRequest, Message, OpenAIProvider, RetryPolicy, accumulate
 from chronos.model._plain_http import plain_http_client
+from tests.model.replay import read_request
 
 REQ = ChatRequest(messages=[Message(role="user", content="Hi")])
 ANSWER = (b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{"content":"Hi"},'
@@ -92,10 +93,7 @@ async def test_a_server_closing_each_connection_is_connected_to_anew() -> None:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal connections
         connections += 1
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                      if line.lower().startswith(b"content-length:"))
-        await reader.readexactly(length)
+        await read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
                      b"transfer-encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n"
                      % (len(ANSWER), ANSWER))
@@ -122,10 +120,7 @@ async def _keep_alive_server(connections: list[int]) -> asyncio.Server:
         connections.append(1)
         with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                              if line.lower().startswith(b"content-length:"))
-                await reader.readexactly(length)
+                await read_request(reader)
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
                              b"content-length: %d\r\n\r\n%s" % (len(ANSWER), ANSWER))
                 await writer.drain()

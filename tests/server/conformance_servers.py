@@ -5,7 +5,8 @@
 on `graphs.agent`. Both listen on a free port of 127.0.0.1, are ready when `GET /ok`
 answers, and are stopped (SIGTERM, then SIGKILL) when the context ends. Each runs in its own
 temporary directory: `langgraph dev` writes `.langgraph_api/` into its working directory,
-`chronos serve` its SQLite store.
+`chronos serve` its SQLite store. `script_server()` runs a benchmark's own serving script
+(a server under a profiler, or stamping its requests) the same way.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from typing import Literal
 
 import httpx
 
-__all__ = ["REPO_ROOT", "ServedAPI", "ServerKind", "chronos_server", "reference_server"]
+__all__ = ["REPO_ROOT", "ServedAPI", "ServerKind", "chronos_server", "reference_server",
+           "script_server"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _REFERENCE_CONFIG = Path(__file__).resolve().parent / "reference" / "langgraph.json"
@@ -117,3 +119,24 @@ def chronos_server(
     if workers is not None:
         argv += ["--workers", str(workers)]
     return _serve("chronos", argv, dict(env or {}))
+
+
+@contextlib.contextmanager
+def script_server(python: Path, script: str, workdir: str, pythonpath: Path) -> Iterator[str]:
+    """`python -c script PORT WORKDIR`, a script serving an app on a free port of 127.0.0.1 (its
+    output in `workdir`/server.log): its URL once `GET /ok` answers. When the context ends it is
+    interrupted (SIGINT), so that it can write what it gathered into `workdir`, and waited for."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = Path(workdir) / "server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [str(python), "-c", script, str(port), workdir],
+            env={**os.environ, "PYTHONPATH": str(pythonpath)}, stdout=out, stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_until_ready(process, url, log)
+        yield url
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(60)
