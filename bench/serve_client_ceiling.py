@@ -21,7 +21,8 @@ response as one burst (a lone client reads what each write sent), then stops it;
 server writes those bursts back, one write each, at once. `first_event_latency` (the users in
 this process) and `first_event_latency_per_process` (a process each) against it give the
 part of the serve benchmarks' first-event figures that is the clients' own, with each
-`--client-gc` mode given (see `bench/serve_vs_langgraph.py`).
+`--client-gc` mode given (see `bench/serve_vs_langgraph.py`), and what a stream costs the
+clients in one process (CPU time: they parse every token of every stream).
 Printed per round, then medians, with the load average.
 """
 
@@ -55,7 +56,7 @@ from bench.serve_vs_langgraph import (
 from tests.server.conformance_servers import chronos_server
 
 _CANNED = r"""
-import json, sys, uuid
+import asyncio, json, sys, time, uuid
 import orjson, uvicorn
 
 THREAD = {"created_at": "2026-12-03T00:00:00+00:00", "updated_at": "2026-12-03T00:00:00+00:00",
@@ -69,7 +70,9 @@ BURSTS = [burst.encode("latin-1") for burst in STREAM["bursts"]]
 
 async def stream(send):
     await send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS})
-    for burst in BURSTS:
+    start = time.perf_counter()
+    for at, burst in zip(STREAM["at"], BURSTS):
+        await asyncio.sleep(max(0.0, at - (time.perf_counter() - start)))
         await send({"type": "http.response.body", "body": burst, "more_body": True})
     await send({"type": "http.response.body", "body": b""})
 
@@ -100,7 +103,7 @@ _LEFT_OUT = {"content-length", "transfer-encoding", "date", "server"}
 
 
 async def _recorded_stream(url: str) -> dict[str, list[Any]]:
-    """The headers and bursts of a `runs.stream` response of the server at `url`."""
+    """The headers, bursts and their times of a `runs.stream` response of the server at `url`."""
     async with httpx.AsyncClient(base_url=url, timeout=60) as http:
         for _ in range(2):  # the first run warms the server up; the second is kept
             thread = (await http.post("/threads", json={})).json()["thread_id"]
@@ -108,9 +111,13 @@ async def _recorded_stream(url: str) -> dict[str, list[Any]]:
                     "stream_mode": STREAM_MODES}
             async with http.stream("POST", f"/threads/{thread}/runs/stream",
                                    json=body) as response:
+                start = time.perf_counter()
                 headers = [[k, v] for k, v in response.headers.items() if k not in _LEFT_OUT]
-                bursts = [burst.decode("latin-1") async for burst in response.aiter_raw()]
-    return {"headers": headers, "bursts": bursts}
+                bursts, at = [], []
+                async for burst in response.aiter_raw():
+                    at.append(time.perf_counter() - start)
+                    bursts.append(burst.decode("latin-1"))
+    return {"headers": headers, "bursts": bursts, "at": at}
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -144,13 +151,16 @@ def _measure_waits(url: str, server_pid: int, users: int,
 def _measure_streams(url: str, users: int, mode: str) -> dict[str, float]:
     per_user = max(2, 100 // users)  # as serve_vs_langgraph.py: 100 runs alone, 2 each of 50
     client_gc(mode)
+    clients = time.process_time()
     together = asyncio.run(first_event_latency(url, users, per_user))
+    cpu_ms = 1000 * (time.process_time() - clients) / together["samples"]
     client_gc(mode)
     apart = first_event_latency_per_process(url, users, per_user)
     return {
         f"first event p50 ms, {users} users, gc {mode}": together["first p50 ms"],
         f"first event p99 ms, {users} users, gc {mode}": together["first p99 ms"],
         f"graph event p99 ms, {users} users, gc {mode}": together["graph p99 ms"],
+        f"client CPU ms per stream, {users} users, gc {mode}": cpu_ms,
         f"first event p50 ms, {users} procs, gc {mode}": apart["first p50 ms"],
         f"first event p99 ms, {users} procs, gc {mode}": apart["first p99 ms"],
         f"graph event p99 ms, {users} procs, gc {mode}": apart["graph p99 ms"],
@@ -197,8 +207,9 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(10)
-    print(f"median of {args.rounds} rounds; the recorded stream's bursts, bytes: "
-          f"{[len(burst) for burst in recording['bursts']]}")
+    print(f"median of {args.rounds} rounds; the recorded stream's bursts, bytes @ ms: "
+          + ", ".join(f"{len(burst)} @ {1000 * at:.1f}"
+                      for burst, at in zip(recording["bursts"], recording["at"], strict=True)))
     for key, values in found.items():
         print(f"{key:48} {statistics.median(values):10.2f}")
 
