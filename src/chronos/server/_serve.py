@@ -49,10 +49,10 @@ def _freeze_startup_objects() -> None:
     """Move every object alive once the app has started (modules, graphs, the app) out of
     the collector's reach.
 
-    A served process holds tens of thousands of such objects that never become garbage, and a
-    full collection walks them all: with a served module importing LangGraph, each one stopped
-    every stream for ~120 ms; frozen, ~8 ms (BENCHMARKS.md, "gcstream branch"). Collected
-    first, so that start-up garbage is freed rather than kept forever.
+    A served process holds tens of thousands of such objects that never become garbage, and
+    each full collection walks them all while every stream waits: 107-187 ms a time in a
+    served process that had imported LangGraph (179,000 objects; BENCHMARKS.md, "gcstream
+    branch"). Collected first, so that start-up garbage is freed rather than kept forever.
     """
     gc.collect()
     gc.freeze()
