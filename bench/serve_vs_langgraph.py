@@ -22,10 +22,11 @@ process on 127.0.0.1:
 
 The client processes freeze what exists before each measure out of the garbage collector's
 reach (`--client-gc freeze`, the default), as `timeit` disables the collector: a full
-collection in a client walks the SDK's and this script's start-up objects (69,000; up to 78 ms
-in a trial) and delays every stream it reads, which is the client's cost, not the server's.
+collection in a client walks the SDK's and this script's start-up objects and delays every
+stream that client reads, which is the client's cost, not the server's.
 `--client-gc default` leaves the collector as a client has it; `--client-gc freeze default`
-measures the first-event latencies both ways (the rest in the first mode given).
+measures the first-event latencies both ways (the rest in the first mode given): in the runs
+of BENCHMARKS.md's "gcstream branch" neither mode gave the lower p99 consistently.
 
 Servers: `chronos` (`chronos serve`, defaults: SQLite store in its directory, in-process
 broker); `reference-defaults` (`langgraph dev --no-browser --no-reload`, 10 runs at once per
