@@ -26,7 +26,8 @@ collection in a client walks the SDK's and this script's start-up objects and de
 stream that client reads, which is the client's cost, not the server's.
 `--client-gc default` leaves the collector as a client has it; `--client-gc freeze default`
 measures the first-event latencies both ways (the rest in the first mode given): in the runs
-of BENCHMARKS.md's "gcstream branch" neither mode gave the lower p99 consistently.
+of BENCHMARKS.md's "gcstream branch" against `chronos serve`, neither gave the lower p99
+consistently.
 
 Servers: `chronos` (`chronos serve`, defaults: SQLite store in its directory, in-process
 broker); `reference-defaults` (`langgraph dev --no-browser --no-reload`, 10 runs at once per
