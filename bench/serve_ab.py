@@ -14,7 +14,9 @@ included), which with the server's says what bounds the rate on two cores; then
 `--latency-runs` `runs.stream` calls one after another (modes `custom` +
 `messages-tuple`), timed to the first event the SDK yields, and 50 users streaming
 two runs each at once, with the server's CPU time per streamed run, then the same 50 users
-each in a process of its own. Medians over the rounds.
+each in a process of its own; the latencies with each `--client-gc` mode given (`freeze`:
+this process's start-up objects out of its garbage collector's reach, see
+`bench/serve_vs_langgraph.py`; `default`: as a client has them). Medians over the rounds.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.serve_vs_langgraph import (
+    CLIENT_GC,
+    client_gc,
     first_event_latency,
     first_event_latency_per_process,
     runs_per_second,
@@ -51,8 +55,7 @@ def _server(checkout: Path) -> Iterator[ServedAPI]:
         yield served
 
 
-async def _measure(served: ServedAPI, users: list[int], duration: float,
-                   latency_runs: int) -> dict[str, float]:
+async def _waits(served: ServedAPI, users: list[int], duration: float) -> dict[str, float]:
     found: dict[str, float] = {}
     for count in users:
         before = _cpu_seconds(served.pid)
@@ -65,15 +68,26 @@ async def _measure(served: ServedAPI, users: list[int], duration: float,
             1000 * (_cpu_seconds(served.pid) - before) / runs
         found[f"client CPU ms per run, {count} users"] = \
             1000 * (time.process_time() - clients_before) / runs
-    latency = await first_event_latency(served.url, 1, latency_runs)
-    found["first event p50 ms, 1 user"] = latency["first p50 ms"]
-    found["first event p99 ms, 1 user"] = latency["first p99 ms"]
+    return found
+
+
+def _first_events(served: ServedAPI, latency_runs: int, mode: str) -> dict[str, float]:
+    found: dict[str, float] = {}
+    client_gc(mode)
+    latency = asyncio.run(first_event_latency(served.url, 1, latency_runs))
+    found[f"first event p50 ms, 1 user, gc {mode}"] = latency["first p50 ms"]
+    found[f"first event p99 ms, 1 user, gc {mode}"] = latency["first p99 ms"]
+    client_gc(mode)
     before = _cpu_seconds(served.pid)
-    latency = await first_event_latency(served.url, 50, 2)
-    found["first event p50 ms, 50 users"] = latency["first p50 ms"]
-    found["first event p99 ms, 50 users"] = latency["first p99 ms"]
-    found["server CPU ms per streamed run, 50 users"] = \
+    latency = asyncio.run(first_event_latency(served.url, 50, 2))
+    found[f"first event p50 ms, 50 users, gc {mode}"] = latency["first p50 ms"]
+    found[f"first event p99 ms, 50 users, gc {mode}"] = latency["first p99 ms"]
+    found[f"server CPU ms per streamed run, 50 users, gc {mode}"] = \
         1000 * (_cpu_seconds(served.pid) - before) / latency["samples"]
+    client_gc(mode)
+    latency = first_event_latency_per_process(served.url, 50, 2)
+    found[f"first event p50 ms, 50 procs, gc {mode}"] = latency["first p50 ms"]
+    found[f"first event p99 ms, 50 procs, gc {mode}"] = latency["first p99 ms"]
     return found
 
 
@@ -84,6 +98,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=4.0)
     parser.add_argument("--users", type=int, nargs="+", default=[1, 50])
     parser.add_argument("--latency-runs", type=int, default=100)
+    parser.add_argument("--client-gc", nargs="+", choices=CLIENT_GC, default=["freeze"],
+                        help="the clients' garbage collector, as in serve_vs_langgraph.py")
     args = parser.parse_args()
     names = [str(c) for c in args.checkouts]
     results: dict[str, dict[str, list[float]]] = {n: {} for n in names}
@@ -93,19 +109,18 @@ def main() -> None:
         for round_ in range(args.rounds):
             order = names if round_ % 2 == 0 else names[::-1]
             for name in order:
-                measured = asyncio.run(_measure(servers[name], args.users, args.duration,
-                                                args.latency_runs))
-                apart = first_event_latency_per_process(servers[name].url, 50, 2)
-                measured["first event p50 ms, 50 procs"] = apart["first p50 ms"]
-                measured["first event p99 ms, 50 procs"] = apart["first p99 ms"]
+                client_gc(args.client_gc[0])
+                measured = asyncio.run(_waits(servers[name], args.users, args.duration))
+                for mode in args.client_gc:
+                    measured.update(_first_events(servers[name], args.latency_runs, mode))
                 for key, value in measured.items():
                     results[name].setdefault(key, []).append(value)
             print(f"round {round_ + 1} done; load {os.getloadavg()[0]:.2f}", flush=True)
     header = f"median of {args.rounds} rounds"
-    print(f"{header:40} " + " ".join(f"{n:>16}" for n in names))
+    print(f"{header:52} " + " ".join(f"{n:>16}" for n in names))
     for key in results[names[0]]:
         values = [statistics.median(results[n][key]) for n in names]
-        print(f"{key:40} " + " ".join(f"{v:16.2f}" for v in values))
+        print(f"{key:52} " + " ".join(f"{v:16.2f}" for v in values))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,15 @@ process on 127.0.0.1:
   stream, at its peak and when every stream has had its first event; and the events/s the
   SDK clients received from all of them together.
 
+The client processes freeze what exists before each measure out of the garbage collector's
+reach (`--client-gc freeze`, the default), as `timeit` disables the collector: a full
+collection in a client walks the SDK's and this script's start-up objects and delays every
+stream that client reads, which is the client's cost, not the server's.
+`--client-gc default` leaves the collector as a client has it; `--client-gc freeze default`
+measures the first-event latencies both ways (the rest in the first mode given): in the runs
+of BENCHMARKS.md's "gcstream branch" against `chronos serve`, neither gave the lower p99
+consistently.
+
 Servers: `chronos` (`chronos serve`, defaults: SQLite store in its directory, in-process
 broker); `reference-defaults` (`langgraph dev --no-browser --no-reload`, 10 runs at once per
 worker, its queue polling every 0.5 s when idle); `reference-best`: the same with
@@ -35,6 +44,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import multiprocessing
 import os
 import statistics
@@ -59,6 +69,19 @@ SERVERS: dict[str, Callable[[], AbstractContextManager[ServedAPI]]] = {
     "reference-defaults": reference_server,
     "reference-best": lambda: reference_server(jobs_per_worker=1000),
 }
+
+
+CLIENT_GC = ("freeze", "default")
+
+
+def client_gc(mode: str) -> None:
+    """Before a measure: `freeze` collects, then moves every object alive out of the
+    collector's reach (the processes forked for users inherit it); `default` gives them back."""
+    if mode == "freeze":
+        gc.collect()
+        gc.freeze()
+    else:
+        gc.unfreeze()
 
 
 def _rss_kib(pid: int) -> int:
@@ -255,7 +278,7 @@ def _print(server: str, measure: str, figures: dict[str, float]) -> None:
         f"{key} {value:.1f}" if isinstance(value, float) else f"{key} {value}"
         for key, value in figures.items()
     )
-    print(f"{server:<20} {measure:<28} {shown}", flush=True)
+    print(f"{server:<20} {measure:<36} {shown}", flush=True)
 
 
 def main() -> None:
@@ -270,25 +293,33 @@ def main() -> None:
                         help="the largest count measured on the reference")
     parser.add_argument("--token-delay", type=float, default=0.02)
     parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--client-gc", nargs="+", choices=CLIENT_GC, default=["freeze"],
+                        help="the clients' garbage collector (see above)")
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()}", flush=True)
     for name in args.servers:
         with _server(name) as api:
             for users in (1, args.concurrency):
+                client_gc(args.client_gc[0])
                 rate = asyncio.run(runs_per_second(api.url, users, args.duration))
                 _print(name, f"runs.wait, {users} users", {"runs/s": rate})
-            single = asyncio.run(first_event_latency(api.url, 1, args.latency_runs))
-            _print(name, "first event, 1 user", single)
-            crowd = asyncio.run(first_event_latency(api.url, args.concurrency, 2))
-            _print(name, f"first event, {args.concurrency} users", crowd)
-            apart = first_event_latency_per_process(api.url, args.concurrency, 2)
-            _print(name, f"first event, {args.concurrency} procs", apart)
+            for mode in args.client_gc:
+                client_gc(mode)
+                single = asyncio.run(first_event_latency(api.url, 1, args.latency_runs))
+                _print(name, f"first event, 1 user, gc {mode}", single)
+                client_gc(mode)
+                crowd = asyncio.run(first_event_latency(api.url, args.concurrency, 2))
+                _print(name, f"first event, {args.concurrency} users, gc {mode}", crowd)
+                client_gc(mode)
+                apart = first_event_latency_per_process(api.url, args.concurrency, 2)
+                _print(name, f"first event, {args.concurrency} procs, gc {mode}", apart)
         if name == "reference-defaults":
             continue
         for count in args.streams:
             if name.startswith("reference") and count > args.reference_streams_max:
                 continue
             with _server(name) as api:
+                client_gc(args.client_gc[0])
                 figures = asyncio.run(open_streams(api, count, args.token_delay))
                 _print(name, f"{count} open streams", figures)
     print(f"load average after: {os.getloadavg()}", flush=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import os
 from typing import Any
 
 from chronos import graph, model
@@ -96,3 +98,13 @@ async def _which_loop(state: dict[str, Any]) -> dict[str, Any]:
 event_loop = graph.StateGraph("event_loop").add_node("which", _which_loop)
 """One node that tells which event loop runs it (its class's module)."""
 event_loop.set_entry_point("which").set_finish_point("which")
+
+
+def _collector(state: dict[str, Any]) -> dict[str, Any]:
+    return {"pid": os.getpid(), "frozen": gc.get_freeze_count()}
+
+
+collector = graph.StateGraph("collector").add_node("inspect", _collector)
+"""One node that tells which process runs it and how many objects it froze out of the
+garbage collector's reach."""
+collector.set_entry_point("inspect").set_finish_point("inspect")

@@ -19,7 +19,7 @@ from typing import Any
 from chronos import graph, model
 from chronos.graph import emit
 from chronos.model.openai import OpenAIProvider
-from tests.server.reference_graphs import TOKEN_COUNT, draft_tokens
+from tests.server.draft import TOKEN_COUNT, draft_tokens
 
 
 class _ScriptedProvider(model.BaseProvider):

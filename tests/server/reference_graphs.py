@@ -27,12 +27,7 @@ from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import interrupt
 
-TOKEN_COUNT = 200
-
-
-def draft_tokens(topic: str) -> list[str]:
-    """The tokens the model node streams: the same on both servers."""
-    return [f"{topic}{index} " for index in range(TOKEN_COUNT)]
+from tests.server.draft import TOKEN_COUNT, draft_tokens
 
 
 class _ScriptedChatModel(BaseChatModel):

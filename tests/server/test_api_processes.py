@@ -133,3 +133,18 @@ async def test_workers_serve_one_port() -> None:
         assert [r["status"] for r in await client.runs.list(thread)] == ["success"] * 6
         assert len((await client.threads.get_state(thread))["values"]["steps"]) == 18
         assert "Traceback" not in served.log_text()
+
+
+async def test_every_worker_freezes_what_exists_at_start_up() -> None:
+    with serving("tests.server.api_graphs:collector", store=POSTGRES_URL,
+                 options=(*_SHARED, "--workers", "2")) as served:
+        frozen: dict[int, int] = {}
+        # A client per request: new connections, which the kernel spreads over the workers.
+        for _ in range(40):
+            result = await get_client(url=served.url).runs.wait(None, "collector", input={})
+            assert isinstance(result, dict)
+            frozen[result["pid"]] = result["frozen"]
+            if len(frozen) == 2:
+                break
+    assert len(frozen) == 2
+    assert all(count > 10_000 for count in frozen.values())

@@ -274,6 +274,15 @@ async def test_chronos_serve_runs_graphs_on_uvloop() -> None:
     assert result["loop"] == "uvloop"
 
 
+async def test_chronos_serve_freezes_what_exists_at_start_up() -> None:
+    """Modules, graphs and the app never become garbage: a full collection that walks them
+    all stops every stream (BENCHMARKS.md, "gcstream branch")."""
+    with serving("tests.server.api_graphs:collector") as served:
+        result = await get_client(url=served.url).runs.wait(None, "collector", input={})
+    assert isinstance(result, dict)
+    assert result["frozen"] > 10_000
+
+
 async def test_durability_exit_writes_only_the_checkpoint_a_run_ends_with(
         served: Served) -> None:
     client = get_client(url=served.url)

@@ -18,7 +18,7 @@ import pytest
 from tests.model.replay import ReplayServer, Reply
 from tests.server.conformance_differences import EXPECTED_DIFFERENCES
 from tests.server.conformance_servers import ServedAPI, chronos_server, reference_server
-from tests.server.reference_graphs import TOKEN_COUNT, draft_tokens
+from tests.server.draft import TOKEN_COUNT, draft_tokens
 from tests.server.scenarios import SCENARIOS, Trace, tokens_from_a_model_over_http
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.server.conformance_servers import ServedAPI, chronos_server, reference_server
-from tests.server.reference_graphs import TOKEN_COUNT
+from tests.server.draft import TOKEN_COUNT
 
 _JS = Path(__file__).resolve().parent / "js"
 
