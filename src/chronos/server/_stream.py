@@ -30,8 +30,8 @@ HEARTBEAT_SECONDS: Final = 10.0
 _MAX_PENDING: Final = 100_000  # events held for a slow client before it gets a gap
 _HEARTBEAT: Final = b": heartbeat\n\n"
 _BURST_SECONDS: Final = 0.010  # frames closer together than this share a write
-# Subscription ids: unique in this process (a counter; a uuid4 per stream cost 5 µs) and
-# unlike any another process or an application names.
+# Subscription ids: a counter, unique in this process (a uuid4 per stream cost 5 µs), after a
+# prefix of its own, unlike the ids of another process or of the application's subscriptions.
 _SUBSCRIPTION_PREFIX: Final = f"run-stream-{uuid.uuid4().hex[:12]}-"
 _subscription_numbers: Final = itertools.count()
 
