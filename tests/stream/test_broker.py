@@ -5,6 +5,7 @@ What every broker must do is in test_broker_contract.py, run on this broker and 
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import sys
 import threading
@@ -190,4 +191,20 @@ async def test_an_event_nobody_followed_replays_as_its_json_says() -> None:
     assert (kept.type, kept.topic, kept.data) == ("kept", "t", {"when": [1, 2],
                                                                 "nested": {"k": [None]}})
     assert parse_id(first.id) < parse_id(kept.id)
+    await broker.aclose()
+
+
+async def test_a_published_event_is_an_event_like_one_made_by_hand() -> None:
+    # The broker makes it without `Event.__init__` (stamp): every field and cache is set.
+    broker = Broker()
+    async with broker.subscribe("reader", ["t"]) as sub:
+        broker.publish(Event("kind", {"n": (1, 2)}), "t")
+        [event] = await take(sub, 1)
+    by_hand = Event("kind", {"n": [1, 2]}, event.id, "t")
+    assert type(event) is Event
+    assert repr(event) == repr(by_hand)
+    assert event.json() == by_hand.json()
+    assert event_frame(event) == event_frame(by_hand)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        event.data = None  # type: ignore[misc]
     await broker.aclose()

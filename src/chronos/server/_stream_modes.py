@@ -105,7 +105,9 @@ class RunTranslator:
             return []
         suffix = "|" + "|".join(path) if path else ""
         out: list[Frame] = []
-        if type == "node_start":
+        if type == "token":  # first: nearly every event of a streamed run is one
+            self._token(out, suffix, payload)
+        elif type == "node_start":
             self._debug(out, suffix, "task", {"id": _task_id(payload), "name": payload["node_id"],
                                               "input": None, "triggers": []}, self._step + 1)
             if self._events is not None and not path:
@@ -119,8 +121,6 @@ class RunTranslator:
                 self._next.append(target)
         elif type == "node_end":
             self._node_end(out, suffix, payload)
-        elif type == "token":
-            self._token(out, suffix, payload)
         elif type == "custom":
             if "custom" in self.modes:
                 out.append(("custom" + suffix, payload.get("data")))

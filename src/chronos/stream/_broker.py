@@ -281,7 +281,8 @@ class Broker(Fanout):
         # streams it) keeps just the frame. Looked up without the lock: one who subscribes
         # meanwhile gets the data decoded under it.
         data = _UNDECODED
-        if self._by_topic.get(topic) or self._all_topics:
+        every_topic = self._all_topics
+        if every_topic or self._by_topic.get(topic):
             data = orjson.loads(data_json)
         waiters: list[asyncio.Future[None]] = []
         with self._lock:
@@ -292,13 +293,14 @@ class Broker(Fanout):
             sse = frame(id, rest)
             self._retain(topic, position, sse)
             followers = self._by_topic.get(topic)
-            if followers or self._all_topics:
+            if followers or every_topic:
                 if data is _UNDECODED:
                     data = orjson.loads(data_json)
                 published = stamp(event, topic, id, data, sse)
                 if followers:
                     push_all(followers.values(), published, waiters)
-                push_all(self._all_topics.values(), published, waiters)
+                if every_topic:
+                    push_all(every_topic.values(), published, waiters)
             now = time.monotonic()
             if now >= self._next_sweep:
                 self._sweep(now)
