@@ -18,7 +18,7 @@ from chronos.server._metrics import ServerMetrics
 from chronos.server._records import MemoryRecords
 from chronos.server._runs import Runs
 from chronos.server._threads import Threads
-from chronos.server.dialects._run import join_run, start_run
+from chronos.server.dialects._run import join_run, sse_response, start_run
 from chronos.store import Checkpoint, MemoryStore
 from chronos.stream import Broker
 
@@ -220,3 +220,48 @@ async def test_join_run_refuses_an_unknown_thread(runs: Runs) -> None:
     with pytest.raises(RequestRefused) as refused:
         await join_run(runs, _request(), "nope")
     assert refused.value.status_code == 404
+
+
+async def _frames(*chunks: bytes) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+
+
+async def _respond(runs: Runs, frames: AsyncIterator[bytes], opening: bytes
+                   ) -> list[tuple[dict[str, Any], asyncio.Task[Any] | None]]:
+    """The messages `sse_response` sends for `frames`, each with the task that sent it."""
+    run = await start_run(runs, _request(), "count", {"n": 0})
+    sent: list[tuple[dict[str, Any], asyncio.Task[Any] | None]] = []
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.Event().wait()  # the client stays
+        return {"type": "http.disconnect"}
+
+    async def send(message: Any) -> None:
+        sent.append((message, asyncio.current_task()))
+
+    scope = {"type": "http", "asgi": {"spec_version": "2.3"}, "method": "POST", "path": "/",
+             "headers": []}
+    try:
+        await sse_response(run, frames, opening=opening)(scope, receive, send)
+    finally:
+        await run.aclose()
+    return sent
+
+
+@pytest.mark.anyio
+async def test_the_opening_goes_in_the_first_frames_write(runs: Runs) -> None:
+    sent = await _respond(runs, _frames(b"data: a\n\n", b"data: b\n\n"), b"data: role\n\n")
+    assert [m["type"] for m, _ in sent] == ["http.response.start", *["http.response.body"] * 3]
+    assert [m.get("body") for m, _ in sent[1:]] == [b"data: role\n\ndata: a\n\n",
+                                                    b"data: b\n\n", b""]
+    # Nothing else to send with: the opening alone.
+    sent = await _respond(runs, _frames(), b"data: role\n\n")
+    assert [m.get("body") for m, _ in sent[1:]] == [b"data: role\n\n", b""]
+
+
+@pytest.mark.anyio
+async def test_the_response_streams_from_the_requests_own_task(runs: Runs) -> None:
+    own = asyncio.current_task()
+    sent = await _respond(runs, _frames(b"data: a\n\n"), b"")
+    assert {task for _, task in sent} == {own}  # no task group's task of its own
