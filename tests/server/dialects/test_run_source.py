@@ -227,7 +227,7 @@ async def _frames(*chunks: bytes) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def _respond(runs: Runs, frames: AsyncIterator[bytes], opening: bytes
+async def _respond(runs: Runs, frames: AsyncIterator[bytes]
                    ) -> list[tuple[dict[str, Any], asyncio.Task[Any] | None]]:
     """The messages `sse_response` sends for `frames`, each with the task that sent it."""
     run = await start_run(runs, _request(), "count", {"n": 0})
@@ -243,25 +243,15 @@ async def _respond(runs: Runs, frames: AsyncIterator[bytes], opening: bytes
     scope = {"type": "http", "asgi": {"spec_version": "2.3"}, "method": "POST", "path": "/",
              "headers": []}
     try:
-        await sse_response(run, frames, opening=opening)(scope, receive, send)
+        await sse_response(run, frames)(scope, receive, send)
     finally:
         await run.aclose()
     return sent
 
 
 @pytest.mark.anyio
-async def test_the_opening_goes_in_the_first_frames_write(runs: Runs) -> None:
-    sent = await _respond(runs, _frames(b"data: a\n\n", b"data: b\n\n"), b"data: role\n\n")
-    assert [m["type"] for m, _ in sent] == ["http.response.start", *["http.response.body"] * 3]
-    assert [m.get("body") for m, _ in sent[1:]] == [b"data: role\n\ndata: a\n\n",
-                                                    b"data: b\n\n", b""]
-    # Nothing else to send with: the opening alone.
-    sent = await _respond(runs, _frames(), b"data: role\n\n")
-    assert [m.get("body") for m, _ in sent[1:]] == [b"data: role\n\n", b""]
-
-
-@pytest.mark.anyio
 async def test_the_response_streams_from_the_requests_own_task(runs: Runs) -> None:
     own = asyncio.current_task()
-    sent = await _respond(runs, _frames(b"data: a\n\n"), b"")
+    sent = await _respond(runs, _frames(b"data: a\n\n"))
+    assert [m.get("body") for m, _ in sent] == [None, b"data: a\n\n", b""]
     assert {task for _, task in sent} == {own}  # no task group's task of its own

@@ -164,40 +164,30 @@ class RunSource:
 
 
 def sse_response(run: RunSource, frames: AsyncIterator[bytes],
-                 headers: Mapping[str, str] | None = None, *,
-                 opening: bytes = b"") -> StreamingResponse:
+                 headers: Mapping[str, str] | None = None) -> StreamingResponse:
     """The run's SSE response of `frames`, with its `headers` and the run's; counted in the
     server's metrics (a stream open while it runs; each event it sends).
-
-    `opening` (frames the response starts with that need no event of the run: OpenAI's role
-    chunk) goes out in the same write as the first of `frames`, rather than in one of its own
-    right after the response's start: each write wakes the client, whose reading then took
-    the CPU the run needed to send its model's request (BENCHMARKS.md, ttft4).
 
     Streamed as the native run stream is, in the request's own task with a second task
     watching for the client leaving: Starlette's own streams from a task group, more set-up
     in the loop turns where the run makes its model's request.
     """
-    return _RunStream(_metered(frames, run.runs.metrics, opening),
+    return _RunStream(_metered(frames, run.runs.metrics),
                       media_type="text/event-stream",
                       headers={"Cache-Control": "no-store", **(headers or {}), **run.headers})
 
 
-async def _metered(frames: AsyncIterator[bytes], metrics: ServerMetrics, opening: bytes
+async def _metered(frames: AsyncIterator[bytes], metrics: ServerMetrics
                    ) -> AsyncIterator[bytes]:
     metrics.streams(+1)
     try:
         async for chunk in frames:
-            if opening:
-                chunk, opening = opening + chunk, b""
             # A chunk is whole frames, each ending with a blank line (JSON data holds no raw
             # newline); those starting with ":" are comments (keep-alives), not events.
             events = chunk.count(b"\n\n") - chunk.count(b"\n\n:") - chunk.startswith(b":")
             if events:
                 metrics.delivered(events)
             yield chunk
-        if opening:  # no frames came
-            yield opening
     finally:
         metrics.streams(-1)
         # Left early (a client gone): the frames' own `finally` closes the run source now.

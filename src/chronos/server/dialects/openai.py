@@ -189,8 +189,7 @@ def openai_routes(runs: Runs) -> list[Route]:
         completion = ChatCompletion(f"chatcmpl-{run.run_id}", asked.graph_id,
                                     include_usage=asked.include_usage)
         if asked.stream:
-            return sse_response(run, _chat_frames(reader, completion),
-                                opening=completion.first_chunk())
+            return sse_response(run, _chat_frames(reader, completion))
         try:
             whole = await _until_end(reader, request, _add_delta(completion))
         finally:
@@ -214,8 +213,7 @@ def openai_routes(runs: Runs) -> list[Route]:
         run = reader.run
         builder = ResponseBuilder(f"resp_{run.run_id.replace('-', '')}", asked.graph_id)
         if asked.stream:
-            return sse_response(run, _response_frames(reader, builder),
-                                opening=builder.opening())
+            return sse_response(run, _response_frames(reader, builder))
         try:
             whole = await _until_end(reader, request, builder.token)
         finally:
@@ -251,6 +249,7 @@ def _add_delta(completion: ChatCompletion) -> Callable[[Mapping[str, Any]], None
 async def _chat_frames(reader: _Reader, completion: ChatCompletion) -> AsyncIterator[bytes]:
     run = reader.run
     try:
+        yield completion.first_chunk()
         async for batch in run.batches():
             if not batch:
                 yield _KEEP_ALIVE
@@ -282,6 +281,7 @@ async def _response_frames(reader: _Reader, builder: ResponseBuilder
                           ) -> AsyncIterator[bytes]:
     run = reader.run
     try:
+        yield builder.opening()
         async for batch in run.batches():
             if not batch:
                 yield _KEEP_ALIVE
