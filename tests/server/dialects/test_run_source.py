@@ -222,16 +222,15 @@ async def test_join_run_refuses_an_unknown_thread(runs: Runs) -> None:
     assert refused.value.status_code == 404
 
 
-async def _frames(*chunks: bytes) -> AsyncIterator[bytes]:
-    for chunk in chunks:
-        yield chunk
 
-
-async def _respond(runs: Runs, frames: AsyncIterator[bytes]
-                   ) -> list[tuple[dict[str, Any], asyncio.Task[Any] | None]]:
-    """The messages `sse_response` sends for `frames`, each with the task that sent it."""
+@pytest.mark.anyio
+async def test_the_response_streams_from_the_requests_own_task(runs: Runs) -> None:
+    """No task group's task of its own (Starlette's `StreamingResponse` under ASGI 2.3)."""
     run = await start_run(runs, _request(), "count", {"n": 0})
-    sent: list[tuple[dict[str, Any], asyncio.Task[Any] | None]] = []
+    sent: list[tuple[Any, asyncio.Task[Any] | None]] = []
+
+    async def frames() -> AsyncIterator[bytes]:
+        yield b"data: a\n\n"
 
     async def receive() -> dict[str, Any]:
         await asyncio.Event().wait()  # the client stays
@@ -243,15 +242,8 @@ async def _respond(runs: Runs, frames: AsyncIterator[bytes]
     scope = {"type": "http", "asgi": {"spec_version": "2.3"}, "method": "POST", "path": "/",
              "headers": []}
     try:
-        await sse_response(run, frames)(scope, receive, send)
+        await sse_response(run, frames())(scope, receive, send)
     finally:
         await run.aclose()
-    return sent
-
-
-@pytest.mark.anyio
-async def test_the_response_streams_from_the_requests_own_task(runs: Runs) -> None:
-    own = asyncio.current_task()
-    sent = await _respond(runs, _frames(b"data: a\n\n"))
     assert [m.get("body") for m, _ in sent] == [None, b"data: a\n\n", b""]
-    assert {task for _, task in sent} == {own}  # no task group's task of its own
+    assert {task for _, task in sent} == {asyncio.current_task()}
