@@ -18,8 +18,9 @@ at: the app's ASGI call, the request body read, the dialect's `start_run` and `R
 (`call_runner`), the node starting, the provider's connection being opened and made, the
 request's bytes written, the response's first bytes and first token read, the broker's
 `run_start` and first `token` publication, the first token batch reaching the dialect's
-reader, and the response's start and first token chunk handed to uvicorn. Stamps on names a
-checkout does not have are skipped. Printed: each interval's median over the rounds, in ms.
+reader, the response's start and first token chunk handed to uvicorn, and the app's return;
+with each, the process's CPU time (`time.process_time_ns()`). Stamps on names a checkout does
+not have are skipped. Printed: each interval's median over the rounds, in ms.
 """
 
 from __future__ import annotations
@@ -63,7 +64,11 @@ _INTERVALS = [
     ("Chronos: first token read -> chunk sent", "token_read", "token_send"),
     ("uvicorn + SDK: chunk sent -> SDK has it", "token_send", "first"),
     ("response start sent (after ASGI call)", "asgi", "response_start"),
+    ("response start -> role chunk handed to uvicorn", "response_start", "role_send"),
     ("served TTFT", "create", "first"),
+    ("CPU: ASGI call -> request written", "cpu:asgi", "cpu:written"),
+    ("CPU: first token read -> chunk sent", "cpu:token_read", "cpu:token_send"),
+    ("CPU: ASGI call -> response ended", "cpu:asgi", "cpu:done"),
 ]
 
 
@@ -82,7 +87,9 @@ def _serve(port: int, model_url: str, max_tokens: int) -> None:
     stamps: dict[str, int] = {}
 
     def stamp(name: str) -> None:
-        stamps.setdefault(name, time.perf_counter_ns())
+        if name not in stamps:
+            stamps[name] = time.perf_counter_ns()
+            stamps[f"cpu:{name}"] = time.process_time_ns()
 
     def wrap_async(owner: Any, name: str, label: str, end_label: str | None = None) -> None:
         original = getattr(owner, name, None)
@@ -133,7 +140,8 @@ def _serve(port: int, model_url: str, max_tokens: int) -> None:
 
         async def write(self, buffer: bytes, timeout: float | None = None) -> None:
             await self._inner.write(buffer, timeout)
-            stamps["written"] = time.perf_counter_ns()  # the last write before the answer
+            stamps.pop("written", None)  # the last write before the answer
+            stamp("written")
 
         async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
             data = await self._inner.read(max_bytes, timeout)
@@ -209,16 +217,17 @@ def _serve(port: int, model_url: str, max_tokens: int) -> None:
             return message
 
         async def stamped_send(message: Any) -> None:
+            body = message.get("body", b"")
             if message["type"] == "http.response.start":
                 stamp("response_start")
-            elif b'"role":"assistant"' in message.get("body", b""):
+            if b'"role":"assistant"' in body:  # with the first token's, on some checkouts
                 stamp("role_send")
-            elif b'"content":"' in message.get("body", b"") and \
-                    b'"content":""' not in message["body"]:
+            if b'"content":"' in body.replace(b'"content":""', b""):
                 stamp("token_send")
             await send(message)
 
         await app(scope, stamped_receive, stamped_send)
+        stamp("done")
 
     probe.aclose = app.aclose  # type: ignore[attr-defined]
     sock = server.bind("127.0.0.1", port)
@@ -383,6 +392,8 @@ def main() -> None:
                 if round_ < 3:  # warm-up
                     continue
                 for key, value in stamps.items():
+                    if key.startswith("cpu:"):
+                        continue
                     offsets[name].setdefault(key, []).append((value - stamps["asgi"]) / 1e6)
                 for label, begin, end in _INTERVALS:
                     if begin in stamps and end in stamps:

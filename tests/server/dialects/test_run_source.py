@@ -18,7 +18,7 @@ from chronos.server._metrics import ServerMetrics
 from chronos.server._records import MemoryRecords
 from chronos.server._runs import Runs
 from chronos.server._threads import Threads
-from chronos.server.dialects._run import join_run, start_run
+from chronos.server.dialects._run import join_run, sse_response, start_run
 from chronos.store import Checkpoint, MemoryStore
 from chronos.stream import Broker
 
@@ -220,3 +220,30 @@ async def test_join_run_refuses_an_unknown_thread(runs: Runs) -> None:
     with pytest.raises(RequestRefused) as refused:
         await join_run(runs, _request(), "nope")
     assert refused.value.status_code == 404
+
+
+
+@pytest.mark.anyio
+async def test_the_response_streams_from_the_requests_own_task(runs: Runs) -> None:
+    """No task group's task of its own (Starlette's `StreamingResponse` under ASGI 2.3)."""
+    run = await start_run(runs, _request(), "count", {"n": 0})
+    sent: list[tuple[Any, asyncio.Task[Any] | None]] = []
+
+    async def frames() -> AsyncIterator[bytes]:
+        yield b"data: a\n\n"
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.Event().wait()  # the client stays
+        return {"type": "http.disconnect"}
+
+    async def send(message: Any) -> None:
+        sent.append((message, asyncio.current_task()))
+
+    scope = {"type": "http", "asgi": {"spec_version": "2.3"}, "method": "POST", "path": "/",
+             "headers": []}
+    try:
+        await sse_response(run, frames())(scope, receive, send)
+    finally:
+        await run.aclose()
+    assert [m.get("body") for m, _ in sent] == [None, b"data: a\n\n", b""]
+    assert {task for _, task in sent} == {asyncio.current_task()}

@@ -30,7 +30,12 @@ from chronos.server._metrics import ServerMetrics
 from chronos.server._run_record import RunInfo, RunRecord
 from chronos.server._run_request import parse_run_request
 from chronos.server._runs import Runs
-from chronos.server._stream import HEARTBEAT_SECONDS, open_subscription, trace_headers
+from chronos.server._stream import (
+    HEARTBEAT_SECONDS,
+    _RunStream,
+    open_subscription,
+    trace_headers,
+)
 from chronos.server._stream_modes import RUN_END, RUN_START
 from chronos.stream import GAP, Event, Subscription
 
@@ -161,10 +166,15 @@ class RunSource:
 def sse_response(run: RunSource, frames: AsyncIterator[bytes],
                  headers: Mapping[str, str] | None = None) -> StreamingResponse:
     """The run's SSE response of `frames`, with its `headers` and the run's; counted in the
-    server's metrics (a stream open while it runs; each event it sends)."""
-    return StreamingResponse(_metered(frames, run.runs.metrics), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-store", **(headers or {}),
-                                      **run.headers})
+    server's metrics (a stream open while it runs; each event it sends).
+
+    Streamed as the native run stream is, in the request's own task with a second task
+    watching for the client leaving: Starlette's own streams from a task group, more set-up
+    in the loop turns where the run makes its model's request.
+    """
+    return _RunStream(_metered(frames, run.runs.metrics),
+                      media_type="text/event-stream",
+                      headers={"Cache-Control": "no-store", **(headers or {}), **run.headers})
 
 
 async def _metered(frames: AsyncIterator[bytes], metrics: ServerMetrics
