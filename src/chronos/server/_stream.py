@@ -24,7 +24,13 @@ from chronos.server._retention import run_topics
 from chronos.server._stream_modes import RunTranslator
 from chronos.stream import GAP, BrokerProtocol, Event, Subscription
 
-__all__ = ["HEARTBEAT_SECONDS", "open_subscription", "run_stream_response", "trace_headers"]
+__all__ = [
+    "HEARTBEAT_SECONDS",
+    "StreamInRequestTask",
+    "open_subscription",
+    "run_stream_response",
+    "trace_headers",
+]
 
 HEARTBEAT_SECONDS: Final = 10.0
 _MAX_PENDING: Final = 100_000  # events held for a slow client before it gets a gap
@@ -83,11 +89,11 @@ def run_stream_response(
     metadata = {"run_id": run_id, "attempt": 1, **trace_headers(traceparent)}
     body = _frames(subscription, translator, metadata if send_metadata else None,
                    metrics=metrics, on_disconnect=on_disconnect)
-    return _RunStream(body, media_type="text/event-stream", headers={
+    return StreamInRequestTask(body, media_type="text/event-stream", headers={
         "Cache-Control": "no-store", **trace_headers(traceparent), **(headers or {})})
 
 
-class _RunStream(StreamingResponse):
+class StreamInRequestTask(StreamingResponse):
     """Streams in the request's own task, which a second task stops when the client leaves.
 
     Starlette, under the ASGI spec uvicorn declares (2.3), streams the body from a task of

@@ -32,7 +32,7 @@ from chronos.server._run_request import parse_run_request
 from chronos.server._runs import Runs
 from chronos.server._stream import (
     HEARTBEAT_SECONDS,
-    _RunStream,
+    StreamInRequestTask,
     open_subscription,
     trace_headers,
 )
@@ -172,7 +172,7 @@ def sse_response(run: RunSource, frames: AsyncIterator[bytes],
     watching for the client leaving: Starlette's own streams from a task group, more set-up
     in the loop turns where the run makes its model's request.
     """
-    return _RunStream(_metered(frames, run.runs.metrics),
+    return StreamInRequestTask(_metered(frames, run.runs.metrics),
                       media_type="text/event-stream",
                       headers={"Cache-Control": "no-store", **(headers or {}), **run.headers})
 
