@@ -157,7 +157,12 @@ async def first_event_latency(url: str, users: int, per_user: int) -> dict[str, 
 
 def _process_user(url: str, per_user: int, start: Any, results: Any) -> None:
     start.wait()
-    results.put(asyncio.run(_user_streams(url, per_user)))
+    try:
+        results.put(asyncio.run(_user_streams(url, per_user)))
+    except BaseException as exc:
+        # Said, not lost: the parent waits for one result from each user.
+        results.put(f"{type(exc).__name__}: {exc}")
+        raise
 
 
 def first_event_latency_per_process(url: str, users: int, per_user: int) -> dict[str, float]:
@@ -175,10 +180,13 @@ def first_event_latency_per_process(url: str, users: int, per_user: int) -> dict
     for process in processes:
         process.start()
     start.wait()
-    samples = [sample for _ in processes for sample in results.get()]
+    per_process = [results.get() for _ in processes]
     for process in processes:
         process.join()
-    return _latency_figures(samples)
+    failures = [result for result in per_process if isinstance(result, str)]
+    if failures:
+        raise RuntimeError(f"{len(failures)} of {users} users failed, the first with {failures[0]}")
+    return _latency_figures([sample for samples in per_process for sample in samples])
 
 
 def _latency_figures(samples: list[tuple[float, float]]) -> dict[str, float]:
