@@ -172,9 +172,9 @@ def sse_response(run: RunSource, frames: AsyncIterator[bytes],
     watching for the client leaving: Starlette's own streams from a task group, more set-up
     in the loop turns where the run makes its model's request.
     """
-    return StreamInRequestTask(_metered(frames, run.runs.metrics),
-                      media_type="text/event-stream",
-                      headers={"Cache-Control": "no-store", **(headers or {}), **run.headers})
+    return StreamInRequestTask(_metered(frames, run.runs.metrics), media_type="text/event-stream",
+                               headers={"Cache-Control": "no-store", **(headers or {}),
+                                        **run.headers})
 
 
 async def _metered(frames: AsyncIterator[bytes], metrics: ServerMetrics
