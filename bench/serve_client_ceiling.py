@@ -18,11 +18,13 @@ For streams, the canned server answers `runs.stream` with the bytes of a real on
 `chronos serve tests.server.graphs:agent` streams a run (modes `custom` + `messages-tuple`, as
 `first_event_latency` asks; after a warm-up run) and this process keeps each read of the
 response as one burst (a lone client reads what each write sent), then stops it; the canned
-server writes those bursts back, one write each, at once. `first_event_latency` (the users in
-this process) and `first_event_latency_per_process` (a process each) against it give the
-part of the serve benchmarks' first-event figures that is the clients' own, with each
-`--client-gc` mode given (see `bench/serve_vs_langgraph.py`), and what a stream costs the
-clients in one process (CPU time: they parse every token of every stream).
+server writes those bursts back, one write each, at their recorded times (all at once,
+an in-process user parsed its whole stream before the others got a first event).
+`first_event_latency` (the users in this process) and `first_event_latency_per_process`
+(a process each) against it give the part of the serve benchmarks' first-event figures that
+is the clients' own, with each `--client-gc` mode given (see `bench/serve_vs_langgraph.py`),
+and what a stream costs the clients in one process (CPU time: they parse every token of
+every stream).
 Printed per round, then medians, with the load average.
 """
 
