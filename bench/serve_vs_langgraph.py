@@ -72,6 +72,7 @@ SERVERS: dict[str, Callable[[], AbstractContextManager[ServedAPI]]] = {
 
 
 CLIENT_GC = ("freeze", "default")
+MEASURES = ("rates", "latency", "streams")
 
 
 def client_gc(mode: str) -> None:
@@ -289,6 +290,24 @@ def _print(server: str, measure: str, figures: dict[str, float]) -> None:
     print(f"{server:<20} {measure:<36} {shown}", flush=True)
 
 
+def _request_measures(name: str, api: ServedAPI, args: argparse.Namespace) -> None:
+    """The `runs.wait` rates and the first-event latencies, on one server process."""
+    for users in (1, args.concurrency) if "rates" in args.measures else ():
+        client_gc(args.client_gc[0])
+        rate = asyncio.run(runs_per_second(api.url, users, args.duration))
+        _print(name, f"runs.wait, {users} users", {"runs/s": rate})
+    for mode in args.client_gc if "latency" in args.measures else ():
+        client_gc(mode)
+        single = asyncio.run(first_event_latency(api.url, 1, args.latency_runs))
+        _print(name, f"first event, 1 user, gc {mode}", single)
+        client_gc(mode)
+        crowd = asyncio.run(first_event_latency(api.url, args.concurrency, 2))
+        _print(name, f"first event, {args.concurrency} users, gc {mode}", crowd)
+        client_gc(mode)
+        apart = first_event_latency_per_process(api.url, args.concurrency, 2)
+        _print(name, f"first event, {args.concurrency} procs, gc {mode}", apart)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--servers", nargs="+", choices=list(SERVERS), default=list(SERVERS))
@@ -303,25 +322,15 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--client-gc", nargs="+", choices=CLIENT_GC, default=["freeze"],
                         help="the clients' garbage collector (see above)")
+    parser.add_argument("--measures", nargs="+", choices=MEASURES, default=list(MEASURES),
+                        help="which measures to take (all by default)")
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()}", flush=True)
     for name in args.servers:
-        with _server(name) as api:
-            for users in (1, args.concurrency):
-                client_gc(args.client_gc[0])
-                rate = asyncio.run(runs_per_second(api.url, users, args.duration))
-                _print(name, f"runs.wait, {users} users", {"runs/s": rate})
-            for mode in args.client_gc:
-                client_gc(mode)
-                single = asyncio.run(first_event_latency(api.url, 1, args.latency_runs))
-                _print(name, f"first event, 1 user, gc {mode}", single)
-                client_gc(mode)
-                crowd = asyncio.run(first_event_latency(api.url, args.concurrency, 2))
-                _print(name, f"first event, {args.concurrency} users, gc {mode}", crowd)
-                client_gc(mode)
-                apart = first_event_latency_per_process(api.url, args.concurrency, 2)
-                _print(name, f"first event, {args.concurrency} procs, gc {mode}", apart)
-        if name == "reference-defaults":
+        if {"rates", "latency"} & set(args.measures):
+            with _server(name) as api:
+                _request_measures(name, api, args)
+        if name == "reference-defaults" or "streams" not in args.measures:
             continue
         for count in args.streams:
             if name.startswith("reference") and count > args.reference_streams_max:
