@@ -7,10 +7,11 @@ Each argument is a checkout with its own `.venv` (`chronos serve tests.server.gr
 from it, SQLite store in a temporary directory, in-process broker: the defaults). Both
 servers run at once; the rounds alternate between them, so both see the same machine load.
 Per round and server: `runs.wait` loops (official `langgraph-sdk`, a new thread per run, as
-`bench/serve_vs_langgraph.py` does) for `--duration` seconds with each user count, giving
-runs/s, the server process's CPU time (user + system, from /proc) per run, which depends
-little on the load, and this process's own (the SDK clients', their executor threads
-included), which with the server's says what bounds the rate on two cores; then
+`bench/serve_vs_langgraph.py` does, timed from a steady start: see its `wait_loops`) for
+`--duration` seconds with each user count, giving runs/s, the server process's CPU time
+(user + system, from /proc) per run, which depends little on the load, and this process's
+own (the SDK clients', their executor threads included), which with the server's says what
+bounds the rate on two cores; then
 `--latency-runs` `runs.stream` calls one after another (modes `custom` +
 `messages-tuple`), timed to the first event the SDK yields, and 50 users streaming
 two runs each at once, with the server's CPU time per streamed run, then the same 50 users
@@ -27,7 +28,6 @@ import contextlib
 import os
 import statistics
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,14 +38,10 @@ from bench.serve_vs_langgraph import (
     client_gc,
     first_event_latency,
     first_event_latency_per_process,
-    runs_per_second,
+    process_cpu_seconds,
+    wait_loops,
 )
 from tests.server.conformance_servers import ServedAPI, _serve
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextlib.contextmanager
@@ -58,16 +54,11 @@ def _server(checkout: Path) -> Iterator[ServedAPI]:
 async def _waits(served: ServedAPI, users: list[int], duration: float) -> dict[str, float]:
     found: dict[str, float] = {}
     for count in users:
-        before = _cpu_seconds(served.pid)
-        clients_before = time.process_time()
-        start = time.monotonic()
-        rate = await runs_per_second(served.url, count, duration)
-        runs = max(rate * (time.monotonic() - start), 1)
-        found[f"runs/s, {count} users"] = rate
-        found[f"server CPU ms per run, {count} users"] = \
-            1000 * (_cpu_seconds(served.pid) - before) / runs
-        found[f"client CPU ms per run, {count} users"] = \
-            1000 * (time.process_time() - clients_before) / runs
+        loops = await wait_loops(served.url, count, duration, served.pid)
+        runs = max(loops.runs, 1)
+        found[f"runs/s, {count} users"] = loops.rate
+        found[f"server CPU ms per run, {count} users"] = 1000 * (loops.server_cpu or 0.0) / runs
+        found[f"client CPU ms per run, {count} users"] = 1000 * loops.client_cpu / runs
     return found
 
 
@@ -78,12 +69,12 @@ def _first_events(served: ServedAPI, latency_runs: int, mode: str) -> dict[str, 
     found[f"first event p50 ms, 1 user, gc {mode}"] = latency["first p50 ms"]
     found[f"first event p99 ms, 1 user, gc {mode}"] = latency["first p99 ms"]
     client_gc(mode)
-    before = _cpu_seconds(served.pid)
+    before = process_cpu_seconds(served.pid)
     latency = asyncio.run(first_event_latency(served.url, 50, 2))
     found[f"first event p50 ms, 50 users, gc {mode}"] = latency["first p50 ms"]
     found[f"first event p99 ms, 50 users, gc {mode}"] = latency["first p99 ms"]
     found[f"server CPU ms per streamed run, 50 users, gc {mode}"] = \
-        1000 * (_cpu_seconds(served.pid) - before) / latency["samples"]
+        1000 * (process_cpu_seconds(served.pid) - before) / latency["samples"]
     client_gc(mode)
     latency = first_event_latency_per_process(served.url, 50, 2)
     found[f"first event p50 ms, 50 procs, gc {mode}"] = latency["first p50 ms"]

@@ -7,7 +7,7 @@ and the floor of the first-event latency of `runs.stream`.
 
 `bench/serve_vs_langgraph.py` and `bench/serve_ab.py` run their users (the official
 `langgraph-sdk`, one client each) in their own process, on the same two cores as the server.
-Here the same loop (`runs_per_second`: a new thread, then `runs.wait` on it) runs against a
+Here the same loop (`wait_loops`: a new thread, then `runs.wait` on it) runs against a
 server that does no work at all: a canned ASGI app under uvicorn on uvloop that answers
 `threads.create` with a thread and `runs.wait` with the benchmark graph's final values, of
 the sizes Chronos sends. So its runs/s bounds what any server can show in those benchmarks,
@@ -53,7 +53,7 @@ from bench.serve_vs_langgraph import (
     client_gc,
     first_event_latency,
     first_event_latency_per_process,
-    runs_per_second,
+    wait_loops,
 )
 from tests.server.conformance_servers import chronos_server
 
@@ -122,11 +122,6 @@ async def _recorded_stream(url: str) -> dict[str, list[Any]]:
     return {"headers": headers, "bursts": bursts, "at": at}
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _wait_ready(url: str) -> None:
     for _ in range(200):
         try:
@@ -139,14 +134,12 @@ def _wait_ready(url: str) -> None:
 
 def _measure_waits(url: str, server_pid: int, users: int,
                    duration: float) -> dict[str, float]:
-    clients, served, start = time.process_time(), _cpu_seconds(server_pid), time.monotonic()
-    rate = asyncio.run(runs_per_second(url, users, duration))
-    runs = max(rate * (time.monotonic() - start), 1)
+    loops = asyncio.run(wait_loops(url, users, duration, server_pid))
+    runs = max(loops.runs, 1)
     return {
-        f"runs/s, {users} users": rate,
-        f"client CPU ms per run, {users} users": 1000 * (time.process_time() - clients) / runs,
-        f"canned server CPU ms per run, {users} users":
-            1000 * (_cpu_seconds(server_pid) - served) / runs,
+        f"runs/s, {users} users": loops.rate,
+        f"client CPU ms per run, {users} users": 1000 * loops.client_cpu / runs,
+        f"canned server CPU ms per run, {users} users": 1000 * (loops.server_cpu or 0.0) / runs,
     }
 
 

@@ -9,7 +9,10 @@ and its LangGraph twin `tests/server/reference_graphs.py`), same client (the off
 process on 127.0.0.1:
 
 - runs/s through `runs.wait` (a new thread, then `runs.wait` on it) with 1 and 50 users,
-  each user looping for `--duration` seconds;
+  each user looping for `--duration` seconds, and per second the runs that ended and the CPU
+  that other processes than the server and this one took (the machine's load, when shared);
+  the clock starts once every user's client exists and has done one run (`wait_loops` says
+  why), the same on every server;
 - time from the `runs.stream` call to the first event the SDK yields (the `metadata` event)
   and to the first graph event (`plan`'s custom event), p50/p99, with 1 user streaming one
   run after another and with 50 users streaming at once; modes `custom` + `messages-tuple`;
@@ -44,7 +47,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import gc
+import itertools
+import math
 import multiprocessing
 import os
 import statistics
@@ -110,22 +116,85 @@ def _percentile(samples: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
-async def _wait_loop(url: str, deadline: float) -> int:
-    client = get_client(url=url)
-    done = 0
+@dataclasses.dataclass(frozen=True)
+class WaitLoops:
+    """What `wait_loops` measured, on its clock only (the set-up before it left out)."""
+
+    rate: float  # runs/s
+    runs: int
+    per_second: list[int]  # runs ended in each second after the clock started
+    client_cpu: float  # seconds of this process's CPU time
+    server_cpu: float | None  # seconds of the server process's, when its pid is given
+    # Each second, the % of one core that processes other than these two took: a
+    # rate is the server's only where this stays near 0.
+    others_cpu: list[float]
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _others_cpu_seconds(server_pid: int | None) -> float:
+    """CPU time the machine spent busy so far (/proc/stat), less this process's and the
+    server's."""
+    ticks = [int(field) for field in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # not idle, iowait
+    return busy - time.process_time() - (process_cpu_seconds(server_pid) if server_pid else 0.0)
+
+
+async def _sample_others(server_pid: int | None, samples: list[float]) -> None:
+    while True:
+        samples.append(_others_cpu_seconds(server_pid))
+        await asyncio.sleep(1.0)
+
+
+async def _wait_once(client: Any) -> None:
+    thread = await client.threads.create()
+    await client.runs.wait(thread["thread_id"], GRAPH_ID, input={"topic": "w"})
+
+
+async def _wait_loop(client: Any, deadline: float, ends: list[float]) -> None:
     while time.monotonic() < deadline:
-        thread = await client.threads.create()
-        await client.runs.wait(thread["thread_id"], GRAPH_ID, input={"topic": "w"})
-        done += 1
-    await client.http.client.aclose()
-    return done
+        await _wait_once(client)
+        ends.append(time.monotonic())
 
 
-async def runs_per_second(url: str, users: int, duration: float) -> float:
-    start = time.monotonic()
-    counts = await asyncio.gather(*(_wait_loop(url, start + duration) for _ in range(users)))
-    # The last runs may end after the deadline: divide by the time they took.
-    return sum(counts) / (time.monotonic() - start)
+async def wait_loops(url: str, users: int, duration: float,
+                     server_pid: int | None = None) -> WaitLoops:
+    """`users` SDK clients each looping on a new thread then `runs.wait` for `duration` s.
+
+    The clock starts once every client exists and has done one run: `get_client` builds an
+    httpx transport whose SSL context loads the CA bundle (30-70 ms of this process's CPU
+    each, the event loop blocked), so 50 clients made inside the loops left 1.3-3.2 s at
+    their start with no request sent, whatever the server. Made first, and each connection
+    opened by one run, every server is measured from the same steady start.
+    """
+    clients = [get_client(url=url) for _ in range(users)]
+    try:
+        await asyncio.gather(*(_wait_once(client) for client in clients))
+        server_before = process_cpu_seconds(server_pid) if server_pid else 0.0
+        client_before = time.process_time()
+        ends: list[float] = []
+        others: list[float] = []
+        sampler = asyncio.create_task(_sample_others(server_pid, others))
+        start = time.monotonic()
+        await asyncio.gather(*(_wait_loop(client, start + duration, ends) for client in clients))
+        # The last runs may end after the deadline: divide by the time they took.
+        elapsed = time.monotonic() - start
+        sampler.cancel()
+        client_cpu = time.process_time() - client_before
+        server_cpu = process_cpu_seconds(server_pid) - server_before if server_pid else None
+    finally:
+        for client in clients:
+            await client.http.client.aclose()
+    per_second = [0] * math.ceil(elapsed)
+    for end in ends:
+        per_second[int(end - start)] += 1
+    others_cpu = [100 * (after - before) for before, after in itertools.pairwise(others)]
+    return WaitLoops(len(ends) / elapsed, len(ends), per_second, client_cpu, server_cpu,
+                     others_cpu)
 
 
 async def _stream_once(client: Any) -> tuple[float, float]:
@@ -294,8 +363,11 @@ def _request_measures(name: str, api: ServedAPI, args: argparse.Namespace) -> No
     """The `runs.wait` rates and the first-event latencies, on one server process."""
     for users in (1, args.concurrency) if "rates" in args.measures else ():
         client_gc(args.client_gc[0])
-        rate = asyncio.run(runs_per_second(api.url, users, args.duration))
-        _print(name, f"runs.wait, {users} users", {"runs/s": rate})
+        loops = asyncio.run(wait_loops(api.url, users, args.duration, api.pid))
+        _print(name, f"runs.wait, {users} users", {"runs/s": loops.rate})
+        print(f"{'':<20} {'runs ended in each second':<36} {loops.per_second}", flush=True)
+        print(f"{'':<20} {'other processes, % of a core':<36} "
+              f"{[round(cpu) for cpu in loops.others_cpu]}", flush=True)
     for mode in args.client_gc if "latency" in args.measures else ():
         client_gc(mode)
         single = asyncio.run(first_event_latency(api.url, 1, args.latency_runs))
