@@ -9,7 +9,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from chronos import __version__, config
@@ -19,6 +19,7 @@ from chronos.server._errors import error_response, exception_handlers
 from chronos.server._metrics import ServerMetrics
 from chronos.server._record_limits import Retention
 from chronos.server._records import MemoryRecords, Records
+from chronos.server._response import JSONResponse
 from chronos.server._run_routes import run_routes
 from chronos.server._runs import Runs
 from chronos.server._threads import Authorize, Threads, thread_routes

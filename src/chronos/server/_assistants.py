@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from chronos.errors import RequestRefused
@@ -22,6 +22,7 @@ from chronos.graph import END, START, CompiledGraph, Runner
 from chronos.server._body import read_json_object
 from chronos.server._fields import field
 from chronos.server._metrics import ServerMetrics
+from chronos.server._response import JSONResponse
 from chronos.server._retention import TokenTopics
 from chronos.store import CheckpointStore
 from chronos.stream import BrokerProtocol

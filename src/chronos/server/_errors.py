@@ -8,9 +8,10 @@ exceptions (`NotFoundError`, `ConflictError`, `UnprocessableEntityError`...).
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from chronos.errors import ClientGone, InvalidLastEventID, RequestRefused
+from chronos.server._response import JSONResponse
 
 __all__ = ["error_response", "exception_handlers"]
 

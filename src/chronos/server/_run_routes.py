@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from chronos.errors import RequestRefused
 from chronos.server._body import read_json_object
+from chronos.server._response import JSONResponse
 from chronos.server._run_record import RunInfo, RunRecord
 from chronos.server._run_request import RunRequest, parse_run_request
 from chronos.server._runs import Runs

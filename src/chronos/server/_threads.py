@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from chronos.errors import CheckpointNotFound, RequestRefused
@@ -31,6 +31,7 @@ from chronos.server._body import read_json_object
 from chronos.server._fields import choice, optional_mapping, string_list
 from chronos.server._fields import field as body_field
 from chronos.server._records import Records
+from chronos.server._response import JSONResponse
 from chronos.server._state import checkpoint_ref, iso, thread_state
 from chronos.store import Checkpoint, CheckpointStatus, CheckpointStore
 
