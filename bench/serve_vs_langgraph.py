@@ -50,7 +50,6 @@ import contextlib
 import dataclasses
 import gc
 import itertools
-import math
 import multiprocessing
 import os
 import statistics
@@ -125,8 +124,8 @@ class WaitLoops:
     per_second: list[int]  # runs ended in each second after the clock started
     client_cpu: float  # seconds of this process's CPU time
     server_cpu: float | None  # seconds of the server process's, when its pid is given
-    # Each second, the % of one core that processes other than these two took: a
-    # rate is the server's only where this stays near 0.
+    # Each second, the % of one core that processes other than these two took (a server's
+    # child processes among them): a rate is the server's only where this stays near 0.
     others_cpu: list[float]
 
 
@@ -166,9 +165,9 @@ async def wait_loops(url: str, users: int, duration: float,
     """`users` SDK clients each looping on a new thread then `runs.wait` for `duration` s.
 
     The clock starts once every client exists and has done one run: `get_client` builds an
-    httpx transport whose SSL context loads the CA bundle (30-70 ms of this process's CPU
-    each, the event loop blocked), so 50 clients made inside the loops left 1.3-3.2 s at
-    their start with no request sent, whatever the server. Made first, and each connection
+    httpx transport whose SSL context loads the CA bundle (22 ms of this process's CPU each,
+    the event loop blocked), so 50 clients made inside the loops left 1.3-3.2 s at their
+    start with no request sent, whatever the server. Made first, and each connection
     opened by one run, every server is measured from the same steady start.
     """
     clients = [get_client(url=url) for _ in range(users)]
@@ -189,7 +188,7 @@ async def wait_loops(url: str, users: int, duration: float,
     finally:
         for client in clients:
             await client.http.client.aclose()
-    per_second = [0] * math.ceil(elapsed)
+    per_second = [0] * (int(elapsed) + 1)
     for end in ends:
         per_second[int(end - start)] += 1
     others_cpu = [100 * (after - before) for before, after in itertools.pairwise(others)]
