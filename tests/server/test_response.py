@@ -20,7 +20,7 @@ def test_the_bytes_are_starlettes(content: Any) -> None:
 
 
 def test_nan_and_the_infinities_are_null_not_a_server_error() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not JSON compliant"):
         responses.JSONResponse({"x": float("nan")})
     response = JSONResponse({"x": float("nan"), "y": float("inf"), "z": float("-inf")})
     assert response.body == b'{"x":null,"y":null,"z":null}'
