@@ -5,8 +5,7 @@ Starlette's `JSONResponse` encodes with the standard library's `json`: 15 us for
 branch), on the way of every run a client waits for (`threads.create`, then `runs.wait`).
 The bytes are the same (compact, UTF-8, keys made strings) but for NaN and the infinities,
 which `json` refuses (a 500) and orjson writes as `null`; what orjson cannot write (an
-integer beyond 64 bits, which a state kept as objects by `MemoryStore` may hold) is
-encoded as Starlette does.
+integer beyond 64 bits) is encoded as Starlette does.
 """
 
 from __future__ import annotations
