@@ -1,9 +1,10 @@
 """A provider's own HTTP client reads cookies only from the responses that set some.
 
 httpx looks for cookies in every response through `http.cookiejar`, after wrapping it and
-its request in urllib's shapes (which parses the URL again): 16 µs a response here, on the
-path from the model's first bytes to its first token, for a header a model server rarely
-sends. Responses that do set a cookie go to httpx's jar as before.
+its request in urllib's shapes (which parses the URL again): 15 µs a response here (timeit),
+between the response's head and the reading of its body, so on the first token's path when
+a server sends the head with the first token, for a header a model server rarely sends.
+Responses that do set a cookie go to httpx's jar as before.
 """
 
 from __future__ import annotations
