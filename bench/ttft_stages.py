@@ -176,6 +176,11 @@ def _serve(port: int, model_url: str, max_tokens: int) -> None:
         client = plain_http_client(timeout)
     except ImportError:  # a checkout before it
         client = httpx.AsyncClient(timeout=timeout)
+    try:
+        from chronos.model._cookies import cookies_when_set
+        client = cookies_when_set(client)
+    except ImportError:  # a checkout before it
+        pass
     pool = client._transport._pool
     pool._network_backend = Backend(pool._network_backend)
     provider = OpenAIProvider("smollm2", base_url=model_url, api_key="unused",

@@ -79,6 +79,7 @@ from chronos.errors import (
 )
 from chronos.model import _http
 from chronos.model._assemble import ChunkBuilder
+from chronos.model._cookies import cookies_when_set
 from chronos.model._decode import SSEDecoder
 from chronos.model._http import RetryPolicy
 from chronos.model._plain_http import plain_http_client
@@ -343,7 +344,7 @@ class HTTPProvider(BaseProvider):
             for dead in [other for other in self._clients if other.is_closed()]:
                 del self._clients[dead]
             # A local server's (plain http://) on asyncio's own transports: see `_plain_http`.
-            client = self._clients[loop] = (
+            client = self._clients[loop] = cookies_when_set(
                 plain_http_client(self.timeout) if self.base_url.startswith("http://")
                 else httpx.AsyncClient(timeout=self.timeout))
         return client

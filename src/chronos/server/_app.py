@@ -20,6 +20,7 @@ from chronos.server._metrics import ServerMetrics
 from chronos.server._record_limits import Retention
 from chronos.server._records import MemoryRecords, Records
 from chronos.server._response import JSONResponse
+from chronos.server._routing import RouteIndex
 from chronos.server._run_routes import run_routes
 from chronos.server._runs import Runs
 from chronos.server._threads import Authorize, Threads, thread_routes
@@ -126,12 +127,12 @@ def create_app(
         return error_response(exc.status_code, exc.detail)
 
     handlers: dict[Any, Any] = {**exception_handlers, HTTPException: http_error}
-    # Starlette tries routes in order, and no path matches routes of two groups: the run
-    # routes, which most requests take, go first (a run stream's was the 22nd of 38 tried).
+    # Tried by the path's first segment (`RouteIndex`), in this order within it: the run
+    # routes, which most requests take, first.
     routes = [*run_routes(runs), Route("/ok", ok, methods=["GET"]),
               Route("/info", info, methods=["GET"]), Route("/metrics", prometheus, methods=["GET"]),
               *assistant_routes(assistants), *thread_routes(threads, runs.delete_thread),
               *openai_routes(runs),
               *agui_routes(runs), *aisdk_routes(runs)]
-    return AgentServerApp(runs, owned, routes=routes, lifespan=lifespan,
+    return AgentServerApp(runs, owned, routes=[RouteIndex(routes)], lifespan=lifespan,
                           exception_handlers=handlers)

@@ -88,11 +88,13 @@ class RunRecord:
     # What the record says of its request, JSON-ready once: every save (three a run) and
     # `info` reuse it, rather than re-encoding the request each time to make it plain.
     _asked: dict[str, Any] = field(init=False, repr=False)
+    _created: str = field(init=False, repr=False)  # `created_at` in ISO form, as every save has it
 
     def __post_init__(self) -> None:
         self._asked = _plain({"metadata": self.request.metadata,
                               "multitask_strategy": self.request.multitask_strategy,
                               "kwargs": self.request.kwargs()})
+        self._created = iso(self.created_at)
 
     @property
     def traceparent(self) -> str:
@@ -100,8 +102,9 @@ class RunRecord:
 
     def describe(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "thread_id": self.thread_id,
-                "assistant_id": self.served.assistant_id, "created_at": iso(self.created_at),
-                "updated_at": iso(self.updated_at or self.created_at), "status": self.status,
+                "assistant_id": self.served.assistant_id, "created_at": self._created,
+                "updated_at": iso(self.updated_at) if self.updated_at else self._created,
+                "status": self.status,
                 **self._asked}
 
     def result(self) -> Any:

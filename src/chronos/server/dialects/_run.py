@@ -221,6 +221,8 @@ async def start_run(runs: Runs, request: Request, graph_id: str,
             "command": command, "on_disconnect": on_disconnect, "stream_mode": _MODES}
     if checkpoint_id is not None:
         body["checkpoint_id"] = checkpoint_id
+    if thread_id is None:  # its thread will be temporary (below), known now
+        body["durability"] = "exit"
     run_request = parse_run_request(body, default_disconnect=on_disconnect)
     served = runs.assistants.find(graph_id)  # an unknown graph fails before a thread is made
     if thread_id is None:
@@ -232,7 +234,7 @@ async def start_run(runs: Runs, request: Request, graph_id: str,
         thread = await threads.create(request, thread_id)
     else:
         thread = await threads.get(request, thread_id, "run")
-    if thread.temporary:
+    if thread.temporary and run_request.durability != "exit":
         # A temporary thread's checkpoints serve only to resume it once paused: its run
         # writes the checkpoint it ends with (paused, failed, completed), none before its
         # first node, which is then not kept waiting on the store.
