@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import os
+import signal
 import threading
 import time
 import weakref
@@ -88,4 +90,25 @@ def test_an_idle_thread_holds_nothing_of_its_last_job() -> None:
     wait_until(lambda: named(name + "-idle"))
     gc.collect()
     assert gone() is None
+    workers.close()
+
+
+def test_a_forked_child_runs_its_jobs_on_threads_of_its_own() -> None:
+    name = "worker-forked"
+    workers = Workers(name)
+    workers.run(lambda: None)
+    wait_until(lambda: named(name + "-idle"))  # a thread the child will not have
+    child = os.fork()
+    if child == 0:  # handing the job to the parent's idle thread would wait for ever
+        ran = threading.Event()
+        workers.run(ran.set)
+        os._exit(0 if ran.wait(5) else 1)
+    deadline = time.monotonic() + 10
+    while (ended := os.waitpid(child, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if ended[0] == 0:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+    assert ended[0] == child
+    assert os.waitstatus_to_exitcode(ended[1]) == 0
     workers.close()

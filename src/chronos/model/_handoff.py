@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 from collections.abc import Callable
 from typing import Final, Generic, TypeVar
@@ -54,17 +55,24 @@ class Workers:
     caller still waits until the thread has taken the job, as `start` does: the thread then
     reaches the model's call (which lets go of the GIL) before the loop goes on. A thread
     left idle for `idle` seconds ends, and `close()` ends those idle now; a thread waiting
-    for a job is named with an `-idle` suffix, so only generations carry the name.
+    for a job is named with an `-idle` suffix, so only generations carry the name. A forked
+    child starts afresh: its parent's threads are not in it.
     """
 
     def __init__(self, name: str, idle: float = 60.0) -> None:
         self._name = name
         self._idle_seconds = idle
-        self._lock = threading.Lock()
+        self._forked()
+
+    def _forked(self) -> None:
+        self._pid = os.getpid()
+        self._lock = threading.Lock()  # the parent's may have been held at the fork
         self._idle: list[_Kept] = []
 
     def run(self, job: Callable[[], None]) -> None:
         """Run `job` on an idle thread, or on a new one if none is idle."""
+        if self._pid != os.getpid():
+            self._forked()
         with self._lock:
             kept = self._idle.pop() if self._idle else None
         if kept is None:
