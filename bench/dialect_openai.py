@@ -5,10 +5,15 @@
     .venv/bin/python bench/dialect_openai.py translate
 
 - ttft: the `openai` SDK streams the same greedy answer (temperature 0, fixed seed, same
-  tokens: checked) from the local model's own OpenAI-compatible server (llama.cpp, through
-  xllamacpp) and from `chronos serve`'s `/v1/chat/completions`, whose graph streams it from
-  that same server. Time from `create()` to the first chunk with text; each round runs both,
-  in alternating order; reported: medians, and the median of each round's difference. First,
+  tokens: checked) from three sides: the local model's own OpenAI-compatible server (llama.cpp,
+  through xllamacpp); `chronos serve`'s `/v1/chat/completions` running the same model itself
+  (`LlamaCppProvider`, same GGUF and settings: the `in_process` graph); and the same endpoint
+  streaming it from that model server (the `local` graph, an extra HTTP hop). Time from
+  `create()` to the first chunk with text; each side warmed up first; each round runs all
+  three, in alternating order, each once both processes (this one, which holds the model's
+  server, and `chronos serve`, which holds the in-process model) have gone idle, so that
+  neither model computes while another side is measured; reported: medians, and the median
+  of each round's difference to the model's own server, for each Chronos side. First,
   without a model (the `burst` graph, one token): TTFT beside the SDK's round trip for
   `models.list()`, which isolates what starting a run and delivering its first token costs.
 - events: C clients at once each stream a run of the `burst` graph (T tokens back to back,
@@ -28,6 +33,7 @@ import os
 import platform
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -36,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
 import openai
-from bench.dialect_openai_graphs import PROMPT, SEED
+from bench.dialect_openai_graphs import N_CTX, PROMPT, SEED, THREADS
 from tests.server.api_server import serving
 
 _GRAPHS = "bench.dialect_openai_graphs"
@@ -76,16 +82,43 @@ def local_model_server() -> Any:
 
     params = xllamacpp.CommonParams()
     params.model.path = str(default_model_path())
-    params.n_ctx = 2048
+    params.n_ctx = N_CTX
     params.n_parallel = 1
-    params.cpuparams.n_threads = 1
-    params.cpuparams_batch.n_threads = 1
+    params.cpuparams.n_threads = THREADS
+    params.cpuparams_batch.n_threads = THREADS
     params.hostnames = ["127.0.0.1"]
     params.port = 0
+    params.verbosity = -1  # quiet, as the in-process provider's: no log line per request
     return xllamacpp.Server(params)
 
 
+def _cpu_ns(pid: int) -> int:
+    """CPU time of a process's threads but the calling one (which measures), in ns: the
+    scheduler's own account."""
+    me = str(threading.get_native_id())
+    return sum(int(Path(task, "schedstat").read_text().split()[0])
+               for task in Path(f"/proc/{pid}/task").iterdir() if task.name != me)
+
+
+def _settle(pids: tuple[int, ...]) -> None:
+    """Wait until no process in `pids` computes (under 10 % of a core over 5 ms): a request's
+    aftermath on one side (a run's last records, a model's slot) stays out of the next."""
+    for _ in range(200):
+        before = [_cpu_ns(pid) for pid in pids]
+        time.sleep(0.005)
+        if all(_cpu_ns(pid) - used < 500_000 for pid, used in zip(pids, before, strict=True)):
+            return
+    raise SystemExit(f"processes {pids} did not go idle in 1 s")
+
+
+_DIRECT = "llama.cpp server"
+_IN_PROCESS = "chronos, model in process"
+_PROXY = "chronos -> llama.cpp server"
+
+
 def ttft(rounds: int, max_tokens: int) -> None:
+    """The three sides: the model's own server, Chronos running the model itself, Chronos
+    streaming from the model's server. Each model idle (checked) while another side runs."""
     model_server = local_model_server()
     model_url = f"{model_server.listening_address}/v1"
     os.environ["CHRONOS_BENCH_MODEL_URL"] = model_url
@@ -93,33 +126,45 @@ def ttft(rounds: int, max_tokens: int) -> None:
     direct = openai.OpenAI(base_url=model_url, api_key="unused", max_retries=0)
     options = {"max_tokens": max_tokens, "temperature": 0.0, "seed": SEED}
     print(f"load before: {_load()}")
-    with serving(f"{_GRAPHS}:local") as served:
+    with serving(f"{_GRAPHS}:local", f"{_GRAPHS}:in_process") as served:
         chronos = openai.OpenAI(base_url=f"{served.url}/v1", api_key="unused", max_retries=0)
-        sides = {"llama.cpp server": lambda: _first_token(direct, "smollm2", **options),
-                 "chronos /v1/chat/completions": lambda: _first_token(chronos, "local")}
-        for side in sides.values():  # warm-up: connections, the model's prompt cache
+        sides = {_DIRECT: lambda: _first_token(direct, "smollm2", **options),
+                 _IN_PROCESS: lambda: _first_token(chronos, "in_process"),
+                 _PROXY: lambda: _first_token(chronos, "local")}
+        pids = (os.getpid(), served.pid)  # this one holds the model's server
+        for side in sides.values():  # warm-up: connections, the models' prompt caches
             side()
+            side()
+        _settle(pids)
+        idle = [_cpu_ns(pid) for pid in pids]
+        time.sleep(1)
+        idle = [(_cpu_ns(pid) - used) / 1e6 for pid, used in zip(pids, idle, strict=True)]
+        print(f"idle, both models loaded: CPU over 1 s, this process (the model's server) "
+              f"{idle[0]:.2f} ms, chronos serve (the in-process model) {idle[1]:.2f} ms")
         firsts: dict[str, list[float]] = {name: [] for name in sides}
-        differences: list[float] = []
+        differences: dict[str, list[float]] = {_IN_PROCESS: [], _PROXY: []}
         texts: set[str] = set()
         for i in range(rounds):
             order = list(sides) if i % 2 == 0 else list(reversed(sides))
             measured = {}
             for name in order:
+                _settle(pids)
                 first, text = sides[name]()
                 measured[name] = first
                 firsts[name].append(first)
                 texts.add(text)
-            differences.append(measured["chronos /v1/chat/completions"]
-                               - measured["llama.cpp server"])
+            for name, values in differences.items():
+                values.append(measured[name] - measured[_DIRECT])
     if len(texts) != 1:
-        raise SystemExit(f"the two sides streamed different text: {texts}")
-    print(f"load after: {_load()}; {rounds} rounds, {max_tokens} tokens, same text on both")
+        raise SystemExit(f"the sides streamed different text: {texts}")
+    print(f"load after: {_load()}; {rounds} rounds, {max_tokens} tokens, same text on all sides")
     for name, values in firsts.items():
         print(f"  {name:30s} TTFT median {statistics.median(values) * 1e3:7.2f} ms")
-    quartiles = statistics.quantiles(differences, n=4)
-    print(f"  chronos - llama.cpp, per round: median {statistics.median(differences) * 1e3:.2f} ms"
-          f" (quartiles {quartiles[0] * 1e3:.2f} .. {quartiles[2] * 1e3:.2f} ms)")
+    for name, values in differences.items():
+        quartiles = statistics.quantiles(values, n=4)
+        print(f"  {name} - llama.cpp server, per round: median "
+              f"{statistics.median(values) * 1e3:.2f} ms (quartiles {quartiles[0] * 1e3:.2f} .. "
+              f"{quartiles[2] * 1e3:.2f} ms)")
 
 
 def ttft_alone(rounds: int) -> None:

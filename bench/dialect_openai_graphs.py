@@ -3,21 +3,28 @@
 - `local`: streams the local model's answer from its own OpenAI-compatible server (llama.cpp
   through xllamacpp, at `CHRONOS_BENCH_MODEL_URL`), greedily, `CHRONOS_BENCH_MAX_TOKENS`
   tokens, with the same settings the benchmark's direct requests use.
+- `in_process`: the same answer from the same model run by this process
+  (`LlamaCppProvider`: the same GGUF, `N_CTX`, one slot, `THREADS`), no model server.
 - `burst`: streams as many tokens as the last message says, back to back, without a model:
   what is measured is the cost of delivering them.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import AsyncGenerator
 from typing import Any
 
 from chronos import graph, model
+from chronos.model.llamacpp import LlamaCppProvider
 from chronos.model.openai import OpenAIProvider
 
 SEED = 42
 PROMPT = "Tell me a story about a robot"
+# The model's settings on both sides: its own server's and the in-process provider's.
+N_CTX = 2048
+THREADS = 1
 
 # One provider for the server's life: its connection to the model server is reused, as an
 # application's would be.
@@ -25,13 +32,28 @@ _local = OpenAIProvider("smollm2", base_url=os.environ.get("CHRONOS_BENCH_MODEL_
                         api_key="unused")
 
 
-async def _ask_local(state: dict[str, Any]) -> dict[str, Any]:
+@functools.cache
+def _in_process() -> LlamaCppProvider:
+    """One model for the server's life, made (and loaded, at its first request) only by the
+    server that serves `in_process`."""
+    return LlamaCppProvider(n_ctx=N_CTX, n_threads=THREADS)
+
+
+async def _answer(provider: model.Provider, state: dict[str, Any]) -> dict[str, Any]:
     request = model.ChatRequest(
         messages=[model.Message(role="user", content=state["messages"][-1]["content"])],
         max_tokens=int(os.environ.get("CHRONOS_BENCH_MAX_TOKENS", "8")),
         temperature=0.0, seed=SEED)
-    response = await graph.stream_chat(_local, request)
+    response = await graph.stream_chat(provider, request)
     return {"messages": [{"role": "assistant", "content": response.content}]}
+
+
+async def _ask_local(state: dict[str, Any]) -> dict[str, Any]:
+    return await _answer(_local, state)
+
+
+async def _ask_in_process(state: dict[str, Any]) -> dict[str, Any]:
+    return await _answer(_in_process(), state)
 
 
 class _Burst(model.BaseProvider):
@@ -61,4 +83,5 @@ def _single(name: str, node: Any) -> graph.StateGraph:
 
 
 local = _single("local", _ask_local)
+in_process = _single("in_process", _ask_in_process)
 burst = _single("burst", _burst)

@@ -9,8 +9,9 @@ does, from a process of its own running this file with that interpreter (so with
 checkout's chronos), memory store and in-process broker, the graph's one node streaming from
 the local model's OpenAI-compatible server (llama.cpp through xllamacpp, as
 `dialect_openai.py ttft` uses; `--fake`: a server of this file's answering at once, closing
-each connection after its answer as llama.cpp's does). The `openai` SDK reads each side and
-the model's server directly in every round, in rotating order.
+each connection after its answer as llama.cpp's does; `--in-process`: the node runs the same
+model itself, `LlamaCppProvider` with the model server's settings). The `openai` SDK reads
+each side and the model's server directly in every round, in rotating order.
 
 The served process stamps `time.perf_counter_ns()` (one monotonic clock for every process)
 at: the app's ASGI call, the request body read, the dialect's `start_run` and `Runs.start`
@@ -21,6 +22,13 @@ request's bytes written, the response's first bytes and first token read, the br
 reader, the response's start and first token chunk handed to uvicorn, and the app's return;
 with each, the process's CPU time (`time.process_time_ns()`). Stamps on names a checkout does
 not have are skipped. Printed: each interval's median over the rounds, in ms.
+
+With `--in-process` the provider's stamps are: its request built (`_body`), its worker
+thread running, llama.cpp's handler called (as "request written"), the first chunk with text
+reaching the worker's callback (as "first token read"), the callback returning, and the
+event loop receiving it; the CPU stamps are then the event loop's thread's alone (llama.cpp
+computes in threads of its own), and the worker's own CPU until it calls llama.cpp and in
+the first token's callback is printed too.
 """
 
 from __future__ import annotations
@@ -45,6 +53,14 @@ _STAMPS_PATH = "/_stamps"
 
 # (label, from stamp, to stamp): the intervals printed, in path order.
 _INTERVALS = [
+    ("node -> provider's request built", "node", "provider"),
+    ("request built -> worker thread runs", "provider", "worker"),
+    ("worker thread -> llama.cpp called", "worker", "written"),
+    ("first token's callback (translate, hand over)", "token_read", "token_handed"),
+    ("handed over -> event loop has it", "token_handed", "token_received"),
+    ("event loop has it -> broker publishes it", "token_received", "token_publish"),
+    ("worker CPU: thread start -> llama.cpp called", "wcpu:worker", "wcpu:written"),
+    ("worker CPU: first token's callback", "wcpu:token_read", "wcpu:token_handed"),
     ("SDK + uvicorn: create() -> ASGI call", "create", "asgi"),
     ("request body read", "asgi", "body"),
     ("body -> start_run called (parse)", "body", "start_run"),
@@ -76,6 +92,8 @@ _INTERVALS = [
 
 
 def _serve(port: int, model_url: str, max_tokens: int) -> None:
+    import threading
+
     import httpx
     import uvloop
 
@@ -85,11 +103,17 @@ def _serve(port: int, model_url: str, max_tokens: int) -> None:
     from chronos.stream import Broker
 
     stamps: dict[str, int] = {}
+    in_process = model_url == "in-process"
+    # In process, llama.cpp's threads compute in this process: the loop's thread's CPU alone.
+    loop_clock = time.pthread_getcpuclockid(threading.get_ident())
 
     def stamp(name: str) -> None:
         if name not in stamps:
             stamps[name] = time.perf_counter_ns()
-            stamps[f"cpu:{name}"] = time.process_time_ns()
+            stamps[f"cpu:{name}"] = (time.clock_gettime_ns(loop_clock) if in_process
+                                     else time.process_time_ns())
+            if threading.current_thread().name == "chronos-llamacpp":
+                stamps[f"wcpu:{name}"] = time.thread_time_ns()
 
     def wrap_async(owner: Any, name: str, label: str, end_label: str | None = None) -> None:
         original = getattr(owner, name, None)
@@ -183,8 +207,12 @@ def _serve(port: int, model_url: str, max_tokens: int) -> None:
         pass
     pool = client._transport._pool
     pool._network_backend = Backend(pool._network_backend)
-    provider = OpenAIProvider("smollm2", base_url=model_url, api_key="unused",
-                              http_client=client)
+    def prompt_ms(value: float) -> None:
+        stamps["model:prompt_us"] = int(value * 1e3)
+
+    provider: Any = (_stamped_local_model(stamp, prompt_ms) if in_process else
+                     OpenAIProvider("smollm2", base_url=model_url, api_key="unused",
+                                    http_client=client))
 
     async def ask(state: dict[str, Any]) -> dict[str, Any]:
         stamp("node")
@@ -240,6 +268,58 @@ def _serve(port: int, model_url: str, max_tokens: int) -> None:
         runner.run(server.serve(probe, sock))  # type: ignore[arg-type]
 
 
+def _stamped_local_model(stamp: Callable[[str], None],
+                         stamps_prompt: Callable[[float], None]) -> Any:
+    """`LlamaCppProvider` with the model server's settings (`dialect_openai.py`'s), stamped."""
+    from chronos.model import _handoff
+    from chronos.model.llamacpp import LlamaCppProvider
+
+    def is_token(data: str) -> bool:
+        return '"content":"' in data and '"content":""' not in data
+
+    class Server:
+        def __init__(self, inner: Any) -> None:
+            self._inner = inner
+
+        def handle_chat_completions(self, body: str, callback: Callable[[str], bool]) -> Any:
+            def stamped(data: str) -> bool:
+                if '"timings"' in data:
+                    stamps_prompt(json.loads(data)["timings"]["prompt_ms"])
+                token = is_token(data)
+                if token:
+                    stamp("token_read")
+                stop = callback(data)
+                if token:
+                    stamp("token_handed")
+                return stop
+
+            stamp("written")
+            return self._inner.handle_chat_completions(body, stamped)
+
+    body, generate, load = LlamaCppProvider._body, LlamaCppProvider._generate, \
+        LlamaCppProvider._load
+    receive = _handoff.ThreadHandoff.receive
+
+    def stamped_body(self: Any, req: Any) -> str:
+        stamp("provider")
+        return body(self, req)
+
+    def stamped_generate(self: Any, *args: Any) -> None:
+        stamp("worker")
+        generate(self, *args)
+
+    async def stamped_receive(self: Any) -> Any:
+        item = await receive(self)
+        stamp("token_received")
+        return item
+
+    LlamaCppProvider._body = stamped_body  # type: ignore[method-assign]
+    LlamaCppProvider._generate = stamped_generate  # type: ignore[method-assign]
+    LlamaCppProvider._load = lambda self: Server(load(self))  # type: ignore[method-assign]
+    _handoff.ThreadHandoff.receive = stamped_receive  # type: ignore[method-assign]
+    return LlamaCppProvider(n_ctx=2048, n_threads=1)
+
+
 # --- a model server answering at once (`--fake`) ---------------------------------------------
 
 
@@ -283,6 +363,13 @@ def _fake_model(port: int, tokens: int) -> None:
 # --- the measuring side ------------------------------------------------------------------------
 
 
+def _cell(values: list[float], spread: bool) -> str:
+    if not spread or len(values) < 2:
+        return f"{statistics.median(values):8.3f}"
+    q1, median, q3 = statistics.quantiles(values, n=4)
+    return f"{median:8.3f} ({q1:.3f}..{q3:.3f})"
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -312,11 +399,13 @@ def _process(argv: list[str], port: int) -> Any:
             process.wait()
 
 
-def _first_token(client: Any, model: str, **options: Any) -> tuple[int, int, str]:
-    """(create() ns, first text chunk ns, text)."""
+def _first_token(client: Any, model: str, **options: Any) -> tuple[int, int, str, float]:
+    """(create() ns, first text chunk ns, text, llama.cpp's `prompt_ms` if its last chunk
+    carries its timings, else 0)."""
     start = time.perf_counter_ns()
     first = 0
     text: list[str] = []
+    prompt_ms = 0.0
     for chunk in client.chat.completions.create(
             model=model, messages=[{"role": "user", "content": _PROMPT}], stream=True,
             **options):
@@ -324,7 +413,8 @@ def _first_token(client: Any, model: str, **options: Any) -> tuple[int, int, str
         if content:
             first = first or time.perf_counter_ns()
             text.append(content)
-    return start, first, "".join(text)
+        prompt_ms = (chunk.model_extra or {}).get("timings", {}).get("prompt_ms", prompt_ms)
+    return start, first, "".join(text), prompt_ms
 
 
 def _model_server(fake: bool, tokens: int) -> tuple[str, Callable[[], None]]:
@@ -341,6 +431,13 @@ def _model_server(fake: bool, tokens: int) -> tuple[str, Callable[[], None]]:
     return f"{model_server.listening_address}/v1", lambda: model_server.__class__
 
 
+def _cell(values: list[float], spread: bool) -> str:
+    if not spread or len(values) < 2:
+        return f"{statistics.median(values):8.3f}"
+    q1, median, q3 = statistics.quantiles(values, n=4)
+    return f"{median:8.3f} ({q1:.3f}..{q3:.3f})"
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_serve":
         _serve(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
@@ -355,6 +452,10 @@ def main() -> None:
                         help="an interpreter whose checkout serves (repeat to compare)")
     parser.add_argument("--fake", action="store_true",
                         help="a model server answering at once instead of llama.cpp")
+    parser.add_argument("--in-process", action="store_true",
+                        help="the served node runs the model itself (LlamaCppProvider)")
+    parser.add_argument("--spread", action="store_true",
+                        help="each interval's quartiles beside its median")
     parser.add_argument("--timeline", action="store_true",
                         help="also each stamp's median time after the app's ASGI call")
     args = parser.parse_args()
@@ -370,8 +471,10 @@ def main() -> None:
         sides: dict[str, Any] = {}
         for i, python in enumerate(pythons):
             port = _free_port()
+            served_model = "in-process" if args.in_process else model_url
             stack.enter_context(_process(
-                [python, __file__, "_serve", str(port), model_url, str(args.max_tokens)], port))
+                [python, __file__, "_serve", str(port), served_model, str(args.max_tokens)],
+                port))
             url = f"http://127.0.0.1:{port}"
             sides[f"{i}:{python}"] = (openai.OpenAI(base_url=f"{url}/v1", api_key="unused",
                                                     max_retries=0), url)
@@ -379,25 +482,30 @@ def main() -> None:
         intervals: dict[str, dict[str, list[float]]] = {n: {} for n in sides}
         offsets: dict[str, dict[str, list[float]]] = {n: {} for n in sides}
         direct_ttft: list[float] = []
+        direct_prompt: list[float] = []
+        served_prompt: dict[str, list[float]] = {n: [] for n in sides}
         texts: set[str] = set()
         for round_ in range(args.rounds + 3):
             shift = round_ % len(names)
             for name in names[shift:] + names[:shift]:
                 if name == "direct":
-                    start, first, text = _first_token(direct, "smollm2", **options)
+                    start, first, text, prompt_ms = _first_token(direct, "smollm2", **options)
                     if round_ >= 3:
                         direct_ttft.append((first - start) / 1e6)
+                        direct_prompt.append(prompt_ms)
                     texts.add(text)
                     continue
                 client, url = sides[name]
-                start, first, text = _first_token(client, "local")
+                start, first, text, _ = _first_token(client, "local")
                 texts.add(text)
                 stamps = {k: int(v) for k, v in httpx.get(url + _STAMPS_PATH).json().items()}
                 stamps.update(create=start, first=first)
                 if round_ < 3:  # warm-up
                     continue
+                if "model:prompt_us" in stamps:
+                    served_prompt[name].append(stamps["model:prompt_us"] / 1e3)
                 for key, value in stamps.items():
-                    if key.startswith("cpu:"):
+                    if ":" in key:  # a CPU stamp
                         continue
                     offsets[name].setdefault(key, []).append((value - stamps["asgi"]) / 1e6)
                 for label, begin, end in _INTERVALS:
@@ -414,8 +522,13 @@ def main() -> None:
         if not any(cells):
             continue
         print(f"{label:{width}s} " + " ".join(
-            f"{statistics.median(c):8.3f}" if c else f"{'-':>8s}" for c in cells))
+            _cell(c, args.spread) if c else f"{'-':>8s}" for c in cells))
     print(f"{'direct TTFT (SDK -> model server)':{width}s} {statistics.median(direct_ttft):8.3f}")
+    if all(direct_prompt) and all(served_prompt.values()):  # llama.cpp's timings, both ways
+        print(f"{'llama.cpp prompt_ms: served, in process':{width}s} " + " ".join(
+            _cell(served_prompt[n], args.spread) for n in sides))
+        print(f"{'llama.cpp prompt_ms: its own server':{width}s} "
+              f"{_cell(direct_prompt, args.spread)}")
     if args.timeline:
         for name in sides:
             line = sorted((statistics.median(v), k) for k, v in offsets[name].items())

@@ -61,13 +61,16 @@ STOP_SLACK = 50
 
 
 def workers_alive() -> bool:
+    """A worker is generating (one waiting for its next job is named `chronos-llamacpp-idle`)."""
     return any(thread.name == WORKER for thread in threading.enumerate())
 
 
 async def wait_for_workers() -> None:
-    for thread in threading.enumerate():
-        if thread.name == WORKER:
-            await anyio.to_thread.run_sync(thread.join, 60)
+    for _ in range(6000):
+        if not workers_alive():
+            return
+        await anyio.sleep(0.01)
+    raise AssertionError("a worker still generates after 60 s")
 
 
 def metric(provider: LlamaCppProvider, name: str) -> int:
@@ -303,10 +306,7 @@ def test_leaving_a_sync_stream_early_stops_generation(provider: LlamaCppProvider
         if read == 3:
             break
     stream.close()  # what a for loop's end does to a generator that is garbage
-    for thread in threading.enumerate():  # the bridge finalises the async stream soon after
-        if thread.name == WORKER:
-            thread.join(60)
-    assert not workers_alive()
+    anyio.run(wait_for_workers)  # the bridge finalises the async stream soon after
     # The bridge buffers too, but it only asks for more while the sync reader takes them.
     assert anyio.run(decodes_since, provider, before) < 200
 

@@ -13,15 +13,16 @@ async for chunk in provider.stream_chat(req):
 Why it is built this way: the bindings are `xllamacpp`, which ship prebuilt CPU wheels (nothing
 to compile) and run llama.cpp's own server code in this process: its scheduler thread
 generates, and `Server.handle_chat_completions` hands each OpenAI-shaped chunk to a callback
-in the calling thread, returning when the response ends. So a worker thread makes the call,
+in the calling thread, returning when the response ends. So a worker thread makes the call
+(kept for the next request once it returns: starting a thread delays every first token),
 and its callback reads each chunk with the OpenAI provider's own translator (text, tool
 calls, usage, stop reason, error events: one reader for one format) and passes the result to
 the event loop through a hand-off bounded by credits. The loop never blocks, and a reader
 that leaves (`break`, `aclose()`, cancellation) makes the callback return True at the next
-chunk, which cancels llama.cpp's task. Closing waits for the thread, so no generation outlives
-its stream. A reader that pauses holds the callback; llama.cpp generates on meanwhile, its
-chunks waiting in its own queue, until the response ends (`max_tokens`, else the context
-window: `n_ctx` tokens at most).
+chunk, which cancels llama.cpp's task. Closing waits for the thread's call to return, so no
+generation outlives its stream. A reader that pauses holds the callback; llama.cpp generates
+on meanwhile, its chunks waiting in its own queue, until the response ends (`max_tokens`,
+else the context window: `n_ctx` tokens at most).
 
 llama.cpp's server code always listens for HTTP too. It is given a Unix socket in a private
 temporary folder (mode 0700) instead of a TCP port, so nobody else can reach the model.
@@ -30,6 +31,7 @@ temporary folder (mode 0700) instead of a TCP port, so nobody else can reach the
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.util
 import os
 import tempfile
@@ -44,7 +46,7 @@ import orjson
 from chronos.errors import ChronosError, ConfigurationError, ProviderError
 from chronos.model._assemble import ChunkBuilder
 from chronos.model._decode import SSEEvent
-from chronos.model._handoff import End, Gate, ThreadHandoff
+from chronos.model._handoff import End, Gate, ThreadHandoff, Workers
 from chronos.model._protocol import BaseProvider
 from chronos.model._types import ChatRequest, ChatResponse
 from chronos.model.openai import _ChatCompletionsStream, chat_completions_body
@@ -160,6 +162,7 @@ class LlamaCppProvider(BaseProvider):
         self._loaded: _LoadedModel | None = None
         self._load_lock = threading.Lock()
         self._gate = Gate()
+        self._workers = Workers("chronos-llamacpp")
 
     @property
     def model(self) -> str:
@@ -185,13 +188,7 @@ class LlamaCppProvider(BaseProvider):
         generation = ThreadHandoff[ChatResponse](
             asyncio.get_running_loop(), self._buffer, self._gate
         )
-        worker = threading.Thread(
-            target=self._generate,
-            args=(generation, body),
-            name="chronos-llamacpp",
-            daemon=True,  # never keeps the interpreter alive; streams stop it before that
-        )
-        worker.start()
+        self._workers.run(functools.partial(self._generate, generation, body))
         ended = False
         try:
             while True:
@@ -267,6 +264,7 @@ class LlamaCppProvider(BaseProvider):
                 loaded.close()
         finally:
             self._gate.leave()
+        self._workers.close()
 
     def _generate(self, generation: ThreadHandoff[ChatResponse], body: str) -> None:
         error: BaseException | None = None
