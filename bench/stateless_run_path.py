@@ -35,6 +35,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._run_stamps import stamp_run_path
+
 
 def _chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
     import orjson
@@ -160,45 +164,7 @@ _STAGES = [("asgi", "body"), ("body", "start_run"), ("start_run", "runs_start"),
 def _stages(count: int) -> None:
     import uvloop
 
-    import chronos.server._runs as runs_module
-    import chronos.server.dialects.openai as openai_module
-    from chronos.server.dialects._run import RunSource
-    from chronos.stream import Broker
-
-    def wrap(owner: Any, name: str, label: str, end_label: str | None = None) -> None:
-        original = getattr(owner, name)
-
-        async def wrapped(*args: Any, **kwargs: Any) -> Any:
-            _stamp(label)
-            try:
-                return await original(*args, **kwargs)
-            finally:
-                if end_label is not None:
-                    _stamp(end_label)
-
-        setattr(owner, name, wrapped)
-
-    wrap(openai_module, "start_run", "start_run")
-    wrap(runs_module.Runs, "start", "runs_start", "runs_start_end")
-    wrap(runs_module.Runs, "_execute", "execute")
-    wrap(runs_module, "call_runner", "call_runner")
-    publish = Broker.publish
-
-    def stamped_publish(self: Any, event: Any, topic: str | None = None) -> None:
-        if event.type == "token":
-            _stamp("token_publish")
-        publish(self, event, topic)
-
-    Broker.publish = stamped_publish  # type: ignore[method-assign]
-    batches = RunSource.batches
-
-    async def stamped_batches(self: Any, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-        async for batch in batches(self, *args, **kwargs):
-            if any(e.type == "token" for e in batch):
-                _stamp("token_batch")
-            yield batch
-
-    RunSource.batches = stamped_batches  # type: ignore[method-assign]
+    stamp_run_path(_stamp)
 
     async def main() -> list[dict[str, int]]:
         app = _app(stamped=True)

@@ -44,8 +44,12 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench._run_stamps import stamp_run_path
 
 _PROMPT = "Tell me a story about a robot"
 _SEED = 42
@@ -115,48 +119,7 @@ def _serve(port: int, model_url: str, max_tokens: int) -> None:
             if threading.current_thread().name == "chronos-llamacpp":
                 stamps[f"wcpu:{name}"] = time.thread_time_ns()
 
-    def wrap_async(owner: Any, name: str, label: str, end_label: str | None = None) -> None:
-        original = getattr(owner, name, None)
-        if original is None:
-            return
-
-        async def wrapped(*args: Any, **kwargs: Any) -> Any:
-            stamp(label)
-            try:
-                return await original(*args, **kwargs)
-            finally:
-                if end_label is not None:
-                    stamp(end_label)
-
-        setattr(owner, name, wrapped)
-
-    import chronos.server._runs as runs_module
-    import chronos.server.dialects.openai as openai_module
-    from chronos.server.dialects._run import RunSource
-
-    wrap_async(openai_module, "start_run", "start_run")
-    wrap_async(runs_module.Runs, "start", "runs_start", "runs_start_end")
-    wrap_async(runs_module.Runs, "_execute", "execute")
-    wrap_async(runs_module, "call_runner", "call_runner")
-
-    publish = Broker.publish
-
-    def stamped_publish(self: Any, event: Any, topic: str | None = None) -> None:
-        if event.type in ("token", "run_start"):
-            stamp(f"{event.type}_publish")
-        publish(self, event, topic)
-
-    Broker.publish = stamped_publish  # type: ignore[method-assign]
-
-    batches = RunSource.batches
-
-    async def stamped_batches(self: Any, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-        async for batch in batches(self, *args, **kwargs):
-            if any(e.type == "token" for e in batch):
-                stamp("token_batch")
-            yield batch
-
-    RunSource.batches = stamped_batches  # type: ignore[method-assign]
+    stamp_run_path(stamp)
 
     class Stream:
         def __init__(self, inner: Any) -> None:
@@ -429,13 +392,6 @@ def _model_server(fake: bool, tokens: int) -> tuple[str, Callable[[], None]]:
     model_server = local_model_server()
     # The closure keeps the server alive (it stops when collected).
     return f"{model_server.listening_address}/v1", lambda: model_server.__class__
-
-
-def _cell(values: list[float], spread: bool) -> str:
-    if not spread or len(values) < 2:
-        return f"{statistics.median(values):8.3f}"
-    q1, median, q3 = statistics.quantiles(values, n=4)
-    return f"{median:8.3f} ({q1:.3f}..{q3:.3f})"
 
 
 def main() -> None:
