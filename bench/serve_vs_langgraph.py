@@ -211,23 +211,42 @@ async def _stream_once(client: Any) -> tuple[float, float]:
     return first, graph_first
 
 
-async def _user_streams(url: str, per_user: int) -> list[tuple[float, float]]:
+async def _ready_client(url: str) -> Any:
+    """A client that has made its SSL context and connected, by streaming one run untimed.
+
+    As in `wait_loops`: made in the timed part, 50 clients' `get_client` calls (~22 ms of CPU
+    each) would delay the first streams of every user, on any server.
+    """
     client = get_client(url=url)
-    samples = [await _stream_once(client) for _ in range(per_user)]
-    await client.http.client.aclose()
-    return samples
+    await _stream_once(client)
+    return client
+
+
+async def _user_streams(client: Any, per_user: int) -> list[tuple[float, float]]:
+    try:
+        return [await _stream_once(client) for _ in range(per_user)]
+    finally:
+        await client.http.client.aclose()
 
 
 async def first_event_latency(url: str, users: int, per_user: int) -> dict[str, float]:
-    """Each user streams `per_user` runs one after another; all users in this process."""
-    streams = await asyncio.gather(*(_user_streams(url, per_user) for _ in range(users)))
+    """Each user streams `per_user` runs one after another; all users in this process.
+
+    The users start together once every client is ready (`_ready_client`).
+    """
+    clients = [await _ready_client(url) for _ in range(users)]
+    streams = await asyncio.gather(*(_user_streams(client, per_user) for client in clients))
     return _latency_figures([sample for samples in streams for sample in samples])
 
 
 def _process_user(url: str, per_user: int, start: Any, results: Any) -> None:
-    start.wait()
+    async def user() -> list[tuple[float, float]]:
+        client = await _ready_client(url)
+        start.wait()
+        return await _user_streams(client, per_user)
+
     try:
-        results.put(asyncio.run(_user_streams(url, per_user)))
+        results.put(asyncio.run(user()))
     except BaseException as exc:
         # Said, not lost: the parent waits for one result from each user.
         results.put(f"{type(exc).__name__}: {exc}")
@@ -236,6 +255,8 @@ def _process_user(url: str, per_user: int, start: Any, results: Any) -> None:
 
 def first_event_latency_per_process(url: str, users: int, per_user: int) -> dict[str, float]:
     """As `first_event_latency`, each user in a process of its own, as separate clients are.
+
+    Every process makes its client ready (`_ready_client`) before the users start together.
 
     With all users in one process, a stream's first event waits in its socket while that
     process parses the other streams' tokens (at 50 users its one core is busy throughout):
@@ -372,10 +393,10 @@ def _request_measures(name: str, api: ServedAPI, args: argparse.Namespace) -> No
         single = asyncio.run(first_event_latency(api.url, 1, args.latency_runs))
         _print(name, f"first event, 1 user, gc {mode}", single)
         client_gc(mode)
-        crowd = asyncio.run(first_event_latency(api.url, args.concurrency, 2))
+        crowd = asyncio.run(first_event_latency(api.url, args.concurrency, args.crowd_runs))
         _print(name, f"first event, {args.concurrency} users, gc {mode}", crowd)
         client_gc(mode)
-        apart = first_event_latency_per_process(api.url, args.concurrency, 2)
+        apart = first_event_latency_per_process(api.url, args.concurrency, args.crowd_runs)
         _print(name, f"first event, {args.concurrency} procs, gc {mode}", apart)
 
 
@@ -384,7 +405,9 @@ def main() -> None:
     parser.add_argument("--servers", nargs="+", choices=list(SERVERS), default=list(SERVERS))
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per runs/s")
     parser.add_argument("--latency-runs", type=int, default=100,
-                        help="streams of the single user (each of the 50 does 2)")
+                        help="streams of the single user")
+    parser.add_argument("--crowd-runs", type=int, default=2,
+                        help="streams of each of the 50 users, one after another")
     parser.add_argument("--streams", type=int, nargs="+", default=[200, 1000],
                         help="open streams at once, one measure per count")
     parser.add_argument("--reference-streams-max", type=int, default=1000,
