@@ -235,8 +235,12 @@ async def first_event_latency(url: str, users: int, per_user: int) -> dict[str, 
     The users start together once every client is ready (`_ready_client`).
     """
     clients = [await _ready_client(url) for _ in range(users)]
+    cpu = time.process_time()
     streams = await asyncio.gather(*(_user_streams(client, per_user) for client in clients))
-    return _latency_figures([sample for samples in streams for sample in samples])
+    cpu = time.process_time() - cpu
+    figures = _latency_figures([sample for samples in streams for sample in samples])
+    figures["client CPU ms per stream"] = 1000 * cpu / figures["samples"]
+    return figures
 
 
 def _process_user(url: str, per_user: int, start: Any, results: Any) -> None:
