@@ -10,65 +10,14 @@ holds, and is put in front of the live events last (`put_first`).
 from __future__ import annotations
 
 import heapq
-from array import array
-from typing import Final
+from collections import deque
 
 from chronos.stream._event import Event
 from chronos.stream._ids import Position, format_id
 from chronos.stream._subscription import LocalSubscription, MissedEvents
 from chronos.stream._wire import event_from_frame, frame_position
 
-__all__ = ["FrameLog", "Replay", "TopicLog", "put_first"]
-
-_COMPACT_AFTER: Final = 64  # frames given up before their bytes are moved out of the buffer
-
-
-class FrameLog:
-    """Frames, oldest first, as a deque of bytes would hold them (`append`, `popleft`,
-    `len`, indexing from either end), in storage the garbage collector does not traverse.
-
-    Frames are copied in and out: an item read is a new bytes object.
-    """
-
-    __slots__ = ("_data", "_ends", "_first")
-
-    def __init__(self) -> None:
-        self._data = bytearray()
-        self._ends = array("Q")  # where each frame ends in `_data`
-        self._first = 0  # the index in `_ends` of the oldest frame held
-
-    def __len__(self) -> int:
-        return len(self._ends) - self._first
-
-    def __getitem__(self, index: int) -> bytes:
-        held = len(self._ends) - self._first
-        if index < 0:
-            index += held
-        if not 0 <= index < held:
-            raise IndexError("frame index out of range")
-        at = self._first + index
-        ends = self._ends
-        with memoryview(self._data) as data:
-            return bytes(data[ends[at - 1] if at else 0 : ends[at]])
-
-    def append(self, frame: bytes) -> None:
-        self._data += frame
-        self._ends.append(len(self._data))
-
-    def popleft(self) -> bytes:
-        frame = self[0]
-        self._first += 1
-        if self._first >= _COMPACT_AFTER and 2 * self._first >= len(self._ends):
-            self._compact()
-        return frame
-
-    def _compact(self) -> None:
-        # Amortised: at least half the offsets, and their bytes, are given up at once.
-        first = self._first
-        start = self._ends[first - 1]
-        del self._data[:start]
-        self._ends = array("Q", [end - start for end in self._ends[first:]])
-        self._first = 0
+__all__ = ["Replay", "TopicLog", "put_first"]
 
 
 class TopicLog:
@@ -77,7 +26,7 @@ class TopicLog:
     __slots__ = ("evicted", "frames", "last", "oldest_ms")
 
     def __init__(self) -> None:
-        self.frames = FrameLog()
+        self.frames: deque[bytes] = deque()
         # The frame of the newest event evicted: events up to it may be gone. Kept whole and
         # read only on replay, so that evicting costs no parsing on the publish path.
         self.evicted: bytes | None = None
@@ -124,7 +73,7 @@ class Replay:
         self.dropped_first: Position | None = None
         self.dropped_last: Position | None = None
 
-    def add(self, frames: FrameLog, after: Position, through: Position) -> None:
+    def add(self, frames: deque[bytes], after: Position, through: Position) -> None:
         """Consider the frames after `after` and up to `through`. Lock held."""
         lo, hi = _first_after(frames, after), _first_after(frames, through)
         if lo == hi:
@@ -158,7 +107,7 @@ class Replay:
         return [event_from_frame(frame) for _, frame in ordered]
 
 
-def _first_after(frames: FrameLog, position: Position) -> int:
+def _first_after(frames: deque[bytes], position: Position) -> int:
     """The index of the first frame after `position` (`len(frames)`: none)."""
     lo, hi = 0, len(frames)
     if not hi or frame_position(frames[-1]) <= position:
