@@ -11,7 +11,8 @@ file. Both servers run at once; each round, alternating between them, 50 SDK use
 process stream `--per-user` runs each (modes `custom` + `messages-tuple`, 200 tokens:
 `bench/serve_vs_langgraph.py`'s `first_event_latency`), with the server's CPU per run from
 /proc. Printed per checkout: the full collections (CPU ms each), the younger ones' counts and
-CPU, the server's CPU per streamed run and the first-event p50 / p99 per round. Wall-clock
+CPU, the server's CPU per streamed run, its resident memory at the end and the first-event
+p50 / p99 per round. Wall-clock
 figures are the machine's as much as the server's: read them with the load.
 """
 
@@ -60,6 +61,11 @@ def _collections(path: Path) -> dict[int, list[tuple[float, float]]]:
     return found
 
 
+def _resident_mib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("VmRSS:", 1)[1].split()[0]) / 1024
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkouts", nargs="+", type=lambda p: Path(p).resolve())
@@ -90,6 +96,7 @@ def main() -> None:
                               / (users * args.per_user))
                 rows[n].append(f"{latency['first p50 ms']:.1f} / {latency['first p99 ms']:.1f}"
                                f" (load {os.getloadavg()[0]:.1f})")
+        resident = [_resident_mib(server.pid) for server in served]
         for n, checkout in enumerate(args.checkouts):
             found = _collections(files[n])
             full = ", ".join(f"{c:.1f}" for c, _ in found[2]) or "none"
@@ -100,6 +107,7 @@ def main() -> None:
                 print(f"  generation {generation}: {len(spent)} collections, "
                       f"{sum(spent):.1f} ms CPU, longest {max(spent, default=0.0):.2f} ms")
             print(f"  server CPU ms per streamed run, median: {statistics.median(cpu[n]):.2f}")
+            print(f"  server's resident memory at the end: {resident[n]:.1f} MiB")
             print(f"  first event p50 / p99 ms per round: {'; '.join(rows[n])}")
 
 
