@@ -101,10 +101,11 @@ event_loop.set_entry_point("which").set_finish_point("which")
 
 
 def _collector(state: dict[str, Any]) -> dict[str, Any]:
-    return {"pid": os.getpid(), "frozen": gc.get_freeze_count()}
+    return {"pid": os.getpid(), "frozen": gc.get_freeze_count(),
+            "thresholds": list(gc.get_threshold())}
 
 
 collector = graph.StateGraph("collector").add_node("inspect", _collector)
-"""One node that tells which process runs it and how many objects it froze out of the
-garbage collector's reach."""
+"""One node that tells which process runs it, how many objects it froze out of the garbage
+collector's reach, and the collector's thresholds."""
 collector.set_entry_point("inspect").set_finish_point("inspect")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Iterator
 
 import httpx
@@ -281,6 +282,15 @@ async def test_chronos_serve_freezes_what_exists_at_start_up() -> None:
         result = await get_client(url=served.url).runs.wait(None, "collector", input={})
     assert isinstance(result, dict)
     assert result["frozen"] > 10_000
+
+
+async def test_chronos_serve_runs_full_collections_a_tenth_as_often() -> None:
+    """They walk every retained event's frame and free nothing (BENCHMARKS.md, "crowd
+    branch"); the younger generations keep Python's thresholds."""
+    with serving("tests.server.api_graphs:collector") as served:
+        result = await get_client(url=served.url).runs.wait(None, "collector", input={})
+    assert isinstance(result, dict)
+    assert result["thresholds"] == [*gc.get_threshold()[:2], 10 * gc.get_threshold()[2]]
 
 
 async def test_durability_exit_writes_only_the_checkpoint_a_run_ends_with(
