@@ -6,6 +6,7 @@ The contract it shares with the in-process broker is in `test_broker_contract.py
 from __future__ import annotations
 
 import logging
+import time
 
 import anyio
 import pytest
@@ -195,6 +196,28 @@ async def test_a_resume_across_a_redis_restart_starts_with_a_gap(
                 await broker.aclose()
     assert (events[0].type, events[0].data["reason"]) == (GAP, "expired")
     assert [e.data for e in events[1:]] == [*range(100, 100 + published_after_restart), 200]
+
+
+async def test_a_resume_from_after_the_broker_reached_a_fresh_redis_needs_no_gap() -> None:
+    # A position from this host's clock after the broker first reached Redis (a server's join
+    # replays a run from just before its creation) is not from lost data, though it is older
+    # than Redis's first id: on a fresh Redis (a new prefix: no clock yet) the first run must
+    # be rejoined whole, not after an "expired" gap.
+    async with redis_brokers() as brokers:
+        broker = RedisBroker(REDIS_URL, key_prefix=unique_prefix())
+        brokers.append(broker)
+        broker.subscribe("control", ["elsewhere"])  # what a server does as it starts
+        with anyio.fail_after(10):
+            while not broker._reached:  # noqa: ASYNC110  # the writer's state, nothing to await
+                await anyio.sleep(0.01)
+        since = f"{time.time_ns() // 1_000_000}-0"
+        await anyio.sleep(0.005)
+        broker.publish(Event("x", 1), topic="a")
+        await written(broker)
+        joined = broker.subscribe("join", ["a"], last_event_id=since)
+        broker.publish(Event("x", 2), topic="a")
+        events = await take(joined, 2)
+    assert [(e.type, e.data) for e in events] == [("x", 1), ("x", 2)]
 
 
 def story_runner(broker: RedisBroker, tokens: int) -> graph.Runner:

@@ -98,17 +98,28 @@ class SQLiteStore:
         self._writer: sqlite3.Connection | None = None
         self._write_lock = threading.Lock()
         self._writes_since_wal_checkpoint = 0
+        # A WAL checkpoint is queued: until it has run, writes and reads go through the store
+        # thread, behind it. Here they would keep taking the database's locks, which the
+        # checkpoint waits for in SQLite's busy handler (sleeping up to 100 ms a try) while
+        # they add to the WAL: with two CPU hogs it grew to 7-15 MB, not 4.5.
+        self._wal_checkpoint_due = False
 
     async def put(self, checkpoint: Checkpoint) -> None:
         """Store a checkpoint; it is committed when this returns."""
         row = checkpoint_row(checkpoint)  # encodes here: a bad state never reaches the thread
-        if self._writer is not None and self._write_lock.acquire(blocking=False):
+        if self._here_free():
             try:
                 if self._insert_here(row, checkpoint.id):
                     return
             finally:
                 self._write_lock.release()
         await self._call(lambda conn: self._insert(conn, row, checkpoint.id))
+
+    def _here_free(self) -> bool:
+        """Whether the caller-thread connection may be used now; if so, `_write_lock` is
+        held (release it)."""
+        return (self._writer is not None and not self._wal_checkpoint_due
+                and self._write_lock.acquire(blocking=False))
 
     def _insert(self, conn: sqlite3.Connection, row: tuple[Any, ...], checkpoint_id: str) -> None:
         try:
@@ -138,8 +149,19 @@ class SQLiteStore:
         self._writes_since_wal_checkpoint += 1
         if self._writes_since_wal_checkpoint >= _WAL_CHECKPOINT_EVERY:
             self._writes_since_wal_checkpoint = 0
-            self._jobs.put((_checkpoint_wal, None, None))
+            self._wal_checkpoint_due = True
+            self._jobs.put((self._checkpoint_wal, None, None))
         return True
+
+    def _checkpoint_wal(self, conn: sqlite3.Connection) -> None:
+        # RESTART, not PASSIVE: a writer restarts the WAL from its beginning only if every
+        # frame was copied when it starts, which a run writing all along almost never lets a
+        # PASSIVE checkpoint achieve (the WAL grew without bound). RESTART holds new writers
+        # off until it is done; they queue here behind it meanwhile (`_wal_checkpoint_due`).
+        try:
+            conn.execute("PRAGMA wal_checkpoint(RESTART)")
+        finally:
+            self._wal_checkpoint_due = False
 
     async def get(self, checkpoint_id: str) -> Checkpoint:
         """The checkpoint with this id; `CheckpointNotFound` if there is none."""
@@ -159,7 +181,7 @@ class SQLiteStore:
         (or should the database be locked) on the store thread. The hop to the thread and
         back cost 50 us against 6 for the read itself (`latest` of a new session), once per
         served run (BENCHMARKS.md, Agent Server API)."""
-        if self._writer is not None and self._write_lock.acquire(blocking=False):
+        if self._here_free():
             try:
                 found, row = self._read_here(query, params)
                 if found:
@@ -313,14 +335,6 @@ class SQLiteStore:
             else:
                 if loop is not None and future is not None:
                     _deliver(loop, future, result, None)
-
-
-def _checkpoint_wal(conn: sqlite3.Connection) -> None:
-    # RESTART, not PASSIVE: a writer restarts the WAL from its beginning only if every frame
-    # was copied when it starts, which a run writing all along almost never lets a PASSIVE
-    # checkpoint achieve (the WAL grew without bound). RESTART holds new writers off until it
-    # is done; the caller-thread writer cannot wait, so they queue here behind it meanwhile.
-    conn.execute("PRAGMA wal_checkpoint(RESTART)")
 
 
 def _deliver(

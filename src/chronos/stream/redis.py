@@ -39,9 +39,9 @@ Subscribers stay open: the reader reconnects with capped exponential backoff and
 the last id it delivered. If Redis lost that entry meanwhile (a restart without persistence)
 or trimmed past it, the subscribers get a `GAP` event (`reason="expired"`) first: what Redis
 still holds is delivered, what it does not is reported. The same goes for a client resuming
-with `Last-Event-ID` later: an id from before Redis's data began (its *epoch*, recorded with
-the first event after a start or a restart that lost everything), or older than the retention
-and not found, is answered with that `GAP` first, since nothing proves the events after it
+with `Last-Event-ID` later: an id from before Redis's data began (its *epoch*, recorded when
+a broker first reaches it after a start or a restart that lost everything), or older than the
+retention and not found, is answered with that `GAP` first, since nothing proves the events after it
 are all still there.
 
 Every topic (`subscribe(id)`, `topics=None`): publishers keep a registry of live topics (a
@@ -105,9 +105,14 @@ __all__ = ["RedisBroker"]
 # announces it, under its own id, on a stream of topic names: in one step with its XADD, so a
 # subscription to every topic, which reads that stream's end and then the set, cannot miss a
 # topic born in between. The writer refreshes the scores once a second, not every event.
-# The clock's `epoch` is the ms of the first id since Redis's data began (the clock hash is
-# new: a first start, or a restart that lost everything): every id of this epoch has ms at or
-# after it, so an older id is from data that is gone, and resuming after it needs a gap.
+# The clock's `epoch` is when a broker first found Redis's data without a clock (a first
+# start, or a restart that lost everything): when its writer first reached Redis (`_CLAIM`,
+# again after every error, since a restart is only seen as one), else at the first id. Every
+# id of this epoch has ms at or after it (the epoch is the floor of the first), so an older
+# id is from data that is gone, and resuming after it needs a gap. Claimed when a broker
+# starts, it is before what happens next: a position made from this host's clock since then
+# (a join's "from the run's creation on") is no older than the epoch, though the first id
+# may be, and needs no gap.
 # Every event is also copied, under its own id and with its topic's name, to one stream of
 # *notices* (about NOTICES_KEPT long): readers block on that stream alone and deliver what
 # they follow from it, so a reader's cost follows what is published, not how many topics
@@ -116,10 +121,12 @@ __all__ = ["RedisBroker"]
 _XADD: Final = """
 local t = redis.call('TIME')
 local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local last = tonumber(redis.call('HGET', KEYS[2], 'ms') or '0')
-if ms < last then ms = last else redis.call('HSET', KEYS[2], 'ms', string.format('%.0f', ms)) end
+local last = tonumber(redis.call('HGET', KEYS[2], 'ms') or redis.call('HGET', KEYS[2], 'epoch')
+                     or '0')
+if ms < last then ms = last end
+redis.call('HSET', KEYS[2], 'ms', string.format('%.0f', ms))
 local n = redis.call('HINCRBY', KEYS[2], 'n', 1)
-if n == 1 then redis.call('HSET', KEYS[2], 'epoch', string.format('%.0f', ms)) end
+if n == 1 then redis.call('HSETNX', KEYS[2], 'epoch', string.format('%.0f', ms)) end
 local id = string.format('%.0f', ms) .. '-' .. string.format('%.0f', n)
 local c = redis.call('INCR', KEYS[3])
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], id, 't', ARGV[2], 'd', ARGV[3], 'c', c)
@@ -134,6 +141,16 @@ redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[6], id,
            'n', ARGV[5], 't', ARGV[2], 'd', ARGV[3], 'c', c)
 redis.call('PEXPIRE', KEYS[6], ARGV[4])
 return id
+"""
+# The epoch of a clock not there yet. A clock with ids but no epoch (from before epochs) gets
+# none: its ids would be older than one set now.
+_CLAIM: Final = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  local t = redis.call('TIME')
+  local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('HSET', KEYS[1], 'epoch', string.format('%.0f', ms))
+end
+return 0
 """
 
 
@@ -192,7 +209,9 @@ class RedisBroker(Fanout):
         self._keys = keys = Keys(key_prefix)
         self._registry_trimmed = 0.0
         self._xadd_sha = hashlib.sha1(_XADD.encode()).hexdigest()
-        self._xadd_loaded = False  # per connection to Redis: a restart forgets scripts
+        # Script loaded and epoch claimed (`_reach`); again after an error: a restart forgets
+        # scripts, and one without persistence the clock.
+        self._reached = False
         self._outbox: deque[tuple[str, bytes, bytes]] = deque()
         self._joining: list[Joiner] = []  # waiting for the writer to resolve their start
         self._ready: list[Joiner] = []  # resolved, waiting for the reader to admit them
@@ -332,6 +351,8 @@ class RedisBroker(Fanout):
                         return
                     break
                 try:
+                    if not self._reached:
+                        await self._reach()
                     for joiner in joiners:
                         await self._resolve(joiner)
                     if joiners:
@@ -344,7 +365,7 @@ class RedisBroker(Fanout):
                     # Unreachable, restarted (scripts forgotten) or refusing: keep the batch
                     # and retry; the bounded outbox turns a lasting failure into
                     # BrokerUnavailable for publishers.
-                    self._xadd_loaded = False
+                    self._reached = False
                     with self._lock:
                         self._joining[:0] = joiners
                     if closed:
@@ -356,10 +377,13 @@ class RedisBroker(Fanout):
                     for _ in batch:
                         self._outbox.popleft()
 
+    async def _reach(self) -> None:
+        """Load the publish script and claim the clock's epoch, if Redis has no clock."""
+        await self._writer_redis.script_load(_XADD)
+        await self._writer_redis.eval(_CLAIM, 1, self._keys.clock)
+        self._reached = True
+
     async def _send(self, batch: list[tuple[str, bytes, bytes]], wake: bool) -> None:
-        if batch and not self._xadd_loaded:
-            await self._writer_redis.script_load(_XADD)
-            self._xadd_loaded = True
         now = time.monotonic()
         # MULTI/EXEC: Redis answers blocked XREADs after a command, and a transaction is one
         # command, so every reader gets the batch in one reply and each SSE client one write
@@ -417,11 +441,11 @@ class RedisBroker(Fanout):
         reasons: set[str] = set()
         if after is not None:
             ms, n, epoch = await self._writer_redis.hmget(self._keys.clock, ["ms", "n", "epoch"])
-            if ms is None or (epoch is not None and after[0] < int(epoch)):
+            if (ms is None and epoch is None) or (epoch is not None and after[0] < int(epoch)):
                 # Issued before Redis's data began (it restarted and lost it, or never held
                 # this id): whatever followed it is gone. Say so, then replay what it holds.
                 reasons.add("expired")
-            elif after > (int(ms), int(n or 0)):
+            elif after > (int(ms or 0), int(n or 0)):
                 # An id Redis never issued: say so, then follow live, as the in-process
                 # broker does (starting at it would skip everything until Redis's clock
                 # caught up with it).

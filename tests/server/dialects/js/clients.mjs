@@ -41,6 +41,9 @@ async function aguiConnect() {
   const before = [];
   const left = leaving.runAgent({ forwardedProps: { on_disconnect: "continue" } }, {
     onTextMessageContentEvent: ({ event }) => {
+      // Gone after three: abortRun() does not stop what the client has read already (a loaded
+      // machine's reads hold several events) from reaching this callback.
+      if (before.length === 3) return;
       before.push(event.delta);
       if (before.length === 3) leaving.abortRun();
     },
