@@ -162,13 +162,16 @@ class Runs:
         return sorted(found, key=lambda r: -r.created_at)
 
     async def start(self, thread: ThreadRecord, request: RunRequest, *,
-                    traceparent: str = "", keep_paused: bool = False) -> RunRecord:
+                    traceparent: str = "", keep_paused: bool = False,
+                    unseen: bool = False) -> RunRecord:
         """Start (or enqueue) a run on `thread`, applying its multitask strategy.
 
         `traceparent` is the caller's W3C trace context (its request's header): when tracing
         is on, the run's span is a child of it. `keep_paused`: a stateless run's thread is kept
         while the run is paused (until a run that answers it ends), for a dialect that resumes
-        it by the thread's id.
+        it by the thread's id. `unseen`: the thread was made for this run and its id told to
+        no one, so nothing can look for the run before its task records it running: a run
+        that starts at once then has no pending record written first (on the model's way).
 
         Raises:
             RequestRefused: 404 unknown assistant or checkpoint, 409 a busy thread under "reject"
@@ -202,11 +205,12 @@ class Runs:
                            request, time.time(), self.owner, keep_paused=keep_paused,
                            trace=await self._trace(served, thread.thread_id, request, traceparent))
         self._local[record.run_id] = record
-        await self._save(record)
+        waits_for = busy[0] if busy else None  # the newest: it waits for the older ones
+        if not (unseen and waits_for is None and not request.after_seconds):
+            await self._save(record)
         await self.records.put(_ACTIVE, record.run_id, {"run_id": record.run_id,
                                                         "thread_id": record.thread_id,
                                                         "owner": self.owner})
-        waits_for = busy[0] if busy else None  # the newest: it waits for the older ones
         # A stateless run's new thread has no checkpoint to read (only runs write them).
         fresh = thread.temporary and not earlier
         task = asyncio.create_task(self._execute(record, runner, waits_for, rollback, fresh))
@@ -398,7 +402,10 @@ class Runs:
                             (spent.output_tokens or 0) - (before.output_tokens or 0))
 
     def _publish(self, type: str, record: RunRecord, data: dict[str, Any]) -> None:
-        payload = _plain({"run_id": record.run_id, **data})
+        # Encoded once, here, as `_plain` encodes (what JSON cannot carry shown by its repr):
+        # the broker takes the JSON as it is, rather than this encoding, a decoding and its
+        # own encoding again of what `run_start` carries, the thread's values twice.
+        payload = orjson.Fragment(orjson.dumps({"run_id": record.run_id, **data}, default=repr))
         # A broker failure must not lose the run's outcome.
         with survived(f"{type} marker", run=record.run_id):
             self.broker.publish(Event(type, payload), record.thread_id)
