@@ -176,6 +176,47 @@ async def test_a_stateless_run_reads_no_checkpoint_of_its_new_thread() -> None:
         await broker.aclose()
 
 
+class _WrittenStatuses(MemoryRecords):
+    """Notes each run record's status as it is written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[str] = []
+
+    async def put(self, collection: str, key: str, value: dict[str, Any]) -> None:
+        if collection.startswith("runs:"):
+            self.written.append(value["status"])
+        await super().put(collection, key, value)
+
+
+@pytest.mark.anyio
+async def test_a_stateless_run_is_first_recorded_running() -> None:
+    # Its new thread's id is told to no one before the run's task records it running: no
+    # pending record is written on the model's way. A run on a thread is pending first.
+    store, broker = MemoryStore(), Broker()
+    assistants = Assistants({"count": _graph("count", _count)}, store, broker)
+    records = _WrittenStatuses()
+    runs = Runs(assistants, Threads(store, assistants, records), broker, records,
+                ServerMetrics(), Retention())
+    await runs.open()
+    try:
+        for thread_id, written in ((None, ["running", "success"]),
+                                   ("t-p", ["pending", "running", "success"])):
+            records.written.clear()
+            run = await start_run(runs, _request(), "count", {"n": 1}, thread_id=thread_id)
+            try:
+                async for _ in run.batches():
+                    pass
+            finally:
+                await run.aclose()
+            await runs.finished(run.record.info())
+            assert run.values == {"n": 1, "done": True}
+            assert records.written == written
+    finally:
+        await runs.aclose()
+        await broker.aclose()
+
+
 @pytest.mark.anyio
 async def test_the_run_goes_first_up_to_its_first_wait(runs: Runs) -> None:
     # The model's request (here: the node's first sleep) is not kept waiting on the
