@@ -46,6 +46,7 @@ from chronos.server._stream_modes import RUN_END, RUN_START
 from chronos.server._threads import ThreadRecord, Threads
 from chronos.store import Checkpoint
 from chronos.stream import BrokerProtocol, Event, Subscription
+from chronos.stream._broker import Fanout
 
 __all__ = ["Runs"]
 
@@ -402,10 +403,16 @@ class Runs:
                             (spent.output_tokens or 0) - (before.output_tokens or 0))
 
     def _publish(self, type: str, record: RunRecord, data: dict[str, Any]) -> None:
-        # Encoded once, here, as `_plain` encodes (what JSON cannot carry shown by its repr):
-        # the broker takes the JSON as it is, rather than this encoding, a decoding and its
-        # own encoding again of what `run_start` carries, the thread's values twice.
-        payload = orjson.Fragment(orjson.dumps({"run_id": record.run_id, **data}, default=repr))
+        marker = {"run_id": record.run_id, **data}
+        payload: Any
+        if isinstance(self.broker, Fanout):
+            # Chronos's brokers encode with orjson, which takes a Fragment as it is: the marker
+            # is encoded once, as `_plain` encodes, rather than encoded, decoded and encoded
+            # again (`run_start` carries the thread's values twice). Another broker gets it
+            # decoded.
+            payload = orjson.Fragment(orjson.dumps(marker, default=repr))
+        else:
+            payload = _plain(marker)
         # A broker failure must not lose the run's outcome.
         with survived(f"{type} marker", run=record.run_id):
             self.broker.publish(Event(type, payload), record.thread_id)

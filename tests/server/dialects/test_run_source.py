@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from chronos.server._runs import Runs
 from chronos.server._threads import Threads
 from chronos.server.dialects._run import join_run, sse_response, start_run
 from chronos.store import Checkpoint, MemoryStore
-from chronos.stream import Broker
+from chronos.stream import Broker, Event, Subscription
 
 
 async def _count(state: dict[str, Any]) -> dict[str, Any]:
@@ -215,6 +216,55 @@ async def test_a_stateless_run_is_first_recorded_running() -> None:
     finally:
         await runs.aclose()
         await broker.aclose()
+
+
+class _StdlibJSONBroker:
+    """A broker of the user's own, which encodes event data with the standard `json`."""
+
+    def __init__(self) -> None:
+        self.inner = Broker()
+
+    def publish(self, event: Event, topic: str | None = None) -> None:
+        json.dumps(event.data)
+        self.inner.publish(event, topic)
+
+    def subscribe(self, id: str, topics: Iterable[str] | None = None, **options: Any
+                  ) -> Subscription:
+        return self.inner.subscribe(id, topics, **options)
+
+    def unsubscribe(self, id: str) -> None:
+        self.inner.unsubscribe(id)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.mark.anyio
+async def test_the_run_markers_carry_plain_data_to_any_broker() -> None:
+    # Chronos's brokers take the markers encoded once; another broker gets plain data.
+    for broker in (Broker(), _StdlibJSONBroker()):
+        store = MemoryStore()
+        assistants = Assistants({"count": _graph("count", _count)}, store, broker)
+        records = MemoryRecords()
+        runs = Runs(assistants, Threads(store, assistants, records), broker, records,
+                    ServerMetrics(), Retention())
+        await runs.open()
+        try:
+            run = await start_run(runs, _request(), "count", {"n": 1})
+            try:
+                async with asyncio.timeout(10):  # a lost `run_end` would leave it waiting
+                    async for _ in run.batches():
+                        pass
+            finally:
+                await run.aclose()
+            assert run.start is not None
+            assert run.start["values"] == {"n": 1}
+            assert run.start["run_id"] == run.run_id
+            assert run.end is not None
+            assert run.end.status == "success"
+        finally:
+            await runs.aclose()
+            await broker.aclose()
 
 
 @pytest.mark.anyio
