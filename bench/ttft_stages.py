@@ -23,6 +23,12 @@ reader, the response's start and first token chunk handed to uvicorn, and the ap
 with each, the process's CPU time (`time.process_time_ns()`). Stamps on names a checkout does
 not have are skipped. Printed: each interval's median over the rounds, in ms.
 
+The SDK's side is stamped too, on every side (its `httpcore2` socket): the request's last
+write, the response's first read and the read that brought the first text, so the direct
+side's wire gets the same reading as the served one's. With llama.cpp's `timings.prompt_ms`
+on both sides (`--in-process`), each round's TTFT less its `prompt_ms` is paired with the
+direct side's: what the path adds, the model's varying compute taken out.
+
 With `--in-process` the provider's stamps are: its request built (`_body`), its worker
 thread running, llama.cpp's handler called (as "request written"), the first chunk with text
 reaching the worker's callback (as "first token read"), the callback returning, and the
