@@ -3,6 +3,7 @@
     .venv/bin/python bench/stateless_run_path.py /work/main .     # instructions per request
     .venv/bin/python bench/stateless_run_path.py . --stages        # medians of stage stamps, µs
     .venv/bin/python bench/stateless_run_path.py /work/main . --messages 20   # a longer chat
+    .venv/bin/python bench/stateless_run_path.py . --stages --redis-records redis://127.0.0.1:6379/0
 
 A streamed `/v1/chat/completions` request, called on the app as an ASGI app (no sockets,
 no uvicorn), read to its end: the graph's one node streams a chat from an `OpenAIProvider`
@@ -57,7 +58,7 @@ def _stamp(name: str) -> None:
         _stamps[name] = time.perf_counter_ns()
 
 
-def _app(stamped: bool) -> Any:
+def _app(stamped: bool, records_url: str | None = None) -> Any:
     import httpx
 
     from chronos import graph, model, server, store, stream
@@ -100,7 +101,12 @@ def _app(stamped: bool) -> Any:
 
     g = graph.StateGraph("local", reducers={"messages": graph.append})
     g.add_node("answer", ask).set_entry_point("answer").set_finish_point("answer")
-    return server.create_app({"local": g}, store=store.MemoryStore(), broker=stream.Broker())
+    # Redis records (`--redis-records`): as `chronos serve --broker redis://...` keeps them,
+    # under a prefix of this process's own.
+    records = (None if records_url is None else
+               server.RedisRecords(records_url, key_prefix=f"bench-{os.getpid()}:"))
+    return server.create_app({"local": g}, store=store.MemoryStore(), broker=stream.Broker(),
+                             records=records)
 
 
 async def _request(app: Any, body: bytes, stamped: bool) -> bytes:
@@ -172,13 +178,13 @@ _STAGES = [("asgi", "body"), ("body", "start_run"), ("start_run", "runs_start"),
            ("token_batch", "token_send"), ("token_read", "token_send")]
 
 
-def _stages(count: int, messages: int) -> None:
+def _stages(count: int, messages: int, records_url: str | None) -> None:
     import uvloop
 
     stamp_run_path(_stamp)
 
     async def main() -> list[dict[str, int]]:
-        app = _app(stamped=True)
+        app = _app(stamped=True, records_url=records_url)
         body = _body(messages)
         rows = []
         async with app.router.lifespan_context(app):
@@ -206,9 +212,11 @@ def main() -> None:
     parser.add_argument("--stages", action="store_true")
     parser.add_argument("--messages", type=int, default=1,
                         help="the conversation's messages in each request (default 1)")
+    parser.add_argument("--redis-records", metavar="URL",
+                        help="with --stages: the server's records in Redis (redis://...)")
     args = parser.parse_args()
     if args.stages:
-        _stages(2000, args.messages)
+        _stages(2000, args.messages, args.redis_records)
         return
     for checkout in args.checkouts:
         per_request = (_instructions(checkout, 110, args.messages)

@@ -171,8 +171,9 @@ class Runs:
         is on, the run's span is a child of it. `keep_paused`: a stateless run's thread is kept
         while the run is paused (until a run that answers it ends), for a dialect that resumes
         it by the thread's id. `unseen`: the thread was made for this run and its id told to
-        no one, so nothing can look for the run before its task records it running: a run
-        that starts at once then has no pending record written first (on the model's way).
+        no one, so it has no runs to read, and nothing can look for the run before its task
+        records it running: a run that starts at once has no pending record written first.
+        (Each is a round trip with Redis records, on the model's way.)
 
         Raises:
             RequestRefused: 404 unknown assistant or checkpoint, 409 a busy thread under "reject"
@@ -183,7 +184,8 @@ class Runs:
                                         request.interrupt_after)
         if request.checkpoint_id is not None:
             await self.threads.checkpoint(thread.thread_id, request.checkpoint_id)
-        earlier = await self.of_thread(thread.thread_id)
+        # An unseen thread was made for this run: it has no runs to read.
+        earlier = [] if unseen else await self.of_thread(thread.thread_id)
         busy = [r for r in earlier if not r.finished]
         rollback: _Rollback | None = None
         if busy:
@@ -207,7 +209,7 @@ class Runs:
                            trace=await self._trace(served, thread.thread_id, request, traceparent))
         self._local[record.run_id] = record
         waits_for = busy[0] if busy else None  # the newest: it waits for the older ones
-        if not (unseen and waits_for is None and not request.after_seconds):
+        if not (unseen and not request.after_seconds):
             await self._save(record)
         await self.records.put(_ACTIVE, record.run_id, {"run_id": record.run_id,
                                                         "thread_id": record.thread_id,

@@ -178,11 +178,18 @@ async def test_a_stateless_run_reads_no_checkpoint_of_its_new_thread() -> None:
 
 
 class _WrittenStatuses(MemoryRecords):
-    """Notes each run record's status as it is written."""
+    """Notes each run record's status as it is written, and counts the reads of a thread's
+    runs."""
 
     def __init__(self) -> None:
         super().__init__()
         self.written: list[str] = []
+        self.runs_read = 0
+
+    async def values(self, collection: str) -> list[dict[str, Any]]:
+        if collection.startswith("runs:"):
+            self.runs_read += 1
+        return await super().values(collection)
 
     async def put(self, collection: str, key: str, value: dict[str, Any]) -> None:
         if collection.startswith("runs:"):
@@ -193,7 +200,8 @@ class _WrittenStatuses(MemoryRecords):
 @pytest.mark.anyio
 async def test_a_stateless_run_is_first_recorded_running() -> None:
     # Its new thread's id is told to no one before the run's task records it running: no
-    # pending record is written on the model's way. A run on a thread is pending first.
+    # pending record is written on the model's way, nor its thread's runs read (it has none).
+    # A run on a thread is pending first.
     store, broker = MemoryStore(), Broker()
     assistants = Assistants({"count": _graph("count", _count)}, store, broker)
     records = _WrittenStatuses()
@@ -201,10 +209,12 @@ async def test_a_stateless_run_is_first_recorded_running() -> None:
                 ServerMetrics(), Retention())
     await runs.open()
     try:
-        for thread_id, written in ((None, ["running", "success"]),
-                                   ("t-p", ["pending", "running", "success"])):
+        for thread_id, written, reads in ((None, ["running", "success"], 0),
+                                          ("t-p", ["pending", "running", "success"], 1)):
             records.written.clear()
+            records.runs_read = 0
             run = await start_run(runs, _request(), "count", {"n": 1}, thread_id=thread_id)
+            assert records.runs_read == reads
             try:
                 async for _ in run.batches():
                     pass
