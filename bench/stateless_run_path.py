@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/stateless_run_path.py /work/main .     # instructions per request
     .venv/bin/python bench/stateless_run_path.py . --stages        # medians of stage stamps, µs
+    .venv/bin/python bench/stateless_run_path.py /work/main . --messages 20   # a longer chat
+    .venv/bin/python bench/stateless_run_path.py . --stages --redis-records redis://127.0.0.1:6379/0
 
 A streamed `/v1/chat/completions` request, called on the app as an ASGI app (no sockets,
 no uvicorn), read to its end: the graph's one node streams a chat from an `OpenAIProvider`
@@ -56,7 +58,7 @@ def _stamp(name: str) -> None:
         _stamps[name] = time.perf_counter_ns()
 
 
-def _app(stamped: bool) -> Any:
+def _app(stamped: bool, records_url: str | None = None) -> Any:
     import httpx
 
     from chronos import graph, model, server, store, stream
@@ -99,7 +101,12 @@ def _app(stamped: bool) -> Any:
 
     g = graph.StateGraph("local", reducers={"messages": graph.append})
     g.add_node("answer", ask).set_entry_point("answer").set_finish_point("answer")
-    return server.create_app({"local": g}, store=store.MemoryStore(), broker=stream.Broker())
+    # Redis records (`--redis-records`): as `chronos serve --broker redis://...` keeps them,
+    # under a prefix of this process's own.
+    records = (None if records_url is None else
+               server.RedisRecords(records_url, key_prefix=f"bench-{os.getpid()}:"))
+    return server.create_app({"local": g}, store=store.MemoryStore(), broker=stream.Broker(),
+                             records=records)
 
 
 async def _request(app: Any, body: bytes, stamped: bool) -> bytes:
@@ -132,20 +139,30 @@ async def _request(app: Any, body: bytes, stamped: bool) -> bytes:
     return b"".join(out)
 
 
-_BODY = b'{"model":"local","messages":[{"role":"user","content":"hi"}],"stream":true}'
+def _body(messages: int) -> bytes:
+    """The request: "hi", after `messages` - 1 earlier turns of 400 characters each (a client
+    of the OpenAI API sends the whole conversation every time)."""
+    import orjson
+
+    earlier = [{"role": ("user", "assistant")[i % 2], "content": f"turn {i} " + "x" * 393}
+               for i in range(messages - 1)]
+    return orjson.dumps({"model": "local", "stream": True,
+                         "messages": [*earlier, {"role": "user", "content": "hi"}]})
 
 
-async def _requests(count: int) -> None:
+async def _requests(count: int, messages: int) -> None:
     app = _app(stamped=False)
+    body = _body(messages)
     async with app.router.lifespan_context(app):
         for _ in range(count):
-            out = await _request(app, _BODY, stamped=False)
+            out = await _request(app, body, stamped=False)
         assert out.endswith(b"data: [DONE]\n\n"), out
 
 
-def _instructions(checkout: Path, count: int) -> int:
+def _instructions(checkout: Path, count: int, messages: int) -> int:
     argv = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
-            str(checkout / ".venv" / "bin" / "python"), __file__, "_requests", str(count)]
+            str(checkout / ".venv" / "bin" / "python"), __file__, "_requests", str(count),
+            str(messages)]
     done = subprocess.run(argv, env={**os.environ, "PYTHONPATH": str(checkout)},
                           capture_output=True, text=True, check=True)
     refs = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
@@ -161,23 +178,30 @@ _STAGES = [("asgi", "body"), ("body", "start_run"), ("start_run", "runs_start"),
            ("token_batch", "token_send"), ("token_read", "token_send")]
 
 
-def _stages(count: int) -> None:
+def _stages(count: int, messages: int, records_url: str | None) -> None:
     import uvloop
 
     stamp_run_path(_stamp)
 
     async def main() -> list[dict[str, int]]:
-        app = _app(stamped=True)
+        app = _app(stamped=True, records_url=records_url)
+        body = _body(messages)
         rows = []
         async with app.router.lifespan_context(app):
             for i in range(count + 100):
                 _stamps.clear()
-                await _request(app, _BODY, stamped=True)
+                await _request(app, body, stamped=True)
                 if i >= 100:
                     rows.append(dict(_stamps))
         return rows
 
     rows = uvloop.run(main())
+    if records_url is not None:  # what the runs left there (their threads' collection)
+        import redis
+
+        client = redis.Redis.from_url(records_url)
+        for key in client.scan_iter(f"bench-{os.getpid()}:*"):
+            client.delete(key)
     for start, end in _STAGES:
         median = statistics.median(r[end] - r[start] for r in rows) / 1000
         print(f"{start:>15} -> {end:<15} {median:8.1f} µs")
@@ -187,19 +211,24 @@ def main() -> None:
     if sys.argv[1:2] == ["_requests"]:
         import uvloop
 
-        uvloop.run(_requests(int(sys.argv[2])))
+        uvloop.run(_requests(int(sys.argv[2]), int(sys.argv[3])))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkouts", nargs="*", type=Path, default=[Path(".")])
     parser.add_argument("--stages", action="store_true")
+    parser.add_argument("--messages", type=int, default=1,
+                        help="the conversation's messages in each request (default 1)")
+    parser.add_argument("--redis-records", metavar="URL",
+                        help="with --stages: the server's records in Redis (redis://...)")
     args = parser.parse_args()
     if args.stages:
-        _stages(2000)
+        _stages(2000, args.messages, args.redis_records)
         return
     for checkout in args.checkouts:
-        per_request = (_instructions(checkout, 110) - _instructions(checkout, 10)) / 100
-        print(f"{checkout}: {per_request:,.0f} instructions per stateless chat request",
-              flush=True)
+        per_request = (_instructions(checkout, 110, args.messages)
+                       - _instructions(checkout, 10, args.messages)) / 100
+        print(f"{checkout}: {per_request:,.0f} instructions per stateless chat request "
+              f"of {args.messages} message(s)", flush=True)
 
 
 if __name__ == "__main__":

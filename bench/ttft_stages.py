@@ -23,6 +23,12 @@ reader, the response's start and first token chunk handed to uvicorn, and the ap
 with each, the process's CPU time (`time.process_time_ns()`). Stamps on names a checkout does
 not have are skipped. Printed: each interval's median over the rounds, in ms.
 
+The SDK's side is stamped too, on every side (its `httpcore2` socket): the request's last
+write, the response's first read and the read that brought the first text, so the direct
+side's wire gets the same reading as the served one's. With llama.cpp's `timings.prompt_ms`
+on both sides (`--in-process`), each round's TTFT less its `prompt_ms` is paired with the
+direct side's: what the path adds, the model's varying compute taken out.
+
 With `--in-process` the provider's stamps are: its request built (`_body`), its worker
 thread running, llama.cpp's handler called (as "request written"), the first chunk with text
 reaching the worker's callback (as "first token read"), the callback returning, and the
@@ -87,6 +93,8 @@ _INTERVALS = [
     ("response start -> role chunk handed to uvicorn", "response_start", "role_send"),
     ("served TTFT", "create", "first"),
     ("CPU: ASGI call -> request written", "cpu:asgi", "cpu:written"),
+    ("request written -> response start sent", "written", "response_start"),
+    ("CPU: request written -> response start sent", "cpu:written", "cpu:response_start"),
     ("CPU: first token read -> chunk sent", "cpu:token_read", "cpu:token_send"),
     ("CPU: ASGI call -> response ended", "cpu:asgi", "cpu:done"),
 ]
@@ -362,9 +370,54 @@ def _process(argv: list[str], port: int) -> Any:
             process.wait()
 
 
-def _first_token(client: Any, model: str, **options: Any) -> tuple[int, int, str, float]:
-    """(create() ns, first text chunk ns, text, llama.cpp's `prompt_ms` if its last chunk
-    carries its timings, else 0)."""
+class _ClientReads:
+    """The SDK's socket reads and writes (its `httpcore2` sync stream), stamped: when the request
+    was sent and each read came, on the clock the served process stamps with."""
+
+    def __init__(self) -> None:
+        import httpcore2._backends.sync as backend
+
+        self.writes: list[int] = []
+        self.reads: list[int] = []
+        stream = backend.SyncStream
+        read, write = stream.read, stream.write
+
+        def stamped_read(inner: Any, max_bytes: int, timeout: float | None = None) -> bytes:
+            data: bytes = read(inner, max_bytes, timeout)
+            self.reads.append(time.perf_counter_ns())
+            return data
+
+        def stamped_write(inner: Any, buffer: bytes, timeout: float | None = None) -> None:
+            write(inner, buffer, timeout)
+            self.writes.append(time.perf_counter_ns())
+
+        stream.read, stream.write = stamped_read, stamped_write  # type: ignore[method-assign]
+
+    def clear(self) -> None:
+        self.writes.clear()
+        self.reads.clear()
+
+    def stamps(self, first: int) -> dict[str, int]:
+        """The request's last write, the response's first read, the read that brought the
+        first text (the last one before the SDK yielded it)."""
+        return {"sent": self.writes[-1], "head": self.reads[0],
+                "text_read": max(t for t in self.reads if t <= first)}
+
+
+_CLIENT_INTERVALS = [
+    ("client: create() -> request sent", "create", "sent"),
+    ("client: request sent -> first read (head)", "sent", "head"),
+    ("client: read with first text -> SDK yields it", "text_read", "first"),
+    ("client: sent -> read with first text", "sent", "text_read"),
+    ("chunk handed to uvicorn -> client's read has it", "token_send", "text_read"),
+]
+
+
+def _first_token(client: Any, model: str, reads: _ClientReads,
+                 **options: Any) -> tuple[dict[str, int], str, float]:
+    """(the client's stamps: create() and first text chunk ns and those of `reads`, text,
+    llama.cpp's `prompt_ms` if its last chunk carries its timings, else 0)."""
+    reads.clear()
     start = time.perf_counter_ns()
     first = 0
     text: list[str] = []
@@ -377,7 +430,7 @@ def _first_token(client: Any, model: str, **options: Any) -> tuple[int, int, str
             first = first or time.perf_counter_ns()
             text.append(content)
         prompt_ms = (chunk.model_extra or {}).get("timings", {}).get("prompt_ms", prompt_ms)
-    return start, first, "".join(text), prompt_ms
+    return {"create": start, "first": first, **reads.stamps(first)}, "".join(text), prompt_ms
 
 
 def _model_server(fake: bool, tokens: int) -> tuple[str, Callable[[], None]]:
@@ -439,23 +492,31 @@ def main() -> None:
         offsets: dict[str, dict[str, list[float]]] = {n: {} for n in sides}
         direct_ttft: list[float] = []
         direct_prompt: list[float] = []
+        direct_client: dict[str, list[float]] = {}
+        reads = _ClientReads()
         served_prompt: dict[str, list[float]] = {n: [] for n in sides}
         texts: set[str] = set()
         for round_ in range(args.rounds + 3):
             shift = round_ % len(names)
             for name in names[shift:] + names[:shift]:
                 if name == "direct":
-                    start, first, text, prompt_ms = _first_token(direct, "smollm2", **options)
+                    client_stamps, text, prompt_ms = _first_token(direct, "smollm2", reads,
+                                                                  **options)
                     if round_ >= 3:
-                        direct_ttft.append((first - start) / 1e6)
+                        direct_ttft.append((client_stamps["first"] - client_stamps["create"]) / 1e6)
                         direct_prompt.append(prompt_ms)
+                        for label, begin, end in _CLIENT_INTERVALS:
+                            if label.startswith("chunk"):
+                                continue
+                            direct_client.setdefault(label, []).append(
+                                (client_stamps[end] - client_stamps[begin]) / 1e6)
                     texts.add(text)
                     continue
                 client, url = sides[name]
-                start, first, text, _ = _first_token(client, "local")
+                client_stamps, text, _ = _first_token(client, "local", reads)
                 texts.add(text)
                 stamps = {k: int(v) for k, v in httpx.get(url + _STAMPS_PATH).json().items()}
-                stamps.update(create=start, first=first)
+                stamps.update(client_stamps)
                 if round_ < 3:  # warm-up
                     continue
                 if "model:prompt_us" in stamps:
@@ -464,7 +525,7 @@ def main() -> None:
                     if ":" in key:  # a CPU stamp
                         continue
                     offsets[name].setdefault(key, []).append((value - stamps["asgi"]) / 1e6)
-                for label, begin, end in _INTERVALS:
+                for label, begin, end in _INTERVALS + _CLIENT_INTERVALS:
                     if begin in stamps and end in stamps:
                         intervals[name].setdefault(label, []).append(
                             (stamps[end] - stamps[begin]) / 1e6)
@@ -473,18 +534,43 @@ def main() -> None:
           f"; {'same text on every side' if len(texts) == 1 else f'TEXTS DIFFER: {texts}'}")
     width = max(len(label) for label, _, _ in _INTERVALS)
     print(f"{'median ms':{width}s} " + " ".join(f"{n.split(':')[0]:>8s}" for n in sides))
-    for label, _, _ in _INTERVALS:
+    for label, _, _ in _INTERVALS + _CLIENT_INTERVALS:
         cells = [intervals[n].get(label) for n in sides]
         if not any(cells):
             continue
         print(f"{label:{width}s} " + " ".join(
             _cell(c, args.spread) if c else f"{'-':>8s}" for c in cells))
+    for label, values in direct_client.items():
+        print(f"{label + ', direct':{width}s} {_cell(values, args.spread)}")
     print(f"{'direct TTFT (SDK -> model server)':{width}s} {statistics.median(direct_ttft):8.3f}")
     if all(direct_prompt) and all(served_prompt.values()):  # llama.cpp's timings, both ways
         print(f"{'llama.cpp prompt_ms: served, in process':{width}s} " + " ".join(
             _cell(served_prompt[n], args.spread) for n in sides))
         print(f"{'llama.cpp prompt_ms: its own server':{width}s} "
               f"{_cell(direct_prompt, args.spread)}")
+        # TTFT less the model's own prompt time, each side against the direct one in the same
+        # round: what the sides' paths add, the model's varying compute taken out.
+        direct_rest = [t - p for t, p in zip(direct_ttft, direct_prompt, strict=True)]
+        print(f"{'TTFT - prompt_ms, direct':{width}s} {_cell(direct_rest, args.spread)}")
+        print(f"{'TTFT - prompt_ms, served - direct, paired':{width}s} " + " ".join(_cell(
+            [t - p - d for t, p, d in zip(intervals[n]["served TTFT"], served_prompt[n],
+                                          direct_rest, strict=True)], args.spread)
+            for n in sides))
+        print(f"{'prompt_ms, served - direct, paired':{width}s} " + " ".join(_cell(
+            [p - d for p, d in zip(served_prompt[n], direct_prompt, strict=True)], args.spread)
+            for n in sides))
+        # The model's work besides its prompt: on its own server with the server's HTTP path
+        # (request sent -> the read with the first text), in process from llama.cpp's call to
+        # its first text's callback.
+        direct_model = [r - p for r, p in zip(direct_client["client: sent -> read with first text"],
+                                              direct_prompt, strict=True)]
+        print(f"{'direct: sent -> first text read, - prompt_ms':{width}s} "
+              f"{_cell(direct_model, args.spread)}")
+        if all("model: request written -> first token read" in intervals[n] for n in sides):
+            print(f"{'served: llama.cpp called -> first token, - prompt_ms':{width}s} " + " ".join(
+                _cell([r - p for r, p in zip(
+                    intervals[n]["model: request written -> first token read"], served_prompt[n],
+                    strict=True)], args.spread) for n in sides))
     if args.timeline:
         for name in sides:
             line = sorted((statistics.median(v), k) for k, v in offsets[name].items())

@@ -46,6 +46,7 @@ from chronos.server._stream_modes import RUN_END, RUN_START
 from chronos.server._threads import ThreadRecord, Threads
 from chronos.store import Checkpoint
 from chronos.stream import BrokerProtocol, Event, Subscription
+from chronos.stream._broker import Fanout
 
 __all__ = ["Runs"]
 
@@ -162,13 +163,17 @@ class Runs:
         return sorted(found, key=lambda r: -r.created_at)
 
     async def start(self, thread: ThreadRecord, request: RunRequest, *,
-                    traceparent: str = "", keep_paused: bool = False) -> RunRecord:
+                    traceparent: str = "", keep_paused: bool = False,
+                    unseen: bool = False) -> RunRecord:
         """Start (or enqueue) a run on `thread`, applying its multitask strategy.
 
         `traceparent` is the caller's W3C trace context (its request's header): when tracing
         is on, the run's span is a child of it. `keep_paused`: a stateless run's thread is kept
         while the run is paused (until a run that answers it ends), for a dialect that resumes
-        it by the thread's id.
+        it by the thread's id. `unseen`: the thread was made for this run and its id told to
+        no one, so it has no runs to read, and nothing can look for the run before its task
+        records it running: a run that starts at once has no pending record written first.
+        (Each is a round trip with Redis records, on the model's way.)
 
         Raises:
             RequestRefused: 404 unknown assistant or checkpoint, 409 a busy thread under "reject"
@@ -179,7 +184,8 @@ class Runs:
                                         request.interrupt_after)
         if request.checkpoint_id is not None:
             await self.threads.checkpoint(thread.thread_id, request.checkpoint_id)
-        earlier = await self.of_thread(thread.thread_id)
+        # An unseen thread was made for this run: it has no runs to read.
+        earlier = [] if unseen else await self.of_thread(thread.thread_id)
         busy = [r for r in earlier if not r.finished]
         rollback: _Rollback | None = None
         if busy:
@@ -202,11 +208,12 @@ class Runs:
                            request, time.time(), self.owner, keep_paused=keep_paused,
                            trace=await self._trace(served, thread.thread_id, request, traceparent))
         self._local[record.run_id] = record
-        await self._save(record)
+        waits_for = busy[0] if busy else None  # the newest: it waits for the older ones
+        if not (unseen and not request.after_seconds):
+            await self._save(record)
         await self.records.put(_ACTIVE, record.run_id, {"run_id": record.run_id,
                                                         "thread_id": record.thread_id,
                                                         "owner": self.owner})
-        waits_for = busy[0] if busy else None  # the newest: it waits for the older ones
         # A stateless run's new thread has no checkpoint to read (only runs write them).
         fresh = thread.temporary and not earlier
         task = asyncio.create_task(self._execute(record, runner, waits_for, rollback, fresh))
@@ -398,7 +405,16 @@ class Runs:
                             (spent.output_tokens or 0) - (before.output_tokens or 0))
 
     def _publish(self, type: str, record: RunRecord, data: dict[str, Any]) -> None:
-        payload = _plain({"run_id": record.run_id, **data})
+        marker = {"run_id": record.run_id, **data}
+        payload: Any
+        if isinstance(self.broker, Fanout):
+            # Chronos's brokers encode with orjson, which takes a Fragment as it is: the marker
+            # is encoded once, as `_plain` encodes, rather than encoded, decoded and encoded
+            # again (`run_start` carries the thread's values twice). Another broker gets it
+            # decoded.
+            payload = orjson.Fragment(orjson.dumps(marker, default=repr))
+        else:
+            payload = _plain(marker)
         # A broker failure must not lose the run's outcome.
         with survived(f"{type} marker", run=record.run_id):
             self.broker.publish(Event(type, payload), record.thread_id)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from chronos.server._runs import Runs
 from chronos.server._threads import Threads
 from chronos.server.dialects._run import join_run, sse_response, start_run
 from chronos.store import Checkpoint, MemoryStore
-from chronos.stream import Broker
+from chronos.stream import Broker, Event, Subscription
 
 
 async def _count(state: dict[str, Any]) -> dict[str, Any]:
@@ -174,6 +175,106 @@ async def test_a_stateless_run_reads_no_checkpoint_of_its_new_thread() -> None:
     finally:
         await runs.aclose()
         await broker.aclose()
+
+
+class _WrittenStatuses(MemoryRecords):
+    """Notes each run record's status as it is written, and counts the reads of a thread's
+    runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[str] = []
+        self.runs_read = 0
+
+    async def values(self, collection: str) -> list[dict[str, Any]]:
+        if collection.startswith("runs:"):
+            self.runs_read += 1
+        return await super().values(collection)
+
+    async def put(self, collection: str, key: str, value: dict[str, Any]) -> None:
+        if collection.startswith("runs:"):
+            self.written.append(value["status"])
+        await super().put(collection, key, value)
+
+
+@pytest.mark.anyio
+async def test_a_stateless_run_is_first_recorded_running() -> None:
+    # Its new thread's id is told to no one before the run's task records it running: no
+    # pending record is written on the model's way, nor its thread's runs read (it has none).
+    # A run on a thread is pending first.
+    store, broker = MemoryStore(), Broker()
+    assistants = Assistants({"count": _graph("count", _count)}, store, broker)
+    records = _WrittenStatuses()
+    runs = Runs(assistants, Threads(store, assistants, records), broker, records,
+                ServerMetrics(), Retention())
+    await runs.open()
+    try:
+        for thread_id, written, reads in ((None, ["running", "success"], 0),
+                                          ("t-p", ["pending", "running", "success"], 1)):
+            records.written.clear()
+            records.runs_read = 0
+            run = await start_run(runs, _request(), "count", {"n": 1}, thread_id=thread_id)
+            assert records.runs_read == reads
+            try:
+                async for _ in run.batches():
+                    pass
+            finally:
+                await run.aclose()
+            await runs.finished(run.record.info())
+            assert run.values == {"n": 1, "done": True}
+            assert records.written == written
+    finally:
+        await runs.aclose()
+        await broker.aclose()
+
+
+class _StdlibJSONBroker:
+    """A broker of the user's own, which encodes event data with the standard `json`."""
+
+    def __init__(self) -> None:
+        self.inner = Broker()
+
+    def publish(self, event: Event, topic: str | None = None) -> None:
+        json.dumps(event.data)
+        self.inner.publish(event, topic)
+
+    def subscribe(self, id: str, topics: Iterable[str] | None = None, **options: Any
+                  ) -> Subscription:
+        return self.inner.subscribe(id, topics, **options)
+
+    def unsubscribe(self, id: str) -> None:
+        self.inner.unsubscribe(id)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.mark.anyio
+async def test_the_run_markers_carry_plain_data_to_any_broker() -> None:
+    # Chronos's brokers take the markers encoded once; another broker gets plain data.
+    for broker in (Broker(), _StdlibJSONBroker()):
+        store = MemoryStore()
+        assistants = Assistants({"count": _graph("count", _count)}, store, broker)
+        records = MemoryRecords()
+        runs = Runs(assistants, Threads(store, assistants, records), broker, records,
+                    ServerMetrics(), Retention())
+        await runs.open()
+        try:
+            run = await start_run(runs, _request(), "count", {"n": 1})
+            try:
+                async with asyncio.timeout(10):  # a lost `run_end` would leave it waiting
+                    async for _ in run.batches():
+                        pass
+            finally:
+                await run.aclose()
+            assert run.start is not None
+            assert run.start["values"] == {"n": 1}
+            assert run.start["run_id"] == run.run_id
+            assert run.end is not None
+            assert run.end.status == "success"
+        finally:
+            await runs.aclose()
+            await broker.aclose()
 
 
 @pytest.mark.anyio

@@ -242,7 +242,8 @@ async def start_run(runs: Runs, request: Request, graph_id: str,
     subscription = open_subscription(runs.broker, thread.thread_id)
     try:
         record = await runs.start(thread, run_request, keep_paused=keep_paused,
-                                  traceparent=request.headers.get("traceparent", ""))
+                                  traceparent=request.headers.get("traceparent", ""),
+                                  unseen=thread_id is None)
     except BaseException:
         await subscription.aclose()
         if thread.temporary:
