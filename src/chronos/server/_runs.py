@@ -45,8 +45,7 @@ from chronos.server._run_start import call_runner
 from chronos.server._stream_modes import RUN_END, RUN_START
 from chronos.server._threads import ThreadRecord, Threads
 from chronos.store import Checkpoint
-from chronos.stream import BrokerProtocol, Event, Subscription
-from chronos.stream._broker import Fanout
+from chronos.stream import Broker, BrokerProtocol, Event, Subscription
 
 __all__ = ["Runs"]
 
@@ -407,11 +406,11 @@ class Runs:
     def _publish(self, type: str, record: RunRecord, data: dict[str, Any]) -> None:
         marker = {"run_id": record.run_id, **data}
         payload: Any
-        if isinstance(self.broker, Fanout):
-            # Chronos's brokers encode with orjson, which takes a Fragment as it is: the marker
-            # is encoded once, as `_plain` encodes, rather than encoded, decoded and encoded
-            # again (`run_start` carries the thread's values twice). Another broker gets it
-            # decoded.
+        if isinstance(self.broker, Broker):
+            # The in-process broker encodes with orjson, which takes a Fragment as it is: the
+            # marker is encoded once, as `_plain` encodes, rather than encoded, decoded and
+            # encoded again (`run_start` carries the thread's values twice). Another broker
+            # gets it decoded.
             payload = orjson.Fragment(orjson.dumps(marker, default=repr))
         else:
             payload = _plain(marker)

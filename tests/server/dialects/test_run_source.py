@@ -251,7 +251,7 @@ class _StdlibJSONBroker:
 
 @pytest.mark.anyio
 async def test_the_run_markers_carry_plain_data_to_any_broker() -> None:
-    # Chronos's brokers take the markers encoded once; another broker gets plain data.
+    # The in-process broker takes the markers encoded once; another broker gets plain data.
     for broker in (Broker(), _StdlibJSONBroker()):
         store = MemoryStore()
         assistants = Assistants({"count": _graph("count", _count)}, store, broker)
