@@ -28,7 +28,7 @@ import contextlib
 import os
 import statistics
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -38,16 +38,19 @@ from bench.serve_vs_langgraph import (
     client_gc,
     first_event_latency,
     first_event_latency_per_process,
-    process_cpu_seconds,
     wait_loops,
 )
 from tests.server.conformance_servers import ServedAPI, _serve
 
 
 @contextlib.contextmanager
-def _server(checkout: Path) -> Iterator[ServedAPI]:
+def checkout_server(checkout: Path, pythonpath: str = "",
+                    env: Mapping[str, str] | None = None) -> Iterator[ServedAPI]:
+    """`chronos serve tests.server.graphs:agent` from `checkout`'s own `.venv` and source;
+    `pythonpath` goes before the checkout on the server's `PYTHONPATH`."""
     argv = [str(checkout / ".venv" / "bin" / "chronos"), "serve", "tests.server.graphs:agent"]
-    with _serve("chronos", argv, {"PYTHONPATH": str(checkout)}) as served:
+    path = os.pathsep.join(filter(None, (pythonpath, str(checkout))))
+    with _serve("chronos", argv, {**(env or {}), "PYTHONPATH": path}) as served:
         yield served
 
 
@@ -69,12 +72,11 @@ def _first_events(served: ServedAPI, latency_runs: int, mode: str) -> dict[str, 
     found[f"first event p50 ms, 1 user, gc {mode}"] = latency["first p50 ms"]
     found[f"first event p99 ms, 1 user, gc {mode}"] = latency["first p99 ms"]
     client_gc(mode)
-    before = process_cpu_seconds(served.pid)
-    latency = asyncio.run(first_event_latency(served.url, 50, 2))
+    latency = asyncio.run(first_event_latency(served.url, 50, 2, served.pid))
     found[f"first event p50 ms, 50 users, gc {mode}"] = latency["first p50 ms"]
     found[f"first event p99 ms, 50 users, gc {mode}"] = latency["first p99 ms"]
     found[f"server CPU ms per streamed run, 50 users, gc {mode}"] = \
-        1000 * (process_cpu_seconds(served.pid) - before) / latency["samples"]
+        latency["server CPU ms per stream"]
     client_gc(mode)
     latency = first_event_latency_per_process(served.url, 50, 2)
     found[f"first event p50 ms, 50 procs, gc {mode}"] = latency["first p50 ms"]
@@ -94,8 +96,8 @@ def main() -> None:
     args = parser.parse_args()
     names = [str(c) for c in args.checkouts]
     results: dict[str, dict[str, list[float]]] = {n: {} for n in names}
-    with _server(args.checkouts[0].resolve()) as first, \
-            _server(args.checkouts[1].resolve()) as second:
+    with checkout_server(args.checkouts[0].resolve()) as first, \
+            checkout_server(args.checkouts[1].resolve()) as second:
         servers = dict(zip(names, (first, second), strict=True))
         for round_ in range(args.rounds):
             order = names if round_ % 2 == 0 else names[::-1]

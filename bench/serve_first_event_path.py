@@ -266,13 +266,17 @@ def _summary(records: list[dict[str, Any]]) -> dict[str, tuple[float, float]]:
 def _measure(checkout: Path, one_user_runs: int) -> dict[str, dict[str, tuple[float, float]]]:
     python = checkout / ".venv" / "bin" / "python"
     with tempfile.TemporaryDirectory(prefix="chronos-first-event-") as workdir:
+        calls = [(5, 2), (1, one_user_runs), (50, 2)]  # (users, streams each): a warm-up first
         with script_server(python, _SERVER, workdir, checkout) as url:
-            asyncio.run(first_event_latency(url, 5, 2))  # warm-up
-            asyncio.run(first_event_latency(url, 1, one_user_runs))
-            asyncio.run(first_event_latency(url, 50, 2))
+            for users, per_user in calls:
+                asyncio.run(first_event_latency(url, users, per_user))
         records = json.loads(Path(workdir, "records.json").read_text())
-    warm_up, one, fifty = records[:10], records[10:10 + one_user_runs], records[10 + one_user_runs:]
-    del warm_up
+    timed = []
+    for users, per_user in calls:
+        del records[:users]  # each user's untimed stream, its client readied
+        timed.append(records[:users * per_user])
+        del records[:users * per_user]
+    _, one, fifty = timed
     waits = collections.Counter(w for r in fifty for w in r["waits"])
     if waits:
         print(f"  {checkout}: where the 50-user requests suspended before the metadata: "

@@ -29,8 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.serve_vs_langgraph import first_event_latency, process_cpu_seconds
-from tests.server.conformance_servers import _serve
+from bench.serve_ab import checkout_server
+from bench.serve_vs_langgraph import first_event_latency
 
 _PROBE = '''
 import gc, os, time
@@ -79,21 +79,17 @@ def main() -> None:
         served, files = [], []
         for n, checkout in enumerate(args.checkouts):
             files.append(Path(workdir) / f"gc-{n}.txt")
-            argv = [str(checkout / ".venv" / "bin" / "chronos"), "serve",
-                    "tests.server.graphs:agent"]
-            served.append(stack.enter_context(_serve("chronos", argv, {
-                "PYTHONPATH": f"{workdir}{os.pathsep}{checkout}",
-                "CHRONOS_GC_PROBE": str(files[-1])})))
+            served.append(stack.enter_context(checkout_server(
+                checkout, workdir, {"CHRONOS_GC_PROBE": str(files[-1])})))
         for server in served:  # warm: the clients connect, the server's first runs
             asyncio.run(first_event_latency(server.url, users, 1))
         rows: dict[int, list[str]] = {n: [] for n in range(len(served))}
         cpu: dict[int, list[float]] = {n: [] for n in range(len(served))}
         for _ in range(args.rounds):
             for n, server in enumerate(served):
-                before = process_cpu_seconds(server.pid)
-                latency = asyncio.run(first_event_latency(server.url, users, args.per_user))
-                cpu[n].append(1000 * (process_cpu_seconds(server.pid) - before)
-                              / (users * args.per_user))
+                latency = asyncio.run(first_event_latency(server.url, users, args.per_user,
+                                                          server.pid))
+                cpu[n].append(latency["server CPU ms per stream"])
                 rows[n].append(f"{latency['first p50 ms']:.1f} / {latency['first p99 ms']:.1f}"
                                f" (load {os.getloadavg()[0]:.1f})")
         resident = [_resident_mib(server.pid) for server in served]

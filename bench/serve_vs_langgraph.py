@@ -229,17 +229,23 @@ async def _user_streams(client: Any, per_user: int) -> list[tuple[float, float]]
         await client.http.client.aclose()
 
 
-async def first_event_latency(url: str, users: int, per_user: int) -> dict[str, float]:
+async def first_event_latency(url: str, users: int, per_user: int,
+                              server_pid: int | None = None) -> dict[str, float]:
     """Each user streams `per_user` runs one after another; all users in this process.
 
-    The users start together once every client is ready (`_ready_client`).
+    The users start together once every client is ready (`_ready_client`). The CPU per stream
+    (this process's, and the server's when `server_pid` is given) is counted from then on:
+    the clients' readying runs are not in it.
     """
     clients = [await _ready_client(url) for _ in range(users)]
     cpu = time.process_time()
+    server_cpu = process_cpu_seconds(server_pid) if server_pid else 0.0
     streams = await asyncio.gather(*(_user_streams(client, per_user) for client in clients))
-    cpu = time.process_time() - cpu
     figures = _latency_figures([sample for samples in streams for sample in samples])
-    figures["client CPU ms per stream"] = 1000 * cpu / figures["samples"]
+    figures["client CPU ms per stream"] = 1000 * (time.process_time() - cpu) / figures["samples"]
+    if server_pid:
+        figures["server CPU ms per stream"] = (
+            1000 * (process_cpu_seconds(server_pid) - server_cpu) / figures["samples"])
     return figures
 
 

@@ -51,6 +51,7 @@ def _chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
 
 
 _stamps: dict[str, int] = {}
+_RECORDS_PREFIX = f"bench-{os.getpid()}:"  # `--redis-records`: this process's keys
 
 
 def _stamp(name: str) -> None:
@@ -104,7 +105,7 @@ def _app(stamped: bool, records_url: str | None = None) -> Any:
     # Redis records (`--redis-records`): as `chronos serve --broker redis://...` keeps them,
     # under a prefix of this process's own.
     records = (None if records_url is None else
-               server.RedisRecords(records_url, key_prefix=f"bench-{os.getpid()}:"))
+               server.RedisRecords(records_url, key_prefix=_RECORDS_PREFIX))
     return server.create_app({"local": g}, store=store.MemoryStore(), broker=stream.Broker(),
                              records=records)
 
@@ -200,7 +201,7 @@ def _stages(count: int, messages: int, records_url: str | None) -> None:
         import redis
 
         client = redis.Redis.from_url(records_url)
-        for key in client.scan_iter(f"bench-{os.getpid()}:*"):
+        for key in client.scan_iter(_RECORDS_PREFIX + "*"):
             client.delete(key)
     for start, end in _STAGES:
         median = statistics.median(r[end] - r[start] for r in rows) / 1000

@@ -506,7 +506,7 @@ def main() -> None:
                         direct_ttft.append((client_stamps["first"] - client_stamps["create"]) / 1e6)
                         direct_prompt.append(prompt_ms)
                         for label, begin, end in _CLIENT_INTERVALS:
-                            if label.startswith("chunk"):
+                            if begin not in client_stamps:  # a stamp of the served side
                                 continue
                             direct_client.setdefault(label, []).append(
                                 (client_stamps[end] - client_stamps[begin]) / 1e6)

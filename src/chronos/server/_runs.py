@@ -208,7 +208,7 @@ class Runs:
                            trace=await self._trace(served, thread.thread_id, request, traceparent))
         self._local[record.run_id] = record
         waits_for = busy[0] if busy else None  # the newest: it waits for the older ones
-        if not (unseen and not request.after_seconds):
+        if not unseen or request.after_seconds:
             await self._save(record)
         await self.records.put(_ACTIVE, record.run_id, {"run_id": record.run_id,
                                                         "thread_id": record.thread_id,

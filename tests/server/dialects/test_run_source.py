@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
@@ -19,9 +20,9 @@ from chronos.server._metrics import ServerMetrics
 from chronos.server._records import MemoryRecords
 from chronos.server._runs import Runs
 from chronos.server._threads import Threads
-from chronos.server.dialects._run import join_run, sse_response, start_run
+from chronos.server.dialects._run import RunSource, join_run, sse_response, start_run
 from chronos.store import Checkpoint, MemoryStore
-from chronos.stream import Broker, Event, Subscription
+from chronos.stream import Broker, BrokerProtocol, Event, Subscription
 
 
 async def _count(state: dict[str, Any]) -> dict[str, Any]:
@@ -43,18 +44,34 @@ def _graph(name: str, node: Any) -> graph.CompiledGraph:
     return g.compile()
 
 
-@pytest.fixture
-async def runs() -> AsyncIterator[Runs]:
-    store, broker = MemoryStore(), Broker()
+@contextlib.asynccontextmanager
+async def _open_runs(store: MemoryStore, broker: BrokerProtocol,
+                     records: MemoryRecords) -> AsyncIterator[Runs]:
+    """`Runs` of the `count` and `fail` graphs over these parts, closed with the broker."""
     assistants = Assistants({"count": _graph("count", _count), "fail": _graph("fail", _fail)},
                             store, broker)
-    records = MemoryRecords()
     runs = Runs(assistants, Threads(store, assistants, records), broker, records,
                 ServerMetrics(), Retention())
     await runs.open()
-    yield runs
-    await runs.aclose()
-    await broker.aclose()
+    try:
+        yield runs
+    finally:
+        await runs.aclose()
+        await broker.aclose()
+
+
+@pytest.fixture
+async def runs() -> AsyncIterator[Runs]:
+    async with _open_runs(MemoryStore(), Broker(), MemoryRecords()) as runs:
+        yield runs
+
+
+async def _read_to_end(run: RunSource) -> None:
+    try:
+        async for _ in run.batches():
+            pass
+    finally:
+        await run.aclose()
 
 
 def _request() -> Request:
@@ -81,11 +98,7 @@ async def test_events_arrive_in_order_then_the_end_and_values(runs: Runs) -> Non
 @pytest.mark.anyio
 async def test_a_failed_run_ends_with_its_error(runs: Runs) -> None:
     run = await start_run(runs, _request(), "fail", {})
-    try:
-        async for _ in run.batches():
-            pass
-    finally:
-        await run.aclose()
+    await _read_to_end(run)
     assert run.end is not None
     assert (run.end.status, run.end.error_type) == ("error", "NodeError")
     assert "no luck" in run.end.error
@@ -155,26 +168,14 @@ class _CountingStore(MemoryStore):
 
 @pytest.mark.anyio
 async def test_a_stateless_run_reads_no_checkpoint_of_its_new_thread() -> None:
-    store, broker = _CountingStore(), Broker()
-    assistants = Assistants({"count": _graph("count", _count)}, store, broker)
-    records = MemoryRecords()
-    runs = Runs(assistants, Threads(store, assistants, records), broker, records,
-                ServerMetrics(), Retention())
-    await runs.open()
-    try:
+    store = _CountingStore()
+    async with _open_runs(store, Broker(), MemoryRecords()) as runs:
         for thread_id, reads in ((None, 0), ("t-r", 1)):
             store.latest_reads = 0
             run = await start_run(runs, _request(), "count", {"n": 1}, thread_id=thread_id)
-            try:
-                async for _ in run.batches():
-                    pass
-            finally:
-                await run.aclose()
+            await _read_to_end(run)
             assert run.values == {"n": 1, "done": True}
             assert store.latest_reads == reads
-    finally:
-        await runs.aclose()
-        await broker.aclose()
 
 
 class _WrittenStatuses(MemoryRecords):
@@ -202,30 +203,18 @@ async def test_a_stateless_run_is_first_recorded_running() -> None:
     # Its new thread's id is told to no one before the run's task records it running: no
     # pending record is written on the model's way, nor its thread's runs read (it has none).
     # A run on a thread is pending first.
-    store, broker = MemoryStore(), Broker()
-    assistants = Assistants({"count": _graph("count", _count)}, store, broker)
     records = _WrittenStatuses()
-    runs = Runs(assistants, Threads(store, assistants, records), broker, records,
-                ServerMetrics(), Retention())
-    await runs.open()
-    try:
+    async with _open_runs(MemoryStore(), Broker(), records) as runs:
         for thread_id, written, reads in ((None, ["running", "success"], 0),
                                           ("t-p", ["pending", "running", "success"], 1)):
             records.written.clear()
             records.runs_read = 0
             run = await start_run(runs, _request(), "count", {"n": 1}, thread_id=thread_id)
             assert records.runs_read == reads
-            try:
-                async for _ in run.batches():
-                    pass
-            finally:
-                await run.aclose()
+            await _read_to_end(run)
             await runs.finished(run.record.info())
             assert run.values == {"n": 1, "done": True}
             assert records.written == written
-    finally:
-        await runs.aclose()
-        await broker.aclose()
 
 
 class _StdlibJSONBroker:
@@ -253,28 +242,15 @@ class _StdlibJSONBroker:
 async def test_the_run_markers_carry_plain_data_to_any_broker() -> None:
     # The in-process broker takes the markers encoded once; another broker gets plain data.
     for broker in (Broker(), _StdlibJSONBroker()):
-        store = MemoryStore()
-        assistants = Assistants({"count": _graph("count", _count)}, store, broker)
-        records = MemoryRecords()
-        runs = Runs(assistants, Threads(store, assistants, records), broker, records,
-                    ServerMetrics(), Retention())
-        await runs.open()
-        try:
+        async with _open_runs(MemoryStore(), broker, MemoryRecords()) as runs:
             run = await start_run(runs, _request(), "count", {"n": 1})
-            try:
-                async with asyncio.timeout(10):  # a lost `run_end` would leave it waiting
-                    async for _ in run.batches():
-                        pass
-            finally:
-                await run.aclose()
+            async with asyncio.timeout(10):  # a lost `run_end` would leave it waiting
+                await _read_to_end(run)
             assert run.start is not None
             assert run.start["values"] == {"n": 1}
             assert run.start["run_id"] == run.run_id
             assert run.end is not None
             assert run.end.status == "success"
-        finally:
-            await runs.aclose()
-            await broker.aclose()
 
 
 @pytest.mark.anyio
