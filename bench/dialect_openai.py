@@ -29,12 +29,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +95,30 @@ def local_model_server() -> Any:
     return xllamacpp.Server(params)
 
 
+@contextlib.contextmanager
+def model_server_process() -> Iterator[tuple[str, int]]:
+    """`local_model_server()` in a process of its own, as llama.cpp's server runs beside an
+    application: its address and pid while the block runs."""
+    child = subprocess.Popen([sys.executable, __file__, "_model_server"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        address = child.stdout.readline().strip()
+        if not address:
+            raise SystemExit("the model's server did not start")
+        yield address, child.pid
+    finally:
+        child.kill()
+        child.wait()
+
+
+def _serve_model() -> None:
+    """The child of `model_server_process`: serve until the parent closes our stdin."""
+    model_server = local_model_server()
+    print(model_server.listening_address, flush=True)
+    sys.stdin.read()
+
+
 def _cpu_ns(pid: int) -> int:
     """CPU time of a process's threads but the calling one (which measures), in ns: the
     scheduler's own account."""
@@ -116,11 +143,20 @@ _IN_PROCESS = "chronos, model in process"
 _PROXY = "chronos -> llama.cpp server"
 
 
-def ttft(rounds: int, max_tokens: int) -> None:
+def ttft(rounds: int, max_tokens: int, own_process: bool) -> None:
     """The three sides: the model's own server, Chronos running the model itself, Chronos
-    streaming from the model's server. Each model idle (checked) while another side runs."""
-    model_server = local_model_server()
-    model_url = f"{model_server.listening_address}/v1"
+    streaming from the model's server. Each model idle (checked) while another side runs.
+    `own_process`: the model's server runs in a process of its own, else in this one."""
+    with contextlib.ExitStack() as stack:
+        if own_process:
+            address, model_pid = stack.enter_context(model_server_process())
+        else:
+            model_server = local_model_server()
+            address, model_pid = model_server.listening_address, os.getpid()
+        _ttft(rounds, max_tokens, f"{address}/v1", model_pid)
+
+
+def _ttft(rounds: int, max_tokens: int, model_url: str, model_pid: int) -> None:
     os.environ["CHRONOS_BENCH_MODEL_URL"] = model_url
     os.environ["CHRONOS_BENCH_MAX_TOKENS"] = str(max_tokens)
     direct = openai.OpenAI(base_url=model_url, api_key="unused", max_retries=0)
@@ -131,7 +167,7 @@ def ttft(rounds: int, max_tokens: int) -> None:
         sides = {_DIRECT: lambda: _first_token(direct, "smollm2", **options),
                  _IN_PROCESS: lambda: _first_token(chronos, "in_process"),
                  _PROXY: lambda: _first_token(chronos, "local")}
-        pids = (os.getpid(), served.pid)  # this one holds the model's server
+        pids = tuple({os.getpid(), model_pid, served.pid})
         for side in sides.values():  # warm-up: connections, the models' prompt caches
             side()
             side()
@@ -139,8 +175,9 @@ def ttft(rounds: int, max_tokens: int) -> None:
         idle = [_cpu_ns(pid) for pid in pids]
         time.sleep(1)
         idle = [(_cpu_ns(pid) - used) / 1e6 for pid, used in zip(pids, idle, strict=True)]
-        print(f"idle, both models loaded: CPU over 1 s, this process (the model's server) "
-              f"{idle[0]:.2f} ms, chronos serve (the in-process model) {idle[1]:.2f} ms")
+        print("idle, both models loaded: CPU over 1 s, " + ", ".join(
+            f"pid {pid} {used:.2f} ms" for pid, used in zip(pids, idle, strict=True))
+            + f" (model's server: pid {model_pid}, chronos serve: pid {served.pid})")
         firsts: dict[str, list[float]] = {name: [] for name in sides}
         differences: dict[str, list[float]] = {_IN_PROCESS: [], _PROXY: []}
         texts: set[str] = set()
@@ -345,12 +382,19 @@ def main() -> None:
     first = sub.add_parser("ttft")
     first.add_argument("--rounds", type=int, default=30)
     first.add_argument("--max-tokens", type=int, default=8)
+    first.add_argument("--model-server", choices=["own-process", "this-process"], nargs="+",
+                       default=["own-process"],
+                       help="where the model's own server runs: a process of its own (as "
+                            "beside an application), or this one, beside the SDK client")
     fan = sub.add_parser("events")
     fan.add_argument("--clients", type=int, nargs="+", default=[10, 100, 1000])
     fan.add_argument("--tokens", type=int, default=100)
     fan.add_argument("--bursts", type=int, default=3)
     alone = sub.add_parser("translate")
     alone.add_argument("--count", type=int, default=20_000)
+    if sys.argv[1:] == ["_model_server"]:
+        _serve_model()
+        return
     args = parser.parse_args()
     from importlib.metadata import version
     print(f"python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} cores; "
@@ -358,7 +402,9 @@ def main() -> None:
     if args.what == "ttft":
         ttft_in_process(200)
         ttft_alone(args.rounds)
-        ttft(args.rounds, args.max_tokens)
+        for where in args.model_server:
+            print(f"the model's server runs in {where.replace('-', ' ')}")
+            ttft(args.rounds, args.max_tokens, own_process=where == "own-process")
     elif args.what == "events":
         events(args.clients, args.tokens, args.bursts)
     else:

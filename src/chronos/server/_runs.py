@@ -169,10 +169,11 @@ class Runs:
         `traceparent` is the caller's W3C trace context (its request's header): when tracing
         is on, the run's span is a child of it. `keep_paused`: a stateless run's thread is kept
         while the run is paused (until a run that answers it ends), for a dialect that resumes
-        it by the thread's id. `unseen`: the thread was made for this run and its id told to
-        no one, so it has no runs to read, and nothing can look for the run before its task
-        records it running: a run that starts at once has no pending record written first.
-        (Each is a round trip with Redis records, on the model's way.)
+        it by the thread's id. `unseen`: the thread was made for this run (`Threads.new`,
+        not saved) and its id told to no one, so it has no runs to read, and nothing can look
+        for the run or its thread while it runs: neither is recorded unless the run outlives
+        its end (paused and kept), nor is a record written while it runs. (Each is a round
+        trip with Redis records, five of them on the model's way.)
 
         Raises:
             RequestRefused: 404 unknown assistant or checkpoint, 409 a busy thread under "reject"
@@ -208,14 +209,15 @@ class Runs:
                            trace=await self._trace(served, thread.thread_id, request, traceparent))
         self._local[record.run_id] = record
         waits_for = busy[0] if busy else None  # the newest: it waits for the older ones
-        if not unseen or request.after_seconds:
+        if not unseen:
             await self._save(record)
-        await self.records.put(_ACTIVE, record.run_id, {"run_id": record.run_id,
-                                                        "thread_id": record.thread_id,
-                                                        "owner": self.owner})
+            await self.records.put(_ACTIVE, record.run_id, {"run_id": record.run_id,
+                                                            "thread_id": record.thread_id,
+                                                            "owner": self.owner})
         # A stateless run's new thread has no checkpoint to read (only runs write them).
         fresh = thread.temporary and not earlier
-        task = asyncio.create_task(self._execute(record, runner, waits_for, rollback, fresh))
+        task = asyncio.create_task(self._execute(record, runner, waits_for, rollback, fresh,
+                                                 thread if unseen else None))
         record.task = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -312,7 +314,10 @@ class Runs:
             await self.records.put(_runs_of(record.thread_id), record.run_id, record.to_json())
 
     async def _execute(self, record: RunRecord, runner: Runner, waits_for: RunInfo | None,
-                       rollback: _Rollback | None, fresh: bool) -> None:
+                       rollback: _Rollback | None, fresh: bool,
+                       unsaved: ThreadRecord | None) -> None:
+        """Run it. `unsaved`: the run's thread, unseen and not recorded (see `start`); it and
+        the run are recorded at the end only if the run stays paused on it."""
         thread_id = record.thread_id
         started: float | None = None
         paused = False
@@ -328,8 +333,9 @@ class Runs:
             record.status = "running"
             started = time.monotonic()
             self.metrics.running(+1)
-            await self._save(record)
-            await self.threads.set_active(thread_id, record.run_id)
+            if unsaved is None:
+                await self._save(record)
+                await self.threads.set_active(thread_id, record.run_id)
             request = record.request
             base: Checkpoint | None
             if request.checkpoint_id is not None:
@@ -372,21 +378,27 @@ class Runs:
                 with survived("run's token count", run=record.run_id):
                     await self._count_tokens(runner, thread_id, result, parent, began)
             record.updated_at = time.time()
+            kept = record.temporary and paused and record.keep_paused
             # The end marker must go out regardless.
             with survived("run record at its end", run=record.run_id):
-                await self.threads.set_active(thread_id, None, unless=record.run_id)
-                await self._save(record)
-                await self.records.delete(_ACTIVE, record.run_id)
-                await self._forget_old_runs(thread_id)
+                if unsaved is None:
+                    await self.threads.set_active(thread_id, None, unless=record.run_id)
+                    await self._save(record)
+                    await self.records.delete(_ACTIVE, record.run_id)
+                    await self._forget_old_runs(thread_id)
+                elif kept:  # it outlives its end: a dialect resumes it by the thread's id
+                    await self.threads.save(unsaved)
+                    await self._save(record)
             self._publish(RUN_END, record, {"status": record.status, "error": record.error,
                                             "error_type": record.error_type})
             self._local.pop(record.run_id, None)
             record.done.set()
-            if record.temporary and not (paused and record.keep_paused):
+            if record.temporary and not kept:
                 # A stateless run's thread, record and checkpoints go with it.
                 with survived("stateless run's cleanup", run=record.run_id):
-                    await self.records.drop(_runs_of(thread_id))
-                    await self.threads.remove(thread_id)
+                    if unsaved is None:
+                        await self.records.drop(_runs_of(thread_id))
+                        await self.threads.remove(thread_id)
                     await self.threads.store.delete_session(thread_id)
 
     async def _count_tokens(self, runner: Runner, thread_id: str, result: RunState | None,

@@ -96,12 +96,24 @@ class Threads:
         Raises:
             RequestRefused: 403, `authorize` refused.
         """
+        record = await self.new(request, thread_id, metadata, temporary=temporary)
+        await self.save(record)
+        return record
+
+    async def new(self, request: Request, thread_id: str | None = None,
+                  metadata: Mapping[str, Any] | None = None, *,
+                  temporary: bool = False) -> ThreadRecord:
+        """`create` without saving the record: for a thread whose id no one is told, which
+        only needs saving if it outlives its run (`Runs.start`'s `unseen`).
+
+        Raises:
+            RequestRefused: 403, `authorize` refused.
+        """
         now = time.time()
         record = ThreadRecord(thread_id or str(uuid.uuid4()), now, now, dict(metadata or {}),
                               temporary=temporary)
         if not await self.allows(request, record, "create"):
             raise RequestRefused(403, "Not allowed to create a thread")
-        await self.save(record)
         return record
 
     async def find(self, thread_id: str) -> ThreadRecord | None:

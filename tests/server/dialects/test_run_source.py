@@ -178,9 +178,9 @@ async def test_a_stateless_run_reads_no_checkpoint_of_its_new_thread() -> None:
             assert store.latest_reads == reads
 
 
-class _WrittenStatuses(MemoryRecords):
-    """Notes each run record's status as it is written, and counts the reads of a thread's
-    runs."""
+class _Writes(MemoryRecords):
+    """Notes each record written (its collection, and a run's status), and counts the reads
+    of a thread's runs."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -193,20 +193,24 @@ class _WrittenStatuses(MemoryRecords):
         return await super().values(collection)
 
     async def put(self, collection: str, key: str, value: dict[str, Any]) -> None:
-        if collection.startswith("runs:"):
-            self.written.append(value["status"])
+        self.written.append(f"run {value['status']}" if collection.startswith("runs:")
+                            else collection)
         await super().put(collection, key, value)
 
 
+async def _ask(state: dict[str, Any]) -> dict[str, Any]:
+    return {"answer": graph.interrupt("go on?")}
+
+
 @pytest.mark.anyio
-async def test_a_stateless_run_is_first_recorded_running() -> None:
-    # Its new thread's id is told to no one before the run's task records it running: no
-    # pending record is written on the model's way, nor its thread's runs read (it has none).
-    # A run on a thread is pending first.
-    records = _WrittenStatuses()
+async def test_a_stateless_run_records_nothing_while_it_runs() -> None:
+    # Its new thread's id is told to no one while it runs: neither the thread nor the run is
+    # recorded on the model's way (nor the thread's runs read: it has none), nor after an end
+    # that deletes them. A run on a thread is pending first.
+    records = _Writes()
     async with _open_runs(MemoryStore(), Broker(), records) as runs:
-        for thread_id, written, reads in ((None, ["running", "success"], 0),
-                                          ("t-p", ["pending", "running", "success"], 1)):
+        for thread_id, statuses, reads in ((None, [], 0),
+                                           ("t-p", ["pending", "running", "success"], 1)):
             records.written.clear()
             records.runs_read = 0
             run = await start_run(runs, _request(), "count", {"n": 1}, thread_id=thread_id)
@@ -214,7 +218,30 @@ async def test_a_stateless_run_is_first_recorded_running() -> None:
             await _read_to_end(run)
             await runs.finished(run.record.info())
             assert run.values == {"n": 1, "done": True}
-            assert records.written == written
+            assert [w.removeprefix("run ") for w in records.written
+                    if w.startswith("run ")] == statuses
+            if thread_id is None:
+                assert records.written == []
+                assert await runs.threads.find(run.thread_id) is None
+
+
+@pytest.mark.anyio
+async def test_a_stateless_run_that_stays_paused_is_recorded_at_its_end() -> None:
+    # Kept for the run that answers it, by its thread's id: recorded before its end marker.
+    records = _Writes()
+    store, broker = MemoryStore(), Broker()
+    async with _open_runs(store, broker, records) as runs:
+        runs.assistants.served.update(
+            Assistants({"ask": _graph("ask", _ask)}, store, broker).served)
+        run = await start_run(runs, _request(), "ask", {}, keep_paused=True)
+        await _read_to_end(run)
+        assert run.end is not None and run.end.status == "success"
+        assert records.written == ["threads", "run success"]
+        kept = await runs.threads.find(run.thread_id)
+        assert kept is not None and kept.temporary and kept.metadata["graph_id"] == "ask"
+        assert [r.status for r in await runs.of_thread(run.thread_id)] == ["success"]
+        _, paused = await run.final_state()
+        assert [p["value"] for p in paused] == ["go on?"]
 
 
 class _StdlibJSONBroker:

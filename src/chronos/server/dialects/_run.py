@@ -226,10 +226,11 @@ async def start_run(runs: Runs, request: Request, graph_id: str,
     run_request = parse_run_request(body, default_disconnect=on_disconnect)
     served = runs.assistants.find(graph_id)  # an unknown graph fails before a thread is made
     if thread_id is None:
-        # Made with the graph's ids, which `runs.start` would otherwise save in a second write.
-        thread = await threads.create(request, metadata={"graph_id": served.graph_id,
-                                                         "assistant_id": served.assistant_id},
-                                      temporary=True)
+        # Made with the graph's ids, which `runs.start` would otherwise save; saved only if
+        # the run outlives its end (paused and kept), as its id is told to no one before.
+        thread = await threads.new(request, metadata={"graph_id": served.graph_id,
+                                                      "assistant_id": served.assistant_id},
+                                   temporary=True)
     elif await threads.find(thread_id) is None:
         thread = await threads.create(request, thread_id)
     else:
@@ -246,7 +247,7 @@ async def start_run(runs: Runs, request: Request, graph_id: str,
                                   unseen=thread_id is None)
     except BaseException:
         await subscription.aclose()
-        if thread.temporary:
+        if thread.temporary and thread_id is not None:
             await threads.remove(thread.thread_id)
         raise
     # Let the run's task go first, up to its first wait (its model's answer, typically), and
