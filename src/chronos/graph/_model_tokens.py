@@ -18,6 +18,7 @@ which made no event before), and is added to the run's totals once per call, not
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -88,12 +89,15 @@ class _DeltaTwin:
 _delta = cast(Callable[[str, ChatResponse, Usage | None], MessageDelta], _DeltaTwin)
 
 
-def _emit_chunk(emit: Emitter, message_id: str, chunk: ChatResponse) -> None:
+def _emit_chunk(emit: Emitter, message_id: str, chunk: ChatResponse) -> bool:
+    """Whether the chunk made a `token` event."""
     # A chunk with nothing to show (a role-only opener) makes no event; the usage-only closer
     # most vendors send does, as the call's last delta. A delta nobody takes is not built.
     if (chunk.content or chunk.reasoning or chunk.tool_call_deltas or chunk.tool_calls
             or chunk.usage is not None) and not emit.skip("token"):
         emit("token", _delta(message_id, chunk, chunk.usage))
+        return True
+    return False
 
 
 def _message_id(message_id: str | None) -> str:
@@ -139,9 +143,15 @@ async def stream_chat(
         # `async with` closes the provider's stream (an HTTP response, a llama.cpp worker)
         # when the node is cancelled or an event cannot be delivered, not when the GC does.
         async with provider.stream_chat(request) as chunks:
+            first = True
             async for chunk in chunks if span is None else span.watch(chunks):
-                _emit_chunk(sink, mid, chunk)
+                emitted = _emit_chunk(sink, mid, chunk)
                 add(chunk)
+                if emitted and first:
+                    first = False
+                    # The run's readers (a client's stream) take the first token before the
+                    # run goes on: its time to first token is theirs (BENCHMARKS.md, ttft6).
+                    await asyncio.sleep(0)
     except BaseException as exc:
         if span is not None:
             span.fail(exc)

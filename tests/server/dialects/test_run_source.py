@@ -235,10 +235,13 @@ async def test_a_stateless_run_that_stays_paused_is_recorded_at_its_end() -> Non
             Assistants({"ask": _graph("ask", _ask)}, store, broker).served)
         run = await start_run(runs, _request(), "ask", {}, keep_paused=True)
         await _read_to_end(run)
-        assert run.end is not None and run.end.status == "success"
+        assert run.end is not None
+        assert run.end.status == "success"
         assert records.written == ["threads", "run success"]
         kept = await runs.threads.find(run.thread_id)
-        assert kept is not None and kept.temporary and kept.metadata["graph_id"] == "ask"
+        assert kept is not None
+        assert kept.temporary
+        assert kept.metadata["graph_id"] == "ask"
         assert [r.status for r in await runs.of_thread(run.thread_id)] == ["success"]
         _, paused = await run.final_state()
         assert [p["value"] for p in paused] == ["go on?"]
