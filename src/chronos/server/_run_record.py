@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -85,16 +86,20 @@ class RunRecord:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     trace: RunTrace | None = None  # its span, started with the record, when tracing is on
-    # What the record says of its request, JSON-ready once: every save (three a run) and
-    # `info` reuse it, rather than re-encoding the request each time to make it plain.
-    _asked: dict[str, Any] = field(init=False, repr=False)
     _created: str = field(init=False, repr=False)  # `created_at` in ISO form, as every save has it
 
     def __post_init__(self) -> None:
-        self._asked = _plain({"metadata": self.request.metadata,
-                              "multitask_strategy": self.request.multitask_strategy,
-                              "kwargs": self.request.kwargs()})
         self._created = iso(self.created_at)
+
+    @functools.cached_property
+    def _asked(self) -> dict[str, Any]:
+        """What the record says of its request, JSON-ready once: every save (three a run) and
+        `info` reuse it, rather than re-encoding the request each time to make it plain. Made
+        at the first: a dialect's stateless run, never saved, never makes it (its `input` is
+        the whole conversation)."""
+        return _plain({"metadata": self.request.metadata,
+                       "multitask_strategy": self.request.multitask_strategy,
+                       "kwargs": self.request.kwargs()})
 
     @property
     def traceparent(self) -> str:
