@@ -1,6 +1,6 @@
 """The OpenAI dialect: what Chronos adds to time-to-first-token, and what an event costs.
 
-    .venv/bin/python bench/dialect_openai.py ttft --rounds 30
+    .venv/bin/python bench/dialect_openai.py ttft --rounds 40 --model-server own-process
     .venv/bin/python bench/dialect_openai.py events --clients 10 100 1000 --tokens 100
     .venv/bin/python bench/dialect_openai.py translate
 
@@ -10,10 +10,13 @@
   (`LlamaCppProvider`, same GGUF and settings: the `in_process` graph); and the same endpoint
   streaming it from that model server (the `local` graph, an extra HTTP hop). Time from
   `create()` to the first chunk with text; each side warmed up first; each round runs all
-  three, in alternating order, each once both processes (this one, which holds the model's
-  server, and `chronos serve`, which holds the in-process model) have gone idle, so that
-  neither model computes while another side is measured; reported: medians, and the median
-  of each round's difference to the model's own server, for each Chronos side. First,
+  three, in alternating order, each once every process (this one, the model's server's and
+  `chronos serve`, which holds the in-process model) has gone idle, so that neither model
+  computes while another side is measured; reported: medians, and the median of each round's
+  difference to the model's own server, for each Chronos side. `--model-server`: where the
+  model's own server runs, a process of its own (default: as it runs beside an application)
+  or this one, beside the SDK client (as the runs before 2026-12-04 15:00 UTC did); each
+  placement given is measured in turn. First,
   without a model (the `burst` graph, one token): TTFT beside the SDK's round trip for
   `models.list()`, which isolates what starting a run and delivering its first token costs.
 - events: C clients at once each stream a run of the `burst` graph (T tokens back to back,
