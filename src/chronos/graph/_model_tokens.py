@@ -150,7 +150,8 @@ async def stream_chat(
                 if emitted and first:
                     first = False
                     # The run's readers (a client's stream) take the first token before the
-                    # run goes on: its time to first token is theirs (BENCHMARKS.md, ttft6).
+                    # run goes on: its time to first token is theirs (BENCHMARKS.md,
+                    # "Thirteenth session").
                     await asyncio.sleep(0)
     except BaseException as exc:
         if span is not None:
