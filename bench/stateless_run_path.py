@@ -4,6 +4,7 @@
     .venv/bin/python bench/stateless_run_path.py . --stages        # medians of stage stamps, µs
     .venv/bin/python bench/stateless_run_path.py /work/main . --messages 20   # a longer chat
     .venv/bin/python bench/stateless_run_path.py . --stages --redis-records redis://127.0.0.1:6379/0
+    .venv/bin/python bench/stateless_run_path.py . --stages --evict 64    # each request cold
 
 A streamed `/v1/chat/completions` request, called on the app as an ASGI app (no sockets,
 no uvicorn), read to its end: the graph's one node streams a chat from an `OpenAIProvider`
@@ -20,7 +21,10 @@ stamping `perf_counter_ns` (as `bench/ttft_stages.py` does over HTTP) at the ASG
 body read, `start_run`, `Runs.start` and its return, the run's task, `call_runner`, the node,
 the model's request handed to the transport, its first token's bytes read, the token's
 publication, the dialect's reader having it, and its chunk handed to the ASGI `send`; medians
-of the last 2,000, in µs (a wall clock: read them on a quiet machine).
+of the last 2,000, in µs (a wall clock: read them on a quiet machine). `--evict MB`: before
+each request, write that many MB of memory and leave the loop idle for 2 ms, as a served
+request meets the caches after a model's generation has run through them (64 MB: the stages
+of `bench/ttft_stages.py --in-process`); 300 requests after 50 unmeasured.
 """
 
 from __future__ import annotations
@@ -179,20 +183,26 @@ _STAGES = [("asgi", "body"), ("body", "start_run"), ("start_run", "runs_start"),
            ("token_batch", "token_send"), ("token_read", "token_send")]
 
 
-def _stages(count: int, messages: int, records_url: str | None) -> None:
+def _stages(count: int, messages: int, records_url: str | None, evict_mb: int) -> None:
     import uvloop
 
     stamp_run_path(_stamp)
+    evicted = bytearray(evict_mb * 1_000_000)
+    zeros = bytes(len(evicted))
 
     async def main() -> list[dict[str, int]]:
         app = _app(stamped=True, records_url=records_url)
         body = _body(messages)
         rows = []
         async with app.router.lifespan_context(app):
-            for i in range(count + 100):
+            warm_up = 50 if evict_mb else 100
+            for i in range(count + warm_up):
+                if evict_mb:
+                    evicted[:] = zeros
+                    await asyncio.sleep(0.002)
                 _stamps.clear()
                 await _request(app, body, stamped=True)
-                if i >= 100:
+                if i >= warm_up:
                     rows.append(dict(_stamps))
         return rows
 
@@ -221,9 +231,11 @@ def main() -> None:
                         help="the conversation's messages in each request (default 1)")
     parser.add_argument("--redis-records", metavar="URL",
                         help="with --stages: the server's records in Redis (redis://...)")
+    parser.add_argument("--evict", type=int, default=0, metavar="MB",
+                        help="with --stages: write MB of memory before each request (cold)")
     args = parser.parse_args()
     if args.stages:
-        _stages(2000, args.messages, args.redis_records)
+        _stages(300 if args.evict else 2000, args.messages, args.redis_records, args.evict)
         return
     for checkout in args.checkouts:
         per_request = (_instructions(checkout, 110, args.messages)
