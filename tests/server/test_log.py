@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -9,6 +10,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from chronos.server import MemoryRecords, create_app
+from chronos.server._log import survived
 from chronos.store import MemoryStore
 from chronos.stream import Broker
 from tests.server.api_graphs import agent
@@ -46,4 +48,17 @@ def test_a_failure_the_server_goes_on_past_is_logged_by_its_type(
     assert record.levelno == logging.WARNING
     assert record.getMessage() == "heartbeat failed error=ConnectionError"
     assert record.chronos == {"failed": "heartbeat", "error": "ConnectionError"}  # type: ignore[attr-defined]
+    assert SECRET not in caplog.text
+
+
+def test_survived_goes_on_past_an_exception_only(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="chronos.server"):
+        with survived("run record at its end", run="r-1"):
+            raise ConnectionError(f"redis://:{SECRET}@10.0.0.9:6379/0")
+        with pytest.raises(asyncio.CancelledError), survived("marker", run="r-2"):
+            raise asyncio.CancelledError
+        with survived("nothing"):
+            pass
+    assert [r.getMessage() for r in caplog.records] == [
+        "run record at its end failed run=r-1 error=ConnectionError"]
     assert SECRET not in caplog.text

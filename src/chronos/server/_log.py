@@ -14,9 +14,8 @@ record as `record.chronos`, for structured handlers. (A run's start and end are 
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterator
+from types import TracebackType
 from typing import Final
 
 __all__ = ["survived"]
@@ -24,12 +23,28 @@ __all__ = ["survived"]
 _log: Final = logging.getLogger("chronos.server")
 
 
-@contextlib.contextmanager
-def survived(what: str, **fields: str) -> Iterator[None]:
-    """Go on past an `Exception` in the block, logging `what` failed (with `fields`)."""
-    try:
-        yield
-    except Exception as exc:
-        logged = {**fields, "error": type(exc).__name__}
+class survived:
+    """Go on past an `Exception` in the block, logging `what` failed (with `fields`).
+
+    A class named as a function, as `contextlib.suppress` is, and not a generator-based
+    context manager: it brackets each run's markers and end records, several times a run.
+    """
+
+    __slots__ = ("_fields", "_what")
+
+    def __init__(self, what: str, **fields: str) -> None:
+        self._what = what
+        self._fields = fields
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> bool:
+        if not isinstance(exc, Exception):
+            return False
+        what = self._what
+        logged = {**self._fields, "error": type(exc).__name__}
         _log.warning("%s failed %s", what, " ".join(f"{k}={v}" for k, v in logged.items()),
                      extra={"chronos": {"failed": what, **logged}})
+        return True
