@@ -102,6 +102,8 @@ def local_model_server() -> Any:
 def model_server_process() -> Iterator[tuple[str, int]]:
     """`local_model_server()` in a process of its own, as llama.cpp's server runs beside an
     application: its address and pid while the block runs."""
+    # A fresh interpreter, not `_harness.start_server`'s fork: this process may hold a model
+    # server's threads already (`--model-server this-process own-process`).
     child = subprocess.Popen([sys.executable, __file__, "_model_server"], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, text=True)
     try:

@@ -36,6 +36,10 @@ async def _fail(state: dict[str, Any]) -> dict[str, Any]:
     raise ValueError("no luck")
 
 
+async def _ask(state: dict[str, Any]) -> dict[str, Any]:
+    return {"answer": graph.interrupt("go on?")}
+
+
 def _graph(name: str, node: Any) -> graph.CompiledGraph:
     g = graph.StateGraph(name)
     g.add_node("work", node)
@@ -47,9 +51,10 @@ def _graph(name: str, node: Any) -> graph.CompiledGraph:
 @contextlib.asynccontextmanager
 async def _open_runs(store: MemoryStore, broker: BrokerProtocol,
                      records: MemoryRecords) -> AsyncIterator[Runs]:
-    """`Runs` of the `count` and `fail` graphs over these parts, closed with the broker."""
-    assistants = Assistants({"count": _graph("count", _count), "fail": _graph("fail", _fail)},
-                            store, broker)
+    """`Runs` of the `count`, `fail` and `ask` graphs over these parts, closed with the
+    broker."""
+    assistants = Assistants({"count": _graph("count", _count), "fail": _graph("fail", _fail),
+                             "ask": _graph("ask", _ask)}, store, broker)
     runs = Runs(assistants, Threads(store, assistants, records), broker, records,
                 ServerMetrics(), Retention())
     await runs.open()
@@ -198,10 +203,6 @@ class _Writes(MemoryRecords):
         await super().put(collection, key, value)
 
 
-async def _ask(state: dict[str, Any]) -> dict[str, Any]:
-    return {"answer": graph.interrupt("go on?")}
-
-
 @pytest.mark.anyio
 async def test_a_stateless_run_records_nothing_while_it_runs() -> None:
     # Its new thread's id is told to no one while it runs: neither the thread nor the run is
@@ -229,10 +230,7 @@ async def test_a_stateless_run_records_nothing_while_it_runs() -> None:
 async def test_a_stateless_run_that_stays_paused_is_recorded_at_its_end() -> None:
     # Kept for the run that answers it, by its thread's id: recorded before its end marker.
     records = _Writes()
-    store, broker = MemoryStore(), Broker()
-    async with _open_runs(store, broker, records) as runs:
-        runs.assistants.served.update(
-            Assistants({"ask": _graph("ask", _ask)}, store, broker).served)
+    async with _open_runs(MemoryStore(), Broker(), records) as runs:
         run = await start_run(runs, _request(), "ask", {}, keep_paused=True)
         await _read_to_end(run)
         assert run.end is not None

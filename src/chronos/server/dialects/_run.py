@@ -247,7 +247,7 @@ async def start_run(runs: Runs, request: Request, graph_id: str,
                                   unseen=thread_id is None)
     except BaseException:
         await subscription.aclose()
-        if thread.temporary and thread_id is not None:
+        if thread.temporary:
             await threads.remove(thread.thread_id)
         raise
     # Let the run's task go first, up to its first wait (its model's answer, typically), and
