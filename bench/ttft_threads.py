@@ -76,10 +76,12 @@ def _main_process(pid: int) -> int:
 
 @contextlib.contextmanager
 def _tracing() -> Iterator[Callable[[str], None]]:
-    """Sched events recorded while the block runs; yields a marker writer."""
+    """Sched events recorded while the block runs (tracing left on or off as it was after);
+    yields a marker writer."""
     def write(name: str, text: str) -> None:
         Path(_TRACING, name).write_text(text)
 
+    was_on = Path(_TRACING, "tracing_on").read_text().strip()
     write("trace", "")
     for event in _EVENTS:
         write(f"events/{event}/enable", "1")
@@ -87,7 +89,7 @@ def _tracing() -> Iterator[Callable[[str], None]]:
     try:
         yield lambda text: write("trace_marker", text)
     finally:
-        write("tracing_on", "0")
+        write("tracing_on", was_on)
         for event in _EVENTS:
             write(f"events/{event}/enable", "0")
 
