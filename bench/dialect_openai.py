@@ -8,12 +8,14 @@
   tokens: checked) from three sides: the local model's own OpenAI-compatible server (llama.cpp,
   through xllamacpp); `chronos serve`'s `/v1/chat/completions` running the same model itself
   (`LlamaCppProvider`, same GGUF and settings: the `in_process` graph); and the same endpoint
-  streaming it from that model server (the `local` graph, an extra HTTP hop). Time from
-  `create()` to the first chunk with text; each side warmed up first; each round runs all
-  three, in alternating order, each once every process (this one, the model's server's and
-  `chronos serve`, which holds the in-process model) has gone idle, so that neither model
-  computes while another side is measured; reported: medians, and the median of each round's
-  difference to the model's own server, for each Chronos side. `--model-server`: where the
+  streaming it from that model server (the `local` graph, an extra HTTP hop); and the model's
+  own server a second time, the noise floor: what the same side differs from itself. Time
+  from `create()` to the first chunk with text; each side warmed up first; each round runs
+  all four, each round's order rotated by one, each once every process (this one, the model's
+  server's and `chronos serve`, which holds the in-process model) has gone idle, so that
+  neither model computes while another side is measured; reported: medians, and the median of
+  each round's difference to the model's own server, with a 95 % bootstrap interval of that
+  median and its quartiles, for each Chronos side and the noise floor. `--model-server`: where the
   model's own server runs, a process of its own (default: as it runs beside an application)
   or this one, beside the SDK client (as the runs before 2026-12-04 15:00 UTC did); each
   placement given is measured in turn. First,
@@ -35,6 +37,7 @@ import asyncio
 import contextlib
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -144,8 +147,16 @@ def _settle(pids: tuple[int, ...]) -> None:
 
 
 _DIRECT = "llama.cpp server"
+_DIRECT_AGAIN = "llama.cpp server, again"  # the noise floor: the same side measured twice
 _IN_PROCESS = "chronos, model in process"
 _PROXY = "chronos -> llama.cpp server"
+
+
+def _median_interval(values: list[float], resamples: int = 2000) -> tuple[float, float]:
+    """A 95 % bootstrap interval of the median of `values` (seeded: the same every run)."""
+    pick = random.Random(0).choices
+    medians = sorted(statistics.median(pick(values, k=len(values))) for _ in range(resamples))
+    return medians[int(resamples * 0.025)], medians[int(resamples * 0.975) - 1]
 
 
 def ttft(rounds: int, max_tokens: int, own_process: bool) -> None:
@@ -170,6 +181,7 @@ def _ttft(rounds: int, max_tokens: int, model_url: str, model_pid: int) -> None:
     with serving(f"{_GRAPHS}:local", f"{_GRAPHS}:in_process") as served:
         chronos = openai.OpenAI(base_url=f"{served.url}/v1", api_key="unused", max_retries=0)
         sides = {_DIRECT: lambda: _first_token(direct, "smollm2", **options),
+                 _DIRECT_AGAIN: lambda: _first_token(direct, "smollm2", **options),
                  _IN_PROCESS: lambda: _first_token(chronos, "in_process"),
                  _PROXY: lambda: _first_token(chronos, "local")}
         pids = tuple({os.getpid(), model_pid, served.pid})
@@ -184,10 +196,11 @@ def _ttft(rounds: int, max_tokens: int, model_url: str, model_pid: int) -> None:
             f"pid {pid} {used:.2f} ms" for pid, used in zip(pids, idle, strict=True))
             + f" (model's server: pid {model_pid}, chronos serve: pid {served.pid})")
         firsts: dict[str, list[float]] = {name: [] for name in sides}
-        differences: dict[str, list[float]] = {_IN_PROCESS: [], _PROXY: []}
+        differences: dict[str, list[float]] = {_IN_PROCESS: [], _PROXY: [], _DIRECT_AGAIN: []}
         texts: set[str] = set()
         for i in range(rounds):
-            order = list(sides) if i % 2 == 0 else list(reversed(sides))
+            shift = i % len(sides)  # each side in each place of the order in turn
+            order = list(sides)[shift:] + list(sides)[:shift]
             measured = {}
             for name in order:
                 _settle(pids)
@@ -204,8 +217,10 @@ def _ttft(rounds: int, max_tokens: int, model_url: str, model_pid: int) -> None:
         print(f"  {name:30s} TTFT median {statistics.median(values) * 1e3:7.2f} ms")
     for name, values in differences.items():
         quartiles = statistics.quantiles(values, n=4)
+        low, high = _median_interval(values)
         print(f"  {name} - llama.cpp server, per round: median "
-              f"{statistics.median(values) * 1e3:.2f} ms (quartiles {quartiles[0] * 1e3:.2f} .. "
+              f"{statistics.median(values) * 1e3:.2f} ms (95 % interval {low * 1e3:.2f} .. "
+              f"{high * 1e3:.2f}; quartiles {quartiles[0] * 1e3:.2f} .. "
               f"{quartiles[2] * 1e3:.2f} ms)")
 
 
