@@ -5,7 +5,7 @@
     .venv/bin/python bench/dialect_openai.py translate
 
 - ttft: the `openai` SDK streams the same greedy answer (temperature 0, fixed seed, same
-  tokens: checked) from three sides: the local model's own OpenAI-compatible server (llama.cpp,
+  tokens: checked) from four sides: the local model's own OpenAI-compatible server (llama.cpp,
   through xllamacpp); `chronos serve`'s `/v1/chat/completions` running the same model itself
   (`LlamaCppProvider`, same GGUF and settings: the `in_process` graph); and the same endpoint
   streaming it from that model server (the `local` graph, an extra HTTP hop); and the model's
@@ -160,8 +160,9 @@ def _median_interval(values: list[float], resamples: int = 2000) -> tuple[float,
 
 
 def ttft(rounds: int, max_tokens: int, own_process: bool) -> None:
-    """The three sides: the model's own server, Chronos running the model itself, Chronos
-    streaming from the model's server. Each model idle (checked) while another side runs.
+    """The four sides: the model's own server (twice: the noise floor), Chronos running the
+    model itself, Chronos streaming from the model's server. Each model idle (checked) while
+    another side runs.
     `own_process`: the model's server runs in a process of its own, else in this one."""
     with contextlib.ExitStack() as stack:
         if own_process:
