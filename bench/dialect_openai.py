@@ -43,7 +43,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,9 @@ def _cpu_seconds(pid: int) -> float:
 # --- ttft -------------------------------------------------------------------------------------
 
 
-def _first_token(client: openai.OpenAI, model: str, **options: Any) -> tuple[float, str]:
+def _first_token(client: openai.OpenAI, model: str, at_first: Callable[[], object] | None = None,
+                 **options: Any) -> tuple[float, str]:
+    """TTFT in seconds and the whole text; `at_first` is called as the first text arrives."""
     start = time.perf_counter()
     first = 0.0
     text: list[str] = []
@@ -77,7 +79,10 @@ def _first_token(client: openai.OpenAI, model: str, **options: Any) -> tuple[flo
             model=model, messages=[{"role": "user", "content": PROMPT}], stream=True, **options):
         content = chunk.choices[0].delta.content if chunk.choices else None
         if content:
-            first = first or time.perf_counter() - start
+            if not first:
+                first = time.perf_counter() - start
+                if at_first is not None:
+                    at_first()
             text.append(content)
     return first, "".join(text)
 

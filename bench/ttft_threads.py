@@ -6,7 +6,7 @@
 The `openai` SDK streams the same greedy answer from llama.cpp's own OpenAI-compatible server
 (xllamacpp, a process of its own) and from `chronos serve` running the same model itself (the
 `in_process` graph of `bench/dialect_openai_graphs.py`), in alternating order, each once
-every process has gone idle (as `bench/dialect_openai.py ttft` does). Around each request,
+every process has gone idle (with `bench/dialect_openai.py ttft`'s helpers). Around each request,
 up to the SDK yielding the first text, every thread of the serving process and of this one
 (the client) is read from `/proc/<pid>/task/<tid>/schedstat`, the scheduler's own account:
 CPU time, and time spent runnable but waiting for a CPU (run-queue wait). Printed: the
@@ -29,15 +29,14 @@ import os
 import re
 import statistics
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import openai
-from bench.dialect_openai import _settle, model_server_process
-from bench.dialect_openai_graphs import PROMPT, SEED
+from bench.dialect_openai import _first_token, _load, _settle, model_server_process
+from bench.dialect_openai_graphs import SEED
 from tests.server.api_server import serving
 
 _TRACING = Path("/sys/kernel/tracing")
@@ -52,26 +51,6 @@ def _threads(pid: int) -> Sample:
             cpu, wait, _ = (Path(task, "schedstat").read_text()).split()
             sample[(pid, int(task.name))] = (int(cpu), int(wait))
     return sample
-
-
-def _first_text(client: openai.OpenAI, model: str, at_first: Callable[[], None],
-                **options: object) -> float:
-    """TTFT in ms; `at_first` is called as the first text arrives."""
-    start = time.perf_counter()
-    first = 0.0
-    for chunk in client.chat.completions.create(
-            model=model, messages=[{"role": "user", "content": PROMPT}], stream=True,
-            **options):  # type: ignore[call-overload]
-        if not first and chunk.choices and chunk.choices[0].delta.content:
-            first = time.perf_counter() - start
-            at_first()
-    return first * 1e3
-
-
-def _main_process(pid: int) -> int:
-    """`serving`'s pid, or its child holding the most threads (the server itself)."""
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return max([pid, *map(int, children)], key=lambda p: len(os.listdir(f"/proc/{p}/task")))
 
 
 @contextlib.contextmanager
@@ -127,7 +106,7 @@ def main() -> None:
                         help="also the scheduler's events of each side's last round (root)")
     args = parser.parse_args()
     me = os.getpid()
-    print(f"load before: {' / '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"load before: {_load()}")
     with model_server_process() as (address, model_pid):
         os.environ["CHRONOS_BENCH_MODEL_URL"] = f"{address}/v1"
         os.environ["CHRONOS_BENCH_MAX_TOKENS"] = str(args.max_tokens)
@@ -136,12 +115,12 @@ def main() -> None:
         with serving("bench.dialect_openai_graphs:in_process") as served:
             chronos = openai.OpenAI(base_url=f"{served.url}/v1", api_key="unused",
                                     max_retries=0)
-            server_pid = _main_process(served.pid)
-            sides: dict[str, tuple[int, Callable[[Callable[[], None]], float]]] = {
-                "llama.cpp server": (model_pid, lambda at: _first_text(
-                    direct, "smollm2", at, **options)),
-                "chronos serve, model in process": (server_pid, lambda at: _first_text(
-                    chronos, "in_process", at)),
+            server_pid = served.pid
+            sides: dict[str, tuple[int, Callable[[Callable[[], object]], float]]] = {
+                "llama.cpp server": (model_pid, lambda at: _first_token(
+                    direct, "smollm2", at, **options)[0] * 1e3),
+                "chronos serve, model in process": (server_pid, lambda at: _first_token(
+                    chronos, "in_process", at)[0] * 1e3),
             }
             for _, side in sides.values():  # warm-up: connections, the prompt caches
                 for _ in range(3):
@@ -175,7 +154,7 @@ def main() -> None:
                         side(lambda: mark("first"))
                     tids = {int(t) for p in (pid, me) for t in os.listdir(f"/proc/{p}/task")}
                     timelines[name] = _timeline(tids)
-    print(f"load after: {' / '.join(f'{x:.2f}' for x in os.getloadavg())}; {args.rounds} "
+    print(f"load after: {_load()}; {args.rounds} "
           f"rounds, {args.max_tokens} tokens; per thread, from create() to the first text")
     for name, (pid, _) in sides.items():
         print(f"{name} (pid {pid}): TTFT median {statistics.median(ttfts[name]):.2f} ms")
