@@ -11,8 +11,11 @@
   streaming it from that model server (the `local` graph, an extra HTTP hop); and the model's
   own server a second time, the noise floor: what the same side differs from itself. Time
   from `create()` to the first chunk with text; each side warmed up first; each round runs
-  all four, each round's order rotated by one, each once every process (this one, the model's
-  server's and `chronos serve`, which holds the in-process model) has gone idle, so that
+  all four in a shuffled order (until 2026-12-04 20:00 UTC the order rotated, so each side
+  followed the same one every round: the model's own server came right after the proxy side,
+  which had just used it, and the in-process side after two requests to another process),
+  each once every process (this one, the model's server's and `chronos serve`, which holds
+  the in-process model) has gone idle, so that
   neither model computes while another side is measured; reported: medians, and the median of
   each round's difference to the model's own server, with a 95 % bootstrap interval of that
   median and its quartiles, for each Chronos side and the noise floor. `--model-server`: where the
@@ -204,9 +207,10 @@ def _ttft(rounds: int, max_tokens: int, model_url: str, model_pid: int) -> None:
         firsts: dict[str, list[float]] = {name: [] for name in sides}
         differences: dict[str, list[float]] = {_IN_PROCESS: [], _PROXY: [], _DIRECT_AGAIN: []}
         texts: set[str] = set()
-        for i in range(rounds):
-            shift = i % len(sides)  # each side in each place of the order in turn
-            order = list(sides)[shift:] + list(sides)[:shift]
+        shuffle = random.Random(0).shuffle
+        for _ in range(rounds):
+            order = list(sides)
+            shuffle(order)  # no side always follows the same one (nor its server's caches)
             measured = {}
             for name in order:
                 _settle(pids)

@@ -33,18 +33,22 @@ _local = OpenAIProvider("smollm2", base_url=os.environ.get("CHRONOS_BENCH_MODEL_
 
 
 @functools.cache
-def _in_process() -> LlamaCppProvider:
+def in_process_provider() -> LlamaCppProvider:
     """One model for the server's life, made (and loaded, at its first request) only by the
     server that serves `in_process`."""
     return LlamaCppProvider(n_ctx=N_CTX, n_threads=THREADS)
 
 
-async def _answer(provider: model.Provider, state: dict[str, Any]) -> dict[str, Any]:
-    request = model.ChatRequest(
+def chat_request(state: dict[str, Any]) -> model.ChatRequest:
+    """What every side asks the model: the last message, greedily."""
+    return model.ChatRequest(
         messages=[model.Message(role="user", content=state["messages"][-1]["content"])],
         max_tokens=int(os.environ.get("CHRONOS_BENCH_MAX_TOKENS", "8")),
         temperature=0.0, seed=SEED)
-    response = await graph.stream_chat(provider, request)
+
+
+async def _answer(provider: model.Provider, state: dict[str, Any]) -> dict[str, Any]:
+    response = await graph.stream_chat(provider, chat_request(state))
     return {"messages": [{"role": "assistant", "content": response.content}]}
 
 
@@ -53,7 +57,7 @@ async def _ask_local(state: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _ask_in_process(state: dict[str, Any]) -> dict[str, Any]:
-    return await _answer(_in_process(), state)
+    return await _answer(in_process_provider(), state)
 
 
 class _Burst(model.BaseProvider):

@@ -1,0 +1,264 @@
+"""What Chronos's layers add to time-to-first-token, layer by layer, and what none can save.
+
+    .venv/bin/python bench/ttft_floor.py --rounds 80
+
+One served process (uvicorn on uvloop, as `chronos serve` runs: the app `create_app` builds,
+memory store and broker, the process frozen out of the collector's reach once serving) answers
+the same streamed request on three routes, with one `LlamaCppProvider` (the `in_process`
+graph's model: same GGUF and settings as llama.cpp's own server):
+
+- `/v1/chat/completions`: the OpenAI dialect, as `chronos serve` answers it (a stateless run
+  through the server's runs and broker).
+- `/direct/v1/chat/completions`: the same graph, run by a `graph.Runner` of its own (no store,
+  no broker) and read from `runner.stream("messages")`, its tokens written as the dialect
+  writes them. A prototype of a stateless dialect run that skips the server's runs, records
+  and broker, measured only here: `chronos serve` has no such route.
+- `/floor/v1/chat/completions`: no graph, no run: the request's last message given to the
+  provider, its chunks written as the dialect writes them. What is left of Chronos around the
+  model (uvicorn, Starlette, the provider's worker thread and its hand-off to the loop): no
+  change above the provider can take a first token below this side's.
+
+Each round, the `openai` SDK streams the same greedy answer (checked) from llama.cpp's own
+server (twice: the noise floor) and from the three routes, in a shuffled order each round (a
+rotated one would have each side follow the same side every round, and so find its server's
+caches warm or cold every round), each request once every process has gone idle
+(`dialect_openai.py ttft`'s method). Reported: medians, and each side's median difference to
+llama.cpp's server per round with a 95 % bootstrap interval. For the three routes, also the
+served process's event loop (its main thread) from `create()` to the SDK's first text, as
+`ttft_threads.py` reads it from `/proc/.../schedstat`: its CPU time, the part of the request
+that differs between the routes (the model's threads do the same work on each), and its
+run-queue wait. A wall-clock difference needs a quiet machine;
+these CPU times compare between the routes of one run on a busy one too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import random
+import statistics
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx
+import openai
+import orjson
+from bench import dialect_openai_graphs as graphs
+from bench.dialect_openai import (
+    _DIRECT,
+    _DIRECT_AGAIN,
+    _first_token,
+    _load,
+    _median_interval,
+    _settle,
+    model_server_process,
+)
+from bench.ttft_threads import Sample, _threads
+
+_DIALECT = "chronos /v1/chat/completions"
+_RUNNER = "chronos, graph without runs or broker"
+_FLOOR = "chronos, provider alone"
+
+
+def _app() -> Any:
+    """The served app: `create_app`'s, with the two measuring routes before it."""
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from chronos import config, graph, server
+    from chronos.server._stream import StreamInRequestTask
+    from chronos.server.dialects._openai_chat import ChatCompletion
+
+    broker, checkpoints = config.from_urls("memory://", "memory://")
+    records = server.records_for("memory://")
+    dialect_app = server.create_app({"in_process": graphs.in_process}, store=checkpoints,
+                                    broker=broker, records=records)
+    provider = graphs.in_process_provider()
+    runner = graph.Runner(graphs.in_process.compile())
+
+    async def floor(request: Request) -> Response:
+        body = orjson.loads(await request.body())
+        completion = ChatCompletion(f"chatcmpl-{uuid.uuid4()}", body["model"])
+        chat = graphs.chat_request(body)
+
+        async def frames() -> AsyncIterator[bytes]:
+            yield completion.first_chunk()
+            async with provider.stream_chat(chat) as chunks:
+                async for chunk in chunks:
+                    if chunk.content:
+                        yield completion.chunk({"content": chunk.content})
+            yield completion.last_chunks()
+
+        return StreamInRequestTask(frames(), media_type="text/event-stream")
+
+    async def direct(request: Request) -> Response:
+        body = orjson.loads(await request.body())
+        completion = ChatCompletion(f"chatcmpl-{uuid.uuid4()}", body["model"])
+        session = uuid.uuid4().hex
+        events = runner.stream("messages", session_id=session)
+        run = asyncio.create_task(runner.run(session, {"messages": body["messages"]}))
+        await asyncio.sleep(0)  # the run goes first, up to its model's request, as start_run
+
+        async def frames() -> AsyncIterator[bytes]:
+            try:
+                yield completion.first_chunk()
+                async for event in events:
+                    if event.type == "token":
+                        delta = completion.delta({"content": event.data.content,
+                                                  "message_id": event.data.message_id})
+                        if delta is not None:
+                            yield completion.chunk(delta)
+                await run
+                yield completion.last_chunks()
+            finally:
+                run.cancel()
+
+        return StreamInRequestTask(frames(), media_type="text/event-stream")
+
+    measuring = {"/floor/v1/chat/completions": Route("/", floor, methods=["POST"]),
+                 "/direct/v1/chat/completions": Route("/", direct, methods=["POST"])}
+
+    class App:
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            route = measuring.get(scope.get("path", "")) if scope["type"] == "http" else None
+            if route is None:
+                await dialect_app(scope, receive, send)
+            else:
+                await route.handle(scope, receive, send)
+
+        async def aclose(self) -> None:
+            await dialect_app.aclose()
+
+    return App()
+
+
+def _serve(port: int) -> None:
+    """The child of `_serving`: serve until SIGTERM, on uvloop, as `chronos serve` does."""
+    from chronos import server
+    from chronos.cli._serve import _run_loop
+
+    sock = server.bind("127.0.0.1", port)
+
+    async def run() -> None:
+        await server.serve(_app(), sock)
+
+    gc.collect()
+    _run_loop(run())
+
+
+@contextmanager
+def _serving() -> Iterator[tuple[str, int]]:
+    import socket
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    child = subprocess.Popen([sys.executable, __file__, "_serve", str(port)])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(f"{url}/ok", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if child.poll() is not None:
+                raise SystemExit("the server did not start")
+            time.sleep(0.05)
+        yield url, child.pid
+    finally:
+        child.terminate()
+        child.wait()
+
+
+def measure(rounds: int, max_tokens: int) -> None:
+    os.environ["CHRONOS_BENCH_MAX_TOKENS"] = str(max_tokens)
+    options = {"max_tokens": max_tokens, "temperature": 0.0, "seed": graphs.SEED}
+    print(f"load before: {_load()}")
+    with model_server_process() as (model_url, model_pid), _serving() as (url, served_pid):
+        direct = openai.OpenAI(base_url=model_url, api_key="unused", max_retries=0)
+
+        def client(prefix: str) -> openai.OpenAI:
+            return openai.OpenAI(base_url=f"{url}{prefix}/v1", api_key="unused", max_retries=0)
+
+        clients = {_DIALECT: client(""), _RUNNER: client("/direct"), _FLOOR: client("/floor")}
+        sides = {_DIRECT: lambda: _first_token(direct, "smollm2", **options),
+                 _DIRECT_AGAIN: lambda: _first_token(direct, "smollm2", **options),
+                 _DIALECT: lambda: with_cpu(_DIALECT),
+                 _RUNNER: lambda: with_cpu(_RUNNER),
+                 _FLOOR: lambda: with_cpu(_FLOOR)}
+        pids = (os.getpid(), model_pid, served_pid)
+        cpu: dict[str, list[tuple[float, float]]] = {_DIALECT: [], _RUNNER: [], _FLOOR: []}
+
+        def with_cpu(name: str) -> tuple[float, str]:
+            taken: list[Sample] = []
+            before = _threads(served_pid)
+            first, text = _first_token(clients[name], "in_process",
+                                       at_first=lambda: taken.append(_threads(served_pid)))
+            loop = (served_pid, served_pid)
+            cpu[name].append(((taken[0][loop][0] - before[loop][0]) / 1e6,
+                              (taken[0][loop][1] - before[loop][1]) / 1e6))
+            return first, text
+
+        for side in sides.values():  # warm-up: connections, the models' prompt caches
+            side()
+            side()
+        firsts: dict[str, list[float]] = {name: [] for name in sides}
+        differences: dict[str, list[float]] = {name: [] for name in sides if name != _DIRECT}
+        texts: set[str] = set()
+        shuffle = random.Random(0).shuffle
+        for _ in range(rounds):
+            order = list(sides)
+            shuffle(order)  # no side always follows the same one (nor its server's caches)
+            measured = {}
+            for name in order:
+                _settle(pids)
+                first, text = sides[name]()
+                measured[name] = first
+                firsts[name].append(first)
+                texts.add(text)
+            for name, values in differences.items():
+                values.append(measured[name] - measured[_DIRECT])
+    if len(texts) != 1:
+        raise SystemExit(f"the sides streamed different text: {texts}")
+    print(f"load after: {_load()}; {rounds} rounds, {max_tokens} tokens, same text on all sides")
+    for name, values in firsts.items():
+        print(f"  {name:40s} TTFT median {statistics.median(values) * 1e3:7.2f} ms")
+    for name, values in differences.items():
+        low, high = _median_interval(values)
+        quartiles = statistics.quantiles(values, n=4)
+        print(f"  {name:40s} - llama.cpp server, per round: median "
+              f"{statistics.median(values) * 1e3:5.2f} ms (95 % interval {low * 1e3:.2f} .. "
+              f"{high * 1e3:.2f}; quartiles {quartiles[0] * 1e3:.2f} .. "
+              f"{quartiles[2] * 1e3:.2f})")
+    print("  the served process's event loop up to the first text, medians: CPU / run-queue "
+          "wait, ms")
+    for name, values in cpu.items():
+        loop, wait = (statistics.median(v) for v in zip(*values, strict=True))
+        print(f"  {name:40s} {loop:5.2f} / {wait:5.2f}")
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["_serve"]:
+        _serve(int(sys.argv[2]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--max-tokens", type=int, default=8)
+    args = parser.parse_args()
+    measure(args.rounds, args.max_tokens)
+
+
+if __name__ == "__main__":
+    main()
