@@ -5,24 +5,25 @@
     .venv/bin/python bench/dialect_openai.py translate
 
 - ttft: the `openai` SDK streams the same greedy answer (temperature 0, fixed seed, same
-  tokens: checked) from four sides: the local model's own OpenAI-compatible server (llama.cpp,
-  through xllamacpp); `chronos serve`'s `/v1/chat/completions` running the same model itself
-  (`LlamaCppProvider`, same GGUF and settings: the `in_process` graph); and the same endpoint
-  streaming it from that model server (the `local` graph, an extra HTTP hop); and the model's
-  own server a second time, the noise floor: what the same side differs from itself. Time
-  from `create()` to the first chunk with text; each side warmed up first; each round runs
-  all four in a shuffled order (until 2026-12-04 20:00 UTC the order rotated, so each side
-  followed the same one every round: the model's own server came right after the proxy side,
-  which had just used it, and the in-process side after two requests to another process),
-  each once every process (this one, the model's server's and `chronos serve`, which holds
-  the in-process model) has gone idle, so that
-  neither model computes while another side is measured; reported: medians, and the median of
-  each round's difference to the model's own server, with a 95 % bootstrap interval of that
-  median and its quartiles, for each Chronos side and the noise floor. `--model-server`: where the
-  model's own server runs, a process of its own (default: as it runs beside an application)
-  or this one, beside the SDK client (as the runs before 2026-12-04 15:00 UTC did); each
-  placement given is measured in turn. First,
-  without a model (the `burst` graph, one token): TTFT beside the SDK's round trip for
+  tokens: checked) from the local model's own OpenAI-compatible server (llama.cpp, through
+  xllamacpp); from `chronos serve`'s `/v1/chat/completions` running the same model itself
+  (`LlamaCppProvider`, same GGUF and settings: the `in_process` graph); and from the same
+  endpoint streaming it from that model server (the `local` graph, an extra HTTP hop). Each
+  round asks the model's own server twice (the second: the noise floor, what the same side
+  differs from itself) and the model in Chronos's process three times, so that each model
+  runs three times a round (a model that runs less often than the other finds less of itself
+  in the caches: until 2026-12-04 20:20 UTC the in-process one ran once a round, the server's
+  three times). Time from `create()` to the first chunk with text; each side warmed up first;
+  each round's six requests in a shuffled order (until 2026-12-04 20:00 UTC the order
+  rotated, so each side followed the same one every round), each once every process (this
+  one, the model's server's and `chronos serve`, which holds the in-process model) has gone
+  idle, so that neither model computes while another side is measured; reported: medians,
+  and the median of each round's difference to the model's own server, with a 95 % bootstrap
+  interval of that median and its quartiles. `--model-server`: where the model's own server
+  runs, a process of its own (default: as it runs beside an application) or this one, beside
+  the SDK client (as the runs before 2026-12-04 15:00 UTC did); each placement given is
+  measured in turn. First, without a model (the `burst` graph, one token): TTFT beside the
+  SDK's round trip for
   `models.list()`, which isolates what starting a run and delivering its first token costs.
 - events: C clients at once each stream a run of the `burst` graph (T tokens back to back,
   no model) from one `chronos serve` process, natively (`/runs/stream`, `messages-tuple`
@@ -156,7 +157,8 @@ def _settle(pids: tuple[int, ...]) -> None:
 
 _DIRECT = "llama.cpp server"
 _DIRECT_AGAIN = "llama.cpp server, again"  # the noise floor: the same side measured twice
-_IN_PROCESS = "chronos, model in process"
+_IN_PROCESS = ("chronos, model in process", "chronos, model in process (2)",
+               "chronos, model in process (3)")
 _PROXY = "chronos -> llama.cpp server"
 
 
@@ -189,10 +191,14 @@ def _ttft(rounds: int, max_tokens: int, model_url: str, model_pid: int) -> None:
     print(f"load before: {_load()}")
     with serving(f"{_GRAPHS}:local", f"{_GRAPHS}:in_process") as served:
         chronos = openai.OpenAI(base_url=f"{served.url}/v1", api_key="unused", max_retries=0)
+        # The model in Chronos's process answers as often as llama.cpp's server's (three
+        # times a round: direct, again, proxy): a model that runs more often finds more of its
+        # code and data in the caches, and its decode (most of a first token's time) is the
+        # quicker for it (`ttft_floor.py`).
         sides = {_DIRECT: lambda: _first_token(direct, "smollm2", **options),
                  _DIRECT_AGAIN: lambda: _first_token(direct, "smollm2", **options),
-                 _IN_PROCESS: lambda: _first_token(chronos, "in_process"),
-                 _PROXY: lambda: _first_token(chronos, "local")}
+                 _PROXY: lambda: _first_token(chronos, "local"),
+                 **{name: lambda: _first_token(chronos, "in_process") for name in _IN_PROCESS}}
         pids = tuple({os.getpid(), model_pid, served.pid})
         for side in sides.values():  # warm-up: connections, the models' prompt caches
             side()
@@ -205,7 +211,7 @@ def _ttft(rounds: int, max_tokens: int, model_url: str, model_pid: int) -> None:
             f"pid {pid} {used:.2f} ms" for pid, used in zip(pids, idle, strict=True))
             + f" (model's server: pid {model_pid}, chronos serve: pid {served.pid})")
         firsts: dict[str, list[float]] = {name: [] for name in sides}
-        differences: dict[str, list[float]] = {_IN_PROCESS: [], _PROXY: [], _DIRECT_AGAIN: []}
+        differences: dict[str, list[float]] = {name: [] for name in sides if name != _DIRECT}
         texts: set[str] = set()
         shuffle = random.Random(0).shuffle
         for _ in range(rounds):

@@ -4,11 +4,15 @@
 
 One served process (uvicorn on uvloop, as `chronos serve` runs: the app `create_app` builds,
 memory store and broker, the process frozen out of the collector's reach once serving) answers
-the same streamed request on three routes, with one `LlamaCppProvider` (the `in_process`
+the same streamed request on four routes, with one `LlamaCppProvider` (the `in_process`
 graph's model: same GGUF and settings as llama.cpp's own server):
 
 - `/v1/chat/completions`: the OpenAI dialect, as `chronos serve` answers it (a stateless run
   through the server's runs and broker).
+- `/hub/v1/chat/completions`: the same stateless run through the server's `Runs.start`
+  (records, metrics, cancellation as for the dialect), its tokens read from the run's own hub
+  (`runner.stream("messages")` of the runner `Runs` uses) rather than the broker, which gets
+  the graph's few per-node events but no tokens, and which no one reads (a prototype).
 - `/direct/v1/chat/completions`: the same graph, run by a `graph.Runner` of its own (no store,
   no broker) and read from `runner.stream("messages")`, its tokens written as the dialect
   writes them. A prototype of a stateless dialect run that skips the server's runs, records
@@ -18,17 +22,18 @@ graph's model: same GGUF and settings as llama.cpp's own server):
   model (uvicorn, Starlette, the provider's worker thread and its hand-off to the loop): no
   change above the provider can take a first token below this side's.
 
-Each round, the `openai` SDK streams the same greedy answer (checked) from llama.cpp's own
-server (twice: the noise floor) and from the three routes, in a shuffled order each round (a
-rotated one would have each side follow the same side every round, and so find its server's
-caches warm or cold every round), each request once every process has gone idle
+Each round, the `openai` SDK streams the same greedy answer (checked) from the four routes and
+four times from llama.cpp's own server, so that both models run equally often (the three
+repeats are the noise floor: what the same side differs from itself), in a shuffled order
+(a rotated one would have each side follow the same side every round, and so find its
+server's caches warm or cold every round), each request once every process has gone idle
 (`dialect_openai.py ttft`'s method). Reported: medians, and each side's median difference to
-llama.cpp's server per round with a 95 % bootstrap interval. For the three routes, also the
+llama.cpp's server per round with a 95 % bootstrap interval. For the four routes, also the
 served process's event loop (its main thread) from `create()` to the SDK's first text, as
 `ttft_threads.py` reads it from `/proc/.../schedstat`: its CPU time, the part of the request
 that differs between the routes (the model's threads do the same work on each), and its
-run-queue wait. A wall-clock difference needs a quiet machine;
-these CPU times compare between the routes of one run on a busy one too.
+run-queue wait. A wall-clock difference needs a quiet machine; these CPU times compare
+between the routes of one run on a busy one too.
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ from bench.dialect_openai import (
 from bench.ttft_threads import Sample, _threads
 
 _DIALECT = "chronos /v1/chat/completions"
+_HUB = "chronos, runs, tokens from the run's hub"
 _RUNNER = "chronos, graph without runs or broker"
 _FLOOR = "chronos, provider alone"
 
@@ -76,6 +82,7 @@ def _app() -> Any:
     from starlette.routing import Route
 
     from chronos import config, graph, server
+    from chronos.server._run_request import parse_run_request
     from chronos.server._stream import StreamInRequestTask
     from chronos.server.dialects._openai_chat import ChatCompletion
 
@@ -125,7 +132,43 @@ def _app() -> Any:
 
         return StreamInRequestTask(frames(), media_type="text/event-stream")
 
+    runs = dialect_app._runs
+    served = runs.assistants.find("in_process")
+    hub_runner = runs.assistants.runner(served)
+
+    async def hub(request: Request) -> Response:
+        body = orjson.loads(await request.body())
+        thread = await runs.threads.new(request, metadata={"graph_id": served.graph_id,
+                                                           "assistant_id": served.assistant_id},
+                                        temporary=True)
+        asked = parse_run_request({"assistant_id": "in_process", "stream_mode": ["custom"],
+                                   "input": {"messages": body["messages"]},
+                                   "on_disconnect": "cancel", "durability": "exit"},
+                                  default_disconnect="cancel")
+        events = hub_runner.stream("messages", session_id=thread.thread_id)
+        record = await runs.start(thread, asked, keep_paused=True, unseen=True)
+        await asyncio.sleep(0)
+        completion = ChatCompletion(f"chatcmpl-{record.run_id}", body["model"])
+
+        async def frames() -> AsyncIterator[bytes]:
+            try:
+                yield completion.first_chunk()
+                async for event in events:
+                    if event.type == "token":
+                        delta = completion.delta({"content": event.data.content,
+                                                  "message_id": event.data.message_id})
+                        if delta is not None:
+                            yield completion.chunk(delta)
+                await record.done.wait()
+                yield completion.last_chunks()
+            finally:
+                if not record.done.is_set():
+                    runs.request_cancel(record.info())
+
+        return StreamInRequestTask(frames(), media_type="text/event-stream")
+
     measuring = {"/floor/v1/chat/completions": Route("/", floor, methods=["POST"]),
+                 "/hub/v1/chat/completions": Route("/", hub, methods=["POST"]),
                  "/direct/v1/chat/completions": Route("/", direct, methods=["POST"])}
 
     class App:
@@ -192,14 +235,20 @@ def measure(rounds: int, max_tokens: int) -> None:
         def client(prefix: str) -> openai.OpenAI:
             return openai.OpenAI(base_url=f"{url}{prefix}/v1", api_key="unused", max_retries=0)
 
-        clients = {_DIALECT: client(""), _RUNNER: client("/direct"), _FLOOR: client("/floor")}
+        clients = {_DIALECT: client(""), _HUB: client("/hub"), _RUNNER: client("/direct"),
+                   _FLOOR: client("/floor")}
+        # llama.cpp's server answers as often as the model in Chronos's process does: a model
+        # that runs more often finds more of its code and data in the caches, and its decode
+        # (most of a first token's time) is the quicker for it.
         sides = {_DIRECT: lambda: _first_token(direct, "smollm2", **options),
-                 _DIRECT_AGAIN: lambda: _first_token(direct, "smollm2", **options),
+                 **{f"{_DIRECT_AGAIN} ({n})": lambda: _first_token(direct, "smollm2", **options)
+                    for n in range(1, len(clients))},
                  _DIALECT: lambda: with_cpu(_DIALECT),
+                 _HUB: lambda: with_cpu(_HUB),
                  _RUNNER: lambda: with_cpu(_RUNNER),
                  _FLOOR: lambda: with_cpu(_FLOOR)}
         pids = (os.getpid(), model_pid, served_pid)
-        cpu: dict[str, list[tuple[float, float]]] = {_DIALECT: [], _RUNNER: [], _FLOOR: []}
+        cpu: dict[str, list[tuple[float, float]]] = {name: [] for name in clients}
 
         def with_cpu(name: str) -> tuple[float, str]:
             taken: list[Sample] = []
