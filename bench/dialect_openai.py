@@ -19,12 +19,14 @@
   one, the model's server's and `chronos serve`, which holds the in-process model) has gone
   idle, so that neither model computes while another side is measured; reported: medians,
   and the median of each round's difference to the model's own server, with a 95 % bootstrap
-  interval of that median and its quartiles. `--model-server`: where the model's own server
-  runs, a process of its own (default: as it runs beside an application) or this one, beside
-  the SDK client (as the runs before 2026-12-04 15:00 UTC did); each placement given is
-  measured in turn. First, without a model (the `burst` graph, one token): TTFT beside the
-  SDK's round trip for
-  `models.list()`, which isolates what starting a run and delivering its first token costs.
+  interval of that median and its quartiles; and the same of each round's mean of the
+  in-process side's three requests less the mean of the model server's two (the headline,
+  being the least noisy). `--model-server`: where the
+  model's own server runs, a process of its own (default: as it runs beside an application)
+  or this one, beside the SDK client (as the runs before 2026-12-04 15:00 UTC did); each
+  placement given is measured in turn. First, without a model (the `burst` graph, one
+  token): TTFT beside the SDK's round trip for `models.list()`, which isolates what starting
+  a run and delivering its first token costs.
 - events: C clients at once each stream a run of the `burst` graph (T tokens back to back,
   no model) from one `chronos serve` process, natively (`/runs/stream`, `messages-tuple`
   mode, as LangGraph clients read tokens) or through `/v1/chat/completions`. The server's
@@ -160,6 +162,7 @@ _DIRECT_AGAIN = "llama.cpp server, again"  # the noise floor: the same side meas
 _IN_PROCESS = ("chronos, model in process", "chronos, model in process (2)",
                "chronos, model in process (3)")
 _PROXY = "chronos -> llama.cpp server"
+_POOLED = "chronos, model in process (mean of 3)"
 
 
 def _median_interval(values: list[float], resamples: int = 2000) -> tuple[float, float]:
@@ -212,6 +215,7 @@ def _ttft(rounds: int, max_tokens: int, model_url: str, model_pid: int) -> None:
             + f" (model's server: pid {model_pid}, chronos serve: pid {served.pid})")
         firsts: dict[str, list[float]] = {name: [] for name in sides}
         differences: dict[str, list[float]] = {name: [] for name in sides if name != _DIRECT}
+        pooled: list[float] = []  # per round: the in-process mean less the server's mean
         texts: set[str] = set()
         shuffle = random.Random(0).shuffle
         for _ in range(rounds):
@@ -226,6 +230,9 @@ def _ttft(rounds: int, max_tokens: int, model_url: str, model_pid: int) -> None:
                 texts.add(text)
             for name, values in differences.items():
                 values.append(measured[name] - measured[_DIRECT])
+            pooled.append(statistics.fmean(measured[name] for name in _IN_PROCESS)
+                          - statistics.fmean((measured[_DIRECT], measured[_DIRECT_AGAIN])))
+    differences[_POOLED] = pooled
     if len(texts) != 1:
         raise SystemExit(f"the sides streamed different text: {texts}")
     print(f"load after: {_load()}; {rounds} rounds, {max_tokens} tokens, same text on all sides")
@@ -234,7 +241,8 @@ def _ttft(rounds: int, max_tokens: int, model_url: str, model_pid: int) -> None:
     for name, values in differences.items():
         quartiles = statistics.quantiles(values, n=4)
         low, high = _median_interval(values)
-        print(f"  {name} - llama.cpp server, per round: median "
+        baseline = "llama.cpp server (mean of 2)" if name == _POOLED else "llama.cpp server"
+        print(f"  {name} - {baseline}, per round: median "
               f"{statistics.median(values) * 1e3:.2f} ms (95 % interval {low * 1e3:.2f} .. "
               f"{high * 1e3:.2f}; quartiles {quartiles[0] * 1e3:.2f} .. "
               f"{quartiles[2] * 1e3:.2f} ms)")
