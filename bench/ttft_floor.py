@@ -18,7 +18,8 @@ graph's model: same GGUF and settings as llama.cpp's own server):
   writes them. A prototype of a stateless dialect run that skips the server's runs, records
   and broker, measured only here: `chronos serve` has no such route.
 - `/floor/v1/chat/completions`: no graph, no run: the request's last message given to the
-  provider, its chunks written as the dialect writes them. What is left of Chronos around the
+  provider (its request made before the response's head, as a run's is), its chunks written
+  as the dialect writes them. What is left of Chronos around the
   model (uvicorn, Starlette, the provider's worker thread and its hand-off to the loop): no
   change above the provider can take a first token below this side's.
 
@@ -96,15 +97,26 @@ def _app() -> Any:
     async def floor(request: Request) -> Response:
         body = orjson.loads(await request.body())
         completion = ChatCompletion(f"chatcmpl-{uuid.uuid4()}", body["model"])
-        chat = graphs.chat_request(body)
+        stream = provider.stream_chat(graphs.chat_request(body))
+        chunks = await stream.__aenter__()
+        # The model's request goes before the response's head, as a run's does (`start_run`).
+        first = asyncio.ensure_future(anext(chunks))
+        await asyncio.sleep(0)
 
         async def frames() -> AsyncIterator[bytes]:
-            yield completion.first_chunk()
-            async with provider.stream_chat(chat) as chunks:
-                async for chunk in chunks:
+            try:
+                yield completion.first_chunk()
+                chunk = await first
+                while True:
                     if chunk.content:
                         yield completion.chunk({"content": chunk.content})
-            yield completion.last_chunks()
+                    chunk = await anext(chunks, None)
+                    if chunk is None:
+                        break
+                yield completion.last_chunks()
+            finally:
+                first.cancel()
+                await stream.__aexit__(None, None, None)
 
         return StreamInRequestTask(frames(), media_type="text/event-stream")
 
@@ -293,8 +305,8 @@ def measure(rounds: int, max_tokens: int) -> None:
               f"{quartiles[2] * 1e3:.2f})")
     print("  the served process's event loop up to the first text, medians: CPU / run-queue "
           "wait, ms")
-    for name, values in cpu.items():
-        loop, wait = (statistics.median(v) for v in zip(*values, strict=True))
+    for name, samples in cpu.items():
+        loop, wait = (statistics.median(v) for v in zip(*samples, strict=True))
         print(f"  {name:40s} {loop:5.2f} / {wait:5.2f}")
 
 
