@@ -4,28 +4,27 @@
     .venv/bin/python bench/dialect_openai.py events --clients 10 100 1000 --tokens 100
     .venv/bin/python bench/dialect_openai.py translate
 
-- ttft: the `openai` SDK streams the same greedy answer (temperature 0, fixed seed, same
-  tokens: checked) from the local model's own OpenAI-compatible server (llama.cpp, through
-  xllamacpp); from `chronos serve`'s `/v1/chat/completions` running the same model itself
+- ttft: the `openai` SDK streams the same greedy answer (temperature 0, fixed seed, same tokens:
+  checked) from the local model's own OpenAI-compatible server (llama.cpp, through xllamacpp);
+  from `chronos serve`'s `/v1/chat/completions` running the same model itself
   (`LlamaCppProvider`, same GGUF and settings: the `in_process` graph); and from the same
   endpoint streaming it from that model server (the `local` graph, an extra HTTP hop). Each
   round asks the model's own server twice (the second: the noise floor, what the same side
-  differs from itself) and the model in Chronos's process three times, so that each model
-  runs three times a round (a model that runs less often than the other finds less of itself
-  in the caches: until 2026-12-04 20:20 UTC the in-process one ran once a round, the server's
-  three times). Time from `create()` to the first chunk with text; each side warmed up first;
-  each round's six requests in a shuffled order (until 2026-12-04 20:00 UTC the order
-  rotated, so each side followed the same one every round), each once every process (this
-  one, the model's server's and `chronos serve`, which holds the in-process model) has gone
-  idle, so that neither model computes while another side is measured; reported: medians,
-  and the median of each round's difference to the model's own server, with a 95 % bootstrap
-  interval of that median and its quartiles; and the same of each round's mean of the
-  in-process side's three requests less the mean of the model server's two (the headline,
-  being the least noisy). `--model-server`: where the
-  model's own server runs, a process of its own (default: as it runs beside an application)
-  or this one, beside the SDK client (as the runs before 2026-12-04 15:00 UTC did); each
-  placement given is measured in turn. First, without a model (the `burst` graph, one
-  token): TTFT beside the SDK's round trip for `models.list()`, which isolates what starting
+  differs from itself) and the model in Chronos's process three times, so that each model runs
+  three times a round (a model, and its process, that runs less often than the other finds less
+  of itself in the caches: until 2026-12-04 20:20 UTC the in-process one ran once a round, the
+  server's three times). Time from `create()` to the first chunk with text; each side warmed up
+  first; each round's six requests in a shuffled order (until 2026-12-04 20:00 UTC the order
+  rotated, so each side followed the same one every round), each once every process (this one,
+  the model's server's and `chronos serve`, which holds the in-process model) has gone idle, so
+  that neither model computes while another side is measured; reported: medians, and the median
+  of each round's difference to the model's own server, with a 95 % bootstrap interval of that
+  median and its quartiles; and the same of each round's mean of the in-process side's three
+  requests less the mean of the model server's two (the headline, being the least noisy).
+  `--model-server`: where the model's own server runs, a process of its own (default: as it runs
+  beside an application) or this one, beside the SDK client (as the runs before 2026-12-04 15:00
+  UTC did); each placement given is measured in turn. First, without a model (the `burst` graph,
+  one token): TTFT beside the SDK's round trip for `models.list()`, which isolates what starting
   a run and delivering its first token costs.
 - events: C clients at once each stream a run of the `burst` graph (T tokens back to back,
   no model) from one `chronos serve` process, natively (`/runs/stream`, `messages-tuple`
@@ -195,9 +194,8 @@ def _ttft(rounds: int, max_tokens: int, model_url: str, model_pid: int) -> None:
     with serving(f"{_GRAPHS}:local", f"{_GRAPHS}:in_process") as served:
         chronos = openai.OpenAI(base_url=f"{served.url}/v1", api_key="unused", max_retries=0)
         # The model in Chronos's process answers as often as llama.cpp's server's (three
-        # times a round: direct, again, proxy): a model that runs more often finds more of its
-        # code and data in the caches, and its decode (most of a first token's time) is the
-        # quicker for it (`ttft_floor.py`).
+        # times a round: direct, again, proxy): a model, and the process around it, that runs
+        # more often finds more of its code and data in the caches, and answers the sooner.
         sides = {_DIRECT: lambda: _first_token(direct, "smollm2", **options),
                  _DIRECT_AGAIN: lambda: _first_token(direct, "smollm2", **options),
                  _PROXY: lambda: _first_token(chronos, "local"),

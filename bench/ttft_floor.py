@@ -249,9 +249,9 @@ def measure(rounds: int, max_tokens: int) -> None:
 
         clients = {_DIALECT: client(""), _HUB: client("/hub"), _RUNNER: client("/direct"),
                    _FLOOR: client("/floor")}
-        # llama.cpp's server answers as often as the model in Chronos's process does: a model
-        # that runs more often finds more of its code and data in the caches, and its decode
-        # (most of a first token's time) is the quicker for it.
+        # llama.cpp's server answers as often as the model in Chronos's process does: a model,
+        # and the process around it, that runs more often finds more of its code and data in
+        # the caches, and answers the sooner.
         sides = {_DIRECT: lambda: _first_token(direct, "smollm2", **options),
                  **{f"{_DIRECT_AGAIN} ({n})": lambda: _first_token(direct, "smollm2", **options)
                     for n in range(1, len(clients))},
