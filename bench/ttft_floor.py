@@ -41,12 +41,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import os
 import random
+import socket
 import statistics
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -77,7 +78,7 @@ _FLOOR = "chronos, provider alone"
 
 
 def _app() -> Any:
-    """The served app: `create_app`'s, with the two measuring routes before it."""
+    """The served app: `create_app`'s, with the measuring routes before it."""
     from starlette.requests import Request
     from starlette.responses import Response
     from starlette.routing import Route
@@ -120,6 +121,15 @@ def _app() -> Any:
 
         return StreamInRequestTask(frames(), media_type="text/event-stream")
 
+    async def token_chunks(events: Any, completion: ChatCompletion) -> AsyncIterator[bytes]:
+        """A `runner.stream("messages")`'s tokens as the dialect's chunks."""
+        async for event in events:
+            if event.type == "token":
+                delta = completion.delta({"content": event.data.content,
+                                          "message_id": event.data.message_id})
+                if delta is not None:
+                    yield completion.chunk(delta)
+
     async def direct(request: Request) -> Response:
         body = orjson.loads(await request.body())
         completion = ChatCompletion(f"chatcmpl-{uuid.uuid4()}", body["model"])
@@ -131,12 +141,8 @@ def _app() -> Any:
         async def frames() -> AsyncIterator[bytes]:
             try:
                 yield completion.first_chunk()
-                async for event in events:
-                    if event.type == "token":
-                        delta = completion.delta({"content": event.data.content,
-                                                  "message_id": event.data.message_id})
-                        if delta is not None:
-                            yield completion.chunk(delta)
+                async for chunk in token_chunks(events, completion):
+                    yield chunk
                 await run
                 yield completion.last_chunks()
             finally:
@@ -165,12 +171,8 @@ def _app() -> Any:
         async def frames() -> AsyncIterator[bytes]:
             try:
                 yield completion.first_chunk()
-                async for event in events:
-                    if event.type == "token":
-                        delta = completion.delta({"content": event.data.content,
-                                                  "message_id": event.data.message_id})
-                        if delta is not None:
-                            yield completion.chunk(delta)
+                async for chunk in token_chunks(events, completion):
+                    yield chunk
                 await record.done.wait()
                 yield completion.last_chunks()
             finally:
@@ -207,15 +209,12 @@ def _serve(port: int) -> None:
     async def run() -> None:
         await server.serve(_app(), sock)
 
-    gc.collect()
     _run_loop(run())
 
 
 @contextmanager
 def _serving() -> Iterator[tuple[str, int]]:
-    import socket
-    import time
-
+    """The server of `_app()` in a process of its own: its URL and pid while the block runs."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
