@@ -164,6 +164,40 @@ _PROXY = "chronos -> llama.cpp server"
 _POOLED = "chronos, model in process (mean of 3)"
 
 
+def shuffled_rounds(sides: dict[str, Callable[[], tuple[float, str]]], pids: tuple[int, ...],
+                    rounds: int) -> Iterator[dict[str, float]]:
+    """Each round's TTFT by side: every side once, in an order shuffled each round (seeded; a
+    rotated one would have each side follow the same side every round, and so find its server's
+    caches warm or cold every round), each once the processes `pids` have gone idle.
+
+    Raises:
+        SystemExit: the sides streamed different text.
+    """
+    shuffle = random.Random(0).shuffle
+    texts: set[str] = set()
+    for _ in range(rounds):
+        order = list(sides)
+        shuffle(order)
+        measured = {}
+        for name in order:
+            _settle(pids)
+            measured[name], text = sides[name]()
+            texts.add(text)
+        yield measured
+    if len(texts) != 1:
+        raise SystemExit(f"the sides streamed different text: {texts}")
+
+
+def print_difference(name: str, baseline: str, values: list[float]) -> None:
+    """The median of a side's per-round differences to `baseline`, its 95 % interval and its
+    quartiles, in ms."""
+    low, high = _median_interval(values)
+    quartiles = statistics.quantiles(values, n=4)
+    print(f"  {name} - {baseline}, per round: median {statistics.median(values) * 1e3:.2f} ms "
+          f"(95 % interval {low * 1e3:.2f} .. {high * 1e3:.2f}; quartiles "
+          f"{quartiles[0] * 1e3:.2f} .. {quartiles[2] * 1e3:.2f} ms)")
+
+
 def _median_interval(values: list[float], resamples: int = 2000) -> tuple[float, float]:
     """A 95 % bootstrap interval of the median of `values` (seeded: the same every run)."""
     pick = random.Random(0).choices
@@ -214,36 +248,20 @@ def _ttft(rounds: int, max_tokens: int, model_url: str, model_pid: int) -> None:
         firsts: dict[str, list[float]] = {name: [] for name in sides}
         differences: dict[str, list[float]] = {name: [] for name in sides if name != _DIRECT}
         pooled: list[float] = []  # per round: the in-process mean less the server's mean
-        texts: set[str] = set()
-        shuffle = random.Random(0).shuffle
-        for _ in range(rounds):
-            order = list(sides)
-            shuffle(order)  # no side always follows the same one (nor its server's caches)
-            measured = {}
-            for name in order:
-                _settle(pids)
-                first, text = sides[name]()
-                measured[name] = first
+        for measured in shuffled_rounds(sides, pids, rounds):
+            for name, first in measured.items():
                 firsts[name].append(first)
-                texts.add(text)
             for name, values in differences.items():
                 values.append(measured[name] - measured[_DIRECT])
             pooled.append(statistics.fmean(measured[name] for name in _IN_PROCESS)
                           - statistics.fmean((measured[_DIRECT], measured[_DIRECT_AGAIN])))
     differences[_POOLED] = pooled
-    if len(texts) != 1:
-        raise SystemExit(f"the sides streamed different text: {texts}")
     print(f"load after: {_load()}; {rounds} rounds, {max_tokens} tokens, same text on all sides")
     for name, values in firsts.items():
         print(f"  {name:30s} TTFT median {statistics.median(values) * 1e3:7.2f} ms")
     for name, values in differences.items():
-        quartiles = statistics.quantiles(values, n=4)
-        low, high = _median_interval(values)
-        baseline = "llama.cpp server (mean of 2)" if name == _POOLED else "llama.cpp server"
-        print(f"  {name} - {baseline}, per round: median "
-              f"{statistics.median(values) * 1e3:.2f} ms (95 % interval {low * 1e3:.2f} .. "
-              f"{high * 1e3:.2f}; quartiles {quartiles[0] * 1e3:.2f} .. "
-              f"{quartiles[2] * 1e3:.2f} ms)")
+        print_difference(name, "llama.cpp server (mean of 2)" if name == _POOLED
+                         else "llama.cpp server", values)
 
 
 def ttft_alone(rounds: int) -> None:

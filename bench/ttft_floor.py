@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import random
 import socket
 import statistics
 import subprocess
@@ -65,9 +64,9 @@ from bench.dialect_openai import (
     _DIRECT_AGAIN,
     _first_token,
     _load,
-    _median_interval,
-    _settle,
     model_server_process,
+    print_difference,
+    shuffled_rounds,
 )
 from bench.ttft_threads import Sample, _threads
 
@@ -276,32 +275,16 @@ def measure(rounds: int, max_tokens: int) -> None:
             side()
         firsts: dict[str, list[float]] = {name: [] for name in sides}
         differences: dict[str, list[float]] = {name: [] for name in sides if name != _DIRECT}
-        texts: set[str] = set()
-        shuffle = random.Random(0).shuffle
-        for _ in range(rounds):
-            order = list(sides)
-            shuffle(order)  # no side always follows the same one (nor its server's caches)
-            measured = {}
-            for name in order:
-                _settle(pids)
-                first, text = sides[name]()
-                measured[name] = first
+        for measured in shuffled_rounds(sides, pids, rounds):
+            for name, first in measured.items():
                 firsts[name].append(first)
-                texts.add(text)
             for name, values in differences.items():
                 values.append(measured[name] - measured[_DIRECT])
-    if len(texts) != 1:
-        raise SystemExit(f"the sides streamed different text: {texts}")
     print(f"load after: {_load()}; {rounds} rounds, {max_tokens} tokens, same text on all sides")
     for name, values in firsts.items():
         print(f"  {name:40s} TTFT median {statistics.median(values) * 1e3:7.2f} ms")
     for name, values in differences.items():
-        low, high = _median_interval(values)
-        quartiles = statistics.quantiles(values, n=4)
-        print(f"  {name:40s} - llama.cpp server, per round: median "
-              f"{statistics.median(values) * 1e3:5.2f} ms (95 % interval {low * 1e3:.2f} .. "
-              f"{high * 1e3:.2f}; quartiles {quartiles[0] * 1e3:.2f} .. "
-              f"{quartiles[2] * 1e3:.2f})")
+        print_difference(name, "llama.cpp server", values)
     print("  the served process's event loop up to the first text, medians: CPU / run-queue "
           "wait, ms")
     for name, samples in cpu.items():
