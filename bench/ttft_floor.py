@@ -35,6 +35,12 @@ served process's event loop (its main thread) from `create()` to the SDK's first
 that differs between the routes (the model's threads do the same work on each), and its
 run-queue wait. A wall-clock difference needs a quiet machine; these CPU times compare
 between the routes of one run on a busy one too.
+
+Last, where each route's time goes, by the served process's own clock (`_Stages`): from the
+app called to the model's request, then to the model's first chunk taken on the loop, then to
+the first text written. The first and last spans are what the layers add on the way (the
+model's span, the same work on every route, is where the machine's noise is); the SDK's TTFT
+adds the client's side and the network to the four, the same for every route.
 """
 
 from __future__ import annotations
@@ -184,9 +190,19 @@ def _app() -> Any:
                  "/hub/v1/chat/completions": Route("/", hub, methods=["POST"]),
                  "/direct/v1/chat/completions": Route("/", direct, methods=["POST"])}
 
+    stages = _Stages()
+
+    async def report_stages(request: Request) -> Response:
+        return Response(orjson.dumps(stages.taken()), media_type="application/json")
+
+    measuring["/stages"] = Route("/", report_stages, methods=["GET"])
+
     class App:
         async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-            route = measuring.get(scope.get("path", "")) if scope["type"] == "http" else None
+            path = scope.get("path", "")
+            route = measuring.get(path) if scope["type"] == "http" else None
+            if path.endswith("/chat/completions"):
+                send = stages.arrived(path, send)
             if route is None:
                 await dialect_app(scope, receive, send)
             else:
@@ -196,6 +212,70 @@ def _app() -> Any:
             await dialect_app.aclose()
 
     return App()
+
+
+class _Stages:
+    """When each streamed request of the served process reached four points, by the process's
+    clock: the app called (`arrived`), the model's request made (its job handed to the
+    provider's worker thread), the first chunk taken from the worker on the loop, and the
+    first text written to the response. Requests run one at a time, so the marks are the
+    current request's. The two model marks wrap the provider's hand-off: a few microseconds,
+    the same on every route.
+    """
+
+    def __init__(self) -> None:
+        from chronos.model import _handoff
+
+        self._marks: list[dict[str, Any]] = []
+        marks = self._marks
+        run, receive = _handoff.Workers.run, _handoff.ThreadHandoff.receive
+
+        def marked_run(workers: Any, job: Any) -> None:
+            marks[-1].setdefault("model_request", time.perf_counter())
+            run(workers, job)
+
+        async def marked_receive(handoff: Any) -> Any:
+            item = await receive(handoff)
+            marks[-1].setdefault("first_chunk", time.perf_counter())
+            return item
+
+        _handoff.Workers.run = marked_run
+        _handoff.ThreadHandoff.receive = marked_receive
+
+    def arrived(self, path: str, send: Any) -> Any:
+        """Start a request's marks; its `send`, marking the first text written."""
+        current = {"path": path, "arrived": time.perf_counter()}
+        self._marks.append(current)
+
+        async def marked_send(message: Any) -> None:
+            body = message.get("body", b"")
+            if b'"content":"' in body and b'"content":""' not in body:
+                current.setdefault("first_text", time.perf_counter())
+            await send(message)
+
+        return marked_send
+
+    def taken(self) -> list[dict[str, Any]]:
+        """The marks of the requests since the last call."""
+        taken = list(self._marks)
+        self._marks.clear()
+        return taken
+
+
+def _print_stages(marks: list[dict[str, Any]], routes: dict[str, str]) -> None:
+    """Medians, per route, of the time from one mark to the next, and their sum."""
+    print("  the served process, request by request, medians in ms: app called -> model's "
+          "request -> first chunk on the loop -> first text written (all)")
+    for name, prefix in routes.items():
+        mine = [m for m in marks if m["path"] == f"{prefix}/v1/chat/completions"
+                and "first_text" in m]
+        if not mine:
+            continue
+        spans = [[m[b] - m[a] for m in mine] for a, b in
+                 (("arrived", "model_request"), ("model_request", "first_chunk"),
+                  ("first_chunk", "first_text"), ("arrived", "first_text"))]
+        before, model, after, whole = (statistics.median(v) * 1e3 for v in spans)
+        print(f"  {name:40s} {before:6.3f} + {model:6.2f} + {after:6.3f} = {whole:6.2f}")
 
 
 def _serve(port: int) -> None:
@@ -273,6 +353,7 @@ def measure(rounds: int, max_tokens: int) -> None:
         for side in sides.values():  # warm-up: connections, the models' prompt caches
             side()
             side()
+        httpx.get(f"{url}/stages")  # the warm-up's marks, left out
         firsts: dict[str, list[float]] = {name: [] for name in sides}
         differences: dict[str, list[float]] = {name: [] for name in sides if name != _DIRECT}
         for measured in shuffled_rounds(sides, pids, rounds):
@@ -280,6 +361,7 @@ def measure(rounds: int, max_tokens: int) -> None:
                 firsts[name].append(first)
             for name, values in differences.items():
                 values.append(measured[name] - measured[_DIRECT])
+        stages = httpx.get(f"{url}/stages").json()
     print(f"load after: {_load()}; {rounds} rounds, {max_tokens} tokens, same text on all sides")
     for name, values in firsts.items():
         print(f"  {name:40s} TTFT median {statistics.median(values) * 1e3:7.2f} ms")
@@ -290,6 +372,7 @@ def measure(rounds: int, max_tokens: int) -> None:
     for name, samples in cpu.items():
         loop, wait = (statistics.median(v) for v in zip(*samples, strict=True))
         print(f"  {name:40s} {loop:5.2f} / {wait:5.2f}")
+    _print_stages(stages, {_DIALECT: "", _HUB: "/hub", _RUNNER: "/direct", _FLOOR: "/floor"})
 
 
 def main() -> None:
