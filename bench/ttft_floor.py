@@ -38,9 +38,9 @@ between the routes of one run on a busy one too.
 
 Last, where each route's time goes, by the served process's own clock (`_Stages`): from the
 app called to the model's request, then to the model's first chunk taken on the loop, then to
-the first text written. The first and last spans are what the layers add on the way (the
-model's span, the same work on every route, is where the machine's noise is); the SDK's TTFT
-adds the client's side and the network to the four, the same for every route.
+the first text written. The first and last spans are what the layers add on the way; the
+model's span, the same work on every route, is where the machine's noise is. The SDK's TTFT
+adds the client's side and the network to these spans, the same for every route.
 """
 
 from __future__ import annotations
