@@ -245,23 +245,47 @@ def _ttft(rounds: int, max_tokens: int, model_url: str, model_pid: int) -> None:
         print("idle, both models loaded: CPU over 1 s, " + ", ".join(
             f"pid {pid} {used:.2f} ms" for pid, used in zip(pids, idle, strict=True))
             + f" (model's server: pid {model_pid}, chronos serve: pid {served.pid})")
-        firsts: dict[str, list[float]] = {name: [] for name in sides}
-        differences: dict[str, list[float]] = {name: [] for name in sides if name != _DIRECT}
-        pooled: list[float] = []  # per round: the in-process mean less the server's mean
-        for measured in shuffled_rounds(sides, pids, rounds):
-            for name, first in measured.items():
-                firsts[name].append(first)
-            for name, values in differences.items():
-                values.append(measured[name] - measured[_DIRECT])
-            pooled.append(statistics.fmean(measured[name] for name in _IN_PROCESS)
-                          - statistics.fmean((measured[_DIRECT], measured[_DIRECT_AGAIN])))
-    differences[_POOLED] = pooled
+        paired_ttft(sides, pids, rounds, (_DIRECT, _DIRECT_AGAIN), _IN_PROCESS, _POOLED)
     print(f"load after: {_load()}; {rounds} rounds, {max_tokens} tokens, same text on all sides")
+
+
+def paired_ttft(sides: dict[str, Callable[[], tuple[float, str]]], pids: tuple[int, ...],
+                rounds: int, baseline: tuple[str, str], ours: tuple[str, ...],
+                pooled: str) -> None:
+    """Measure `shuffled_rounds` and print each side's median TTFT, its per-round difference
+    to `baseline[0]`, and, as `pooled`, per round the mean of the sides `ours` less the mean
+    of the two `baseline` sides (the headline, being the least noisy)."""
+    firsts: dict[str, list[float]] = {name: [] for name in sides}
+    differences: dict[str, list[float]] = {name: [] for name in sides if name != baseline[0]}
+    differences[pooled] = []
+    for measured in shuffled_rounds(sides, pids, rounds):
+        for name, first in measured.items():
+            firsts[name].append(first)
+            if name in differences:
+                differences[name].append(first - measured[baseline[0]])
+        differences[pooled].append(statistics.fmean(measured[name] for name in ours)
+                                   - statistics.fmean(measured[name] for name in baseline))
+    width = max(map(len, sides))
     for name, values in firsts.items():
-        print(f"  {name:30s} TTFT median {statistics.median(values) * 1e3:7.2f} ms")
+        print(f"  {name:{width}s} TTFT median {statistics.median(values) * 1e3:7.2f} ms")
     for name, values in differences.items():
-        print_difference(name, "llama.cpp server (mean of 2)" if name == _POOLED
-                         else "llama.cpp server", values)
+        print_difference(name, f"{baseline[0]} (mean of 2)" if name == pooled else baseline[0],
+                         values)
+
+
+def wait_until_serving(url: str, child: subprocess.Popen[bytes], what: str) -> None:
+    """Wait until a GET of `url` answers 200 from the server `child` starts.
+
+    Raises:
+        SystemExit: `child` ended first.
+    """
+    for _ in range(1200):
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        if child.poll() is not None:
+            raise SystemExit(f"{what} did not start")
+        time.sleep(0.05)
 
 
 def ttft_alone(rounds: int) -> None:

@@ -73,6 +73,7 @@ from bench.dialect_openai import (
     model_server_process,
     print_difference,
     shuffled_rounds,
+    wait_until_serving,
 )
 from bench.ttft_threads import Sample, _threads
 
@@ -300,15 +301,7 @@ def _serving() -> Iterator[tuple[str, int]]:
     child = subprocess.Popen([sys.executable, __file__, "_serve", str(port)])
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{url}/ok", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if child.poll() is not None:
-                raise SystemExit("the server did not start")
-            time.sleep(0.05)
+        wait_until_serving(f"{url}/ok", child, "the server")
         yield url, child.pid
     finally:
         child.terminate()
