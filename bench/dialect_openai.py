@@ -43,6 +43,7 @@ import contextlib
 import os
 import platform
 import random
+import socket
 import statistics
 import subprocess
 import sys
@@ -273,19 +274,34 @@ def paired_ttft(sides: dict[str, Callable[[], tuple[float, str]]], pids: tuple[i
                          values)
 
 
-def wait_until_serving(url: str, child: subprocess.Popen[bytes], what: str) -> None:
-    """Wait until a GET of `url` answers 200 from the server `child` starts.
+@contextlib.contextmanager
+def served_process(argv: Callable[[int], list[str]], ready: str, what: str, *,
+                   quiet: bool = False) -> Iterator[tuple[str, int]]:
+    """A server started as `argv(port)` on a free port of 127.0.0.1, in a process of its own:
+    its URL and pid once a GET of its path `ready` answers 200, while the block runs.
+    `quiet`: its output is dropped.
 
     Raises:
-        SystemExit: `child` ended first.
+        SystemExit: the process ended before it served.
     """
-    for _ in range(1200):
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        if child.poll() is not None:
-            raise SystemExit(f"{what} did not start")
-        time.sleep(0.05)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    output = subprocess.DEVNULL if quiet else None
+    child = subprocess.Popen(argv(port), stdout=output, stderr=output)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(1200):
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(url + ready, timeout=1).status_code == 200:
+                    break
+            if child.poll() is not None:
+                raise SystemExit(f"{what} did not start")
+            time.sleep(0.05)
+        yield url, child.pid
+    finally:
+        child.terminate()
+        child.wait()
 
 
 def ttft_alone(rounds: int) -> None:

@@ -48,14 +48,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +70,8 @@ from bench.dialect_openai import (
     _load,
     model_server_process,
     print_difference,
+    served_process,
     shuffled_rounds,
-    wait_until_serving,
 )
 from bench.ttft_threads import Sample, _threads
 
@@ -292,20 +290,10 @@ def _serve(port: int) -> None:
     _run_loop(run())
 
 
-@contextmanager
-def _serving() -> Iterator[tuple[str, int]]:
+def _serving() -> AbstractContextManager[tuple[str, int]]:
     """The server of `_app()` in a process of its own: its URL and pid while the block runs."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    child = subprocess.Popen([sys.executable, __file__, "_serve", str(port)])
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_serving(f"{url}/ok", child, "the server")
-        yield url, child.pid
-    finally:
-        child.terminate()
-        child.wait()
+    return served_process(lambda port: [sys.executable, __file__, "_serve", str(port)], "/ok",
+                          "the server")
 
 
 def measure(rounds: int, max_tokens: int) -> None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -35,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import openai
-from bench.dialect_openai import _GRAPHS, _first_token, _load, paired_ttft, wait_until_serving
+from bench.dialect_openai import _GRAPHS, _first_token, _load, paired_ttft, served_process
 from bench.dialect_openai_graphs import N_CTX, SEED, THREADS
 from tests.server.api_server import serving
 
@@ -71,22 +70,15 @@ def peer_server(python: Path) -> Iterator[tuple[str, int]]:
     and pid while the block runs."""
     from chronos.model.llamacpp import default_model_path
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    child = subprocess.Popen(
-        [str(python), "-m", "llama_cpp.server", "--model", str(default_model_path()),
-         "--model_alias", "smollm2", "--n_ctx", str(N_CTX), "--n_threads", str(THREADS),
-         "--n_threads_batch", str(THREADS), "--host", "127.0.0.1", "--port", str(port),
-         "--verbose", "False"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        wait_until_serving(f"{url}/models", child, "llama-cpp-python's server")
-        yield url, child.pid
-    finally:
-        child.terminate()
-        child.wait()
+    def argv(port: int) -> list[str]:
+        return [str(python), "-m", "llama_cpp.server", "--model", str(default_model_path()),
+                "--model_alias", "smollm2", "--n_ctx", str(N_CTX), "--n_threads", str(THREADS),
+                "--n_threads_batch", str(THREADS), "--host", "127.0.0.1", "--port", str(port),
+                "--verbose", "False"]
+
+    with served_process(argv, "/v1/models", "llama-cpp-python's server", quiet=True) as (url,
+                                                                                       pid):
+        yield f"{url}/v1", pid
 
 
 def measure(rounds: int, max_tokens: int, python: Path) -> None:
