@@ -162,7 +162,6 @@ _DIRECT_AGAIN = "llama.cpp server, again"  # the noise floor: the same side meas
 _IN_PROCESS = ("chronos, model in process", "chronos, model in process (2)",
                "chronos, model in process (3)")
 _PROXY = "chronos -> llama.cpp server"
-_POOLED = "chronos, model in process (mean of 3)"
 
 
 def shuffled_rounds(sides: dict[str, Callable[[], tuple[float, str]]], pids: tuple[int, ...],
@@ -246,32 +245,34 @@ def _ttft(rounds: int, max_tokens: int, model_url: str, model_pid: int) -> None:
         print("idle, both models loaded: CPU over 1 s, " + ", ".join(
             f"pid {pid} {used:.2f} ms" for pid, used in zip(pids, idle, strict=True))
             + f" (model's server: pid {model_pid}, chronos serve: pid {served.pid})")
-        paired_ttft(sides, pids, rounds, (_DIRECT, _DIRECT_AGAIN), _IN_PROCESS, _POOLED)
+        paired_ttft(sides, pids, rounds, (_DIRECT, _DIRECT_AGAIN), _IN_PROCESS)
     print(f"load after: {_load()}; {rounds} rounds, {max_tokens} tokens, same text on all sides")
 
 
 def paired_ttft(sides: dict[str, Callable[[], tuple[float, str]]], pids: tuple[int, ...],
-                rounds: int, baseline: tuple[str, str], ours: tuple[str, ...],
-                pooled: str) -> None:
-    """Measure `shuffled_rounds` and print each side's median TTFT, its per-round difference
-    to `baseline[0]`, and, as `pooled`, per round the mean of the sides `ours` less the mean
-    of the two `baseline` sides (the headline, being the least noisy)."""
+                rounds: int, baseline: tuple[str, ...], ours: tuple[str, ...] = ()) -> None:
+    """Measure `shuffled_rounds` and print each side's median TTFT and its per-round
+    difference to `baseline[0]`; and, when `ours` names sides, per round the mean of those less
+    the mean of the `baseline` sides (the headline, being the least noisy)."""
     firsts: dict[str, list[float]] = {name: [] for name in sides}
     differences: dict[str, list[float]] = {name: [] for name in sides if name != baseline[0]}
-    differences[pooled] = []
+    pooled: list[float] = []
     for measured in shuffled_rounds(sides, pids, rounds):
         for name, first in measured.items():
             firsts[name].append(first)
             if name in differences:
                 differences[name].append(first - measured[baseline[0]])
-        differences[pooled].append(statistics.fmean(measured[name] for name in ours)
-                                   - statistics.fmean(measured[name] for name in baseline))
+        if ours:
+            pooled.append(statistics.fmean(measured[name] for name in ours)
+                          - statistics.fmean(measured[name] for name in baseline))
     width = max(map(len, sides))
     for name, values in firsts.items():
         print(f"  {name:{width}s} TTFT median {statistics.median(values) * 1e3:7.2f} ms")
     for name, values in differences.items():
-        print_difference(name, f"{baseline[0]} (mean of 2)" if name == pooled else baseline[0],
-                         values)
+        print_difference(name, baseline[0], values)
+    if ours:
+        print_difference(f"{ours[0]} (mean of {len(ours)})",
+                         f"{baseline[0]} (mean of {len(baseline)})", pooled)
 
 
 @contextlib.contextmanager

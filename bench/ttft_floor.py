@@ -69,9 +69,8 @@ from bench.dialect_openai import (
     _first_token,
     _load,
     model_server_process,
-    print_difference,
+    paired_ttft,
     served_process,
-    shuffled_rounds,
 )
 from bench.ttft_threads import Sample, _threads
 
@@ -335,19 +334,9 @@ def measure(rounds: int, max_tokens: int) -> None:
             side()
             side()
         httpx.get(f"{url}/stages")  # the warm-up's marks, left out
-        firsts: dict[str, list[float]] = {name: [] for name in sides}
-        differences: dict[str, list[float]] = {name: [] for name in sides if name != _DIRECT}
-        for measured in shuffled_rounds(sides, pids, rounds):
-            for name, first in measured.items():
-                firsts[name].append(first)
-            for name, values in differences.items():
-                values.append(measured[name] - measured[_DIRECT])
+        paired_ttft(sides, pids, rounds, (_DIRECT,))
         stages = httpx.get(f"{url}/stages").json()
     print(f"load after: {_load()}; {rounds} rounds, {max_tokens} tokens, same text on all sides")
-    for name, values in firsts.items():
-        print(f"  {name:40s} TTFT median {statistics.median(values) * 1e3:7.2f} ms")
-    for name, values in differences.items():
-        print_difference(name, "llama.cpp server", values)
     print("  the served process's event loop up to the first text, medians: CPU / run-queue "
           "wait, ms")
     for name, samples in cpu.items():

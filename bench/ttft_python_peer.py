@@ -43,7 +43,6 @@ _PEER_VENV = Path(__file__).resolve().parent / ".peers" / "llama-cpp-python"
 _PEER = "llama-cpp-python server"
 _PEER_AGAIN = "llama-cpp-python server, again"
 _CHRONOS = ("chronos, model in process", "chronos, model in process (2)")
-_POOLED = "chronos, model in process (mean of 2)"
 
 
 def peer_python() -> Path:
@@ -96,7 +95,7 @@ def measure(rounds: int, max_tokens: int, python: Path) -> None:
             side()
             side()
         paired_ttft(sides, (os.getpid(), peer_pid, served.pid), rounds, (_PEER, _PEER_AGAIN),
-                    _CHRONOS, _POOLED)
+                    _CHRONOS)
     print(f"load after: {_load()}; {rounds} rounds, {max_tokens} tokens, same text on all sides")
 
 
